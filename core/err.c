@@ -1,0 +1,29 @@
+#include "core/err.h"
+
+#include <uv.h>
+
+const char *core_strerror(int code)
+{
+    switch (code) {
+    case 0:
+        return "success";
+    case CORE_ETOOBIG:
+        return "too big";
+    case CORE_EPARSE:
+        return "parse error";
+    case CORE_EINVAL:
+        return "invalid value";
+    case CORE_ENOTFOUND:
+        return "not found";
+    case CORE_ECLOSED:
+        return "closed";
+    case CORE_ETIMEDOUT:
+        return "timed out";
+    case CORE_EPROTO:
+        return "protocol error";
+    case CORE_EBUSY:
+        return "busy";
+    default:
+        return uv_strerror(code);
+    }
+}

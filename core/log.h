@@ -1,0 +1,32 @@
+/* Leveled logging to stderr or a file, never stdout (stdout may carry MCP stdio). */
+#ifndef GW_CORE_LOG_H
+#define GW_CORE_LOG_H
+
+#include <stdio.h>
+
+enum core_log_level {
+    CORE_LOG_ERROR = 0,
+    CORE_LOG_WARN = 1,
+    CORE_LOG_INFO = 2,
+    CORE_LOG_DEBUG = 3,
+    CORE_LOG_TRACE = 4,
+};
+
+extern int core_log_level;
+
+/* Parses "error|warn|info|debug|trace"; returns 0 and writes *out, or CORE_EINVAL. */
+int core_log_parse_level(const char *s, int *out);
+void core_log_set_level(int level);
+/* Borrowed FILE; NULL means stderr. */
+void core_log_set_file(FILE *f);
+void core_log_write(int level, const char *module, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The level is checked before the arguments are evaluated. `mod` is a short module name. */
+#define core_log(level, mod, ...)                                                                  \
+    do {                                                                                           \
+        if ((level) <= core_log_level)                                                             \
+            core_log_write((level), (mod), __VA_ARGS__);                                           \
+    } while (0)
+
+#endif

@@ -1,0 +1,68 @@
+/* A supervised stdio child: spawned in its own process group, newline-framed stdin/stdout,
+ * stderr lines kept in a ring buffer and appended to a log file, and a staged stop. */
+#ifndef GW_TRANSPORTS_CHILD_H
+#define GW_TRANSPORTS_CHILD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/err.h"
+
+struct tp_child;
+
+struct tp_child_opts {
+    const char *name;      /* for logs */
+    const char *file;      /* program (looked up in PATH) */
+    char *const *args;     /* argv[1..], NULL-terminated */
+    char *const *env_add;  /* "K=V" added to (or replacing in) the daemon's environment; may be NULL */
+    const char *cwd;       /* NULL = inherit */
+    size_t max_frame;      /* longest stdout frame; 0 = 16 MiB */
+    const char *log_path;  /* stderr lines are appended here; NULL = not kept on disk */
+    const char *self_exe;  /* path of our own binary, used as a pre-exec trampoline that sets
+                              PR_SET_PDEATHSIG; NULL = spawn directly */
+    uint64_t stop_grace_ms; /* each stage of the stop (stdin close, SIGTERM); 0 = 2000 */
+};
+
+struct tp_child_cbs {
+    /* One frame from stdout, borrowed for the call. */
+    void (*on_frame)(void *ctx, const char *p, size_t n);
+    /* The child wrote a frame over max_frame (err = CORE_ETOOBIG) or stdout failed. The child
+     * is being stopped when this fires; on_exit follows. */
+    void (*on_invalid)(void *ctx, int err);
+    /* The process has exited (status, or term_signal != 0) and its pipes are closed.
+     * The child object stays valid until tp_child_free. */
+    void (*on_exit)(void *ctx, int64_t status, int term_signal);
+};
+
+/* Spawns the child. On success returns 0 and *out (owned by the caller: stop it, wait for
+ * on_exit, then tp_child_free). Callbacks never fire before this returns.
+ * Returns UV_E* when the spawn fails (e.g. UV_ENOENT: no such program). */
+GW_MUST_CHECK int tp_child_spawn(uv_loop_t *loop, const struct tp_child_opts *opts,
+                                 const struct tp_child_cbs *cbs, void *ctx, struct tp_child **out);
+/* Queues the buffers (copied) followed by nothing else: the caller includes the "\n".
+ * Everything queued before the previous write completes goes out in one write.
+ * Returns 0 or CORE_ECLOSED. */
+int tp_child_write(struct tp_child *c, const uv_buf_t *bufs, unsigned n);
+/* Bytes queued and not yet written. */
+size_t tp_child_queued(const struct tp_child *c);
+/* Staged stop: close stdin; after stop_grace_ms SIGTERM to the process group; after another
+ * stop_grace_ms SIGKILL to the group. on_exit fires once the process is gone. Idempotent. */
+void tp_child_stop(struct tp_child *c);
+/* SIGKILL to the whole process group at once. */
+void tp_child_kill(struct tp_child *c);
+int tp_child_pid(const struct tp_child *c);
+bool tp_child_exited(const struct tp_child *c);
+/* Copies up to cap-1 bytes of the most recent stderr output (whole lines) into out. */
+size_t tp_child_stderr_tail(const struct tp_child *c, char *out, size_t cap);
+/* Frees a child whose on_exit has fired (or that never started). Handles close asynchronously;
+ * no callback fires after this call. */
+void tp_child_free(struct tp_child *c);
+
+/* The trampoline's entry point: `agentgate __exec PROGRAM ARGS...` sets PR_SET_PDEATHSIG
+ * (SIGKILL), exits at once if the parent is already gone, and execs PROGRAM (PATH lookup).
+ * Returns only on failure (the exit status to use). */
+int tp_child_exec_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,87 @@
+/* HTTP/1.1 server on TCP and Unix sockets (requests parsed with Debian's libhttp-parser).
+ * It knows nothing about MCP: it hands complete requests (headers + body) to one callback and
+ * lets the caller answer with a whole response or a chunked stream (used for SSE). */
+#ifndef GW_TRANSPORTS_HTTP_H
+#define GW_TRANSPORTS_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/err.h"
+
+struct tp_http_server;
+struct tp_http_req;
+
+struct tp_http_limits {
+    size_t max_body;   /* longer bodies get 413 and the connection is closed; default 4 MiB */
+    size_t max_header; /* request line + headers; more gets 431; default 16 KiB */
+    uint64_t idle_ms;  /* a connection with no request in progress is closed after this; 0 = never */
+};
+
+struct tp_http_header {
+    const char *name;
+    const char *value;
+};
+
+/* Called once per complete request. The request is borrowed until it is answered with
+ * tp_http_respond / tp_http_stream_end, or until its close callback fires. */
+typedef void (*tp_http_request_cb)(void *ctx, struct tp_http_req *req);
+/* Fired when the connection goes away before the request was answered completely (client
+ * disconnect, server close). The request is invalid after the callback returns. */
+typedef void (*tp_http_close_cb)(void *ud, struct tp_http_req *req);
+
+/* Creates a server; nothing listens until tp_http_server_listen_*. limits may be NULL. */
+struct tp_http_server *tp_http_server_new(uv_loop_t *loop, const struct tp_http_limits *limits,
+                                          tp_http_request_cb cb, void *ctx);
+/* Binds and listens on host:port (host is a numeric IPv4/IPv6 address; port 0 picks one).
+ * Returns 0 or a UV_E* code. */
+GW_MUST_CHECK int tp_http_server_listen_tcp(struct tp_http_server *srv, const char *host, int port);
+/* The TCP port actually bound, or -1. */
+int tp_http_server_port(const struct tp_http_server *srv);
+/* Binds a Unix socket at path with mode 0600 (a stale socket file with no listener is replaced;
+ * a live one gives UV_EADDRINUSE). The parent directory must exist. Returns 0 or UV_E*. */
+GW_MUST_CHECK int tp_http_server_listen_unix(struct tp_http_server *srv, const char *path);
+/* Stops accepting new connections (existing ones go on). */
+void tp_http_server_stop_accepting(struct tp_http_server *srv);
+/* Closes every connection (pending requests get their close callback), unlinks the Unix
+ * socket, and frees the server; `done` (may be NULL) fires once every handle has closed. */
+void tp_http_server_close(struct tp_http_server *srv, void (*done)(void *ctx), void *ctx);
+
+/* Request accessors: the strings are NUL-terminated and borrowed from the request. */
+const char *tp_http_req_method(const struct tp_http_req *req);
+/* The path without the query string, e.g. "/mcp". */
+const char *tp_http_req_path(const struct tp_http_req *req);
+/* The query string without "?", or "" */
+const char *tp_http_req_query(const struct tp_http_req *req);
+/* Case-insensitive header lookup; the first occurrence, or NULL. */
+const char *tp_http_req_header(const struct tp_http_req *req, const char *name);
+const char *tp_http_req_body(const struct tp_http_req *req, size_t *len);
+/* True when the request came in on the Unix socket. */
+bool tp_http_req_is_unix(const struct tp_http_req *req);
+/* A short id of the connection for logs ("c12"). */
+const char *tp_http_req_conn_name(const struct tp_http_req *req);
+
+void tp_http_req_set_close_cb(struct tp_http_req *req, tp_http_close_cb cb, void *ud);
+
+/* Answers with a whole response. Content-Length is added from the body; the body buffers are
+ * copied before return. The request is finished and invalid after the call. Returns 0 or
+ * CORE_ECLOSED (the connection is gone; the request was still released). */
+int tp_http_respond(struct tp_http_req *req, int status, const struct tp_http_header *hdrs,
+                    size_t n_hdrs, const uv_buf_t *body, unsigned n_body);
+/* Convenience: respond with a small text or JSON body. */
+int tp_http_respond_simple(struct tp_http_req *req, int status, const char *content_type,
+                           const char *body);
+/* Starts a chunked response (for SSE). The request stays valid until tp_http_stream_end or
+ * its close callback. Returns 0 or CORE_ECLOSED. */
+int tp_http_stream_start(struct tp_http_req *req, int status, const struct tp_http_header *hdrs,
+                         size_t n_hdrs);
+/* Writes the buffers as one chunk (copied before return). Returns 0 or CORE_ECLOSED. */
+int tp_http_stream_write(struct tp_http_req *req, const uv_buf_t *bufs, unsigned n);
+/* Ends the chunked response; the request is invalid afterwards. */
+void tp_http_stream_end(struct tp_http_req *req);
+/* Bytes queued on the connection and not yet written (for back-pressure). */
+size_t tp_http_req_queued(const struct tp_http_req *req);
+
+#endif

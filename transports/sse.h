@@ -1,0 +1,40 @@
+/* Server-Sent Events: encoding for our streams, decoding for upstream streams. */
+#ifndef GW_TRANSPORTS_SSE_H
+#define GW_TRANSPORTS_SSE_H
+
+#include <stddef.h>
+
+#include "core/buf.h"
+
+/* Appends one event: optional "id:" and "event:" lines, the data split into "data:" lines at
+ * every \n, \r\n or \r, then a blank line. id and event may be NULL. Returns 0 or CORE_ETOOBIG. */
+GW_MUST_CHECK int tp_sse_encode(struct core_buf *out, const char *id, const char *event,
+                                const char *data, size_t n);
+/* Appends a comment line ": text\n\n" (keep-alive). */
+GW_MUST_CHECK int tp_sse_comment(struct core_buf *out, const char *text);
+/* Appends "retry: ms\n\n". */
+GW_MUST_CHECK int tp_sse_retry(struct core_buf *out, unsigned ms);
+
+/* Receives one decoded event; the strings are borrowed for the call (event defaults to
+ * "message"; id is NULL when the event had none). */
+typedef void (*tp_sse_event_cb)(void *ctx, const char *event, const char *id, const char *data,
+                                size_t n);
+
+struct tp_sse_decoder {
+    /* private: use the API */
+    struct core_buf line;  /* partial line */
+    struct core_buf data;  /* data lines of the current event, joined with \n */
+    char event[64];
+    char id[256];
+    int has_id;
+    int last_cr;           /* the previous chunk ended in \r */
+    unsigned retry_ms;     /* last retry: value seen, 0 if none */
+};
+
+void tp_sse_decoder_init(struct tp_sse_decoder *d, size_t max_event);
+void tp_sse_decoder_dispose(struct tp_sse_decoder *d);
+/* Feeds bytes in any split; calls cb for every complete event. Returns 0 or CORE_ETOOBIG. */
+GW_MUST_CHECK int tp_sse_decoder_feed(struct tp_sse_decoder *d, const char *p, size_t n,
+                                      tp_sse_event_cb cb, void *ctx);
+
+#endif
