@@ -1,5 +1,43 @@
-/* agentgate: subcommand dispatch (temporary stub until serve lands). */
-int main(void)
+/* agentgate: subcommand dispatch. No protocol logic lives here. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd/serve.h"
+#include "federation/demo.h"
+#include "transports/child.h"
+
+static void usage(FILE *f)
 {
-    return 0;
+    fprintf(f, "usage: agentgate <command> [options]\n"
+               "\n"
+               "commands:\n"
+               "  serve        run the gateway daemon (see: agentgate serve --help)\n"
+               "  demo-server  a small built-in stdio MCP server (echo, sum, sleep ...)\n"
+               "  version      print the version\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "demo-server") == 0)
+        return fed_demo_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "__exec") == 0)
+        return tp_child_exec_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("agentgate %s\n", AG_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "agentgate: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
 }

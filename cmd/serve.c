@@ -1,0 +1,310 @@
+/* `agentgate serve`: arguments, paths, listeners and signals around the gateway. */
+#include "cmd/serve.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "auth/seal.h"
+#include "core/alloc.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "federation/gateway.h"
+#include "federation/mcp_http.h"
+#include "transports/http.h"
+
+struct serve {
+    uv_loop_t loop;
+    uv_signal_t sigint, sigterm;
+    struct fed_gateway *gw;
+    struct tp_http_server *http;
+    int stopping;
+};
+
+static void serve_usage(FILE *f)
+{
+    fprintf(f, "usage: agentgate serve [--config FILE] [--listen HOST:PORT|off] [--socket PATH|off]\n"
+               "                       [--state-dir DIR]\n"
+               "\n"
+               "  --config FILE    default $XDG_CONFIG_HOME/agentgate/agentgate.ini\n"
+               "                   (else ~/.config/agentgate/agentgate.ini); without one, a built-in\n"
+               "                   config serves `agentgate demo-server`\n"
+               "  --listen ADDR    TCP address, default 127.0.0.1:7821\n"
+               "  --socket PATH    Unix socket, default $XDG_RUNTIME_DIR/agentgate/agentgate.sock\n"
+               "  --state-dir DIR  logs and state, default $XDG_STATE_HOME/agentgate\n"
+               "                   (else ~/.local/state/agentgate)\n");
+}
+
+/* Joins an XDG base directory (or $HOME + fallback) with a leaf. */
+static int xdg_path(char *out, size_t cap, const char *var, const char *home_rel, const char *leaf)
+{
+    const char *base = getenv(var);
+    int n;
+    if (base && base[0] == '/') {
+        n = snprintf(out, cap, "%s/%s", base, leaf);
+    } else {
+        const char *home = getenv("HOME");
+        if (home == NULL || home[0] == '\0')
+            return -1;
+        n = snprintf(out, cap, "%s/%s/%s", home, home_rel, leaf);
+    }
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* mkdir -p with the given mode for every directory it creates. */
+static int make_dirs(const char *path, mode_t mode)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return -1;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+/* Splits "HOST:PORT" / "[V6]:PORT" into a numeric host and a port. */
+static int split_listen(const char *s, char *host, size_t cap, int *port)
+{
+    const char *colon;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (end == NULL || end[1] != ':')
+            return -1;
+        snprintf(host, cap, "%.*s", (int)(end - s - 1), s + 1);
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return -1;
+        snprintf(host, cap, "%.*s", (int)(colon - s), s);
+    }
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, cap, "127.0.0.1");
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || p < 1 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+static void on_http_request(void *ctx, struct tp_http_req *req)
+{
+    struct serve *sv = ctx;
+    fed_http_request(sv->gw, req);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_http_closed(void *ctx)
+{
+    struct serve *sv = ctx;
+    sv->http = NULL;
+    uv_close((uv_handle_t *)&sv->sigint, on_handle_closed);
+    uv_close((uv_handle_t *)&sv->sigterm, on_handle_closed);
+}
+
+static void on_gateway_done(void *ctx)
+{
+    struct serve *sv = ctx;
+    sv->gw = NULL;
+    core_log(CORE_LOG_INFO, "serve", "every upstream has stopped");
+    tp_http_server_close(sv->http, on_http_closed, sv);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct serve *sv = h->data;
+    if (sv->stopping) {
+        core_log(CORE_LOG_INFO, "serve", "signal %d: already stopping", signum);
+        return;
+    }
+    sv->stopping = 1;
+    core_log(CORE_LOG_INFO, "serve", "signal %d: stopping", signum);
+    tp_http_server_stop_accepting(sv->http);
+    fed_gateway_shutdown(sv->gw, on_gateway_done, sv);
+}
+
+static void print_banner(const char *cfg_path, const char *listen, const char *sock, int port,
+                         const char *host)
+{
+    printf("agentgate %s serving MCP at /mcp\n", AG_VERSION);
+    printf("  config: %s\n", cfg_path ? cfg_path : "(built-in: the demo server)");
+    if (listen)
+        printf("  http:   http://%s%s%s:%d/mcp\n", strchr(host, ':') ? "[" : "", host,
+               strchr(host, ':') ? "]" : "", port);
+    if (sock)
+        printf("  socket: %s\n", sock);
+    if (listen) {
+        printf("\nAdd this to claude_desktop_config.json (or your IDE's MCP config):\n"
+               "{\n  \"mcpServers\": {\n    \"agentgate\": {\n"
+               "      \"type\": \"http\",\n      \"url\": \"http://%s%s%s:%d/mcp\"\n"
+               "    }\n  }\n}\n\n",
+               strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port);
+    }
+    fflush(stdout);
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    const char *opt_config = NULL, *opt_listen = NULL, *opt_socket = NULL, *opt_state = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = strcmp(a, "--config") == 0      ? &opt_config
+                            : strcmp(a, "--listen") == 0    ? &opt_listen
+                            : strcmp(a, "--socket") == 0    ? &opt_socket
+                            : strcmp(a, "--state-dir") == 0 ? &opt_state
+                                                            : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            serve_usage(stdout);
+            return 0;
+        }
+        if (slot == NULL || i + 1 >= argc) {
+            fprintf(stderr, "agentgate: serve: %s '%s'\n", slot ? "missing value for" : "unknown option",
+                    a);
+            serve_usage(stderr);
+            return 2;
+        }
+        *slot = argv[++i];
+    }
+
+    core_alloc_hook_cjson();
+    signal(SIGPIPE, SIG_IGN);
+    char self[PATH_MAX];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sl <= 0) {
+        fprintf(stderr, "agentgate: cannot find our own binary: %s\n", strerror(errno));
+        return 1;
+    }
+    self[sl] = '\0';
+
+    /* The config: explicit, else the default path if it exists, else the built-in default. */
+    char cfg_path[PATH_MAX];
+    const char *path = opt_config;
+    if (path == NULL && xdg_path(cfg_path, sizeof cfg_path, "XDG_CONFIG_HOME", ".config",
+                                 "agentgate/agentgate.ini") == 0 &&
+        access(cfg_path, F_OK) == 0)
+        path = cfg_path;
+    struct core_config *cfg = NULL;
+    if (path) {
+        char err[512];
+        int rc = core_config_load(path, &cfg, err, sizeof err);
+        if (rc) {
+            fprintf(stderr, "agentgate: %s\n", err);
+            return 2;
+        }
+    } else {
+        cfg = core_config_default(self);
+    }
+    core_log_set_level(cfg->log_level);
+
+    char state[PATH_MAX];
+    if (opt_state)
+        snprintf(state, sizeof state, "%s", opt_state);
+    else if (xdg_path(state, sizeof state, "XDG_STATE_HOME", ".local/state", "agentgate") != 0)
+        snprintf(state, sizeof state, "/tmp/agentgate-%u/state", (unsigned)getuid());
+    if (make_dirs(state, 0700) != 0) {
+        fprintf(stderr, "agentgate: cannot create state directory %s: %s\n", state, strerror(errno));
+        core_config_free(cfg);
+        return 1;
+    }
+
+    const char *listen = opt_listen ? opt_listen : cfg->listen;
+    if (listen && (listen[0] == '\0' || strcmp(listen, "off") == 0))
+        listen = NULL;
+    char sock[PATH_MAX];
+    const char *sockp = opt_socket ? opt_socket : cfg->socket;
+    if (sockp && strcmp(sockp, "off") == 0) {
+        sockp = NULL;
+    } else if (sockp == NULL) {
+        const char *rt = getenv("XDG_RUNTIME_DIR");
+        if (rt && rt[0] == '/')
+            snprintf(sock, sizeof sock, "%s/agentgate/agentgate.sock", rt);
+        else
+            snprintf(sock, sizeof sock, "/tmp/agentgate-%u/agentgate.sock", (unsigned)getuid());
+        sockp = sock;
+    }
+    if (sockp) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", sockp);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+            *slash = '\0';
+            if (make_dirs(dir, 0700) != 0) {
+                fprintf(stderr, "agentgate: cannot create socket directory %s: %s\n", dir,
+                        strerror(errno));
+                core_config_free(cfg);
+                return 1;
+            }
+        }
+    }
+    char host[256] = "";
+    int port = 0;
+    if (listen && split_listen(listen, host, sizeof host, &port) != 0) {
+        fprintf(stderr, "agentgate: --listen wants HOST:PORT, got '%s'\n", listen);
+        core_config_free(cfg);
+        return 2;
+    }
+    if (auth_seal_init() != 0) {
+        fprintf(stderr, "agentgate: libsodium failed to initialise\n");
+        core_config_free(cfg);
+        return 1;
+    }
+
+    struct serve sv;
+    memset(&sv, 0, sizeof sv);
+    uv_loop_init(&sv.loop);
+    struct tp_http_limits lim = {
+        .max_body = cfg->max_body,
+        .max_header = 16384,
+        .idle_ms = cfg->idle_timeout_ms,
+    };
+    sv.http = tp_http_server_new(&sv.loop, &lim, on_http_request, &sv);
+    int rc = 0;
+    if (listen && (rc = tp_http_server_listen_tcp(sv.http, host, port)) != 0)
+        fprintf(stderr, "agentgate: cannot listen on %s: %s\n", listen, core_strerror(rc));
+    else if (sockp && (rc = tp_http_server_listen_unix(sv.http, sockp)) != 0)
+        fprintf(stderr, "agentgate: cannot listen on %s: %s%s\n", sockp, core_strerror(rc),
+                rc == UV_EADDRINUSE ? " (is another agentgate running?)" : "");
+    int status = 0;
+    if (rc != 0) {
+        status = 1;
+        tp_http_server_close(sv.http, NULL, NULL);
+    } else {
+        struct fed_gateway_opts gopts = {.self_exe = self, .state_dir = state};
+        sv.gw = fed_gateway_new(&sv.loop, cfg, &gopts);
+        fed_gateway_start(sv.gw);
+        uv_signal_init(&sv.loop, &sv.sigint);
+        uv_signal_init(&sv.loop, &sv.sigterm);
+        sv.sigint.data = &sv;
+        sv.sigterm.data = &sv;
+        uv_signal_start(&sv.sigint, on_signal, SIGINT);
+        uv_signal_start(&sv.sigterm, on_signal, SIGTERM);
+        print_banner(path, listen, sockp, tp_http_server_port(sv.http), host);
+        core_log(CORE_LOG_INFO, "serve", "ready: %zu server(s), state in %s", cfg->n_servers, state);
+    }
+    uv_run(&sv.loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&sv.loop) != 0)
+        core_log(CORE_LOG_WARN, "serve", "some handles were still open at exit");
+    core_config_free(cfg);
+    if (status == 0)
+        core_log(CORE_LOG_INFO, "serve", "stopped");
+    return status;
+}

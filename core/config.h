@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/err.h"
+
 enum core_isolation {
     CORE_ISOLATION_SHARED = 0,  /* one child serves every client session */
     CORE_ISOLATION_SESSION,     /* one child per client session */
@@ -49,24 +51,35 @@ struct core_config {
 };
 
 /* Parses the file at path. On success returns 0 and *out (free with core_config_free).
- * On failure returns CORE_EPARSE (bad content) or a UV_E* code (cannot read) and writes a
- * one-line message "PATH:LINE: what is wrong" (or "PATH: ..." when no line applies) into
- * err (NUL-terminated, truncated to errlen). ${env:NAME} in values expands from the process
- * environment (an unset variable is an error naming it). */
-int core_config_load(const char *path, struct core_config **out, char *err, size_t errlen);
+ * On failure returns CORE_EPARSE (bad content, or a file over 1 MiB) or a UV_E* code (cannot
+ * read) and writes a one-line message "PATH:LINE: what is wrong" (or "PATH: ..." when no line
+ * applies) into err (NUL-terminated, truncated to errlen; err may be NULL). *out is written
+ * only on success. ${env:NAME} in values expands from the process environment (an unset
+ * variable is an error naming it). Lines may be of any length. ';' or '#' starts a comment
+ * line, and ';' after a blank starts a comment anywhere, so no value can contain " ;". */
+GW_MUST_CHECK int core_config_load(const char *path, struct core_config **out, char *err,
+                                   size_t errlen);
 
-/* Same, from a string in memory; `name` is used in messages in place of the path. */
-int core_config_parse(const char *text, size_t len, const char *name, struct core_config **out,
-                      char *err, size_t errlen);
+/* Same, from len bytes in memory (no NUL needed); `name` is used in messages in place of the
+ * path and stored as cfg->path (NULL: "<config>" in messages, path NULL). */
+GW_MUST_CHECK int core_config_parse(const char *text, size_t len, const char *name,
+                                    struct core_config **out, char *err, size_t errlen);
 
-/* The embedded default: one server "demo" running `<self_exe> demo-server`, prefix "demo". */
+/* The embedded default: one server "demo" running `<self_exe> demo-server`, prefix "demo".
+ * The caller owns the result (core_config_free); it never fails. */
 struct core_config *core_config_default(const char *self_exe);
 
+/* Frees cfg and everything it holds; NULL does nothing. */
 void core_config_free(struct core_config *cfg);
 
-/* Parses a duration "300s", "250ms", "5m", "2h" or a bare number of seconds into ms. */
-int core_config_parse_duration(const char *s, uint64_t *ms);
-/* Parses a size "16MiB", "4M", "512KiB", "1024" (bytes). */
-int core_config_parse_size(const char *s, size_t *bytes);
+/* Parses a duration "300s", "250ms", "5m", "2h", "1.5s" or a bare number of seconds into ms
+ * (fractions of a ms are dropped). Returns 0, or CORE_EINVAL for anything else, a sign, blanks
+ * or overflow; *ms is written only on success. "0" is accepted here; the config keys refuse
+ * it. */
+GW_MUST_CHECK int core_config_parse_duration(const char *s, uint64_t *ms);
+/* Parses a size "16MiB", "4M", "512KiB", "512K", "1GiB", "1G", "2TiB", "7B" or "1024" (bytes;
+ * all units are binary). Returns 0, or CORE_EINVAL for anything else (e.g. "16MB", "1.5M") or
+ * overflow; *bytes is written only on success. */
+GW_MUST_CHECK int core_config_parse_size(const char *s, size_t *bytes);
 
 #endif

@@ -1,0 +1,993 @@
+/* The INI configuration.
+ *
+ * inih splits "key = value" lines; everything else happens here, in the reader that feeds
+ * inih one line at a time. The reader is needed because the inih we link (Debian's, built
+ * with INI_USE_STACK and INI_MAX_LINE 200) has four traps:
+ *
+ *  - A line longer than its buffer is cut into pieces that are parsed as separate lines, so
+ *    a long `args` line silently turns into bogus keys. The reader never hands inih such a
+ *    line: it splits long key lines itself (config_split_pair, same rules as inih) and calls
+ *    the key handler directly. Lines of any length therefore work.
+ *  - Section names are cut to 49 bytes, and empty sections never reach the handler. The
+ *    reader parses section headers itself and hands inih an empty line instead.
+ *  - An indented line continues the previous value. The reader strips leading blanks, so an
+ *    indented line is an ordinary line.
+ *  - The handler gets no line number. The reader hands out exactly one line per call, so its
+ *    count is the line inih is working on.
+ *
+ * Rules shared by both paths: ';' and '#' start a comment at the start of a line, ';' after a
+ * blank starts one anywhere else (so a value cannot contain " ;"), values are trimmed, and
+ * keys are case-sensitive. Parsing stops at the first error. */
+#include "core/config.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/log.h"
+
+#define CONFIG_MAX_FILE (1024 * 1024)  /* bytes; a config file is small */
+#define CONFIG_MAX_VALUE (1024 * 1024) /* bytes of one value after ${env:} expansion */
+#define SERVER_NAME_MAX 64
+#define PREFIX_MAX 32
+#define SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+#define EXCERPT_MAX 48 /* bytes of a quoted value in an error message */
+
+enum section {
+    SECTION_NONE = 0, /* before the first header: keys are an error */
+    SECTION_GATEWAY,
+    SECTION_SERVER, /* the last entry of cfg->servers */
+};
+
+struct seen_key {
+    char *key;
+    int line;
+};
+
+struct parser {
+    const char *name; /* file name in messages */
+    const char *text;
+    size_t len;
+    size_t pos; /* reader cursor: start of the next line */
+    int line;   /* the line handed out last, which is the one inih is working on */
+    struct core_config *cfg;
+    size_t servers_cap;
+    int *prefix_lines; /* per server: line of its prefix key, or of its header */
+    enum section section;
+    int gateway_line;      /* line of [gateway], 0 before it */
+    struct seen_key *keys; /* keys of the current section, for duplicates */
+    size_t n_keys;
+    size_t keys_cap;
+    bool failed;
+    int err_line; /* line of the reported error, 0 when no line applies */
+    char *err;
+    size_t errlen;
+};
+
+GW_STATIC int config_split_pair(const char *s, size_t n, size_t *name_len, size_t *value_off,
+                                size_t *value_len);
+
+static bool is_space(int c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+static bool is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_alnum(int c)
+{
+    return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/* Replaces control bytes so that a message stays on one line. */
+static void sanitize(char *s)
+{
+    for (; *s; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+    }
+}
+
+/* Copies the start of s into buf (size > 4) for quoting in a message. */
+static const char *excerpt(char *buf, size_t size, const char *s)
+{
+    size_t n = strlen(s);
+    if (n < size) {
+        memcpy(buf, s, n + 1);
+    } else {
+        memcpy(buf, s, size - 4);
+        memcpy(buf + size - 4, "...", 4);
+    }
+    return buf;
+}
+
+/* Records an error unless an earlier line already has one; returns CORE_EPARSE. The message
+ * gets the "NAME:LINE: " prefix (or "NAME: " when line is 0). */
+static int fail(struct parser *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct parser *p, int line, const char *fmt, ...)
+{
+    if (p->failed && (p->err_line == 0 || line == 0 || line >= p->err_line))
+        return CORE_EPARSE;
+    p->failed = true;
+    p->err_line = line;
+    if (p->err == NULL || p->errlen == 0)
+        return CORE_EPARSE;
+    int n;
+    if (line > 0)
+        n = snprintf(p->err, p->errlen, "%s:%d: ", p->name, line);
+    else
+        n = snprintf(p->err, p->errlen, "%s: ", p->name);
+    if (n >= 0 && (size_t)n < p->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    sanitize(p->err);
+    return CORE_EPARSE;
+}
+
+static char **empty_list(void)
+{
+    return core_xcalloc(1, sizeof(char *));
+}
+
+static void free_list(char **list)
+{
+    if (list == NULL)
+        return;
+    for (char **q = list; *q; q++)
+        core_free(*q);
+    core_free(list);
+}
+
+static struct core_config *config_new(void)
+{
+    struct core_config *cfg = core_xcalloc(1, sizeof(*cfg));
+    cfg->listen = core_xstrdup("127.0.0.1:7821");
+    cfg->log_level = CORE_LOG_INFO;
+    cfg->auth = core_xstrdup("none");
+    cfg->max_body = 4 * 1024 * 1024;
+    cfg->list_timeout_ms = 5000;
+    cfg->idle_timeout_ms = 120000;
+    return cfg;
+}
+
+static void server_init(struct core_server_cfg *srv, const char *name, int line)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->name = core_xstrdup(name);
+    srv->line = line;
+    srv->args = empty_list();
+    srv->env = empty_list();
+    srv->prefix = core_xstrdup(name);
+    srv->isolation = CORE_ISOLATION_SHARED;
+    srv->restart = CORE_RESTART_ON_FAILURE;
+    srv->request_timeout_ms = 300000;
+    srv->roots = empty_list();
+    srv->max_frame = 16 * 1024 * 1024;
+}
+
+static void server_dispose(struct core_server_cfg *srv)
+{
+    core_free(srv->name);
+    core_free(srv->command);
+    free_list(srv->args);
+    free_list(srv->env);
+    core_free(srv->cwd);
+    core_free(srv->prefix);
+    free_list(srv->roots);
+}
+
+void core_config_free(struct core_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < cfg->n_servers; i++)
+        server_dispose(&cfg->servers[i]);
+    core_free(cfg->servers);
+    core_free(cfg->path);
+    core_free(cfg->listen);
+    core_free(cfg->socket);
+    core_free(cfg->auth);
+    core_free(cfg);
+}
+
+struct core_config *core_config_default(const char *self_exe)
+{
+    struct core_config *cfg = config_new();
+    cfg->servers = core_xcalloc(1, sizeof(*cfg->servers));
+    cfg->n_servers = 1;
+    struct core_server_cfg *srv = &cfg->servers[0];
+    server_init(srv, "demo", 0);
+    srv->command = core_xstrdup(self_exe != NULL ? self_exe : "agentgate");
+    free_list(srv->args);
+    srv->args = core_xcalloc(2, sizeof(char *));
+    srv->args[0] = core_xstrdup("demo-server");
+    srv->n_args = 1;
+    return cfg;
+}
+
+/* ---- values ---- */
+
+int core_config_parse_duration(const char *s, uint64_t *ms)
+{
+    uint64_t whole = 0;
+    uint64_t frac = 0;
+    uint64_t frac_scale = 1; /* 10^(fraction digits kept) */
+    const char *q = s;
+    if (!is_digit(*q))
+        return CORE_EINVAL;
+    for (; is_digit(*q); q++) {
+        uint64_t d = (uint64_t)(*q - '0');
+        if (whole > (UINT64_MAX - d) / 10)
+            return CORE_EINVAL;
+        whole = whole * 10 + d;
+    }
+    if (*q == '.') {
+        q++;
+        if (!is_digit(*q))
+            return CORE_EINVAL;
+        /* Digits past nanoseconds cannot change the result in ms; they are checked only. */
+        for (; is_digit(*q); q++) {
+            if (frac_scale < 1000000000) {
+                frac = frac * 10 + (uint64_t)(*q - '0');
+                frac_scale *= 10;
+            }
+        }
+    }
+    uint64_t unit;
+    if (*q == '\0' || strcmp(q, "s") == 0)
+        unit = 1000;
+    else if (strcmp(q, "ms") == 0)
+        unit = 1;
+    else if (strcmp(q, "m") == 0)
+        unit = 60 * 1000;
+    else if (strcmp(q, "h") == 0)
+        unit = 3600 * 1000;
+    else
+        return CORE_EINVAL;
+    if (whole > UINT64_MAX / unit)
+        return CORE_EINVAL;
+    uint64_t total = whole * unit;
+    uint64_t part = frac * unit / frac_scale; /* < 10^9 * 3.6 * 10^6: no overflow */
+    if (total > UINT64_MAX - part)
+        return CORE_EINVAL;
+    *ms = total + part;
+    return 0;
+}
+
+int core_config_parse_size(const char *s, size_t *bytes)
+{
+    static const struct {
+        const char *suffix;
+        unsigned shift;
+    } units[] = {
+        {"", 0},     {"B", 0},  {"K", 10},   {"KiB", 10}, {"M", 20},
+        {"MiB", 20}, {"G", 30}, {"GiB", 30}, {"T", 40},   {"TiB", 40},
+    };
+    size_t n = 0;
+    const char *q = s;
+    if (!is_digit(*q))
+        return CORE_EINVAL;
+    for (; is_digit(*q); q++) {
+        size_t d = (size_t)(*q - '0');
+        if (n > (SIZE_MAX - d) / 10)
+            return CORE_EINVAL;
+        n = n * 10 + d;
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(q, units[i].suffix) != 0)
+            continue;
+        if (units[i].shift >= sizeof(size_t) * 8 || n > (SIZE_MAX >> units[i].shift))
+            return CORE_EINVAL;
+        *bytes = n << units[i].shift;
+        return 0;
+    }
+    return CORE_EINVAL;
+}
+
+static bool is_env_name(const char *s, size_t n)
+{
+    if (n == 0 || is_digit(s[0]))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_alnum(s[i]) && s[i] != '_')
+            return false;
+    }
+    return true;
+}
+
+static bool is_server_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > SERVER_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_alnum(s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+            return false;
+    }
+    return true;
+}
+
+/* Exposed names are "<prefix>__<tool>", split at the first "__": a prefix may hold '_' but
+ * not "__", and not at either end, where it would merge with the separator. */
+static const char *prefix_problem(const char *s)
+{
+    size_t n = strlen(s);
+    if (n > PREFIX_MAX)
+        return "is longer than 32 characters";
+    for (size_t i = 0; i < n; i++) {
+        if (!is_alnum(s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+            return "may hold only A-Z a-z 0-9 . - and single inner _";
+    }
+    if (strstr(s, "__") != NULL)
+        return "contains \"__\", the separator of exposed names";
+    if (n > 0 && (s[0] == '_' || s[n - 1] == '_'))
+        return "starts or ends with '_', which would merge with the \"__\" separator";
+    return NULL;
+}
+
+/* HOST:PORT with an IPv4 literal, a bracketed IPv6 literal or "localhost", port 1-65535. */
+static bool is_host_port(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL)
+        return false;
+    const char *port = colon + 1;
+    size_t digits = strlen(port);
+    if (digits == 0 || digits > 5)
+        return false;
+    unsigned long v = 0;
+    for (const char *q = port; *q; q++) {
+        if (!is_digit(*q))
+            return false;
+        v = v * 10 + (unsigned long)(*q - '0');
+    }
+    if (v < 1 || v > 65535)
+        return false;
+
+    size_t hlen = (size_t)(colon - s);
+    char host[INET6_ADDRSTRLEN + 2];
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (hlen == 9 && memcmp(s, "localhost", 9) == 0)
+        return true;
+    if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
+        if (hlen - 2 >= sizeof(host))
+            return false;
+        memcpy(host, s + 1, hlen - 2);
+        host[hlen - 2] = '\0';
+        return inet_pton(AF_INET6, host, addr) == 1;
+    }
+    if (hlen >= sizeof(host))
+        return false;
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    return inet_pton(AF_INET, host, addr) == 1;
+}
+
+/* Expands ${env:NAME} in s into *out (caller frees). Reports errors for `key`. */
+static int expand(struct parser *p, const char *key, const char *s, char **out)
+{
+    static const char marker[] = "${env:";
+    struct core_buf b;
+    char q[EXCERPT_MAX];
+    int rc = 0;
+    core_buf_init(&b, CONFIG_MAX_VALUE);
+    for (;;) {
+        const char *d = strstr(s, marker);
+        if (d == NULL) {
+            rc = core_buf_append_str(&b, s);
+            break;
+        }
+        rc = core_buf_append(&b, s, (size_t)(d - s));
+        if (rc)
+            break;
+        const char *name = d + sizeof(marker) - 1;
+        const char *close = strchr(name, '}');
+        if (close == NULL) {
+            rc = fail(p, p->line, "%s: unterminated \"${env:\" in '%s'", key,
+                      excerpt(q, sizeof(q), d));
+            goto out;
+        }
+        size_t nlen = (size_t)(close - name);
+        if (!is_env_name(name, nlen)) {
+            rc = fail(p, p->line, "%s: '%s' does not name an environment variable", key,
+                      excerpt(q, sizeof(q), d));
+            goto out;
+        }
+        char *var = core_xstrndup(name, nlen);
+        const char *val = getenv(var);
+        if (val == NULL) {
+            rc = fail(p, p->line, "%s: environment variable %s is not set", key, var);
+            core_free(var);
+            goto out;
+        }
+        core_free(var);
+        rc = core_buf_append_str(&b, val);
+        if (rc)
+            break;
+        s = close + 1;
+    }
+    if (rc) {
+        rc = fail(p, p->line, "%s: value longer than %d bytes after expansion", key,
+                  CONFIG_MAX_VALUE);
+        goto out;
+    }
+    *out = core_buf_take(&b, NULL);
+    return 0;
+out:
+    core_buf_dispose(&b);
+    return rc;
+}
+
+/* Parses a JSON array of strings and expands each element. Replaces *list on success. */
+static int set_list(struct parser *p, const char *key, const char *raw, char ***list, size_t *n)
+{
+    char q[EXCERPT_MAX];
+    int rc = 0;
+    char **items = NULL;
+    size_t count = 0;
+    cJSON *arr = cJSON_ParseWithOpts(raw, NULL, 1);
+    if (arr == NULL || !cJSON_IsArray(arr)) {
+        rc = fail(p, p->line, "%s: '%s' is not a JSON array of strings, e.g. [\"-y\", \"pkg\"]",
+                  key, excerpt(q, sizeof(q), raw));
+        goto out;
+    }
+    count = (size_t)cJSON_GetArraySize(arr);
+    items = core_xcalloc(count + 1, sizeof(char *));
+    size_t i = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach (item, arr) {
+        if (!cJSON_IsString(item)) {
+            rc = fail(p, p->line, "%s: element %zu is not a string", key, i + 1);
+            goto out;
+        }
+        rc = expand(p, key, item->valuestring, &items[i]);
+        if (rc)
+            goto out;
+        i++;
+    }
+    free_list(*list);
+    *list = items;
+    *n = count;
+    items = NULL;
+out:
+    free_list(items);
+    cJSON_Delete(arr);
+    return rc;
+}
+
+static int set_duration(struct parser *p, const char *key, const char *raw, const char *v,
+                        uint64_t *ms)
+{
+    char q[EXCERPT_MAX];
+    uint64_t t;
+    if (core_config_parse_duration(v, &t) != 0)
+        return fail(p, p->line, "%s: '%s' is not a duration (use e.g. 250ms, 5s, 2m, 1h)", key,
+                    excerpt(q, sizeof(q), raw));
+    if (t == 0)
+        return fail(p, p->line, "%s: must be at least 1ms", key);
+    *ms = t;
+    return 0;
+}
+
+static int set_size(struct parser *p, const char *key, const char *raw, const char *v,
+                    size_t *bytes)
+{
+    char q[EXCERPT_MAX];
+    size_t n;
+    if (core_config_parse_size(v, &n) != 0)
+        return fail(p, p->line, "%s: '%s' is not a size (use e.g. 65536, 512KiB, 4MiB, 1GiB)", key,
+                    excerpt(q, sizeof(q), raw));
+    if (n == 0)
+        return fail(p, p->line, "%s: must be at least 1 byte", key);
+    *bytes = n;
+    return 0;
+}
+
+/* Stores v (takes ownership) in *slot. */
+static void set_string(char **slot, char *v)
+{
+    core_free(*slot);
+    *slot = v;
+}
+
+static int set_gateway(struct parser *p, const char *key, const char *raw)
+{
+    struct core_config *cfg = p->cfg;
+    char q[EXCERPT_MAX];
+    char *v = NULL;
+    int rc = expand(p, key, raw, &v);
+    if (rc)
+        return rc;
+    if (strcmp(key, "listen") == 0) {
+        if (v[0] != '\0' && strcmp(v, "off") != 0 && !is_host_port(v)) {
+            rc = fail(p, p->line,
+                      "listen: '%s' is not HOST:PORT (host: IPv4 address, [IPv6 address] or "
+                      "localhost; port 1-65535) or off",
+                      excerpt(q, sizeof(q), raw));
+            goto out;
+        }
+        set_string(&cfg->listen, v);
+        v = NULL;
+    } else if (strcmp(key, "socket") == 0) {
+        if (v[0] == '\0') {
+            rc = fail(p, p->line, "socket: empty (give a path, or off to disable)");
+            goto out;
+        }
+        if (strlen(v) > SOCKET_PATH_MAX) {
+            rc = fail(p, p->line, "socket: path longer than %zu bytes", SOCKET_PATH_MAX);
+            goto out;
+        }
+        set_string(&cfg->socket, v);
+        v = NULL;
+    } else if (strcmp(key, "log_level") == 0) {
+        if (core_log_parse_level(v, &cfg->log_level) != 0)
+            rc = fail(p, p->line, "log_level: '%s' is not error, warn, info, debug or trace",
+                      excerpt(q, sizeof(q), raw));
+    } else if (strcmp(key, "auth") == 0) {
+        if (strcmp(v, "none") != 0)
+            rc = fail(p, p->line,
+                      "auth: '%s' is not supported; only \"none\" is for now (bearer comes "
+                      "later)",
+                      excerpt(q, sizeof(q), raw));
+    } else if (strcmp(key, "max_body") == 0) {
+        rc = set_size(p, key, raw, v, &cfg->max_body);
+    } else if (strcmp(key, "list_timeout") == 0) {
+        rc = set_duration(p, key, raw, v, &cfg->list_timeout_ms);
+    } else {
+        rc = set_duration(p, key, raw, v, &cfg->idle_timeout_ms);
+    }
+out:
+    core_free(v);
+    return rc;
+}
+
+static int set_env(struct parser *p, struct core_server_cfg *srv, const char *key, const char *raw)
+{
+    char q[EXCERPT_MAX];
+    const char *name = key + 4;
+    if (!is_env_name(name, strlen(name)))
+        return fail(p, p->line, "%s: '%s' is not a valid environment variable name", key,
+                    excerpt(q, sizeof(q), name));
+    char *v = NULL;
+    int rc = expand(p, key, raw, &v);
+    if (rc)
+        return rc;
+    struct core_buf b;
+    core_buf_init(&b, 0);
+    rc = core_buf_appendf(&b, "%s=%s", name, v);
+    core_free(v);
+    if (rc) {
+        core_buf_dispose(&b);
+        return fail(p, p->line, "%s: value too long", key);
+    }
+    srv->env = core_xrealloc(srv->env, (srv->n_env + 2) * sizeof(char *));
+    srv->env[srv->n_env++] = core_buf_take(&b, NULL);
+    srv->env[srv->n_env] = NULL;
+    return 0;
+}
+
+static int set_server(struct parser *p, const char *key, const char *raw)
+{
+    struct core_server_cfg *srv = &p->cfg->servers[p->cfg->n_servers - 1];
+    char q[EXCERPT_MAX];
+    if (strcmp(key, "args") == 0)
+        return set_list(p, key, raw, &srv->args, &srv->n_args);
+    if (strcmp(key, "roots") == 0)
+        return set_list(p, key, raw, &srv->roots, &srv->n_roots);
+    if (strncmp(key, "env.", 4) == 0)
+        return set_env(p, srv, key, raw);
+
+    char *v = NULL;
+    int rc = expand(p, key, raw, &v);
+    if (rc)
+        return rc;
+    if (strcmp(key, "command") == 0 || strcmp(key, "cwd") == 0) {
+        if (v[0] == '\0') {
+            rc = fail(p, p->line, "%s: empty", key);
+            goto out;
+        }
+        set_string(strcmp(key, "command") == 0 ? &srv->command : &srv->cwd, v);
+        v = NULL;
+    } else if (strcmp(key, "prefix") == 0) {
+        const char *why = prefix_problem(v);
+        if (why != NULL) {
+            rc = fail(p, p->line, "prefix: '%s' %s", excerpt(q, sizeof(q), v), why);
+            goto out;
+        }
+        set_string(&srv->prefix, v);
+        v = NULL;
+        p->prefix_lines[p->cfg->n_servers - 1] = p->line;
+    } else if (strcmp(key, "isolation") == 0) {
+        if (strcmp(v, "shared") == 0)
+            srv->isolation = CORE_ISOLATION_SHARED;
+        else if (strcmp(v, "session") == 0)
+            srv->isolation = CORE_ISOLATION_SESSION;
+        else
+            rc = fail(p, p->line, "isolation: '%s' is not shared or session",
+                      excerpt(q, sizeof(q), raw));
+    } else if (strcmp(key, "restart") == 0) {
+        if (strcmp(v, "on-failure") == 0)
+            srv->restart = CORE_RESTART_ON_FAILURE;
+        else if (strcmp(v, "always") == 0)
+            srv->restart = CORE_RESTART_ALWAYS;
+        else if (strcmp(v, "never") == 0)
+            srv->restart = CORE_RESTART_NEVER;
+        else
+            rc = fail(p, p->line, "restart: '%s' is not always, on-failure or never",
+                      excerpt(q, sizeof(q), raw));
+    } else if (strcmp(key, "request_timeout") == 0) {
+        rc = set_duration(p, key, raw, v, &srv->request_timeout_ms);
+    } else {
+        rc = set_size(p, key, raw, v, &srv->max_frame);
+    }
+out:
+    core_free(v);
+    return rc;
+}
+
+/* ---- keys and sections ---- */
+
+static bool is_known_key(enum section section, const char *key)
+{
+    static const char *const gateway[] = {"listen",   "socket",       "log_level",    "auth",
+                                          "max_body", "list_timeout", "idle_timeout", NULL};
+    static const char *const server[] = {
+        "command",         "args",  "cwd",       "prefix", "isolation", "restart",
+        "request_timeout", "roots", "max_frame", NULL};
+    if (section == SECTION_SERVER && strncmp(key, "env.", 4) == 0)
+        return true;
+    for (const char *const *k = section == SECTION_GATEWAY ? gateway : server; *k; k++) {
+        if (strcmp(*k, key) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void forget_keys(struct parser *p)
+{
+    for (size_t i = 0; i < p->n_keys; i++)
+        core_free(p->keys[i].key);
+    p->n_keys = 0;
+}
+
+static int on_pair(struct parser *p, const char *key, const char *raw)
+{
+    char q[EXCERPT_MAX];
+    if (p->section == SECTION_NONE)
+        return fail(p, p->line,
+                    "'%s' is outside any section; start with [gateway] or [server.NAME]",
+                    excerpt(q, sizeof(q), key));
+    if (!is_known_key(p->section, key)) {
+        if (p->section == SECTION_GATEWAY)
+            return fail(p, p->line, "unknown key '%s' in [gateway]", excerpt(q, sizeof(q), key));
+        return fail(p, p->line, "unknown key '%s' in [server.%s]", excerpt(q, sizeof(q), key),
+                    p->cfg->servers[p->cfg->n_servers - 1].name);
+    }
+    for (size_t i = 0; i < p->n_keys; i++) {
+        if (strcmp(p->keys[i].key, key) == 0)
+            return fail(p, p->line, "duplicate key '%s' (first at line %d)",
+                        excerpt(q, sizeof(q), key), p->keys[i].line);
+    }
+    if (p->n_keys == p->keys_cap) {
+        p->keys_cap = p->keys_cap ? p->keys_cap * 2 : 16;
+        p->keys = core_xrealloc(p->keys, p->keys_cap * sizeof(*p->keys));
+    }
+    p->keys[p->n_keys].key = core_xstrdup(key);
+    p->keys[p->n_keys].line = p->line;
+    p->n_keys++;
+    if (p->section == SECTION_GATEWAY)
+        return set_gateway(p, key, raw);
+    return set_server(p, key, raw);
+}
+
+/* Checks the server whose section just ended. */
+static int finish_section(struct parser *p)
+{
+    if (p->section != SECTION_SERVER)
+        return 0;
+    size_t last = p->cfg->n_servers - 1;
+    const struct core_server_cfg *srv = &p->cfg->servers[last];
+    if (srv->command == NULL)
+        return fail(p, srv->line, "[server.%s] has no command", srv->name);
+    if (p->prefix_lines[last] == srv->line) {
+        /* The default prefix, the server's name, is checked here. */
+        const char *why = prefix_problem(srv->prefix);
+        if (why != NULL)
+            return fail(p, srv->line, "prefix '%s' (the server's name) %s; set prefix", srv->prefix,
+                        why);
+    }
+    for (size_t i = 0; i < last; i++) {
+        const struct core_server_cfg *other = &p->cfg->servers[i];
+        if (strcmp(other->prefix, srv->prefix) != 0)
+            continue;
+        if (srv->prefix[0] == '\0')
+            return fail(p, p->prefix_lines[last],
+                        "server.%s (line %d) and server.%s both have an empty prefix; at most "
+                        "one server may",
+                        other->name, p->prefix_lines[i], srv->name);
+        return fail(p, p->prefix_lines[last],
+                    "prefix %s is used by server.%s (line %d) and server.%s", srv->prefix,
+                    other->name, p->prefix_lines[i], srv->name);
+    }
+    return 0;
+}
+
+/* s..s+n is a trimmed line starting with '['. */
+static int on_section(struct parser *p, const char *s, size_t n)
+{
+    char q[EXCERPT_MAX];
+    int rc = finish_section(p);
+    if (rc)
+        return rc;
+    forget_keys(p);
+    const char *close = memchr(s, ']', n);
+    if (close == NULL)
+        return fail(p, p->line, "missing ']' in section header");
+    const char *rest = close + 1;
+    while (rest < s + n && is_space(*rest))
+        rest++;
+    if (rest < s + n && *rest != ';' && *rest != '#')
+        return fail(p, p->line, "unexpected text after ']'");
+    const char *b = s + 1;
+    const char *e = close;
+    while (b < e && is_space(*b))
+        b++;
+    while (e > b && is_space(e[-1]))
+        e--;
+    char *name = core_xstrndup(b, (size_t)(e - b));
+
+    if (strcmp(name, "gateway") == 0) {
+        if (p->gateway_line != 0) {
+            rc =
+                fail(p, p->line, "duplicate section [gateway] (first at line %d)", p->gateway_line);
+            goto out;
+        }
+        p->gateway_line = p->line;
+        p->section = SECTION_GATEWAY;
+    } else if (strncmp(name, "server.", 7) == 0) {
+        const char *sname = name + 7;
+        struct core_config *cfg = p->cfg;
+        if (!is_server_name(sname)) {
+            rc = fail(p, p->line, "server name '%s' must be 1-64 characters from A-Z a-z 0-9 _ . -",
+                      excerpt(q, sizeof(q), sname));
+            goto out;
+        }
+        for (size_t i = 0; i < cfg->n_servers; i++) {
+            if (strcmp(cfg->servers[i].name, sname) == 0) {
+                rc = fail(p, p->line, "duplicate section [server.%s] (first at line %d)", sname,
+                          cfg->servers[i].line);
+                goto out;
+            }
+        }
+        if (cfg->n_servers == p->servers_cap) {
+            p->servers_cap = p->servers_cap ? p->servers_cap * 2 : 4;
+            cfg->servers = core_xrealloc(cfg->servers, p->servers_cap * sizeof(*cfg->servers));
+            p->prefix_lines = core_xrealloc(p->prefix_lines, p->servers_cap * sizeof(int));
+        }
+        server_init(&cfg->servers[cfg->n_servers], sname, p->line);
+        p->prefix_lines[cfg->n_servers] = p->line;
+        cfg->n_servers++;
+        p->section = SECTION_SERVER;
+    } else {
+        rc = fail(p, p->line, "unknown section [%s]; expected [gateway] or [server.NAME]",
+                  excerpt(q, sizeof(q), name));
+    }
+out:
+    core_free(name);
+    return rc;
+}
+
+/* ---- lines ---- */
+
+/* Splits a trimmed key line of n bytes the way inih does: the key ends at the first '=' or
+ * ':', a ';' after a blank starts a comment, and key and value are trimmed. Returns the
+ * separator, or 0 when the line has none. */
+GW_STATIC int config_split_pair(const char *s, size_t n, size_t *name_len, size_t *value_off,
+                                size_t *value_len)
+{
+    size_t i = 0;
+    bool was_space = false;
+    while (i < n && s[i] != '=' && s[i] != ':' && !(was_space && s[i] == ';')) {
+        was_space = is_space(s[i]);
+        i++;
+    }
+    if (i == n || s[i] == ';')
+        return 0;
+    size_t name_end = i;
+    while (name_end > 0 && is_space(s[name_end - 1]))
+        name_end--;
+    size_t end = i + 1;
+    was_space = false;
+    while (end < n && !(was_space && s[end] == ';')) {
+        was_space = is_space(s[end]);
+        end++;
+    }
+    size_t off = i + 1;
+    while (off < end && is_space(s[off]))
+        off++;
+    while (end > off && is_space(s[end - 1]))
+        end--;
+    *name_len = name_end;
+    *value_off = off;
+    *value_len = end - off;
+    return s[i];
+}
+
+/* Handles the line s..s+n. Writes into out (num bytes) what inih gets: the key line when it
+ * fits, or an empty line when this function has dealt with the line itself. */
+static int on_line(struct parser *p, const char *s, size_t n, char *out, int num)
+{
+    out[0] = '\0';
+    if (memchr(s, '\0', n) != NULL)
+        return fail(p, p->line, "NUL byte in line");
+    if (p->line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+        s += 3;
+        n -= 3;
+    }
+    while (n > 0 && is_space(s[0])) {
+        s++;
+        n--;
+    }
+    while (n > 0 && is_space(s[n - 1]))
+        n--;
+    if (n == 0 || s[0] == ';' || s[0] == '#')
+        return 0;
+    if (s[0] == '[')
+        return on_section(p, s, n);
+
+    size_t name_len;
+    size_t value_off;
+    size_t value_len;
+    int sep = config_split_pair(s, n, &name_len, &value_off, &value_len);
+    if (sep == 0 || name_len == 0)
+        return fail(p, p->line, "expected \"key = value\", \"[section]\" or a comment");
+    if (sep != '=')
+        return fail(p, p->line, "expected \"key = value\" (\"key: value\" is not supported)");
+    if (num > 2 && n <= (size_t)num - 2) {
+        memcpy(out, s, n);
+        out[n] = '\n';
+        out[n + 1] = '\0';
+        return 0;
+    }
+    /* Too long for inih's line buffer: handled here. */
+    char *name = core_xstrndup(s, name_len);
+    char *value = core_xstrndup(s + value_off, value_len);
+    int rc = on_pair(p, name, value);
+    core_free(name);
+    core_free(value);
+    return rc;
+}
+
+/* inih's reader: hands out exactly one line per call, or NULL at the end or after an error. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct parser *p = stream;
+    if (p->failed || p->pos >= p->len)
+        return NULL;
+    const char *s = p->text + p->pos;
+    size_t left = p->len - p->pos;
+    const char *nl = memchr(s, '\n', left);
+    size_t n = nl != NULL ? (size_t)(nl - s) : left;
+    p->pos += n + (nl != NULL);
+    p->line++;
+    if (on_line(p, s, n, str, num) != 0)
+        return NULL;
+    return str;
+}
+
+static int on_ini_pair(void *user, const char *section, const char *name, const char *value)
+{
+    struct parser *p = user;
+    GW_UNUSED(section); /* sections are tracked by the reader */
+    if (p->failed)
+        return 0;
+    if (value == NULL) {
+        (void)fail(p, p->line, "expected \"key = value\", \"[section]\" or a comment");
+        return 0;
+    }
+    return on_pair(p, name, value) == 0;
+}
+
+int core_config_parse(const char *text, size_t len, const char *name, struct core_config **out,
+                      char *err, size_t errlen)
+{
+    struct parser p;
+    memset(&p, 0, sizeof(p));
+    p.name = name != NULL ? name : "<config>";
+    p.text = text != NULL ? text : "";
+    p.len = text != NULL ? len : 0;
+    p.err = err;
+    p.errlen = errlen;
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    p.cfg = config_new();
+    p.cfg->path = name != NULL ? core_xstrdup(name) : NULL;
+
+    int rc = ini_parse_stream(read_line, &p, on_ini_pair, &p);
+    if (rc > 0)
+        (void)fail(&p, rc, "expected \"key = value\", \"[section]\" or a comment");
+    else if (rc < 0)
+        (void)fail(&p, 0, "the INI parser failed (%d)", rc);
+    if (!p.failed)
+        (void)finish_section(&p); /* the error, if any, is in p */
+
+    forget_keys(&p);
+    core_free(p.keys);
+    core_free(p.prefix_lines);
+    if (p.failed) {
+        core_config_free(p.cfg);
+        return CORE_EPARSE;
+    }
+    *out = p.cfg;
+    return 0;
+}
+
+int core_config_load(const char *path, struct core_config **out, char *err, size_t errlen)
+{
+    struct core_buf b;
+    char chunk[16384];
+    int rc = 0;
+    core_buf_init(&b, CONFIG_MAX_FILE);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = uv_translate_sys_error(errno);
+        goto fail;
+    }
+    for (;;) {
+        ssize_t got = read(fd, chunk, sizeof(chunk));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            rc = uv_translate_sys_error(errno);
+            break;
+        }
+        if (got == 0)
+            break;
+        rc = core_buf_append(&b, chunk, (size_t)got);
+        if (rc)
+            break;
+    }
+    close(fd);
+    if (rc == CORE_ETOOBIG) {
+        if (err != NULL && errlen > 0) {
+            snprintf(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
+            sanitize(err);
+        }
+        core_buf_dispose(&b);
+        return CORE_EPARSE;
+    }
+    if (rc)
+        goto fail;
+    size_t len;
+    char *text = core_buf_take(&b, &len);
+    rc = core_config_parse(text, len, path, out, err, errlen);
+    core_free(text);
+    return rc;
+fail:
+    if (err != NULL && errlen > 0) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, core_strerror(rc));
+        sanitize(err);
+    }
+    core_buf_dispose(&b);
+    return rc;
+}

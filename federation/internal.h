@@ -1,0 +1,298 @@
+/* Shared between the files of federation/: the gateway's objects and their internal API. */
+#ifndef GW_FEDERATION_INTERNAL_H
+#define GW_FEDERATION_INTERNAL_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/jsonrpc.h"
+#include "core/map.h"
+#include "federation/gateway.h"
+
+struct fed_session;
+struct fed_call;
+struct fed_upstream;
+
+/* The lists the gateway federates. */
+enum fed_list {
+    FED_LIST_TOOLS = 0,
+    FED_LIST_PROMPTS,
+    FED_LIST_RESOURCES,
+    FED_LIST_TEMPLATES,
+    FED_LIST_COUNT,
+};
+
+/* Protocol revisions we speak, oldest first. */
+extern const char *const fed_versions[];
+extern const size_t fed_n_versions;
+#define FED_LATEST_VERSION "2025-11-25"
+bool fed__version_supported(const char *v, size_t n);
+
+/* ---- upstreams ------------------------------------------------------------------------- */
+
+enum fed_up_state {
+    FED_UP_STOPPED = 0,  /* not running, not scheduled */
+    FED_UP_STARTING,     /* spawned, initialize not yet sent */
+    FED_UP_INITIALIZING, /* initialize sent, waiting for its result */
+    FED_UP_READY,        /* initialized; serving requests */
+    FED_UP_BACKOFF,      /* exited; a restart is scheduled */
+    FED_UP_CLOSING,      /* being stopped for good */
+};
+
+/* One configured [server.NAME]. */
+struct fed_server {
+    struct fed_gateway *gw;
+    const struct core_server_cfg *cfg;
+    size_t index;                /* config order */
+    struct fed_upstream *shared; /* the one instance when isolation = shared */
+    /* Exposed names that are not simply prefix + "__" + name (shortened or sanitised):
+     * exposed -> original (owned char *), per list (tools, prompts). */
+    struct core_map_str renamed[2];
+};
+
+/* Called when an internal request to an upstream completes. On success err == 0 and frame/env
+ * hold the reply (RESULT or ERROR), borrowed for the call; otherwise frame is NULL. */
+typedef void (*fed_reply_cb)(void *ctx, struct fed_upstream *up, int err, const char *frame,
+                             size_t n, const struct core_rpc_env *env);
+
+enum fed_pend_kind {
+    FED_PEND_FORWARD,  /* a client's request; the reply goes back to the call */
+    FED_PEND_INTERNAL, /* the gateway's own request; the reply goes to a callback */
+};
+
+/* A request in flight to an upstream, keyed by the upstream id we gave it. */
+struct fed_pending {
+    uint64_t id;
+    struct fed_upstream *up;
+    enum fed_pend_kind kind;
+    struct fed_call *call; /* FORWARD: NULL once the call went away */
+    fed_reply_cb cb;       /* INTERNAL */
+    void *ctx;
+    uint64_t deadline;     /* loop time in ms; 0 = none */
+};
+
+/* A running (or restartable) instance of a server: one child process and its MCP session. */
+struct fed_upstream {
+    struct fed_gateway *gw;
+    struct fed_server *srv;
+    struct fed_session *owner; /* isolation = session: the session it serves, else NULL */
+    char name[96];             /* for logs: server name, plus the session for isolated ones */
+    enum fed_up_state state;
+    struct tp_child *child;
+    uv_timer_t timer;          /* backoff */
+    uint64_t backoff_ms;
+    uint64_t ready_at;         /* loop time when it became ready */
+    uint64_t next_id;
+    struct core_map_u64 pending; /* upstream id -> struct fed_pending */
+    int64_t exit_status;
+    int term_signal;
+    /* What initialize told us. */
+    char *protocol_version;
+    cJSON *capabilities;
+    cJSON *server_info;
+    char *instructions;
+    /* Cached lists (cJSON arrays, owned) and the hash of their JSON, for change detection
+     * and the resource index. */
+    cJSON *lists[FED_LIST_COUNT];
+    uint64_t list_hash[FED_LIST_COUNT];
+    bool list_known[FED_LIST_COUNT];
+    int lists_fetching;        /* internal list fetches in flight */
+    struct core_map_str sub_count; /* resource URI -> (void *)(uintptr_t)count of sessions */
+    char *log_level;           /* what we last sent with logging/setLevel, or NULL */
+    bool closing;
+    int handles;               /* open libuv handles (timer) */
+};
+
+const char *fed__up_state_name(enum fed_up_state s);
+struct fed_upstream *fed__upstream_new(struct fed_server *srv, struct fed_session *owner);
+void fed__upstream_start(struct fed_upstream *up);
+/* Stops the child for good and frees the instance when everything has closed. Pending
+ * requests fail with `why`. */
+void fed__upstream_close(struct fed_upstream *up, const char *why);
+bool fed__upstream_is_ready(const struct fed_upstream *up);
+/* Fails requests whose deadline has passed (called from the gateway's tick). */
+void fed__upstream_sweep(struct fed_upstream *up, uint64_t now);
+/* Sends a request built from method and params (params taken; may be NULL) as an internal
+ * request. timeout_ms 0 = the server's request_timeout. Returns 0 or CORE_ECLOSED (not ready;
+ * cb is not called). */
+int fed__upstream_request(struct fed_upstream *up, const char *method, cJSON *params,
+                          uint64_t timeout_ms, fed_reply_cb cb, void *ctx);
+/* Allocates an upstream id for a forwarded request and registers the pending entry. The
+ * caller then writes the frame with fed__upstream_write. */
+struct fed_pending *fed__upstream_pend(struct fed_upstream *up, struct fed_call *call);
+/* Removes a pending entry without answering it (e.g. a cancelled request) and frees it. */
+void fed__upstream_unpend(struct fed_upstream *up, struct fed_pending *p);
+/* Writes raw bytes (one or more complete frames with their newlines). */
+int fed__upstream_write(struct fed_upstream *up, const uv_buf_t *bufs, unsigned n);
+/* Sends a notification (params taken; may be NULL). */
+void fed__upstream_notify(struct fed_upstream *up, const char *method, cJSON *params);
+/* True when the upstream advertised this capability (top-level key of capabilities). */
+bool fed__upstream_has_cap(const struct fed_upstream *up, const char *cap);
+/* Whether uri is in its resource list, or matches one of its templates (returns the length
+ * of the matched literal prefix, for the longest-prefix choice; 0 = no match). */
+size_t fed__upstream_res_match(const struct fed_upstream *up, const char *uri, bool *exact);
+
+/* ---- sessions ----------------------------------------------------------------------------- */
+
+/* The front's channel for messages not tied to a request (the GET stream). */
+struct fed_session_ops {
+    void (*notify)(void *ctx, struct fed_session *s, const uv_buf_t *bufs, unsigned n);
+    /* The session is ending; the front releases ops_ctx. */
+    void (*ended)(void *ctx, struct fed_session *s);
+};
+
+/* A server->client request relayed to a session, waiting for the client's answer. */
+struct fed_s2c {
+    struct fed_upstream *up;
+    char *up_id; /* the upstream's raw id bytes */
+    size_t up_id_len;
+};
+
+struct fed_session {
+    struct fed_gateway *gw;
+    char id[33];                /* Mcp-Session-Id: 128 random bits in hex */
+    char *protocol_version;
+    cJSON *client_caps;
+    cJSON *client_info;
+    int log_level;              /* core_log levels mapped from MCP levels; -1 = not set */
+    int mcp_log_level;          /* index into the MCP level list; -1 = not set */
+    bool initialized;
+    struct fed_upstream **inst; /* per server (config order): the instance it uses */
+    struct core_map_str subs;   /* subscribed resource URI -> (void *)1 */
+    struct fed_call *calls;     /* in-flight calls, newest first */
+    uint64_t next_s2c;
+    struct core_map_u64 s2c;    /* our downstream id -> struct fed_s2c */
+    const struct fed_session_ops *ops;
+    void *ops_ctx;
+    unsigned list_changed;      /* bitmask of lists with a change not yet sent */
+    uint64_t last_seen;
+    bool closing;
+};
+
+/* Creates a session with the front's channel (ops/ops_ctx) and registers it. */
+struct fed_session *fed__session_new(struct fed_gateway *gw, const struct fed_session_ops *ops,
+                                     void *ops_ctx);
+struct fed_session *fed__session_find(struct fed_gateway *gw, const char *id);
+/* Ends the session: in-flight calls are detached, isolated upstreams stopped, subscriptions
+ * dropped. Frees it. */
+void fed__session_end(struct fed_session *s);
+/* Sends an unsolicited message (complete JSON text, no newline) to the session's stream. */
+void fed__session_notify(struct fed_session *s, const uv_buf_t *bufs, unsigned n);
+bool fed__session_has_cap(const struct fed_session *s, const char *cap);
+
+/* ---- calls (a client request in flight) ------------------------------------------------------ */
+
+/* The front's channel for one request. `message` carries related messages (progress,
+ * server->client requests) before the response; `respond` carries the response, after which
+ * the call is freed by the router. Both receive one complete JSON text without newline. */
+struct fed_call_ops {
+    void (*message)(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n);
+    void (*respond)(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n);
+};
+
+struct fed_fanout;
+
+struct fed_call {
+    struct fed_session *sess;
+    struct fed_call *prev, *next;   /* in sess->calls */
+    char *id;                       /* the client's raw id bytes */
+    size_t id_len;
+    char method[CORE_RPC_METHOD_MAX];
+    const struct fed_call_ops *ops; /* NULL once detached (the client went away) */
+    void *ops_ctx;
+    struct fed_pending *pend;       /* forwarded: the upstream request */
+    struct fed_upstream *up;
+    char *progress_token;           /* the client's raw progressToken bytes, or NULL */
+    size_t progress_token_len;
+    struct fed_fanout *fan;         /* list fan-out in progress */
+    bool deferred;                  /* initialize waiting for starting upstreams */
+    uint64_t deadline;              /* loop ms until which a deferred initialize waits */
+};
+
+/* The call of a fan-out went away: the fan-out finishes its upstream requests and frees itself. */
+void fed__fanout_orphan(struct fed_fanout *f);
+
+/* Creates a call for a request frame (env from core_rpc_scan). The router owns it. */
+struct fed_call *fed__call_new(struct fed_session *s, const char *frame,
+                               const struct core_rpc_env *env, const struct fed_call_ops *ops,
+                               void *ops_ctx);
+/* The front's side went away: further messages and the response are dropped. */
+void fed_call_detach(struct fed_call *c);
+/* Sends the response (a complete JSON text) and frees the call. */
+void fed__call_respond(struct fed_call *c, const uv_buf_t *bufs, unsigned n);
+void fed__call_result(struct fed_call *c, const char *result_json);
+void fed__call_error(struct fed_call *c, int code, const char *msg);
+void fed__call_message(struct fed_call *c, const uv_buf_t *bufs, unsigned n);
+void fed__call_free(struct fed_call *c);
+
+/* ---- router ----------------------------------------------------------------------------- */
+
+/* Entry points for fronts. frame is one JSON-RPC message (no batch), env its scan. */
+void fed_router_request(struct fed_call *c, const char *frame, const struct core_rpc_env *env);
+void fed_router_notification(struct fed_session *s, const char *frame,
+                             const struct core_rpc_env *env);
+void fed_router_response(struct fed_session *s, const char *frame, size_t n,
+                         const struct core_rpc_env *env);
+
+/* Deferred initialize calls whose upstreams are settled (or whose wait ran out) are answered. */
+void fed__router_check_deferred(struct fed_gateway *gw);
+/* The session's cleanup in the router: subscriptions dropped, upstream log levels recomputed. */
+void fed__router_session_ending(struct fed_session *s);
+/* Sends the coalesced list_changed notifications of one session. */
+void fed__router_flush_list_changed(struct fed_session *s);
+
+/* From upstreams. */
+void fed__router_upstream_message(struct fed_upstream *up, const char *frame, size_t n,
+                                  const struct core_rpc_env *env);
+void fed__router_upstream_ready(struct fed_upstream *up);
+void fed__router_upstream_down(struct fed_upstream *up);
+/* A list fetch finished: lists[l] now holds the new list; changed says if it differs. */
+void fed__router_list_updated(struct fed_upstream *up, enum fed_list l, bool changed);
+/* Fetch every page of list l from up (internal), then fed__router_list_updated. */
+void fed__upstream_fetch_list(struct fed_upstream *up, enum fed_list l);
+
+/* ---- names ------------------------------------------------------------------------------ */
+
+/* Builds the exposed name for (prefix, name) into out (at least 65 bytes): prefix + "__" +
+ * name, with characters outside [A-Za-z0-9_.-] replaced by '_' and, when longer than 64,
+ * shortened with a stable 8-hex-digit hash of the original. Returns true when the result is
+ * not simply prefix + "__" + name (so a reverse map entry is needed). */
+bool fed__name_expose(const char *prefix, const char *name, char out[65]);
+
+/* ---- the gateway ---------------------------------------------------------------------------- */
+
+struct fed_gateway {
+    uv_loop_t *loop;
+    const struct core_config *cfg;
+    char *self_exe;
+    char *state_dir;
+    struct fed_server *servers;
+    size_t n_servers;
+    struct core_map_str sessions; /* id -> struct fed_session */
+    uint64_t list_gen;            /* bumped when any list changes; stale cursors are refused */
+    uv_timer_t tick;              /* request deadlines */
+    uv_timer_t notify_timer;      /* coalesces list_changed */
+    bool notify_armed;
+    bool shutting_down;
+    int live_upstreams;           /* instances not yet freed */
+    int handles;
+    void (*done)(void *ctx);
+    void *done_ctx;
+};
+
+uint64_t fed__now(const struct fed_gateway *gw);
+/* Called when an upstream instance has been freed (shutdown bookkeeping). */
+void fed__gateway_upstream_freed(struct fed_gateway *gw);
+/* Marks lists (bitmask of 1 << enum fed_list) changed for every session using `up` (NULL =
+ * all sessions) and schedules the coalesced notifications. */
+void fed__gateway_lists_changed(struct fed_gateway *gw, struct fed_upstream *up, unsigned mask);
+
+/* Writes a JSON-RPC error response text with the given raw id bytes into out. */
+int fed__error_json(struct core_buf *out, const char *id, size_t id_len, int code, const char *msg);
+
+#endif

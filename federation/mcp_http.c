@@ -1,0 +1,494 @@
+/* The MCP Streamable HTTP front: POST/GET/DELETE on /mcp mapped to sessions and calls. */
+#include "federation/mcp_http.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "federation/internal.h"
+#include "transports/http.h"
+#include "transports/sse.h"
+
+#define QUEUE_MAX_BYTES (1u << 20) /* unsolicited messages kept while no GET stream is open */
+
+/* The front's state of a session: its GET stream and what waits for one. */
+struct http_sess {
+    struct fed_session *s;
+    struct tp_http_req *stream; /* the open GET stream, or NULL */
+    struct core_buf queue;      /* SSE-encoded events waiting for a stream */
+};
+
+/* One POST carrying a request: JSON unless something must be said before the response. */
+struct http_call {
+    struct tp_http_req *req; /* NULL once the client went away */
+    struct fed_call *call;
+    struct http_batch *batch;
+    bool streaming;
+    char sid[33];
+};
+
+/* A 2025-03-26 batch: the responses are collected and sent as one array. */
+struct http_batch {
+    struct tp_http_req *req;
+    struct core_buf out;
+    int outstanding;
+    int responses;
+    bool dispatching;
+    char sid[33];
+};
+
+static const char *const allowed_hosts[] = {"localhost", "127.0.0.1", "[::1]"};
+
+/* Host "name[:port]" or an Origin "scheme://name[:port]" must name loopback. */
+static bool host_ok(const char *h, bool origin)
+{
+    if (origin) {
+        const char *p = strstr(h, "://");
+        if (p == NULL)
+            return false;
+        size_t sl = (size_t)(p - h);
+        if (!((sl == 4 && strncasecmp(h, "http", 4) == 0) || (sl == 5 && strncasecmp(h, "https", 5) == 0)))
+            return false;
+        h = p + 3;
+    }
+    for (size_t i = 0; i < sizeof allowed_hosts / sizeof allowed_hosts[0]; i++) {
+        size_t n = strlen(allowed_hosts[i]);
+        if (strncasecmp(h, allowed_hosts[i], n) != 0)
+            continue;
+        const char *rest = h + n;
+        if (*rest == '\0' || (origin && strcmp(rest, "/") == 0))
+            return true;
+        if (*rest != ':')
+            continue;
+        rest++;
+        if (*rest == '\0')
+            return false;
+        while (*rest >= '0' && *rest <= '9')
+            rest++;
+        if (*rest == '\0' || (origin && strcmp(rest, "/") == 0))
+            return true;
+    }
+    return false;
+}
+
+static void respond_status(struct tp_http_req *req, int status, const char *text)
+{
+    (void)tp_http_respond_simple(req, status, "text/plain; charset=utf-8", text);
+}
+
+static void respond_rpc_error(struct tp_http_req *req, int status, int code, const char *msg)
+{
+    struct core_buf b;
+    core_buf_init(&b, 0);
+    if (fed__error_json(&b, "null", 4, code, msg) == 0)
+        (void)tp_http_respond_simple(req, status, "application/json", b.data);
+    else
+        respond_status(req, 500, "internal error\n");
+    core_buf_dispose(&b);
+}
+
+static int concat(struct core_buf *b, const uv_buf_t *bufs, unsigned n)
+{
+    int rc = 0;
+    for (unsigned i = 0; rc == 0 && i < n; i++)
+        rc = core_buf_append(b, bufs[i].base, bufs[i].len);
+    return rc;
+}
+
+/* ---- session channel: the GET stream ------------------------------------------------------ */
+
+static void sess_notify(void *ctx, struct fed_session *s, const uv_buf_t *bufs, unsigned n)
+{
+    (void)s;
+    struct http_sess *hs = ctx;
+    struct core_buf msg, ev;
+    core_buf_init(&msg, 0);
+    core_buf_init(&ev, 0);
+    if (concat(&msg, bufs, n) == 0 &&
+        tp_sse_encode(&ev, NULL, "message", msg.data, msg.len) == 0) {
+        if (hs->stream) {
+            uv_buf_t u = uv_buf_init(ev.data, (unsigned)ev.len);
+            (void)tp_http_stream_write(hs->stream, &u, 1);
+        } else if (hs->queue.len + ev.len <= QUEUE_MAX_BYTES) {
+            if (core_buf_append(&hs->queue, ev.data, ev.len) != 0)
+                core_log(CORE_LOG_WARN, "http", "%.8s: notification dropped", hs->s->id);
+        } else {
+            core_log(CORE_LOG_WARN, "http", "%.8s: no GET stream; notification dropped", hs->s->id);
+        }
+    }
+    core_buf_dispose(&msg);
+    core_buf_dispose(&ev);
+}
+
+static void sess_ended(void *ctx, struct fed_session *s)
+{
+    (void)s;
+    struct http_sess *hs = ctx;
+    if (hs->stream) {
+        struct tp_http_req *req = hs->stream;
+        hs->stream = NULL;
+        tp_http_req_set_close_cb(req, NULL, NULL);
+        tp_http_stream_end(req);
+    }
+    core_buf_dispose(&hs->queue);
+    core_free(hs);
+}
+
+static const struct fed_session_ops sess_ops = {.notify = sess_notify, .ended = sess_ended};
+
+static void on_stream_close(void *ud, struct tp_http_req *req)
+{
+    (void)req;
+    struct http_sess *hs = ud;
+    hs->stream = NULL;
+}
+
+/* ---- call channel: the POST's response ------------------------------------------------------ */
+
+static void hc_free(struct http_call *hc)
+{
+    core_free(hc);
+}
+
+static void on_call_req_close(void *ud, struct tp_http_req *req)
+{
+    (void)req;
+    struct http_call *hc = ud;
+    /* A disconnect is not a cancel (legacy HTTP): the upstream call runs to completion. */
+    if (hc->call)
+        fed_call_detach(hc->call);
+    hc_free(hc);
+}
+
+static void call_message(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
+{
+    (void)c;
+    struct http_call *hc = ctx;
+    if (hc->req == NULL)
+        return;
+    if (!hc->streaming) {
+        struct tp_http_header h[] = {
+            {"Content-Type", "text/event-stream"},
+            {"Cache-Control", "no-cache"},
+            {"X-Accel-Buffering", "no"},
+            {"Mcp-Session-Id", hc->sid},
+        };
+        if (tp_http_stream_start(hc->req, 200, h, 4) != 0)
+            return;
+        hc->streaming = true;
+    }
+    struct core_buf msg, ev;
+    core_buf_init(&msg, 0);
+    core_buf_init(&ev, 0);
+    if (concat(&msg, bufs, n) == 0 && tp_sse_encode(&ev, NULL, "message", msg.data, msg.len) == 0) {
+        uv_buf_t u = uv_buf_init(ev.data, (unsigned)ev.len);
+        (void)tp_http_stream_write(hc->req, &u, 1);
+    }
+    core_buf_dispose(&msg);
+    core_buf_dispose(&ev);
+}
+
+static void call_respond(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
+{
+    (void)c;
+    struct http_call *hc = ctx;
+    struct tp_http_req *req = hc->req;
+    if (req) {
+        tp_http_req_set_close_cb(req, NULL, NULL);
+        if (hc->streaming) {
+            call_message(hc, c, bufs, n);
+            tp_http_stream_end(req);
+        } else {
+            struct tp_http_header h[] = {
+                {"Content-Type", "application/json"},
+                {"Mcp-Session-Id", hc->sid},
+            };
+            (void)tp_http_respond(req, 200, h, 2, bufs, n);
+        }
+    }
+    hc_free(hc);
+}
+
+static const struct fed_call_ops call_ops = {.message = call_message, .respond = call_respond};
+
+/* ---- batches ----------------------------------------------------------------------------- */
+
+static void batch_maybe_finish(struct http_batch *b)
+{
+    if (b->dispatching || b->outstanding > 0)
+        return;
+    if (b->req) {
+        tp_http_req_set_close_cb(b->req, NULL, NULL);
+        if (b->responses == 0) {
+            (void)tp_http_respond(b->req, 202, NULL, 0, NULL, 0);
+        } else if (core_buf_append(&b->out, "]", 1) == 0) {
+            struct tp_http_header h[] = {{"Content-Type", "application/json"},
+                                         {"Mcp-Session-Id", b->sid}};
+            uv_buf_t u = uv_buf_init(b->out.data, (unsigned)b->out.len);
+            (void)tp_http_respond(b->req, 200, h, 2, &u, 1);
+        }
+    }
+    core_buf_dispose(&b->out);
+    core_free(b);
+}
+
+static void batch_add(struct http_batch *b, const uv_buf_t *bufs, unsigned n)
+{
+    int rc = core_buf_append(&b->out, b->responses ? "," : "[", 1);
+    if (rc == 0)
+        rc = concat(&b->out, bufs, n);
+    if (rc == 0)
+        b->responses++;
+}
+
+static void on_batch_req_close(void *ud, struct tp_http_req *req)
+{
+    (void)req;
+    struct http_batch *b = ud;
+    b->req = NULL;
+}
+
+static void batch_message(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
+{
+    /* A batch answers with one JSON array, so related messages go to the session's stream. */
+    (void)ctx;
+    fed__session_notify(c->sess, bufs, n);
+}
+
+static void batch_respond(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
+{
+    (void)c;
+    struct http_batch *b = ctx;
+    batch_add(b, bufs, n);
+    b->outstanding--;
+    batch_maybe_finish(b);
+}
+
+static const struct fed_call_ops batch_ops = {.message = batch_message, .respond = batch_respond};
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
+/* Hands one message of a POST to the router. Returns true if it was a request (answered later
+ * through the call), false if it was a notification or response (nothing to answer). */
+static void dispatch_one(struct fed_session *s, const char *frame, size_t n,
+                         const struct core_rpc_env *env, struct tp_http_req *req,
+                         struct http_batch *batch, struct core_buf *errors)
+{
+    switch (env->kind) {
+    case CORE_RPC_REQUEST: {
+        struct fed_call *c;
+        if (batch) {
+            batch->outstanding++;
+            c = fed__call_new(s, frame, env, &batch_ops, batch);
+        } else {
+            struct http_call *hc = core_xcalloc(1, sizeof *hc);
+            hc->req = req;
+            snprintf(hc->sid, sizeof hc->sid, "%s", s->id);
+            c = fed__call_new(s, frame, env, &call_ops, hc);
+            hc->call = c;
+            tp_http_req_set_close_cb(req, on_call_req_close, hc);
+        }
+        fed_router_request(c, frame, env);
+        return;
+    }
+    case CORE_RPC_NOTIFICATION:
+        fed_router_notification(s, frame, env);
+        return;
+    case CORE_RPC_RESULT:
+    case CORE_RPC_ERROR:
+        fed_router_response(s, frame, n, env);
+        return;
+    default:
+        if (errors)
+            (void)fed__error_json(errors, "null", 4, -32600, "Invalid Request");
+        return;
+    }
+}
+
+static void handle_batch(struct fed_session *s, struct tp_http_req *req, const char *body, size_t len)
+{
+    if (strcmp(s->protocol_version, "2025-03-26") != 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "JSON-RPC batches are not supported in protocol version %s",
+                 s->protocol_version);
+        respond_rpc_error(req, 400, -32600, msg);
+        return;
+    }
+    struct http_batch *b = core_xcalloc(1, sizeof *b);
+    b->req = req;
+    b->dispatching = true;
+    snprintf(b->sid, sizeof b->sid, "%s", s->id);
+    core_buf_init(&b->out, 0);
+    tp_http_req_set_close_cb(req, on_batch_req_close, b);
+    size_t pos = 0;
+    struct core_span el;
+    int count = 0;
+    while (core_rpc_batch_next(body, len, &pos, &el) == 1) {
+        count++;
+        struct core_rpc_env env;
+        /* Each element is scanned in place: spans are relative to `body`. */
+        struct core_buf err;
+        core_buf_init(&err, 0);
+        if (core_rpc_scan(body + el.off, el.len, &env) != 0 || env.kind == CORE_RPC_BATCH ||
+            (env.kind == CORE_RPC_REQUEST && strcmp(env.method_str, "initialize") == 0)) {
+            (void)fed__error_json(&err, "null", 4, -32600, "Invalid Request");
+        } else {
+            dispatch_one(s, body + el.off, el.len, &env, req, b, &err);
+        }
+        if (err.len) {
+            uv_buf_t u = uv_buf_init(err.data, (unsigned)err.len);
+            batch_add(b, &u, 1);
+        }
+        core_buf_dispose(&err);
+    }
+    if (count == 0) {
+        struct core_buf err;
+        core_buf_init(&err, 0);
+        if (fed__error_json(&err, "null", 4, -32600, "Invalid Request: empty batch") == 0) {
+            uv_buf_t u = uv_buf_init(err.data, (unsigned)err.len);
+            batch_add(b, &u, 1);
+        }
+        core_buf_dispose(&err);
+    }
+    b->dispatching = false;
+    batch_maybe_finish(b);
+}
+
+static struct fed_session *find_session(struct fed_gateway *gw, struct tp_http_req *req)
+{
+    const char *sid = tp_http_req_header(req, "Mcp-Session-Id");
+    if (sid == NULL || sid[0] == '\0') {
+        respond_rpc_error(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
+        return NULL;
+    }
+    struct fed_session *s = fed__session_find(gw, sid);
+    if (s == NULL) {
+        respond_rpc_error(req, 404, -32001, "Session not found");
+        return NULL;
+    }
+    s->last_seen = fed__now(gw);
+    return s;
+}
+
+static void handle_post(struct fed_gateway *gw, struct tp_http_req *req)
+{
+    size_t len;
+    const char *body = tp_http_req_body(req, &len);
+    struct core_rpc_env env;
+    if (core_rpc_scan(body, len, &env) != 0) {
+        respond_rpc_error(req, 400, -32700, "Parse error");
+        return;
+    }
+    if (env.kind == CORE_RPC_INVALID) {
+        respond_rpc_error(req, 400, -32600, "Invalid Request");
+        return;
+    }
+    if (env.kind == CORE_RPC_REQUEST && strcmp(env.method_str, "initialize") == 0) {
+        struct http_sess *hs = core_xcalloc(1, sizeof *hs);
+        core_buf_init(&hs->queue, QUEUE_MAX_BYTES);
+        struct fed_session *s = fed__session_new(gw, &sess_ops, hs);
+        hs->s = s;
+        dispatch_one(s, body, len, &env, req, NULL, NULL);
+        return;
+    }
+    struct fed_session *s = find_session(gw, req);
+    if (s == NULL)
+        return;
+    if (env.kind == CORE_RPC_BATCH) {
+        handle_batch(s, req, body, len);
+        return;
+    }
+    dispatch_one(s, body, len, &env, req, NULL, NULL);
+    if (env.kind != CORE_RPC_REQUEST)
+        (void)tp_http_respond(req, 202, NULL, 0, NULL, 0);
+}
+
+static void handle_get(struct fed_gateway *gw, struct tp_http_req *req)
+{
+    const char *accept = tp_http_req_header(req, "Accept");
+    if (accept == NULL || strstr(accept, "text/event-stream") == NULL) {
+        respond_status(req, 406, "GET /mcp needs Accept: text/event-stream\n");
+        return;
+    }
+    struct fed_session *s = find_session(gw, req);
+    if (s == NULL)
+        return;
+    struct http_sess *hs = s->ops_ctx;
+    if (hs->stream) {
+        respond_status(req, 409, "this session already has a GET stream open\n");
+        return;
+    }
+    struct tp_http_header h[] = {
+        {"Content-Type", "text/event-stream"},
+        {"Cache-Control", "no-cache"},
+        {"X-Accel-Buffering", "no"},
+        {"Mcp-Session-Id", s->id},
+    };
+    if (tp_http_stream_start(req, 200, h, 4) != 0)
+        return;
+    hs->stream = req;
+    tp_http_req_set_close_cb(req, on_stream_close, hs);
+    struct core_buf first;
+    core_buf_init(&first, 0);
+    if (hs->queue.len) {
+        uv_buf_t u = uv_buf_init(hs->queue.data, (unsigned)hs->queue.len);
+        (void)tp_http_stream_write(req, &u, 1);
+        core_buf_reset(&hs->queue);
+    } else if (tp_sse_comment(&first, "stream open") == 0) {
+        /* Flush the headers to the client at once. */
+        uv_buf_t u = uv_buf_init(first.data, (unsigned)first.len);
+        (void)tp_http_stream_write(req, &u, 1);
+    }
+    core_buf_dispose(&first);
+}
+
+void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
+{
+    const char *path = tp_http_req_path(req);
+    const char *method = tp_http_req_method(req);
+    if (gw->shutting_down) {
+        respond_status(req, 503, "shutting down\n");
+        return;
+    }
+    const char *host = tp_http_req_header(req, "Host");
+    const char *origin = tp_http_req_header(req, "Origin");
+    if ((!tp_http_req_is_unix(req) && (host == NULL || !host_ok(host, false))) ||
+        (origin != NULL && !host_ok(origin, true))) {
+        core_log(CORE_LOG_WARN, "http", "%s: refused Host %s Origin %s", tp_http_req_conn_name(req),
+                 host ? host : "-", origin ? origin : "-");
+        respond_status(req, 403, "Forbidden: Host and Origin must be localhost\n");
+        return;
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        (void)tp_http_respond_simple(req, 200, "text/plain", "ok\n");
+        return;
+    }
+    if (strcmp(path, "/mcp") != 0) {
+        respond_status(req, 404, "Not found: the MCP endpoint is /mcp\n");
+        return;
+    }
+    const char *ver = tp_http_req_header(req, "MCP-Protocol-Version");
+    if (ver && !fed__version_supported(ver, strlen(ver))) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "Bad Request: unsupported MCP-Protocol-Version %.60s", ver);
+        respond_rpc_error(req, 400, -32000, msg);
+        return;
+    }
+    if (strcmp(method, "POST") == 0) {
+        handle_post(gw, req);
+    } else if (strcmp(method, "GET") == 0) {
+        handle_get(gw, req);
+    } else if (strcmp(method, "DELETE") == 0) {
+        struct fed_session *s = find_session(gw, req);
+        if (s) {
+            fed__session_end(s);
+            (void)tp_http_respond(req, 200, NULL, 0, NULL, 0);
+        }
+    } else {
+        struct tp_http_header h[] = {{"Allow", "GET, POST, DELETE"}};
+        uv_buf_t u = uv_buf_init("Method not allowed\n", 19);
+        (void)tp_http_respond(req, 405, h, 1, &u, 1);
+    }
+}

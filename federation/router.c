@@ -1,0 +1,1220 @@
+/* The router: what each MCP method means for a federation of upstreams. It never touches a
+ * socket: fronts hand it messages through fed_router_*, upstreams through fed__router_*. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/seal.h"
+#include "core/alloc.h"
+#include "core/log.h"
+#include "federation/internal.h"
+
+#define NAME_BUF 1024
+#define URI_BUF 8192
+#define DEFAULT_LOG_LEVEL 1 /* "info" for sessions that never sent logging/setLevel */
+
+static const char *const list_methods[FED_LIST_COUNT] = {
+    "tools/list", "prompts/list", "resources/list", "resources/templates/list"};
+static const char *const list_keys[FED_LIST_COUNT] = {"tools", "prompts", "resources",
+                                                       "resourceTemplates"};
+static const char *const list_caps[FED_LIST_COUNT] = {"tools", "prompts", "resources",
+                                                       "resources"};
+static const char *const mcp_levels[] = {"debug",    "info",  "notice",    "warning",
+                                         "error",    "critical", "alert", "emergency"};
+
+static int mcp_level_index(const char *s)
+{
+    for (int i = 0; i < 8; i++)
+        if (strcmp(s, mcp_levels[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+static int json_string(struct core_buf *b, const char *s)
+{
+    int rc = core_buf_append(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; rc == 0 && *p; p++) {
+        if (*p == '"' || *p == '\\')
+            rc = core_buf_appendf(b, "\\%c", *p);
+        else if (*p < 0x20)
+            rc = core_buf_appendf(b, "\\u%04x", *p);
+        else
+            rc = core_buf_append(b, p, 1);
+    }
+    if (rc == 0)
+        rc = core_buf_append(b, "\"", 1);
+    return rc;
+}
+
+static bool span_uint(const char *p, struct core_span sp, uint64_t *out)
+{
+    if (sp.len == 0 || sp.len > 19)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < sp.len; i++) {
+        char ch = p[sp.off + i];
+        if (ch < '0' || ch > '9')
+            return false;
+        v = v * 10 + (uint64_t)(ch - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* Decodes the string member `key` of the object at span obj. */
+static bool get_str(const char *frame, struct core_span obj, const char *key, char *out, size_t cap,
+                    struct core_span *where)
+{
+    struct core_span v;
+    enum core_json_type t;
+    if (obj.len == 0 || core_json_obj_get(frame, obj, key, &v, &t) != 0 || t != CORE_JSON_STRING)
+        return false;
+    if (core_json_unescape(frame + v.off, v.len, out, cap) < 0)
+        return false;
+    if (where)
+        *where = v;
+    return true;
+}
+
+/* Writes one frame to an upstream: the parts, then "\n". Raw newlines can only be JSON
+ * whitespace (strings escape them), so a pretty-printed body is flattened with spaces. */
+static int write_frame(struct fed_upstream *up, const uv_buf_t *parts, unsigned n)
+{
+    uv_buf_t v[12];
+    bool dirty = false;
+    for (unsigned i = 0; i < n; i++)
+        if (memchr(parts[i].base, '\n', parts[i].len) || memchr(parts[i].base, '\r', parts[i].len))
+            dirty = true;
+    if (!dirty && n < 12) {
+        memcpy(v, parts, n * sizeof *v);
+        v[n] = uv_buf_init("\n", 1);
+        return fed__upstream_write(up, v, n + 1);
+    }
+    struct core_buf b;
+    core_buf_init(&b, 0);
+    int rc = 0;
+    for (unsigned i = 0; rc == 0 && i < n; i++)
+        rc = core_buf_append(&b, parts[i].base, parts[i].len);
+    for (size_t i = 0; i < b.len; i++)
+        if (b.data[i] == '\n' || b.data[i] == '\r')
+            b.data[i] = ' ';
+    if (rc == 0)
+        rc = core_buf_append(&b, "\n", 1);
+    if (rc == 0) {
+        uv_buf_t u = uv_buf_init(b.data, (unsigned)b.len);
+        rc = fed__upstream_write(up, &u, 1);
+    }
+    core_buf_dispose(&b);
+    return rc;
+}
+
+static void call_errorf(struct fed_call *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void call_errorf(struct fed_call *c, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fed__call_error(c, code, msg);
+}
+
+static void call_result_json(struct fed_call *c, cJSON *result)
+{
+    char *txt = cJSON_PrintUnformatted(result);
+    cJSON_Delete(result);
+    fed__call_result(c, txt);
+    core_free(txt);
+}
+
+/* ---- forwarding a client request ----------------------------------------------------------- */
+
+/* A replacement of bytes inside the request's params. */
+struct repl {
+    struct core_span at;
+    const char *bytes;
+    size_t len;
+};
+
+static void forward(struct fed_call *c, struct fed_upstream *up, const char *frame,
+                    const struct core_rpc_env *env, struct repl *r, size_t nr)
+{
+    if (!fed__upstream_is_ready(up)) {
+        call_errorf(c, -32603, "server '%s' is not ready (%s)", up->srv->cfg->name,
+                    fed__up_state_name(up->state));
+        return;
+    }
+    struct fed_pending *p = fed__upstream_pend(up, c);
+    c->pend = p;
+    c->up = up;
+    /* Progress tokens: the upstream sees its own request id as the token, so two clients using
+     * the same token never see each other's progress. */
+    struct repl all[4];
+    size_t na = 0;
+    for (size_t i = 0; i < nr && na < 3; i++)
+        all[na++] = r[i];
+    char tokbuf[24];
+    struct core_span meta, tok;
+    enum core_json_type mt, tt;
+    if (env->params.len && core_json_obj_get(frame, env->params, "_meta", &meta, &mt) == 0 &&
+        mt == CORE_JSON_OBJECT &&
+        core_json_obj_get(frame, meta, "progressToken", &tok, &tt) == 0 &&
+        (tt == CORE_JSON_STRING || tt == CORE_JSON_NUMBER)) {
+        core_free(c->progress_token);
+        c->progress_token = core_xmemdup(frame + tok.off, tok.len);
+        c->progress_token_len = tok.len;
+        int tl = snprintf(tokbuf, sizeof tokbuf, "%" PRIu64, p->id);
+        all[na++] = (struct repl){tok, tokbuf, (size_t)tl};
+    }
+    /* Sort by offset (at most four entries). */
+    for (size_t i = 1; i < na; i++)
+        for (size_t j = i; j > 0 && all[j].at.off < all[j - 1].at.off; j--) {
+            struct repl t = all[j];
+            all[j] = all[j - 1];
+            all[j - 1] = t;
+        }
+    char head[64];
+    int hl = snprintf(head, sizeof head, "{\"jsonrpc\":\"2.0\",\"id\":%" PRIu64 ",\"method\":", p->id);
+    uv_buf_t parts[12];
+    unsigned np = 0;
+    parts[np++] = uv_buf_init(head, (unsigned)hl);
+    parts[np++] = uv_buf_init((char *)frame + env->method.off, (unsigned)env->method.len);
+    if (env->params.len) {
+        parts[np++] = uv_buf_init(",\"params\":", 10);
+        size_t pos = env->params.off, end = env->params.off + env->params.len;
+        for (size_t i = 0; i < na; i++) {
+            parts[np++] = uv_buf_init((char *)frame + pos, (unsigned)(all[i].at.off - pos));
+            parts[np++] = uv_buf_init((char *)all[i].bytes, (unsigned)all[i].len);
+            pos = all[i].at.off + all[i].at.len;
+        }
+        parts[np++] = uv_buf_init((char *)frame + pos, (unsigned)(end - pos));
+    }
+    parts[np++] = uv_buf_init("}", 1);
+    int rc = write_frame(up, parts, np);
+    if (rc) {
+        fed__upstream_unpend(up, p);
+        call_errorf(c, -32603, "server '%s' is not reachable: %s", up->srv->cfg->name,
+                    core_strerror(rc));
+    }
+}
+
+/* ---- names and routing -------------------------------------------------------------------- */
+
+static struct fed_upstream *resolve_name(struct fed_session *s, int kind, const char *exposed,
+                                         char *orig, size_t cap)
+{
+    struct fed_gateway *gw = s->gw;
+    size_t el = strlen(exposed);
+    for (size_t i = 0; i < gw->n_servers; i++) {
+        const char *o = core_map_str_get(&gw->servers[i].renamed[kind], exposed, el);
+        if (o) {
+            snprintf(orig, cap, "%s", o);
+            return s->inst[i];
+        }
+    }
+    const char *sep = strstr(exposed, "__");
+    if (sep) {
+        size_t pl = (size_t)(sep - exposed);
+        for (size_t i = 0; i < gw->n_servers; i++) {
+            const char *pre = gw->servers[i].cfg->prefix;
+            if (pre[0] && strlen(pre) == pl && memcmp(pre, exposed, pl) == 0) {
+                snprintf(orig, cap, "%s", sep + 2);
+                return s->inst[i];
+            }
+        }
+    }
+    for (size_t i = 0; i < gw->n_servers; i++)
+        if (gw->servers[i].cfg->prefix[0] == '\0') {
+            snprintf(orig, cap, "%s", exposed);
+            return s->inst[i];
+        }
+    return NULL;
+}
+
+static struct fed_upstream *route_uri(struct fed_session *s, const char *uri)
+{
+    struct fed_gateway *gw = s->gw;
+    struct fed_upstream *best = NULL, *only = NULL;
+    size_t best_len = 0;
+    int with_resources = 0;
+    for (size_t i = 0; i < gw->n_servers; i++) {
+        struct fed_upstream *up = s->inst[i];
+        if (!fed__upstream_is_ready(up) || !fed__upstream_has_cap(up, "resources"))
+            continue;
+        with_resources++;
+        only = up;
+        bool exact;
+        size_t m = fed__upstream_res_match(up, uri, &exact);
+        if (exact)
+            return up;
+        if (m > best_len) {
+            best_len = m;
+            best = up;
+        }
+    }
+    if (best)
+        return best;
+    return with_resources == 1 ? only : NULL;
+}
+
+/* ---- initialize --------------------------------------------------------------------------- */
+
+static bool session_waiting(const struct fed_session *s)
+{
+    for (size_t i = 0; i < s->gw->n_servers; i++) {
+        const struct fed_upstream *up = s->inst[i];
+        if (up && (up->state == FED_UP_STARTING || up->state == FED_UP_INITIALIZING))
+            return true;
+    }
+    return false;
+}
+
+static void finish_initialize(struct fed_call *c)
+{
+    struct fed_session *s = c->sess;
+    struct fed_gateway *gw = s->gw;
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "protocolVersion", s->protocol_version);
+    cJSON *caps = cJSON_AddObjectToObject(res, "capabilities");
+    bool tools = false, prompts = false, resources = false, subscribe = false, completions = false;
+    struct core_buf ins;
+    core_buf_init(&ins, 0);
+    int rc = 0;
+    for (size_t i = 0; i < gw->n_servers; i++) {
+        struct fed_upstream *up = s->inst[i];
+        if (!fed__upstream_is_ready(up))
+            continue;
+        tools |= fed__upstream_has_cap(up, "tools");
+        prompts |= fed__upstream_has_cap(up, "prompts");
+        completions |= fed__upstream_has_cap(up, "completions");
+        cJSON *r = cJSON_GetObjectItemCaseSensitive(up->capabilities, "resources");
+        if (r) {
+            resources = true;
+            subscribe |= cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "subscribe"));
+        }
+        if (up->instructions && rc == 0)
+            rc = core_buf_appendf(&ins, "%s## %s\n%s", ins.len ? "\n\n" : "", up->srv->cfg->name,
+                                  up->instructions);
+    }
+    /* The gateway answers logging/setLevel itself, and can always tell clients when the
+     * federated lists change. */
+    cJSON_AddObjectToObject(caps, "logging");
+    if (completions)
+        cJSON_AddObjectToObject(caps, "completions");
+    if (prompts)
+        cJSON_AddTrueToObject(cJSON_AddObjectToObject(caps, "prompts"), "listChanged");
+    if (resources) {
+        cJSON *r = cJSON_AddObjectToObject(caps, "resources");
+        if (subscribe)
+            cJSON_AddTrueToObject(r, "subscribe");
+        cJSON_AddTrueToObject(r, "listChanged");
+    }
+    if (tools)
+        cJSON_AddTrueToObject(cJSON_AddObjectToObject(caps, "tools"), "listChanged");
+    cJSON *info = cJSON_AddObjectToObject(res, "serverInfo");
+    cJSON_AddStringToObject(info, "name", "agentgate");
+    cJSON_AddStringToObject(info, "version", AG_VERSION);
+    if (ins.len)
+        cJSON_AddStringToObject(res, "instructions", ins.data);
+    core_buf_dispose(&ins);
+    s->initialized = true;
+    core_log(CORE_LOG_INFO, "sess", "%.8s: initialized (protocol %s)", s->id, s->protocol_version);
+    call_result_json(c, res);
+}
+
+static void handle_initialize(struct fed_call *c, const char *frame, const struct core_rpc_env *env)
+{
+    struct fed_session *s = c->sess;
+    cJSON *params = env->params.len ? cJSON_ParseWithLength(frame + env->params.off, env->params.len)
+                                    : NULL;
+    cJSON *ver = cJSON_GetObjectItemCaseSensitive(params, "protocolVersion");
+    if (!cJSON_IsObject(params) || !cJSON_IsString(ver)) {
+        cJSON_Delete(params);
+        fed__call_error(c, -32602, "initialize needs params.protocolVersion");
+        return;
+    }
+    const char *chosen = fed__version_supported(ver->valuestring, strlen(ver->valuestring))
+                             ? ver->valuestring
+                             : FED_LATEST_VERSION;
+    core_free(s->protocol_version);
+    s->protocol_version = core_xstrdup(chosen);
+    cJSON_Delete(s->client_caps);
+    s->client_caps = cJSON_DetachItemFromObjectCaseSensitive(params, "capabilities");
+    if (!cJSON_IsObject(s->client_caps)) {
+        cJSON_Delete(s->client_caps);
+        s->client_caps = cJSON_CreateObject();
+    }
+    cJSON_Delete(s->client_info);
+    s->client_info = cJSON_DetachItemFromObjectCaseSensitive(params, "clientInfo");
+    cJSON_Delete(params);
+    if (session_waiting(s)) {
+        /* Upstreams still starting: answer when they are ready, so the capabilities mean
+         * something, but never later than the list deadline. */
+        c->deferred = true;
+        c->deadline = fed__now(s->gw) + s->gw->cfg->list_timeout_ms;
+        return;
+    }
+    finish_initialize(c);
+}
+
+void fed__router_check_deferred(struct fed_gateway *gw)
+{
+    uint64_t now = fed__now(gw);
+    size_t it = 0;
+    const char *k;
+    void *v;
+    while (core_map_str_next(&gw->sessions, &it, &k, &v)) {
+        struct fed_session *s = v;
+        bool waiting = session_waiting(s);
+        struct fed_call *c = s->calls, *next;
+        for (; c; c = next) {
+            next = c->next;
+            if (c->deferred && (!waiting || now >= c->deadline)) {
+                c->deferred = false;
+                finish_initialize(c);
+            }
+        }
+    }
+}
+
+/* ---- logging ----------------------------------------------------------------------------- */
+
+/* Sets each upstream's level to the most verbose level any of its sessions asked for. */
+static void sync_upstream_level(struct fed_upstream *up)
+{
+    if (!fed__upstream_is_ready(up) || !fed__upstream_has_cap(up, "logging"))
+        return;
+    int lvl = -1;
+    size_t it = 0;
+    const char *k;
+    void *v;
+    while (core_map_str_next(&up->gw->sessions, &it, &k, &v)) {
+        struct fed_session *s = v;
+        if (s->inst[up->srv->index] == up && s->mcp_log_level >= 0 &&
+            (lvl < 0 || s->mcp_log_level < lvl))
+            lvl = s->mcp_log_level;
+    }
+    if (lvl < 0 || (up->log_level && strcmp(up->log_level, mcp_levels[lvl]) == 0))
+        return;
+    core_free(up->log_level);
+    up->log_level = core_xstrdup(mcp_levels[lvl]);
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "level", mcp_levels[lvl]);
+    (void)fed__upstream_request(up, "logging/setLevel", params, 0, NULL, NULL);
+}
+
+static void handle_set_level(struct fed_call *c, const char *frame, const struct core_rpc_env *env)
+{
+    char level[32];
+    int idx = get_str(frame, env->params, "level", level, sizeof level, NULL) ? mcp_level_index(level)
+                                                                            : -1;
+    if (idx < 0) {
+        fed__call_error(c, -32602, "params.level must be one of debug, info, notice, warning, "
+                                   "error, critical, alert, emergency");
+        return;
+    }
+    struct fed_session *s = c->sess;
+    s->mcp_log_level = idx;
+    for (size_t i = 0; i < s->gw->n_servers; i++)
+        if (s->inst[i])
+            sync_upstream_level(s->inst[i]);
+    fed__call_result(c, "{}");
+}
+
+/* ---- lists: fan-out and merge ------------------------------------------------------------- */
+
+struct fan_part {
+    struct fed_fanout *f;
+    size_t srv;
+    char *cursor; /* the upstream cursor to continue from, or NULL */
+    cJSON *result;
+};
+
+struct fed_fanout {
+    struct fed_call *call; /* NULL once orphaned */
+    enum fed_list list;
+    size_t n;
+    size_t remaining;
+    struct fan_part *parts;
+};
+
+static void fan_free(struct fed_fanout *f)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        core_free(f->parts[i].cursor);
+        cJSON_Delete(f->parts[i].result);
+    }
+    core_free(f->parts);
+    core_free(f);
+}
+
+void fed__fanout_orphan(struct fed_fanout *f)
+{
+    f->call = NULL;
+}
+
+static void fan_finish(struct fed_fanout *f)
+{
+    struct fed_call *c = f->call;
+    if (c == NULL) {
+        fan_free(f);
+        return;
+    }
+    c->fan = NULL;
+    struct fed_session *s = c->sess;
+    struct fed_gateway *gw = s->gw;
+    enum fed_list l = f->list;
+    cJSON *res = cJSON_CreateObject();
+    cJSON *items = cJSON_AddArrayToObject(res, list_keys[l]);
+    cJSON *cursors = cJSON_CreateArray();
+    struct core_map_str seen;
+    core_map_str_init(&seen);
+    for (size_t i = 0; i < f->n; i++) {
+        struct fan_part *pt = &f->parts[i];
+        if (pt->result == NULL)
+            continue;
+        struct fed_server *srv = &gw->servers[pt->srv];
+        cJSON *arr = cJSON_GetObjectItemCaseSensitive(pt->result, list_keys[l]);
+        cJSON *item;
+        while (cJSON_IsArray(arr) && (item = cJSON_DetachItemFromArray(arr, 0)) != NULL) {
+            if (l == FED_LIST_TOOLS || l == FED_LIST_PROMPTS) {
+                cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+                if (!cJSON_IsString(name)) {
+                    cJSON_Delete(item);
+                    continue;
+                }
+                char exposed[65];
+                if (fed__name_expose(srv->cfg->prefix, name->valuestring, exposed)) {
+                    struct core_map_str *m = &srv->renamed[l == FED_LIST_TOOLS ? 0 : 1];
+                    if (core_map_str_get(m, exposed, strlen(exposed)) == NULL)
+                        core_map_str_put(m, exposed, strlen(exposed),
+                                         core_xstrdup(name->valuestring));
+                }
+                if (core_map_str_get(&seen, exposed, strlen(exposed))) {
+                    core_log(CORE_LOG_WARN, "router", "%s: %s exposed twice; keeping the first",
+                             srv->cfg->name, exposed);
+                    cJSON_Delete(item);
+                    continue;
+                }
+                core_map_str_put(&seen, exposed, strlen(exposed), (void *)1);
+                cJSON_SetValuestring(name, exposed);
+            }
+            cJSON_AddItemToArray(items, item);
+        }
+        cJSON *next = cJSON_GetObjectItemCaseSensitive(pt->result, "nextCursor");
+        if (cJSON_IsString(next)) {
+            cJSON *pair = cJSON_CreateArray();
+            cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)pt->srv));
+            cJSON_AddItemToArray(pair, cJSON_CreateString(next->valuestring));
+            cJSON_AddItemToArray(cursors, pair);
+        }
+    }
+    core_map_str_dispose(&seen);
+    if (cJSON_GetArraySize(cursors) > 0) {
+        cJSON *cur = cJSON_CreateObject();
+        cJSON_AddNumberToObject(cur, "g", (double)gw->list_gen);
+        cJSON_AddNumberToObject(cur, "l", l);
+        cJSON_AddItemToObject(cur, "c", cursors);
+        char *txt = cJSON_PrintUnformatted(cur);
+        cJSON_Delete(cur);
+        struct core_buf sealed;
+        core_buf_init(&sealed, 0);
+        if (auth_seal(txt, strlen(txt), &sealed) == 0)
+            cJSON_AddStringToObject(res, "nextCursor", sealed.data);
+        core_buf_dispose(&sealed);
+        core_free(txt);
+    } else {
+        cJSON_Delete(cursors);
+    }
+    fan_free(f);
+    call_result_json(c, res);
+}
+
+static void on_fan_part(void *ctx, struct fed_upstream *up, int err, const char *frame, size_t n,
+                        const struct core_rpc_env *env)
+{
+    (void)n;
+    struct fan_part *pt = ctx;
+    struct fed_fanout *f = pt->f;
+    if (err == 0 && env->kind == CORE_RPC_RESULT) {
+        pt->result = cJSON_ParseWithLength(frame + env->result.off, env->result.len);
+    } else {
+        core_log(CORE_LOG_WARN, "router", "%s: %s left out of the answer: %s", up->name,
+                 list_methods[f->list], err ? core_strerror(err) : "the server answered an error");
+    }
+    if (--f->remaining == 0)
+        fan_finish(f);
+}
+
+/* Parses a gateway cursor into the (server, upstream cursor) pairs to continue from. */
+static cJSON *open_cursor(struct fed_gateway *gw, const char *frame, const struct core_rpc_env *env,
+                          enum fed_list l, bool *bad)
+{
+    *bad = false;
+    struct core_span v;
+    enum core_json_type t;
+    if (env->params.len == 0 || core_json_obj_get(frame, env->params, "cursor", &v, &t) != 0)
+        return NULL;
+    *bad = true;
+    if (t != CORE_JSON_STRING || v.len < 2)
+        return NULL;
+    struct core_buf plain;
+    core_buf_init(&plain, 65536);
+    cJSON *cur = NULL;
+    if (auth_open(frame + v.off + 1, v.len - 2, &plain) == 0) {
+        cur = cJSON_ParseWithLength(plain.data, plain.len);
+        cJSON *g = cJSON_GetObjectItemCaseSensitive(cur, "g");
+        cJSON *lj = cJSON_GetObjectItemCaseSensitive(cur, "l");
+        if (!cJSON_IsNumber(g) || (uint64_t)g->valuedouble != gw->list_gen || !cJSON_IsNumber(lj) ||
+            lj->valueint != (int)l || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(cur, "c"))) {
+            cJSON_Delete(cur);
+            cur = NULL;
+        }
+    }
+    core_buf_dispose(&plain);
+    if (cur)
+        *bad = false;
+    return cur;
+}
+
+static void handle_list(struct fed_call *c, const char *frame, const struct core_rpc_env *env,
+                        enum fed_list l)
+{
+    struct fed_session *s = c->sess;
+    struct fed_gateway *gw = s->gw;
+    bool bad;
+    cJSON *cur = open_cursor(gw, frame, env, l, &bad);
+    if (bad) {
+        fed__call_error(c, -32602, "invalid or expired cursor");
+        return;
+    }
+    struct fed_fanout *f = core_xcalloc(1, sizeof *f);
+    f->call = c;
+    f->list = l;
+    f->parts = core_xcalloc(gw->n_servers ? gw->n_servers : 1, sizeof *f->parts);
+    if (cur) {
+        cJSON *pair;
+        cJSON_ArrayForEach(pair, cJSON_GetObjectItemCaseSensitive(cur, "c"))
+        {
+            cJSON *i = cJSON_GetArrayItem(pair, 0), *uc = cJSON_GetArrayItem(pair, 1);
+            if (!cJSON_IsNumber(i) || !cJSON_IsString(uc) || i->valueint < 0 ||
+                (size_t)i->valueint >= gw->n_servers || f->n >= gw->n_servers)
+                continue;
+            f->parts[f->n].srv = (size_t)i->valueint;
+            f->parts[f->n].cursor = core_xstrdup(uc->valuestring);
+            f->n++;
+        }
+        cJSON_Delete(cur);
+    } else {
+        for (size_t i = 0; i < gw->n_servers; i++) {
+            struct fed_upstream *up = s->inst[i];
+            if (fed__upstream_is_ready(up) && fed__upstream_has_cap(up, list_caps[l]))
+                f->parts[f->n++].srv = i;
+        }
+    }
+    c->fan = f;
+    /* Count every part first: replies cannot arrive before we return to the loop. */
+    f->remaining = f->n + 1;
+    for (size_t i = 0; i < f->n; i++) {
+        struct fan_part *pt = &f->parts[i];
+        pt->f = f;
+        cJSON *params = NULL;
+        if (pt->cursor) {
+            params = cJSON_CreateObject();
+            cJSON_AddStringToObject(params, "cursor", pt->cursor);
+        }
+        if (fed__upstream_request(s->inst[pt->srv], list_methods[l], params, gw->cfg->list_timeout_ms,
+                                  on_fan_part, pt) != 0)
+            f->remaining--;
+    }
+    if (--f->remaining == 0)
+        fan_finish(f);
+}
+
+/* ---- named and URI-addressed requests ------------------------------------------------------- */
+
+static void handle_named(struct fed_call *c, const char *frame, const struct core_rpc_env *env,
+                         int kind)
+{
+    char exposed[NAME_BUF], orig[NAME_BUF];
+    struct core_span at;
+    if (!get_str(frame, env->params, "name", exposed, sizeof exposed, &at)) {
+        fed__call_error(c, -32602, "params.name must be a string");
+        return;
+    }
+    struct fed_upstream *up = resolve_name(c->sess, kind, exposed, orig, sizeof orig);
+    if (up == NULL) {
+        call_errorf(c, -32602, "Unknown %s: %s", kind == 0 ? "tool" : "prompt", exposed);
+        return;
+    }
+    struct core_buf nb;
+    core_buf_init(&nb, 0);
+    if (json_string(&nb, orig) != 0) {
+        core_buf_dispose(&nb);
+        fed__call_error(c, -32603, "name too long");
+        return;
+    }
+    struct repl r = {at, nb.data, nb.len};
+    forward(c, up, frame, env, &r, 1);
+    core_buf_dispose(&nb);
+}
+
+static void handle_resource(struct fed_call *c, const char *frame, const struct core_rpc_env *env)
+{
+    char *uri = core_xmalloc(URI_BUF);
+    if (!get_str(frame, env->params, "uri", uri, URI_BUF, NULL)) {
+        core_free(uri);
+        fed__call_error(c, -32602, "params.uri must be a string");
+        return;
+    }
+    struct fed_session *s = c->sess;
+    struct fed_upstream *up = route_uri(s, uri);
+    if (up == NULL) {
+        call_errorf(c, -32002, "Resource not found: %.400s", uri);
+        core_free(uri);
+        return;
+    }
+    size_t ul = strlen(uri);
+    bool sub = strcmp(c->method, "resources/subscribe") == 0;
+    bool unsub = strcmp(c->method, "resources/unsubscribe") == 0;
+    if (sub || unsub) {
+        bool had = core_map_str_get(&s->subs, uri, ul) != NULL;
+        uintptr_t count = (uintptr_t)core_map_str_get(&up->sub_count, uri, ul);
+        if (sub == had) {
+            /* Already (un)subscribed: nothing changes upstream. */
+            core_free(uri);
+            fed__call_result(c, "{}");
+            return;
+        }
+        if (sub) {
+            core_map_str_put(&s->subs, uri, ul, up);
+            core_map_str_put(&up->sub_count, uri, ul, (void *)(count + 1));
+        } else {
+            core_map_str_del(&s->subs, uri, ul);
+            if (count <= 1)
+                core_map_str_del(&up->sub_count, uri, ul);
+            else
+                core_map_str_put(&up->sub_count, uri, ul, (void *)(count - 1));
+        }
+        /* Only the first subscriber and the last unsubscriber reach the upstream. */
+        if ((sub && count > 0) || (unsub && count > 1)) {
+            core_free(uri);
+            fed__call_result(c, "{}");
+            return;
+        }
+    }
+    core_free(uri);
+    forward(c, up, frame, env, NULL, 0);
+}
+
+static void handle_complete(struct fed_call *c, const char *frame, const struct core_rpc_env *env)
+{
+    struct core_span ref;
+    enum core_json_type t;
+    char type[32];
+    if (env->params.len == 0 || core_json_obj_get(frame, env->params, "ref", &ref, &t) != 0 ||
+        t != CORE_JSON_OBJECT || !get_str(frame, ref, "type", type, sizeof type, NULL)) {
+        fed__call_error(c, -32602, "params.ref must be an object with a type");
+        return;
+    }
+    if (strcmp(type, "ref/prompt") == 0) {
+        char exposed[NAME_BUF], orig[NAME_BUF];
+        struct core_span at;
+        if (!get_str(frame, ref, "name", exposed, sizeof exposed, &at)) {
+            fed__call_error(c, -32602, "params.ref.name must be a string");
+            return;
+        }
+        struct fed_upstream *up = resolve_name(c->sess, 1, exposed, orig, sizeof orig);
+        if (up == NULL) {
+            call_errorf(c, -32602, "Unknown prompt: %s", exposed);
+            return;
+        }
+        struct core_buf nb;
+        core_buf_init(&nb, 0);
+        if (json_string(&nb, orig) == 0) {
+            struct repl r = {at, nb.data, nb.len};
+            forward(c, up, frame, env, &r, 1);
+        } else {
+            fed__call_error(c, -32603, "name too long");
+        }
+        core_buf_dispose(&nb);
+        return;
+    }
+    if (strcmp(type, "ref/resource") == 0) {
+        char *uri = core_xmalloc(URI_BUF);
+        struct fed_upstream *up = NULL;
+        if (get_str(frame, ref, "uri", uri, URI_BUF, NULL))
+            up = route_uri(c->sess, uri);
+        core_free(uri);
+        if (up == NULL) {
+            fed__call_error(c, -32602, "params.ref.uri names no known resource or template");
+            return;
+        }
+        forward(c, up, frame, env, NULL, 0);
+        return;
+    }
+    call_errorf(c, -32602, "unknown reference type %s", type);
+}
+
+void fed_router_request(struct fed_call *c, const char *frame, const struct core_rpc_env *env)
+{
+    const char *m = env->method_str;
+    if (strcmp(m, "tools/call") == 0)
+        handle_named(c, frame, env, 0);
+    else if (strcmp(m, "resources/read") == 0 || strcmp(m, "resources/subscribe") == 0 ||
+             strcmp(m, "resources/unsubscribe") == 0)
+        handle_resource(c, frame, env);
+    else if (strcmp(m, "prompts/get") == 0)
+        handle_named(c, frame, env, 1);
+    else if (strcmp(m, "tools/list") == 0)
+        handle_list(c, frame, env, FED_LIST_TOOLS);
+    else if (strcmp(m, "prompts/list") == 0)
+        handle_list(c, frame, env, FED_LIST_PROMPTS);
+    else if (strcmp(m, "resources/list") == 0)
+        handle_list(c, frame, env, FED_LIST_RESOURCES);
+    else if (strcmp(m, "resources/templates/list") == 0)
+        handle_list(c, frame, env, FED_LIST_TEMPLATES);
+    else if (strcmp(m, "completion/complete") == 0)
+        handle_complete(c, frame, env);
+    else if (strcmp(m, "ping") == 0)
+        fed__call_result(c, "{}");
+    else if (strcmp(m, "logging/setLevel") == 0)
+        handle_set_level(c, frame, env);
+    else if (strcmp(m, "initialize") == 0)
+        handle_initialize(c, frame, env);
+    else
+        call_errorf(c, -32601, "Method not found: %.200s", m);
+}
+
+/* ---- client notifications and responses ----------------------------------------------------- */
+
+void fed_router_notification(struct fed_session *s, const char *frame, const struct core_rpc_env *env)
+{
+    const char *m = env->method_str;
+    if (strcmp(m, "notifications/initialized") == 0) {
+        s->initialized = true;
+    } else if (strcmp(m, "notifications/cancelled") == 0) {
+        struct core_span rid;
+        enum core_json_type t;
+        if (env->params.len == 0 ||
+            core_json_obj_get(frame, env->params, "requestId", &rid, &t) != 0)
+            return;
+        for (struct fed_call *c = s->calls; c; c = c->next) {
+            if (c->id_len != rid.len || memcmp(c->id, frame + rid.off, rid.len) != 0)
+                continue;
+            if (c->pend) {
+                struct fed_upstream *up = c->up;
+                cJSON *params = cJSON_CreateObject();
+                cJSON_AddNumberToObject(params, "requestId", (double)c->pend->id);
+                char reason[256];
+                if (get_str(frame, env->params, "reason", reason, sizeof reason, NULL))
+                    cJSON_AddStringToObject(params, "reason", reason);
+                fed__upstream_notify(up, "notifications/cancelled", params);
+                fed__upstream_unpend(up, c->pend);
+            }
+            if (strcmp(c->method, "initialize") != 0)
+                fed__call_error(c, -32800, "Request cancelled");
+            break;
+        }
+    } else if (strcmp(m, "notifications/roots/list_changed") == 0) {
+        for (size_t i = 0; i < s->gw->n_servers; i++)
+            if (s->inst[i] && s->inst[i]->owner == s && fed__upstream_is_ready(s->inst[i]))
+                fed__upstream_notify(s->inst[i], m, NULL);
+    } else {
+        core_log(CORE_LOG_DEBUG, "router", "%.8s: notification %s ignored", s->id, m);
+    }
+}
+
+void fed_router_response(struct fed_session *s, const char *frame, size_t n,
+                         const struct core_rpc_env *env)
+{
+    uint64_t id;
+    struct fed_s2c *r = span_uint(frame, env->id, &id) ? core_map_u64_del(&s->s2c, id) : NULL;
+    if (r == NULL) {
+        core_log(CORE_LOG_DEBUG, "router", "%.8s: response to unknown id dropped", s->id);
+        return;
+    }
+    uv_buf_t parts[3] = {
+        uv_buf_init((char *)frame, (unsigned)env->id.off),
+        uv_buf_init(r->up_id, (unsigned)r->up_id_len),
+        uv_buf_init((char *)frame + env->id.off + env->id.len,
+                    (unsigned)(n - env->id.off - env->id.len)),
+    };
+    int rc = write_frame(r->up, parts, 3);
+    if (rc)
+        core_log(CORE_LOG_WARN, "router", "%s: answer to its request lost: %s", r->up->name,
+                 core_strerror(rc));
+    core_free(r->up_id);
+    core_free(r);
+}
+
+/* ---- upstream requests and notifications ------------------------------------------------------ */
+
+static void reply_upstream(struct fed_upstream *up, const char *frame,
+                           const struct core_rpc_env *env, const char *body)
+{
+    uv_buf_t parts[4] = {
+        uv_buf_init("{\"jsonrpc\":\"2.0\",\"id\":", 22),
+        uv_buf_init((char *)frame + env->id.off, (unsigned)env->id.len),
+        uv_buf_init((char *)body, (unsigned)strlen(body)),
+        uv_buf_init("}", 1),
+    };
+    (void)write_frame(up, parts, 4); /* a dead child needs no answer */
+}
+
+static void reply_upstream_error(struct fed_upstream *up, const char *frame,
+                                 const struct core_rpc_env *env, int code, const char *msg)
+{
+    struct core_buf b;
+    core_buf_init(&b, 0);
+    if (fed__error_json(&b, frame + env->id.off, env->id.len, code, msg) == 0) {
+        uv_buf_t u = uv_buf_init(b.data, (unsigned)b.len);
+        (void)write_frame(up, &u, 1);
+    }
+    core_buf_dispose(&b);
+}
+
+static void reply_roots(struct fed_upstream *up, const char *frame, const struct core_rpc_env *env)
+{
+    cJSON *res = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(res, "roots");
+    const struct core_server_cfg *cfg = up->srv->cfg;
+    for (size_t i = 0; i < cfg->n_roots; i++) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "uri", cfg->roots[i]);
+        cJSON_AddItemToArray(arr, r);
+    }
+    char *txt = cJSON_PrintUnformatted(res);
+    cJSON_Delete(res);
+    struct core_buf b;
+    core_buf_init(&b, 0);
+    if (core_buf_appendf(&b, ",\"result\":%s", txt) == 0)
+        reply_upstream(up, frame, env, b.data);
+    core_buf_dispose(&b);
+    core_free(txt);
+}
+
+/* The client request that a server->client request most likely belongs to: stdio frames carry
+ * no association, so it is the newest request in flight on that upstream whose client is still
+ * listening. With isolation = session this is exact. */
+static struct fed_call *target_call(struct fed_upstream *up)
+{
+    struct fed_pending *best = NULL;
+    size_t it = 0;
+    uint64_t k;
+    void *v;
+    while (core_map_u64_next(&up->pending, &it, &k, &v)) {
+        struct fed_pending *p = v;
+        if (p->kind == FED_PEND_FORWARD && p->call && p->call->ops && (!best || p->id > best->id))
+            best = p;
+    }
+    return best ? best->call : NULL;
+}
+
+static void relay_request(struct fed_call *c, struct fed_upstream *up, const char *frame, size_t n,
+                          const struct core_rpc_env *env)
+{
+    struct fed_session *s = c->sess;
+    uint64_t dsid = s->next_s2c++;
+    struct fed_s2c *r = core_xcalloc(1, sizeof *r);
+    r->up = up;
+    r->up_id = core_xmemdup(frame + env->id.off, env->id.len);
+    r->up_id_len = env->id.len;
+    core_map_u64_put(&s->s2c, dsid, r);
+    char idb[24];
+    int il = snprintf(idb, sizeof idb, "%" PRIu64, dsid);
+    uv_buf_t parts[3] = {
+        uv_buf_init((char *)frame, (unsigned)env->id.off),
+        uv_buf_init(idb, (unsigned)il),
+        uv_buf_init((char *)frame + env->id.off + env->id.len,
+                    (unsigned)(n - env->id.off - env->id.len)),
+    };
+    fed__call_message(c, parts, 3);
+}
+
+static void upstream_request(struct fed_upstream *up, const char *frame, size_t n,
+                             const struct core_rpc_env *env)
+{
+    const char *m = env->method_str;
+    if (strcmp(m, "ping") == 0) {
+        reply_upstream(up, frame, env, ",\"result\":{}");
+        return;
+    }
+    const char *cap = strcmp(m, "sampling/createMessage") == 0 ? "sampling"
+                      : strcmp(m, "elicitation/create") == 0 ? "elicitation"
+                      : strcmp(m, "roots/list") == 0         ? "roots"
+                                                             : NULL;
+    if (cap == NULL) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "Method not found: %.120s", m);
+        reply_upstream_error(up, frame, env, -32601, msg);
+        return;
+    }
+    struct fed_call *c = target_call(up);
+    if (strcmp(cap, "roots") == 0 && (c == NULL || !fed__session_has_cap(c->sess, "roots"))) {
+        /* Outside a request (or for a client without roots): the server's configured roots. */
+        reply_roots(up, frame, env);
+        return;
+    }
+    if (c == NULL) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "no client request is in flight to route %s to", m);
+        reply_upstream_error(up, frame, env, -32603, msg);
+        return;
+    }
+    if (!fed__session_has_cap(c->sess, cap)) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "the client did not declare the %s capability", cap);
+        reply_upstream_error(up, frame, env, -32601, msg);
+        return;
+    }
+    relay_request(c, up, frame, n, env);
+}
+
+static void upstream_progress(struct fed_upstream *up, const char *frame, size_t n,
+                              const struct core_rpc_env *env)
+{
+    struct core_span tok;
+    enum core_json_type t;
+    uint64_t id;
+    if (env->params.len == 0 ||
+        core_json_obj_get(frame, env->params, "progressToken", &tok, &t) != 0 ||
+        !span_uint(frame, tok, &id))
+        return;
+    struct fed_pending *p = core_map_u64_get(&up->pending, id);
+    if (p == NULL || p->kind != FED_PEND_FORWARD || p->call == NULL || !p->call->progress_token)
+        return; /* progress for a finished request is dropped */
+    struct fed_call *c = p->call;
+    uv_buf_t parts[3] = {
+        uv_buf_init((char *)frame, (unsigned)tok.off),
+        uv_buf_init(c->progress_token, (unsigned)c->progress_token_len),
+        uv_buf_init((char *)frame + tok.off + tok.len, (unsigned)(n - tok.off - tok.len)),
+    };
+    fed__call_message(c, parts, 3);
+}
+
+static void upstream_log(struct fed_upstream *up, const char *frame, size_t n,
+                         const struct core_rpc_env *env)
+{
+    char level[32];
+    int idx = get_str(frame, env->params, "level", level, sizeof level, NULL) ? mcp_level_index(level)
+                                                                            : -1;
+    if (idx < 0)
+        return;
+    uv_buf_t whole = uv_buf_init((char *)frame, (unsigned)n);
+    size_t it = 0;
+    const char *k;
+    void *v;
+    while (core_map_str_next(&up->gw->sessions, &it, &k, &v)) {
+        struct fed_session *s = v;
+        if (!s->initialized || s->inst[up->srv->index] != up)
+            continue;
+        int want = s->mcp_log_level >= 0 ? s->mcp_log_level : DEFAULT_LOG_LEVEL;
+        if (idx < want)
+            continue;
+        /* Logs during a request go on that request's stream, like the server meant them. */
+        struct fed_call *c;
+        for (c = s->calls; c; c = c->next)
+            if (c->up == up && c->pend && c->ops)
+                break;
+        if (c)
+            fed__call_message(c, &whole, 1);
+        else
+            fed__session_notify(s, &whole, 1);
+    }
+}
+
+static void upstream_updated(struct fed_upstream *up, const char *frame, size_t n,
+                             const struct core_rpc_env *env)
+{
+    char *uri = core_xmalloc(URI_BUF);
+    if (get_str(frame, env->params, "uri", uri, URI_BUF, NULL)) {
+        uv_buf_t whole = uv_buf_init((char *)frame, (unsigned)n);
+        size_t ul = strlen(uri), it = 0;
+        const char *k;
+        void *v;
+        while (core_map_str_next(&up->gw->sessions, &it, &k, &v)) {
+            struct fed_session *s = v;
+            if (core_map_str_get(&s->subs, uri, ul) == up)
+                fed__session_notify(s, &whole, 1);
+        }
+    }
+    core_free(uri);
+}
+
+static void upstream_cancelled(struct fed_upstream *up, const char *frame, size_t n,
+                               const struct core_rpc_env *env)
+{
+    struct core_span rid;
+    enum core_json_type t;
+    if (env->params.len == 0 || core_json_obj_get(frame, env->params, "requestId", &rid, &t) != 0)
+        return;
+    size_t it = 0;
+    const char *k;
+    void *v;
+    while (core_map_str_next(&up->gw->sessions, &it, &k, &v)) {
+        struct fed_session *s = v;
+        size_t j = 0;
+        uint64_t dsid;
+        void *rv;
+        while (core_map_u64_next(&s->s2c, &j, &dsid, &rv)) {
+            struct fed_s2c *r = rv;
+            if (r->up != up || r->up_id_len != rid.len ||
+                memcmp(r->up_id, frame + rid.off, rid.len) != 0)
+                continue;
+            core_map_u64_del(&s->s2c, dsid);
+            core_free(r->up_id);
+            core_free(r);
+            char idb[24];
+            int il = snprintf(idb, sizeof idb, "%" PRIu64, dsid);
+            uv_buf_t parts[3] = {
+                uv_buf_init((char *)frame, (unsigned)rid.off),
+                uv_buf_init(idb, (unsigned)il),
+                uv_buf_init((char *)frame + rid.off + rid.len, (unsigned)(n - rid.off - rid.len)),
+            };
+            fed__session_notify(s, parts, 3);
+            return;
+        }
+    }
+}
+
+void fed__router_upstream_message(struct fed_upstream *up, const char *frame, size_t n,
+                                  const struct core_rpc_env *env)
+{
+    if (env->kind == CORE_RPC_REQUEST) {
+        upstream_request(up, frame, n, env);
+        return;
+    }
+    const char *m = env->method_str;
+    if (strcmp(m, "notifications/progress") == 0)
+        upstream_progress(up, frame, n, env);
+    else if (strcmp(m, "notifications/message") == 0)
+        upstream_log(up, frame, n, env);
+    else if (strcmp(m, "notifications/resources/updated") == 0)
+        upstream_updated(up, frame, n, env);
+    else if (strcmp(m, "notifications/tools/list_changed") == 0)
+        fed__upstream_fetch_list(up, FED_LIST_TOOLS);
+    else if (strcmp(m, "notifications/prompts/list_changed") == 0)
+        fed__upstream_fetch_list(up, FED_LIST_PROMPTS);
+    else if (strcmp(m, "notifications/resources/list_changed") == 0) {
+        fed__upstream_fetch_list(up, FED_LIST_RESOURCES);
+        fed__upstream_fetch_list(up, FED_LIST_TEMPLATES);
+    } else if (strcmp(m, "notifications/cancelled") == 0)
+        upstream_cancelled(up, frame, n, env);
+    else
+        core_log(CORE_LOG_DEBUG, "router", "%s: notification %s dropped", up->name, m);
+}
+
+/* ---- upstream state ---------------------------------------------------------------------- */
+
+void fed__router_upstream_ready(struct fed_upstream *up)
+{
+    for (int l = 0; l < FED_LIST_COUNT; l++)
+        fed__upstream_fetch_list(up, (enum fed_list)l);
+    /* A restarted server gets the subscriptions its sessions hold. */
+    size_t it = 0;
+    const char *uri;
+    void *v;
+    while (core_map_str_next(&up->sub_count, &it, &uri, &v)) {
+        cJSON *params = cJSON_CreateObject();
+        cJSON_AddStringToObject(params, "uri", uri);
+        (void)fed__upstream_request(up, "resources/subscribe", params, 0, NULL, NULL);
+    }
+    sync_upstream_level(up);
+    fed__router_check_deferred(up->gw);
+}
+
+void fed__router_upstream_down(struct fed_upstream *up)
+{
+    size_t it = 0;
+    const char *k;
+    void *v;
+    while (core_map_str_next(&up->gw->sessions, &it, &k, &v)) {
+        struct fed_session *s = v;
+        size_t j = 0;
+        uint64_t dsid;
+        void *rv;
+        while (core_map_u64_next(&s->s2c, &j, &dsid, &rv)) {
+            struct fed_s2c *r = rv;
+            if (r->up != up)
+                continue;
+            core_map_u64_del(&s->s2c, dsid);
+            core_free(r->up_id);
+            core_free(r);
+        }
+    }
+    core_free(up->log_level);
+    up->log_level = NULL;
+    fed__router_check_deferred(up->gw);
+}
+
+void fed__router_list_updated(struct fed_upstream *up, enum fed_list l, bool changed)
+{
+    if (l == FED_LIST_TOOLS || l == FED_LIST_PROMPTS) {
+        struct core_map_str *m = &up->srv->renamed[l == FED_LIST_TOOLS ? 0 : 1];
+        const cJSON *item;
+        cJSON_ArrayForEach(item, up->lists[l])
+        {
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+            char exposed[65];
+            if (cJSON_IsString(name) && fed__name_expose(up->srv->cfg->prefix, name->valuestring, exposed) &&
+                core_map_str_get(m, exposed, strlen(exposed)) == NULL)
+                core_map_str_put(m, exposed, strlen(exposed), core_xstrdup(name->valuestring));
+        }
+    }
+    if (changed)
+        fed__gateway_lists_changed(up->gw, up, 1u << l);
+}
+
+void fed__router_session_ending(struct fed_session *s)
+{
+    size_t it = 0;
+    const char *uri;
+    void *v;
+    while (core_map_str_next(&s->subs, &it, &uri, &v)) {
+        struct fed_upstream *up = v;
+        size_t ul = strlen(uri);
+        uintptr_t count = (uintptr_t)core_map_str_get(&up->sub_count, uri, ul);
+        if (count > 1) {
+            core_map_str_put(&up->sub_count, uri, ul, (void *)(count - 1));
+            continue;
+        }
+        core_map_str_del(&up->sub_count, uri, ul);
+        if (fed__upstream_is_ready(up) && up->owner != s) {
+            cJSON *params = cJSON_CreateObject();
+            cJSON_AddStringToObject(params, "uri", uri);
+            (void)fed__upstream_request(up, "resources/unsubscribe", params, 0, NULL, NULL);
+        }
+    }
+}
+
+void fed__router_flush_list_changed(struct fed_session *s)
+{
+    unsigned m = s->list_changed;
+    if (m == 0 || !s->initialized)
+        return;
+    s->list_changed = 0;
+    static const char *const notes[] = {
+        "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/prompts/list_changed\"}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/list_changed\"}",
+    };
+    bool done_resources = false;
+    for (int l = 0; l < FED_LIST_COUNT; l++) {
+        if (!(m & (1u << l)))
+            continue;
+        int idx = l == FED_LIST_TEMPLATES ? 2 : l;
+        if (idx == 2) {
+            if (done_resources)
+                continue;
+            done_resources = true;
+        }
+        uv_buf_t u = uv_buf_init((char *)notes[idx], (unsigned)strlen(notes[idx]));
+        fed__session_notify(s, &u, 1);
+    }
+}

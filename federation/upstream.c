@@ -1,0 +1,653 @@
+/* The upstream supervisor: one stdio child per instance, its MCP session with the gateway,
+ * the table of requests in flight to it, and restarts with exponential backoff. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "federation/internal.h"
+#include "transports/child.h"
+
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 30000
+#define HEALTHY_RESET_MS 60000
+#define INIT_TIMEOUT_MS 60000
+#define MAX_LIST_PAGES 100
+
+static const char *const list_methods[FED_LIST_COUNT] = {
+    "tools/list", "prompts/list", "resources/list", "resources/templates/list"};
+static const char *const list_keys[FED_LIST_COUNT] = {"tools", "prompts", "resources",
+                                                       "resourceTemplates"};
+static const char *const list_caps[FED_LIST_COUNT] = {"tools", "prompts", "resources",
+                                                       "resources"};
+
+const char *fed__up_state_name(enum fed_up_state s)
+{
+    switch (s) {
+    case FED_UP_STOPPED:
+        return "stopped";
+    case FED_UP_STARTING:
+        return "starting";
+    case FED_UP_INITIALIZING:
+        return "initializing";
+    case FED_UP_READY:
+        return "ready";
+    case FED_UP_BACKOFF:
+        return "backoff";
+    case FED_UP_CLOSING:
+        return "closing";
+    }
+    return "?";
+}
+
+static void set_state(struct fed_upstream *up, enum fed_up_state s)
+{
+    if (up->state == s)
+        return;
+    core_log(CORE_LOG_INFO, "up", "%s: %s -> %s", up->name, fed__up_state_name(up->state),
+             fed__up_state_name(s));
+    up->state = s;
+}
+
+bool fed__upstream_is_ready(const struct fed_upstream *up)
+{
+    return up != NULL && up->state == FED_UP_READY;
+}
+
+bool fed__upstream_has_cap(const struct fed_upstream *up, const char *cap)
+{
+    return up->capabilities != NULL && cJSON_GetObjectItemCaseSensitive(up->capabilities, cap);
+}
+
+static void maybe_free(struct fed_upstream *up);
+
+static void on_timer_close(uv_handle_t *h)
+{
+    struct fed_upstream *up = container_of((uv_timer_t *)h, struct fed_upstream, timer);
+    up->handles--;
+    maybe_free(up);
+}
+
+struct fed_upstream *fed__upstream_new(struct fed_server *srv, struct fed_session *owner)
+{
+    struct fed_upstream *up = core_xcalloc(1, sizeof *up);
+    up->gw = srv->gw;
+    up->srv = srv;
+    up->owner = owner;
+    if (owner)
+        snprintf(up->name, sizeof up->name, "%s[%.8s]", srv->cfg->name, owner->id);
+    else
+        snprintf(up->name, sizeof up->name, "%s", srv->cfg->name);
+    up->backoff_ms = BACKOFF_MIN_MS;
+    up->next_id = 1;
+    core_map_u64_init(&up->pending);
+    core_map_str_init(&up->sub_count);
+    uv_timer_init(up->gw->loop, &up->timer);
+    up->handles = 1;
+    up->gw->live_upstreams++;
+    return up;
+}
+
+static void clear_session_state(struct fed_upstream *up)
+{
+    core_free(up->protocol_version);
+    up->protocol_version = NULL;
+    cJSON_Delete(up->capabilities);
+    up->capabilities = NULL;
+    cJSON_Delete(up->server_info);
+    up->server_info = NULL;
+    core_free(up->instructions);
+    up->instructions = NULL;
+    core_free(up->log_level);
+    up->log_level = NULL;
+}
+
+static void maybe_free(struct fed_upstream *up)
+{
+    if (!up->closing || up->handles > 0 || up->child != NULL)
+        return;
+    clear_session_state(up);
+    for (int l = 0; l < FED_LIST_COUNT; l++)
+        cJSON_Delete(up->lists[l]);
+    core_map_u64_dispose(&up->pending);
+    size_t it = 0;
+    const char *k;
+    void *v;
+    while (core_map_str_next(&up->sub_count, &it, &k, &v))
+        ;
+    core_map_str_dispose(&up->sub_count);
+    struct fed_gateway *gw = up->gw;
+    core_free(up);
+    fed__gateway_upstream_freed(gw);
+}
+
+/* ---- pending requests ----------------------------------------------------------------------- */
+
+static struct fed_pending *pend_new(struct fed_upstream *up, enum fed_pend_kind kind,
+                                    uint64_t timeout_ms)
+{
+    struct fed_pending *p = core_xcalloc(1, sizeof *p);
+    p->id = up->next_id++;
+    p->up = up;
+    p->kind = kind;
+    if (timeout_ms == 0)
+        timeout_ms = up->srv->cfg->request_timeout_ms;
+    p->deadline = timeout_ms ? fed__now(up->gw) + timeout_ms : 0;
+    core_map_u64_put(&up->pending, p->id, p);
+    return p;
+}
+
+struct fed_pending *fed__upstream_pend(struct fed_upstream *up, struct fed_call *call)
+{
+    struct fed_pending *p = pend_new(up, FED_PEND_FORWARD, 0);
+    p->call = call;
+    return p;
+}
+
+void fed__upstream_unpend(struct fed_upstream *up, struct fed_pending *p)
+{
+    core_map_u64_del(&up->pending, p->id);
+    if (p->call)
+        p->call->pend = NULL;
+    core_free(p);
+}
+
+/* Fails one pending request: a JSON-RPC error to the client, or the callback. */
+static void pend_fail(struct fed_pending *p, int err, const char *msg)
+{
+    if (p->kind == FED_PEND_FORWARD) {
+        struct fed_call *c = p->call;
+        if (c) {
+            c->pend = NULL;
+            fed__call_error(c, -32603, msg);
+        }
+    } else if (p->cb) {
+        p->cb(p->ctx, p->up, err, NULL, 0, NULL);
+    }
+    core_free(p);
+}
+
+static void fail_all_pending(struct fed_upstream *up, int err, const char *msg)
+{
+    /* Take the entries out first: callbacks may start new requests. */
+    size_t n = core_map_u64_len(&up->pending);
+    if (n == 0)
+        return;
+    struct fed_pending **list = core_xmalloc(n * sizeof *list);
+    size_t i = 0, it = 0;
+    uint64_t k;
+    void *v;
+    while (core_map_u64_next(&up->pending, &it, &k, &v))
+        list[i++] = v;
+    for (size_t j = 0; j < i; j++)
+        core_map_u64_del(&up->pending, list[j]->id);
+    for (size_t j = 0; j < i; j++)
+        pend_fail(list[j], err, msg);
+    core_free(list);
+}
+
+void fed__upstream_sweep(struct fed_upstream *up, uint64_t now)
+{
+    size_t it = 0;
+    uint64_t k;
+    void *v;
+    struct fed_pending *expired[64];
+    size_t n = 0;
+    while (n < 64 && core_map_u64_next(&up->pending, &it, &k, &v)) {
+        struct fed_pending *p = v;
+        if (p->deadline && p->deadline <= now)
+            expired[n++] = p;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct fed_pending *p = expired[i];
+        core_map_u64_del(&up->pending, p->id);
+        char msg[160];
+        snprintf(msg, sizeof msg, "server '%s' did not answer in time", up->srv->cfg->name);
+        core_log(CORE_LOG_WARN, "up", "%s: request %" PRIu64 " timed out", up->name, p->id);
+        if (p->kind == FED_PEND_FORWARD && up->state == FED_UP_READY) {
+            cJSON *params = cJSON_CreateObject();
+            cJSON_AddNumberToObject(params, "requestId", (double)p->id);
+            cJSON_AddStringToObject(params, "reason", "timed out at the gateway");
+            fed__upstream_notify(up, "notifications/cancelled", params);
+        }
+        pend_fail(p, CORE_ETIMEDOUT, msg);
+    }
+}
+
+/* ---- writing ---------------------------------------------------------------------------- */
+
+int fed__upstream_write(struct fed_upstream *up, const uv_buf_t *bufs, unsigned n)
+{
+    if (up->child == NULL || tp_child_exited(up->child))
+        return CORE_ECLOSED;
+    return tp_child_write(up->child, bufs, n);
+}
+
+static int write_message(struct fed_upstream *up, const char *head, const char *method,
+                         cJSON *params)
+{
+    struct core_buf b;
+    core_buf_init(&b, 0);
+    int rc = core_buf_appendf(&b, "%s\"method\":\"%s\"", head, method);
+    if (rc == 0 && params) {
+        char *txt = cJSON_PrintUnformatted(params);
+        rc = core_buf_appendf(&b, ",\"params\":%s", txt);
+        core_free(txt);
+    }
+    if (rc == 0)
+        rc = core_buf_append(&b, "}\n", 2);
+    if (rc == 0) {
+        uv_buf_t u = uv_buf_init(b.data, (unsigned)b.len);
+        rc = fed__upstream_write(up, &u, 1);
+    }
+    core_buf_dispose(&b);
+    cJSON_Delete(params);
+    return rc;
+}
+
+void fed__upstream_notify(struct fed_upstream *up, const char *method, cJSON *params)
+{
+    int rc = write_message(up, "{\"jsonrpc\":\"2.0\",", method, params);
+    if (rc)
+        core_log(CORE_LOG_DEBUG, "up", "%s: %s not sent: %s", up->name, method,
+                 core_strerror(rc));
+}
+
+static int send_request(struct fed_upstream *up, const char *method, cJSON *params,
+                        uint64_t timeout_ms, fed_reply_cb cb, void *ctx)
+{
+    struct fed_pending *p = pend_new(up, FED_PEND_INTERNAL, timeout_ms);
+    p->cb = cb;
+    p->ctx = ctx;
+    char head[64];
+    snprintf(head, sizeof head, "{\"jsonrpc\":\"2.0\",\"id\":%" PRIu64 ",", p->id);
+    int rc = write_message(up, head, method, params);
+    if (rc) {
+        core_map_u64_del(&up->pending, p->id);
+        core_free(p);
+    }
+    return rc;
+}
+
+int fed__upstream_request(struct fed_upstream *up, const char *method, cJSON *params,
+                          uint64_t timeout_ms, fed_reply_cb cb, void *ctx)
+{
+    if (up->state != FED_UP_READY) {
+        cJSON_Delete(params);
+        return CORE_ECLOSED;
+    }
+    return send_request(up, method, params, timeout_ms, cb, ctx);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+static void schedule_restart(struct fed_upstream *up);
+static void on_backoff(uv_timer_t *t);
+
+static void on_initialized(void *ctx, struct fed_upstream *up, int err, const char *frame,
+                           size_t n, const struct core_rpc_env *env)
+{
+    (void)ctx;
+    if (up->closing || up->state != FED_UP_INITIALIZING)
+        return;
+    if (err || env->kind != CORE_RPC_RESULT) {
+        char detail[200] = "";
+        if (err == 0)
+            snprintf(detail, sizeof detail, ": %.*s", (int)(env->error.len > 150 ? 150 : env->error.len),
+                     frame + env->error.off);
+        core_log(CORE_LOG_ERROR, "up", "%s: initialize failed%s%s", up->name,
+                 err ? ": " : "", err ? core_strerror(err) : detail);
+        if (up->child)
+            tp_child_kill(up->child);
+        return;
+    }
+    cJSON *res = cJSON_ParseWithLength(frame + env->result.off, env->result.len);
+    cJSON *ver = cJSON_GetObjectItemCaseSensitive(res, "protocolVersion");
+    if (!cJSON_IsString(ver) || !fed__version_supported(ver->valuestring, strlen(ver->valuestring))) {
+        core_log(CORE_LOG_ERROR, "up", "%s: unsupported protocol version %s", up->name,
+                 cJSON_IsString(ver) ? ver->valuestring : "(none)");
+        cJSON_Delete(res);
+        if (up->child)
+            tp_child_kill(up->child);
+        return;
+    }
+    clear_session_state(up);
+    up->protocol_version = core_xstrdup(ver->valuestring);
+    up->capabilities = cJSON_DetachItemFromObjectCaseSensitive(res, "capabilities");
+    if (!cJSON_IsObject(up->capabilities)) {
+        cJSON_Delete(up->capabilities);
+        up->capabilities = cJSON_CreateObject();
+    }
+    up->server_info = cJSON_DetachItemFromObjectCaseSensitive(res, "serverInfo");
+    cJSON *ins = cJSON_GetObjectItemCaseSensitive(res, "instructions");
+    if (cJSON_IsString(ins) && ins->valuestring[0])
+        up->instructions = core_xstrdup(ins->valuestring);
+    cJSON_Delete(res);
+    fed__upstream_notify(up, "notifications/initialized", NULL);
+    up->ready_at = fed__now(up->gw);
+    set_state(up, FED_UP_READY);
+    cJSON *si = up->server_info ? cJSON_GetObjectItemCaseSensitive(up->server_info, "name") : NULL;
+    core_log(CORE_LOG_INFO, "up", "%s: ready (%s, protocol %s)", up->name,
+             cJSON_IsString(si) ? si->valuestring : "?", up->protocol_version);
+    fed__router_upstream_ready(up);
+}
+
+static void on_child_frame(void *ctx, const char *p, size_t n)
+{
+    struct fed_upstream *up = ctx;
+    struct core_rpc_env env;
+    if (core_rpc_scan(p, n, &env) != 0 || env.kind == CORE_RPC_INVALID ||
+        env.kind == CORE_RPC_BATCH) {
+        core_log(CORE_LOG_ERROR, "up", "%s: invalid frame on stdout (%zu bytes: %.*s%s)", up->name,
+                 n, (int)(n > 80 ? 80 : n), p, n > 80 ? "..." : "");
+        if (up->child && !up->closing)
+            tp_child_kill(up->child);
+        return;
+    }
+    if (env.kind == CORE_RPC_RESULT || env.kind == CORE_RPC_ERROR) {
+        uint64_t id = 0;
+        bool ok = env.id_type == CORE_JSON_NUMBER && env.id.len <= 19;
+        for (size_t i = 0; ok && i < env.id.len; i++) {
+            char ch = p[env.id.off + i];
+            if (ch < '0' || ch > '9')
+                ok = false;
+            else
+                id = id * 10 + (uint64_t)(ch - '0');
+        }
+        struct fed_pending *pd = ok ? core_map_u64_del(&up->pending, id) : NULL;
+        if (pd == NULL) {
+            core_log(CORE_LOG_DEBUG, "up", "%s: reply to unknown id %.*s dropped", up->name,
+                     (int)(env.id.len > 40 ? 40 : env.id.len), p + env.id.off);
+            return;
+        }
+        if (pd->kind == FED_PEND_INTERNAL) {
+            if (pd->cb)
+                pd->cb(pd->ctx, up, 0, p, n, &env);
+        } else if (pd->call) {
+            struct fed_call *c = pd->call;
+            c->pend = NULL;
+            /* The hot path: the upstream's bytes with only the id replaced. */
+            uv_buf_t parts[3] = {
+                uv_buf_init((char *)p, (unsigned)env.id.off),
+                uv_buf_init(c->id, (unsigned)c->id_len),
+                uv_buf_init((char *)p + env.id.off + env.id.len,
+                            (unsigned)(n - env.id.off - env.id.len)),
+            };
+            fed__call_respond(c, parts, 3);
+        }
+        core_free(pd);
+        return;
+    }
+    fed__router_upstream_message(up, p, n, &env);
+}
+
+static void on_child_invalid(void *ctx, int err)
+{
+    struct fed_upstream *up = ctx;
+    core_log(CORE_LOG_ERROR, "up", "%s: invalid output from the server: %s", up->name,
+             core_strerror(err));
+    if (up->child)
+        tp_child_kill(up->child);
+}
+
+static void on_child_exit(void *ctx, int64_t status, int term_signal)
+{
+    struct fed_upstream *up = ctx;
+    up->exit_status = status;
+    up->term_signal = term_signal;
+    char tail[600];
+    size_t tl = up->child ? tp_child_stderr_tail(up->child, tail, sizeof tail) : 0;
+    tp_child_free(up->child);
+    up->child = NULL;
+    char msg[256];
+    if (term_signal)
+        snprintf(msg, sizeof msg, "server '%s' exited (signal %d)", up->srv->cfg->name, term_signal);
+    else
+        snprintf(msg, sizeof msg, "server '%s' exited (status %" PRId64 ")", up->srv->cfg->name,
+                 status);
+    bool was_ready = up->state == FED_UP_READY;
+    core_log(up->closing ? CORE_LOG_INFO : CORE_LOG_WARN, "up", "%s: %s%s%.*s", up->name, msg,
+             tl ? "; last stderr: " : "", (int)(tl > 300 ? 300 : tl),
+             tl > 300 ? tail + tl - 300 : tail);
+    fail_all_pending(up, CORE_ECLOSED, msg);
+    fed__router_upstream_down(up);
+    if (up->closing) {
+        maybe_free(up);
+        return;
+    }
+    const struct core_server_cfg *cfg = up->srv->cfg;
+    bool failed = term_signal != 0 || status != 0 || was_ready == false;
+    if (cfg->restart == CORE_RESTART_NEVER ||
+        (cfg->restart == CORE_RESTART_ON_FAILURE && !failed && !up->gw->shutting_down)) {
+        set_state(up, FED_UP_STOPPED);
+        return;
+    }
+    schedule_restart(up);
+}
+
+static void schedule_restart(struct fed_upstream *up)
+{
+    uint64_t now = fed__now(up->gw);
+    if (up->ready_at && now - up->ready_at >= HEALTHY_RESET_MS)
+        up->backoff_ms = BACKOFF_MIN_MS;
+    up->ready_at = 0;
+    set_state(up, FED_UP_BACKOFF);
+    core_log(CORE_LOG_INFO, "up", "%s: restarting in %" PRIu64 " ms", up->name, up->backoff_ms);
+    uv_timer_start(&up->timer, on_backoff, up->backoff_ms, 0);
+    up->backoff_ms = up->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : up->backoff_ms * 2;
+}
+
+static void on_backoff(uv_timer_t *t)
+{
+    struct fed_upstream *up = container_of(t, struct fed_upstream, timer);
+    if (!up->closing)
+        fed__upstream_start(up);
+}
+
+static cJSON *client_capabilities(void)
+{
+    /* The capabilities the gateway can broker for its clients: a shared child is initialised
+     * before any client arrives, and some servers only offer tools to clients declaring them. */
+    cJSON *caps = cJSON_CreateObject();
+    cJSON *roots = cJSON_AddObjectToObject(caps, "roots");
+    cJSON_AddTrueToObject(roots, "listChanged");
+    cJSON_AddObjectToObject(caps, "sampling");
+    cJSON *elic = cJSON_AddObjectToObject(caps, "elicitation");
+    cJSON_AddObjectToObject(elic, "form");
+    cJSON_AddObjectToObject(elic, "url");
+    return caps;
+}
+
+void fed__upstream_start(struct fed_upstream *up)
+{
+    if (up->closing || up->child != NULL)
+        return;
+    const struct core_server_cfg *cfg = up->srv->cfg;
+    struct fed_gateway *gw = up->gw;
+    char log_path[4096];
+    const char *lp = NULL;
+    if (gw->state_dir) {
+        snprintf(log_path, sizeof log_path, "%s/logs/%s.log", gw->state_dir, cfg->name);
+        lp = log_path;
+    }
+    struct tp_child_opts opts = {
+        .name = up->name,
+        .file = cfg->command,
+        .args = cfg->args,
+        .env_add = cfg->env,
+        .cwd = cfg->cwd,
+        .max_frame = cfg->max_frame,
+        .log_path = lp,
+        .self_exe = gw->self_exe,
+        .stop_grace_ms = 2000,
+    };
+    static const struct tp_child_cbs cbs = {
+        .on_frame = on_child_frame,
+        .on_invalid = on_child_invalid,
+        .on_exit = on_child_exit,
+    };
+    set_state(up, FED_UP_STARTING);
+    int rc = tp_child_spawn(gw->loop, &opts, &cbs, up, &up->child);
+    if (rc) {
+        core_log(CORE_LOG_ERROR, "up", "%s: cannot start '%s': %s", up->name, cfg->command,
+                 core_strerror(rc));
+        up->child = NULL;
+        if (cfg->restart == CORE_RESTART_NEVER)
+            set_state(up, FED_UP_STOPPED);
+        else
+            schedule_restart(up);
+        return;
+    }
+    core_log(CORE_LOG_INFO, "up", "%s: started pid %d", up->name, tp_child_pid(up->child));
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "protocolVersion", FED_LATEST_VERSION);
+    cJSON_AddItemToObject(params, "capabilities", client_capabilities());
+    cJSON *info = cJSON_AddObjectToObject(params, "clientInfo");
+    cJSON_AddStringToObject(info, "name", "agentgate");
+    cJSON_AddStringToObject(info, "version", AG_VERSION);
+    set_state(up, FED_UP_INITIALIZING);
+    uint64_t to = cfg->request_timeout_ms && cfg->request_timeout_ms < INIT_TIMEOUT_MS
+                      ? cfg->request_timeout_ms
+                      : INIT_TIMEOUT_MS;
+    if (send_request(up, "initialize", params, to, on_initialized, NULL) != 0)
+        tp_child_kill(up->child);
+}
+
+void fed__upstream_close(struct fed_upstream *up, const char *why)
+{
+    if (up->closing)
+        return;
+    bool was_ready = up->state == FED_UP_READY;
+    up->closing = true;
+    set_state(up, FED_UP_CLOSING);
+    fail_all_pending(up, CORE_ECLOSED, why);
+    (void)was_ready;
+    fed__router_upstream_down(up);
+    uv_timer_stop(&up->timer);
+    uv_close((uv_handle_t *)&up->timer, on_timer_close);
+    if (up->child)
+        tp_child_stop(up->child);
+    else
+        maybe_free(up);
+}
+
+/* ---- list fetching ------------------------------------------------------------------------- */
+
+struct list_fetch {
+    enum fed_list list;
+    cJSON *items;
+    int pages;
+};
+
+static void fetch_page(struct fed_upstream *up, struct list_fetch *f, const char *cursor);
+
+static void list_done(struct fed_upstream *up, struct list_fetch *f, bool ok)
+{
+    up->lists_fetching--;
+    enum fed_list l = f->list;
+    if (!ok || up->closing || up->state != FED_UP_READY) {
+        cJSON_Delete(f->items);
+        core_free(f);
+        return;
+    }
+    char *txt = cJSON_PrintUnformatted(f->items);
+    uint64_t h = core_hash64(txt, strlen(txt));
+    core_free(txt);
+    /* A first list counts as a change: sessions that began before this upstream was ready
+     * learn about its tools this way. */
+    bool changed = !up->list_known[l] || h != up->list_hash[l];
+    cJSON_Delete(up->lists[l]);
+    up->lists[l] = f->items;
+    up->list_hash[l] = h;
+    up->list_known[l] = true;
+    core_free(f);
+    fed__router_list_updated(up, l, changed);
+}
+
+static void on_list_page(void *ctx, struct fed_upstream *up, int err, const char *frame, size_t n,
+                         const struct core_rpc_env *env)
+{
+    struct list_fetch *f = ctx;
+    if (err || env->kind != CORE_RPC_RESULT) {
+        core_log(CORE_LOG_WARN, "up", "%s: %s failed%s%s", up->name, list_methods[f->list],
+                 err ? ": " : "", err ? core_strerror(err) : "");
+        list_done(up, f, false);
+        return;
+    }
+    cJSON *res = cJSON_ParseWithLength(frame + env->result.off, env->result.len);
+    cJSON *arr = cJSON_GetObjectItemCaseSensitive(res, list_keys[f->list]);
+    if (cJSON_IsArray(arr)) {
+        cJSON *item;
+        while ((item = cJSON_DetachItemFromArray(arr, 0)) != NULL)
+            cJSON_AddItemToArray(f->items, item);
+    }
+    cJSON *next = cJSON_GetObjectItemCaseSensitive(res, "nextCursor");
+    if (cJSON_IsString(next) && ++f->pages < MAX_LIST_PAGES && !up->closing) {
+        char *cur = core_xstrdup(next->valuestring);
+        cJSON_Delete(res);
+        fetch_page(up, f, cur);
+        core_free(cur);
+        return;
+    }
+    cJSON_Delete(res);
+    list_done(up, f, true);
+}
+
+static void fetch_page(struct fed_upstream *up, struct list_fetch *f, const char *cursor)
+{
+    cJSON *params = NULL;
+    if (cursor) {
+        params = cJSON_CreateObject();
+        cJSON_AddStringToObject(params, "cursor", cursor);
+    }
+    if (fed__upstream_request(up, list_methods[f->list], params, up->gw->cfg->list_timeout_ms,
+                              on_list_page, f) != 0)
+        list_done(up, f, false);
+}
+
+void fed__upstream_fetch_list(struct fed_upstream *up, enum fed_list l)
+{
+    if (!fed__upstream_has_cap(up, list_caps[l])) {
+        cJSON_Delete(up->lists[l]);
+        up->lists[l] = NULL;
+        up->list_known[l] = false;
+        return;
+    }
+    struct list_fetch *f = core_xcalloc(1, sizeof *f);
+    f->list = l;
+    f->items = cJSON_CreateArray();
+    up->lists_fetching++;
+    fetch_page(up, f, NULL);
+}
+
+/* ---- resource index -------------------------------------------------------------------------- */
+
+size_t fed__upstream_res_match(const struct fed_upstream *up, const char *uri, bool *exact)
+{
+    *exact = false;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, up->lists[FED_LIST_RESOURCES])
+    {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(item, "uri");
+        if (cJSON_IsString(u) && strcmp(u->valuestring, uri) == 0) {
+            *exact = true;
+            return strlen(uri);
+        }
+    }
+    size_t best = 0;
+    cJSON_ArrayForEach(item, up->lists[FED_LIST_TEMPLATES])
+    {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(item, "uriTemplate");
+        if (!cJSON_IsString(t))
+            continue;
+        const char *brace = strchr(t->valuestring, '{');
+        size_t lit = brace ? (size_t)(brace - t->valuestring) : strlen(t->valuestring);
+        if (lit > 0 && strncmp(uri, t->valuestring, lit) == 0 && lit > best)
+            best = lit;
+    }
+    return best;
+}
