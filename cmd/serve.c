@@ -153,11 +153,17 @@ static void print_banner(const char *cfg_path, const char *listen, const char *s
     if (sock)
         printf("  socket: %s\n", sock);
     if (listen) {
-        printf("\nAdd this to claude_desktop_config.json (or your IDE's MCP config):\n"
+        char url[300];
+        snprintf(url, sizeof url, "http://%s%s%s:%d/mcp", strchr(host, ':') ? "[" : "", host,
+                 strchr(host, ':') ? "]" : "", port);
+        printf("\nFor clients that speak Streamable HTTP (Cursor, VS Code, Claude Code), add:\n"
+               "  \"agentgate\": { \"type\": \"http\", \"url\": \"%s\" }\n"
+               "\nFor Claude Desktop, paste into claude_desktop_config.json:\n"
                "{\n  \"mcpServers\": {\n    \"agentgate\": {\n"
-               "      \"type\": \"http\",\n      \"url\": \"http://%s%s%s:%d/mcp\"\n"
-               "    }\n  }\n}\n\n",
-               strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port);
+               "      \"command\": \"npx\",\n"
+               "      \"args\": [\"-y\", \"mcp-remote\", \"%s\"]\n"
+               "    }\n  }\n}\n(agentgate's own stdio bridge will replace mcp-remote here.)\n\n",
+               url, url);
     }
     fflush(stdout);
 }

@@ -10,6 +10,9 @@
 
 #define TICK_MS 50
 #define LIST_CHANGED_DELAY_MS 20
+/* A session with no request, no stream and no traffic for this long is forgotten (its client
+ * gets 404 and initialises again). */
+#define SESSION_IDLE_MS (60 * 60 * 1000)
 
 uint64_t fed__now(const struct fed_gateway *gw)
 {
@@ -65,6 +68,18 @@ static void on_tick(uv_timer_t *t)
                 fed__upstream_sweep(s->inst[i], now);
     }
     fed__router_check_deferred(gw);
+    if (now - gw->last_idle_sweep >= 1000) {
+        gw->last_idle_sweep = now;
+        it = 0;
+        while (core_map_str_next(&gw->sessions, &it, &k, &v)) {
+            struct fed_session *s = v;
+            if (s->calls == NULL && s->streams == 0 && now - s->last_seen >= SESSION_IDLE_MS) {
+                core_log(CORE_LOG_INFO, "sess", "%.8s: idle for an hour; forgotten", s->id);
+                fed__session_end(s);
+                it = 0;
+            }
+        }
+    }
 }
 
 void fed_gateway_start(struct fed_gateway *gw)

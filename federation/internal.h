@@ -171,6 +171,7 @@ struct fed_session {
     void *ops_ctx;
     unsigned list_changed;      /* bitmask of lists with a change not yet sent */
     uint64_t last_seen;
+    int streams;                /* open long-lived streams (GET); a session with one never idles out */
     bool closing;
 };
 
@@ -275,7 +276,8 @@ struct fed_gateway {
     size_t n_servers;
     struct core_map_str sessions; /* id -> struct fed_session */
     uint64_t list_gen;            /* bumped when any list changes; stale cursors are refused */
-    uv_timer_t tick;              /* request deadlines */
+    uv_timer_t tick;              /* request deadlines, idle sessions */
+    uint64_t last_idle_sweep;
     uv_timer_t notify_timer;      /* coalesces list_changed */
     bool notify_armed;
     bool shutting_down;

@@ -143,6 +143,8 @@ static void on_stream_close(void *ud, struct tp_http_req *req)
     (void)req;
     struct http_sess *hs = ud;
     hs->stream = NULL;
+    hs->s->streams--;
+    hs->s->last_seen = fed__now(hs->s->gw);
 }
 
 /* ---- call channel: the POST's response ------------------------------------------------------ */
@@ -429,6 +431,7 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req)
     if (tp_http_stream_start(req, 200, h, 4) != 0)
         return;
     hs->stream = req;
+    s->streams++;
     tp_http_req_set_close_cb(req, on_stream_close, hs);
     struct core_buf first;
     core_buf_init(&first, 0);

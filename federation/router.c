@@ -648,8 +648,22 @@ static void handle_named(struct fed_call *c, const char *frame, const struct cor
         return;
     }
     struct fed_upstream *up = resolve_name(c->sess, kind, exposed, orig, sizeof orig);
+    if (up == NULL && kind == 1) {
+        call_errorf(c, -32602, "Unknown prompt: %s", exposed);
+        return;
+    }
     if (up == NULL) {
-        call_errorf(c, -32602, "Unknown %s: %s", kind == 0 ? "tool" : "prompt", exposed);
+        /* Like the SDK's servers: an unknown tool is a tool error the model can read. */
+        cJSON *res = cJSON_CreateObject();
+        cJSON *content = cJSON_AddArrayToObject(res, "content");
+        cJSON *text = cJSON_CreateObject();
+        cJSON_AddStringToObject(text, "type", "text");
+        char msg[NAME_BUF + 32];
+        snprintf(msg, sizeof msg, "Unknown tool: %s", exposed);
+        cJSON_AddStringToObject(text, "text", msg);
+        cJSON_AddItemToArray(content, text);
+        cJSON_AddTrueToObject(res, "isError");
+        call_result_json(c, res);
         return;
     }
     struct core_buf nb;
