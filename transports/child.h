@@ -38,7 +38,11 @@ struct tp_child_cbs {
 
 /* Spawns the child. On success returns 0 and *out (owned by the caller: stop it, wait for
  * on_exit, then tp_child_free). Callbacks never fire before this returns.
- * Returns UV_E* when the spawn fails (e.g. UV_ENOENT: no such program). */
+ * Returns UV_E* when the spawn fails (e.g. UV_ENOENT: no such program), or CORE_EINVAL for
+ * missing options/callbacks; *out is then untouched. Through the trampoline (self_exe) a
+ * missing PROGRAM is not a spawn error: the child exits with status 127 instead.
+ * Callbacks may call tp_child_stop/kill; on_exit may call tp_child_free.
+ * The process must ignore SIGPIPE: a write to a dead child comes back as EPIPE. */
 GW_MUST_CHECK int tp_child_spawn(uv_loop_t *loop, const struct tp_child_opts *opts,
                                  const struct tp_child_cbs *cbs, void *ctx, struct tp_child **out);
 /* Queues the buffers (copied) followed by nothing else: the caller includes the "\n".
@@ -53,6 +57,7 @@ void tp_child_stop(struct tp_child *c);
 /* SIGKILL to the whole process group at once. */
 void tp_child_kill(struct tp_child *c);
 int tp_child_pid(const struct tp_child *c);
+/* True once on_exit has fired. */
 bool tp_child_exited(const struct tp_child *c);
 /* Copies up to cap-1 bytes of the most recent stderr output (whole lines) into out. */
 size_t tp_child_stderr_tail(const struct tp_child *c, char *out, size_t cap);
@@ -60,9 +65,12 @@ size_t tp_child_stderr_tail(const struct tp_child *c, char *out, size_t cap);
  * no callback fires after this call. */
 void tp_child_free(struct tp_child *c);
 
-/* The trampoline's entry point: `agentgate __exec PROGRAM ARGS...` sets PR_SET_PDEATHSIG
- * (SIGKILL), exits at once if the parent is already gone, and execs PROGRAM (PATH lookup).
- * Returns only on failure (the exit status to use). */
+/* The trampoline's entry point for `agentgate __exec PROGRAM ARGS...`, called with main's
+ * argv shifted by one (argv[0] = "__exec", argv[1] = PROGRAM). Sets PR_SET_PDEATHSIG (SIGKILL),
+ * returns 1 at once if the parent that spawned it (AGENTGATE_PARENT_PID, which it then removes
+ * from the environment) is already gone, and execs PROGRAM (PATH lookup) with ARGS.
+ * Returns only on failure, the exit status to use: 2 usage, 1 parent gone, 127 PROGRAM not
+ * found, 126 other exec errors. */
 int tp_child_exec_main(int argc, char **argv);
 
 #endif
