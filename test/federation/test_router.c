@@ -1,0 +1,307 @@
+/* The router in-process against a real upstream (the demo server, run from this test binary):
+ * request-id mapping with every JSON id type, progress-token mapping between two sessions
+ * using the same token, naming, fan-out, errors, and crash handling. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth/seal.h"
+#include "core/alloc.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "federation/demo.h"
+#include "federation/internal.h"
+#include "transports/child.h"
+
+static char self_exe[4096];
+
+/* What one call received. */
+struct got {
+    int messages;
+    char *last_message;
+    char *response;
+    bool responded;
+};
+
+static void got_message(void *ctx, struct fed_call *c, const uv_buf_t *b, unsigned n)
+{
+    (void)c;
+    struct got *g = ctx;
+    struct core_buf t;
+    core_buf_init(&t, 0);
+    for (unsigned i = 0; i < n; i++)
+        ck_assert_int_eq(core_buf_append(&t, b[i].base, b[i].len), 0);
+    core_free(g->last_message);
+    g->last_message = core_buf_take(&t, NULL);
+    g->messages++;
+}
+
+static void got_respond(void *ctx, struct fed_call *c, const uv_buf_t *b, unsigned n)
+{
+    (void)c;
+    struct got *g = ctx;
+    struct core_buf t;
+    core_buf_init(&t, 0);
+    for (unsigned i = 0; i < n; i++)
+        ck_assert_int_eq(core_buf_append(&t, b[i].base, b[i].len), 0);
+    g->response = core_buf_take(&t, NULL);
+    g->responded = true;
+}
+
+static const struct fed_call_ops ops = {.message = got_message, .respond = got_respond};
+
+static void notify_drop(void *ctx, struct fed_session *s, const uv_buf_t *b, unsigned n)
+{
+    (void)ctx, (void)s, (void)b, (void)n;
+}
+static void ended_noop(void *ctx, struct fed_session *s)
+{
+    (void)ctx, (void)s;
+}
+static const struct fed_session_ops sops = {.notify = notify_drop, .ended = ended_noop};
+
+struct fixture {
+    uv_loop_t loop;
+    struct core_config *cfg;
+    struct fed_gateway *gw;
+    bool done;
+};
+
+static void run_until(struct fixture *f, bool *flag, int ms)
+{
+    for (int i = 0; i < ms / 5 && !*flag; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT), usleep(5000);
+}
+
+static void setup(struct fixture *f)
+{
+    ck_assert_int_eq(auth_seal_init(), 0);
+    uv_loop_init(&f->loop);
+    f->cfg = core_config_default(self_exe);
+    f->gw = fed_gateway_new(&f->loop, f->cfg, &(struct fed_gateway_opts){.self_exe = NULL});
+    fed_gateway_start(f->gw);
+    bool ready = false;
+    for (int i = 0; i < 400 && !ready; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(5000);
+        ready = fed__upstream_is_ready(f->gw->servers[0].shared);
+    }
+    ck_assert_msg(ready, "demo upstream did not become ready");
+}
+
+static void on_done(void *ctx)
+{
+    ((struct fixture *)ctx)->done = true;
+}
+
+static void teardown(struct fixture *f)
+{
+    fed_gateway_shutdown(f->gw, on_done, f);
+    run_until(f, &f->done, 8000);
+    ck_assert(f->done);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&f->loop), 0);
+    core_config_free(f->cfg);
+}
+
+/* Sends one request frame on a session and returns the call's record (answered or not). */
+static struct got *send_req(struct fed_session *s, const char *frame)
+{
+    struct core_rpc_env env;
+    ck_assert_int_eq(core_rpc_scan(frame, strlen(frame), &env), 0);
+    ck_assert_int_eq(env.kind, CORE_RPC_REQUEST);
+    struct got *g = core_xcalloc(1, sizeof *g);
+    struct fed_call *c = fed__call_new(s, frame, &env, &ops, g);
+    fed_router_request(c, frame, &env);
+    return g;
+}
+
+static void got_free(struct got *g)
+{
+    core_free(g->last_message);
+    core_free(g->response);
+    core_free(g);
+}
+
+static struct fed_session *new_session(struct fixture *f)
+{
+    struct fed_session *s = fed__session_new(f->gw, &sops, NULL);
+    struct got *g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":"
+                                "{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},"
+                                "\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}");
+    run_until(f, &g->responded, 3000);
+    ck_assert(g->responded);
+    ck_assert_ptr_nonnull(strstr(g->response, "\"protocolVersion\":\"2025-06-18\""));
+    got_free(g);
+    return s;
+}
+
+START_TEST(test_id_types_round_trip)
+{
+    struct fixture f;
+    setup(&f);
+    struct fed_session *s = new_session(&f);
+    static const char *const ids[] = {"7", "-3", "\"abc\"", "\"\\u00e9\\\"x\"", "1.5e3",
+                                      "123456789012345678901234567890", "0"};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        char frame[512];
+        snprintf(frame, sizeof frame,
+                 "{\"jsonrpc\":\"2.0\",\"id\":%s,\"method\":\"tools/call\",\"params\":"
+                 "{\"name\":\"demo__echo\",\"arguments\":{\"message\":\"m%zu\"}}}",
+                 ids[i], i);
+        struct got *g = send_req(s, frame);
+        run_until(&f, &g->responded, 3000);
+        ck_assert(g->responded);
+        char want[256];
+        snprintf(want, sizeof want, "\"id\":%s,", ids[i]);
+        ck_assert_msg(strstr(g->response, want) != NULL, "id %s came back as %s", ids[i],
+                      g->response);
+        snprintf(want, sizeof want, "\"text\":\"m%zu\"", i);
+        ck_assert_ptr_nonnull(strstr(g->response, want));
+        got_free(g);
+    }
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_progress_tokens_isolated)
+{
+    struct fixture f;
+    setup(&f);
+    struct fed_session *a = new_session(&f);
+    struct fed_session *b = new_session(&f);
+    const char *req_a = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
+                        "\"demo__sleep\",\"arguments\":{\"ms\":300},\"_meta\":{\"progressToken\":\"same\"}}}";
+    const char *req_b = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
+                        "\"demo__sleep\",\"arguments\":{\"ms\":150},\"_meta\":{\"progressToken\":\"same\"}}}";
+    struct got *ga = send_req(a, req_a);
+    struct got *gb = send_req(b, req_b);
+    bool both = false;
+    for (int i = 0; i < 600 && !both; i++) {
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+        usleep(5000);
+        both = ga->responded && gb->responded;
+    }
+    ck_assert(both);
+    /* Each sees its own progress, with its own token, and with its own total. */
+    ck_assert_int_ge(ga->messages, 2);
+    ck_assert_int_ge(gb->messages, 1);
+    ck_assert_ptr_nonnull(strstr(ga->last_message, "\"progressToken\":\"same\""));
+    ck_assert_ptr_nonnull(strstr(gb->last_message, "\"progressToken\":\"same\""));
+    ck_assert_ptr_nonnull(strstr(ga->last_message, "\"total\":300"));
+    ck_assert_ptr_nonnull(strstr(gb->last_message, "\"total\":150"));
+    ck_assert_ptr_nonnull(strstr(ga->response, "slept 300 ms"));
+    ck_assert_ptr_nonnull(strstr(gb->response, "slept 150 ms"));
+    got_free(ga);
+    got_free(gb);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_lists_and_errors)
+{
+    struct fixture f;
+    setup(&f);
+    struct fed_session *s = new_session(&f);
+    struct got *g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+    run_until(&f, &g->responded, 3000);
+    ck_assert_ptr_nonnull(strstr(g->response, "\"name\":\"demo__echo\""));
+    ck_assert_ptr_nonnull(strstr(g->response, "\"name\":\"demo__sleep\""));
+    ck_assert_ptr_null(strstr(g->response, "\"name\":\"echo\""));
+    got_free(g);
+
+    g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"no/such\"}");
+    ck_assert(g->responded); /* answered at once, without an upstream */
+    ck_assert_ptr_nonnull(strstr(g->response, "-32601"));
+    got_free(g);
+
+    g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
+                    "\"nobody__x\",\"arguments\":{}}}");
+    ck_assert(g->responded);
+    ck_assert_ptr_nonnull(strstr(g->response, "\"isError\":true"));
+    ck_assert_ptr_nonnull(strstr(g->response, "nobody__x"));
+    got_free(g);
+
+    g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"prompts/get\",\"params\":{\"name\":"
+                    "\"demo__greeting\",\"arguments\":{\"name\":\"Ada\"}}}");
+    run_until(&f, &g->responded, 3000);
+    ck_assert_ptr_nonnull(strstr(g->response, "Ada"));
+    got_free(g);
+
+    g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"resources/read\",\"params\":{\"uri\":"
+                    "\"demo://items/42\"}}");
+    run_until(&f, &g->responded, 3000);
+    ck_assert_ptr_nonnull(strstr(g->response, "item 42"));
+    got_free(g);
+
+    g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tools/list\",\"params\":{\"cursor\":"
+                    "\"forged\"}}");
+    ck_assert(g->responded);
+    ck_assert_ptr_nonnull(strstr(g->response, "-32602"));
+    got_free(g);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_crash_fails_inflight_and_restarts)
+{
+    struct fixture f;
+    setup(&f);
+    struct fed_session *s = new_session(&f);
+    struct got *g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":\"slow\",\"method\":\"tools/call\","
+                                "\"params\":{\"name\":\"demo__sleep\",\"arguments\":{\"ms\":5000}}}");
+    for (int i = 0; i < 20; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT), usleep(5000);
+    int pid = tp_child_pid(f.gw->servers[0].shared->child);
+    ck_assert_int_gt(pid, 0);
+    kill(pid, SIGKILL);
+    run_until(&f, &g->responded, 1000);
+    ck_assert_msg(g->responded, "in-flight call not failed within 1 s");
+    ck_assert_ptr_nonnull(strstr(g->response, "\"id\":\"slow\""));
+    ck_assert_ptr_nonnull(strstr(g->response, "server 'demo' exited (signal 9)"));
+    got_free(g);
+    bool ready = false;
+    for (int i = 0; i < 400 && !ready; i++) {
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+        usleep(5000);
+        ready = fed__upstream_is_ready(f.gw->servers[0].shared);
+    }
+    ck_assert_msg(ready, "not ready again within 2 s");
+    g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":"
+                    "\"demo__echo\",\"arguments\":{\"message\":\"again\"}}}");
+    run_until(&f, &g->responded, 3000);
+    ck_assert_ptr_nonnull(strstr(g->response, "again"));
+    got_free(g);
+    teardown(&f);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    /* The test binary doubles as the upstream: `test_router demo-server`. */
+    if (argc > 1 && strcmp(argv[1], "demo-server") == 0)
+        return fed_demo_main(argc - 1, argv + 1);
+    core_alloc_hook_cjson();
+    core_log_set_level(CORE_LOG_WARN);
+    ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+    if (n <= 0)
+        return EXIT_FAILURE;
+    self_exe[n] = '\0';
+    signal(SIGPIPE, SIG_IGN);
+    Suite *s = suite_create("router");
+    TCase *tc = tcase_create("router");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_id_types_round_trip);
+    tcase_add_test(tc, test_progress_tokens_isolated);
+    tcase_add_test(tc, test_lists_and_errors);
+    tcase_add_test(tc, test_crash_fails_inflight_and_restarts);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
