@@ -57,7 +57,17 @@ struct core_rpc_env {
  * Returns 0 and fills *env (kind may be CORE_RPC_INVALID for valid JSON that is not a
  * JSON-RPC message, e.g. a string, or an object with neither method nor id),
  * or CORE_EPARSE for malformed JSON (env then untouched). Leading/trailing whitespace is allowed.
- * Duplicate members: the last one wins. */
+ * Duplicate members: the last one wins. Keys are compared decoded ("\u0069d" is "id").
+ * Allocates nothing. UTF-8 is not validated, and \u escapes may hold lone surrogates.
+ * Classification is strict; these are CORE_RPC_INVALID:
+ * - an id that is not a string, number or null (a null id is accepted everywhere; MCP forbids
+ *   it in requests, so callers check id_type);
+ * - a method that is not a string, decodes to more than CORE_RPC_METHOD_MAX-1 bytes, contains
+ *   an escaped NUL or an unpaired surrogate, or comes with result or error;
+ * - params that is not an object or array (in a request or notification);
+ * - a response without id, or with both or neither of result and error.
+ * The error member's type is not checked, so a sloppy error reply still resolves its request.
+ * has_jsonrpc does not affect kind. An empty batch "[]" is CORE_RPC_BATCH with no elements. */
 GW_MUST_CHECK int core_rpc_scan(const char *p, size_t n, struct core_rpc_env *env);
 
 /* Iterates the elements of a batch (a top-level array). *pos starts at 0.
@@ -72,8 +82,10 @@ GW_MUST_CHECK int core_json_unescape(const char *tok, size_t n, char *out, size_
 /* Returns true if the span holds exactly this JSON string (compared decoded). */
 bool core_json_str_eq(const char *p, struct core_span s, const char *want);
 
-/* Finds a member of the JSON object at p[span] by key (top level of that object only).
- * Returns 0 and writes the value's span and type, or CORE_ENOTFOUND. The object must be valid. */
+/* Finds a member of the JSON object at p[span] by key (top level of that object only, keys
+ * compared decoded, the last duplicate wins). Returns 0 and writes the value's span (offsets
+ * relative to p) and type (type may be NULL), CORE_ENOTFOUND, or CORE_EPARSE when the span
+ * does not hold an object. The object must already be valid JSON. */
 int core_json_obj_get(const char *p, struct core_span obj, const char *key, struct core_span *val,
                       enum core_json_type *type);
 

@@ -26,13 +26,22 @@ struct tp_http_header {
 };
 
 /* Called once per complete request. The request is borrowed until it is answered with
- * tp_http_respond / tp_http_stream_end, or until its close callback fires. */
+ * tp_http_respond / tp_http_stream_end, or until its close callback fires. A connection has
+ * one request at a time: pipelined requests wait until the previous answer has been written.
+ * The callback may answer at once (from inside the callback) or later. */
 typedef void (*tp_http_request_cb)(void *ctx, struct tp_http_req *req);
 /* Fired when the connection goes away before the request was answered completely (client
- * disconnect, server close). The request is invalid after the callback returns. */
+ * disconnect, write error, server close). It fires at most once, always from the loop (never
+ * inside a tp_http_* call), and never after tp_http_respond / tp_http_stream_end returned,
+ * even with CORE_ECLOSED. The request's accessors still work inside the callback; the
+ * request is invalid after the callback returns. */
 typedef void (*tp_http_close_cb)(void *ud, struct tp_http_req *req);
 
-/* Creates a server; nothing listens until tp_http_server_listen_*. limits may be NULL. */
+/* Creates a server; nothing listens until tp_http_server_listen_*. limits may be NULL (then
+ * max_body 4 MiB, max_header 16 KiB, idle_ms 60000); zero max_body/max_header take the default.
+ * The idle time also bounds a request that stops arriving halfway (slow clients). All calls
+ * on a server and its requests must come from the loop's thread. If SIGPIPE still has its
+ * default action it is set to ignored (a peer closing during a write must not kill us). */
 struct tp_http_server *tp_http_server_new(uv_loop_t *loop, const struct tp_http_limits *limits,
                                           tp_http_request_cb cb, void *ctx);
 /* Binds and listens on host:port (host is a numeric IPv4/IPv6 address; port 0 picks one).
@@ -43,7 +52,10 @@ int tp_http_server_port(const struct tp_http_server *srv);
 /* Binds a Unix socket at path with mode 0600 (a stale socket file with no listener is replaced;
  * a live one gives UV_EADDRINUSE). The parent directory must exist. Returns 0 or UV_E*. */
 GW_MUST_CHECK int tp_http_server_listen_unix(struct tp_http_server *srv, const char *path);
-/* Stops accepting new connections (existing ones go on). */
+/* Serves an already connected stream socket (TCP or Unix, e.g. one end of a socketpair) as
+ * a connection of this server. Takes ownership of fd, also on failure. Returns 0 or UV_E*. */
+GW_MUST_CHECK int tp_http_server_adopt_fd(struct tp_http_server *srv, int fd);
+/* Stops accepting new connections (existing ones go on); a Unix socket file is unlinked. */
 void tp_http_server_stop_accepting(struct tp_http_server *srv);
 /* Closes every connection (pending requests get their close callback), unlinks the Unix
  * socket, and frees the server; `done` (may be NULL) fires once every handle has closed. */
@@ -66,15 +78,19 @@ const char *tp_http_req_conn_name(const struct tp_http_req *req);
 void tp_http_req_set_close_cb(struct tp_http_req *req, tp_http_close_cb cb, void *ud);
 
 /* Answers with a whole response. Content-Length is added from the body; the body buffers are
- * copied before return. The request is finished and invalid after the call. Returns 0 or
- * CORE_ECLOSED (the connection is gone; the request was still released). */
+ * copied before return (header values may point into the request). Content-Length,
+ * Transfer-Encoding and Connection headers of the caller are dropped ("Connection: close" is
+ * honoured), and so are headers with CR/LF. The request is finished and invalid after the
+ * call. Returns 0 or CORE_ECLOSED (the connection is gone; the request was still released
+ * and its close callback will not fire). */
 int tp_http_respond(struct tp_http_req *req, int status, const struct tp_http_header *hdrs,
                     size_t n_hdrs, const uv_buf_t *body, unsigned n_body);
 /* Convenience: respond with a small text or JSON body. */
 int tp_http_respond_simple(struct tp_http_req *req, int status, const char *content_type,
                            const char *body);
 /* Starts a chunked response (for SSE). The request stays valid until tp_http_stream_end or
- * its close callback. Returns 0 or CORE_ECLOSED. */
+ * its close callback (which still fires when this returns CORE_ECLOSED). An HTTP/1.0 client
+ * gets the body unframed and the connection closes at the end. Returns 0 or CORE_ECLOSED. */
 int tp_http_stream_start(struct tp_http_req *req, int status, const struct tp_http_header *hdrs,
                          size_t n_hdrs);
 /* Writes the buffers as one chunk (copied before return). Returns 0 or CORE_ECLOSED. */

@@ -7,16 +7,19 @@
 #include "core/buf.h"
 
 /* Appends one event: optional "id:" and "event:" lines, the data split into "data:" lines at
- * every \n, \r\n or \r, then a blank line. id and event may be NULL. Returns 0 or CORE_ETOOBIG. */
+ * every \n, \r\n or \r, then a blank line. id and event may be NULL. Returns 0, CORE_ETOOBIG
+ * (out is unchanged) or CORE_EINVAL (id or event contains CR or LF). */
 GW_MUST_CHECK int tp_sse_encode(struct core_buf *out, const char *id, const char *event,
                                 const char *data, size_t n);
-/* Appends a comment line ": text\n\n" (keep-alive). */
+/* Appends a comment line ": text\n\n" (keep-alive); a text with line breaks becomes several
+ * comment lines. Returns 0 or CORE_ETOOBIG (out is unchanged). */
 GW_MUST_CHECK int tp_sse_comment(struct core_buf *out, const char *text);
-/* Appends "retry: ms\n\n". */
+/* Appends "retry: ms\n\n". Returns 0 or CORE_ETOOBIG. */
 GW_MUST_CHECK int tp_sse_retry(struct core_buf *out, unsigned ms);
 
 /* Receives one decoded event; the strings are borrowed for the call (event defaults to
- * "message"; id is NULL when the event had none). */
+ * "message"; id is NULL when the event had none; it is not carried over to later events, so
+ * the caller keeps the last one it saw). data is NUL-terminated after n bytes. */
 typedef void (*tp_sse_event_cb)(void *ctx, const char *event, const char *id, const char *data,
                                 size_t n);
 
@@ -29,11 +32,17 @@ struct tp_sse_decoder {
     int has_id;
     int last_cr;           /* the previous chunk ended in \r */
     unsigned retry_ms;     /* last retry: value seen, 0 if none */
+    int bom_done;          /* the first line (which may start with a BOM) has been seen */
+    size_t max_line;       /* longest line accepted */
 };
 
+/* max_event bounds the data of one event (joined lines) and, plus 64, any single line;
+ * 0 means 4 MiB. Decoding follows the WHATWG EventSource rules. */
 void tp_sse_decoder_init(struct tp_sse_decoder *d, size_t max_event);
 void tp_sse_decoder_dispose(struct tp_sse_decoder *d);
-/* Feeds bytes in any split; calls cb for every complete event. Returns 0 or CORE_ETOOBIG. */
+/* Feeds bytes in any split; calls cb for every complete event (cb must not feed or dispose the
+ * decoder). Returns 0 or CORE_ETOOBIG (an event, a line, an event name over 63 bytes or an id
+ * over 255 bytes); after an error the decoder must only be disposed. */
 GW_MUST_CHECK int tp_sse_decoder_feed(struct tp_sse_decoder *d, const char *p, size_t n,
                                       tp_sse_event_cb cb, void *ctx);
 
