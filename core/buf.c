@@ -77,6 +77,8 @@ int core_buf_appendf(struct core_buf *b, const char *fmt, ...)
 
 void core_buf_consume(struct core_buf *b, size_t n)
 {
+    if (n == 0)
+        return;
     if (n >= b->len) {
         b->len = 0;
     } else {

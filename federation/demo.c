@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/uio.h>
@@ -463,6 +464,38 @@ static cJSON *tools_list(void)
              log_schema, NULL);
     return res;
 }
+
+/* Tools per tools/list page; 0 = all in one page. Lets tests exercise cursors. */
+static long page_size;
+
+/* Pages a full tools/list result when --page-size is set: the cursor is the offset. */
+static cJSON *tools_page(const struct demo_req *r)
+{
+    cJSON *res = tools_list();
+    if (page_size <= 0)
+        return res;
+    long off = 0;
+    cJSON *cur = r->params ? cJSON_GetObjectItemCaseSensitive(r->params, "cursor") : NULL;
+    if (cJSON_IsString(cur)) {
+        char *end;
+        off = strtol(cur->valuestring, &end, 10);
+        if (*end != '\0' || off < 0)
+            off = 0;
+    }
+    cJSON *all = cJSON_DetachItemFromObjectCaseSensitive(res, "tools");
+    cJSON *page = cJSON_AddArrayToObject(res, "tools");
+    long n = cJSON_GetArraySize(all);
+    for (long i = off; i < n && i < off + page_size; i++)
+        cJSON_AddItemToArray(page, cJSON_Duplicate(cJSON_GetArrayItem(all, (int)i), 1));
+    if (off + page_size < n) {
+        char next[32];
+        snprintf(next, sizeof next, "%ld", off + page_size);
+        cJSON_AddStringToObject(res, "nextCursor", next);
+    }
+    cJSON_Delete(all);
+    return res;
+}
+
 
 static const char readme_text[] =
     "agentgate demo server\n"
@@ -1016,7 +1049,7 @@ static void handle_frame(void *ctx, const char *p, size_t n)
     else if (strcmp(m, "ping") == 0)
         reply(&r, cJSON_CreateObject());
     else if (strcmp(m, "tools/list") == 0)
-        reply(&r, tools_list());
+        reply(&r, tools_page(&r));
     else if (strcmp(m, "resources/list") == 0)
         m_resources_list(&r);
     else if (strcmp(m, "resources/templates/list") == 0)
@@ -1235,9 +1268,18 @@ int fed_demo_main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fprintf(stderr, "usage: agentgate demo-server\n"
-                            "A demo MCP server on stdin/stdout (newline-delimited JSON-RPC).\n");
+            fprintf(stderr, "usage: agentgate demo-server [--page-size N]\n"
+                            "A demo MCP server on stdin/stdout (newline-delimited JSON-RPC).\n"
+                            "  --page-size N  answer tools/list in pages of N tools\n");
             return 0;
+        }
+        if (strcmp(argv[i], "--page-size") == 0 && i + 1 < argc) {
+            char *end;
+            page_size = strtol(argv[++i], &end, 10);
+            if (*end != '\0' || page_size < 0) {
+                fprintf(stderr, "agentgate: demo-server: --page-size wants a number\n");
+                return 2;
+            }
         }
     }
     signal(SIGPIPE, SIG_IGN);

@@ -76,20 +76,35 @@ static void run_until(struct fixture *f, bool *flag, int ms)
         uv_run(&f->loop, UV_RUN_NOWAIT), usleep(5000);
 }
 
-static void setup(struct fixture *f)
+static void setup_cfg(struct fixture *f, const char *ini)
 {
     ck_assert_int_eq(auth_seal_init(), 0);
     uv_loop_init(&f->loop);
-    f->cfg = core_config_default(self_exe);
+    if (ini) {
+        char err[256];
+        ck_assert_int_eq(core_config_parse(ini, strlen(ini), "t.ini", &f->cfg, err, sizeof err), 0);
+    } else {
+        f->cfg = core_config_default(self_exe);
+    }
     f->gw = fed_gateway_new(&f->loop, f->cfg, &(struct fed_gateway_opts){.self_exe = NULL});
     fed_gateway_start(f->gw);
     bool ready = false;
     for (int i = 0; i < 400 && !ready; i++) {
         uv_run(&f->loop, UV_RUN_NOWAIT);
         usleep(5000);
-        ready = fed__upstream_is_ready(f->gw->servers[0].shared);
+        ready = true;
+        for (size_t j = 0; j < f->gw->n_servers; j++)
+            ready = ready && fed__upstream_is_ready(f->gw->servers[j].shared);
     }
     ck_assert_msg(ready, "demo upstream did not become ready");
+    /* Let the initial list fetches settle. */
+    for (int i = 0; i < 20; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT), usleep(2000);
+}
+
+static void setup(struct fixture *f)
+{
+    setup_cfg(f, NULL);
 }
 
 static void on_done(void *ctx)
@@ -279,6 +294,74 @@ START_TEST(test_crash_fails_inflight_and_restarts)
 }
 END_TEST
 
+/* Two upstreams, one answering tools/list two tools a page: the gateway's cursors walk both. */
+START_TEST(test_pagination_across_upstreams)
+{
+    char ini[10000];
+    snprintf(ini, sizeof ini,
+             "[server.a]\ncommand = %s\nargs = [\"demo-server\", \"--page-size\", \"2\"]\n"
+             "[server.b]\ncommand = %s\nargs = [\"demo-server\"]\n",
+             self_exe, self_exe);
+    struct fixture f;
+    setup_cfg(&f, ini);
+    struct fed_session *s = new_session(&f);
+    int a_tools = 0, b_tools = 0, pages = 0;
+    char cursor[1024] = "";
+    char first_cursor[1024] = "";
+    do {
+        char frame[1500];
+        if (cursor[0])
+            snprintf(frame, sizeof frame,
+                     "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/list\",\"params\":{\"cursor\":\"%s\"}}",
+                     pages, cursor);
+        else
+            snprintf(frame, sizeof frame, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/list\"}",
+                     pages);
+        struct got *g = send_req(s, frame);
+        run_until(&f, &g->responded, 3000);
+        ck_assert(g->responded);
+        cJSON *msg = cJSON_Parse(g->response);
+        cJSON *res = cJSON_GetObjectItem(msg, "result");
+        ck_assert_msg(res != NULL, "page %d: %s", pages, g->response);
+        cJSON *t;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItem(res, "tools"))
+        {
+            const char *name = cJSON_GetObjectItem(t, "name")->valuestring;
+            if (strncmp(name, "a__", 3) == 0)
+                a_tools++;
+            else if (strncmp(name, "b__", 3) == 0)
+                b_tools++;
+        }
+        cJSON *next = cJSON_GetObjectItem(res, "nextCursor");
+        snprintf(cursor, sizeof cursor, "%s", cJSON_IsString(next) ? next->valuestring : "");
+        if (pages == 0) {
+            ck_assert(cursor[0]);
+            snprintf(first_cursor, sizeof first_cursor, "%s", cursor);
+            /* The cursor is opaque: the upstream's own cursor is not readable in it. */
+            ck_assert_ptr_null(strstr(cursor, "\"2\""));
+        }
+        cJSON_Delete(msg);
+        got_free(g);
+        pages++;
+    } while (cursor[0] && pages < 20);
+    ck_assert_int_ge(pages, 3);
+    ck_assert_int_gt(b_tools, 2);
+    ck_assert_int_eq(a_tools, b_tools); /* every tool of the paged upstream arrived, once */
+
+    /* A tampered cursor is refused. */
+    first_cursor[strlen(first_cursor) / 2] ^= 1;
+    char frame[1500];
+    snprintf(frame, sizeof frame,
+             "{\"jsonrpc\":\"2.0\",\"id\":99,\"method\":\"tools/list\",\"params\":{\"cursor\":\"%s\"}}",
+             first_cursor);
+    struct got *g = send_req(s, frame);
+    ck_assert(g->responded);
+    ck_assert_ptr_nonnull(strstr(g->response, "-32602"));
+    got_free(g);
+    teardown(&f);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     /* The test binary doubles as the upstream: `test_router demo-server`. */
@@ -298,6 +381,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_progress_tokens_isolated);
     tcase_add_test(tc, test_lists_and_errors);
     tcase_add_test(tc, test_crash_fails_inflight_and_restarts);
+    tcase_add_test(tc, test_pagination_across_upstreams);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
