@@ -1,0 +1,39 @@
+# agentgate: the two commands a fresh Debian machine needs are `make run` and `make test`.
+#   make run    install build dependencies, build, run `agentgate serve` in the foreground
+#   make test   install build + test dependencies, build (plain and ASan/UBSan), run the unit
+#               and integration tests against both builds
+# The other targets are their steps.
+SHELL := /bin/bash
+JOBS ?= 2
+ARGS ?=
+
+.PHONY: all deps deps-test build build-asan run test unit integration clean
+
+all: build
+
+deps:
+	contrib/install-deps.sh
+
+deps-test:
+	contrib/install-deps.sh --test
+
+build:
+	cmake -S . -B build
+	cmake --build build -j$(JOBS)
+
+build-asan:
+	cmake -S . -B build-asan -DAG_SANITIZE=ON
+	cmake --build build-asan -j$(JOBS)
+
+run: deps build
+	./build/agentgate serve $(ARGS)
+
+test: deps-test build build-asan
+	test/run-all.sh
+
+# Only the integration tests, against build/agentgate (or AGENTGATE_BIN=...).
+integration:
+	test/run-integration.sh $(AGENTGATE_BIN)
+
+clean:
+	rm -rf build build-asan
