@@ -5,6 +5,7 @@
 #   3. integration tests (node --test) against build/agentgate
 #   4. integration tests against build-asan/agentgate (a daemon that leaks or trips a sanitizer
 #      does not exit 0 after SIGTERM, and the tests assert that it does)
+#   5. the fuzz targets (libFuzzer, clang), each for $FUZZ_SECONDS (default 20) seconds
 # Every suite runs even when an earlier one failed; the exit status is non-zero if any failed.
 # Used by `make test` (which installs and builds first).
 set -uo pipefail
@@ -24,7 +25,9 @@ summary=()
 # count LOG KIND -> "PASS FAIL" from a ctest or node --test log
 count() {
     local log=$1 kind=$2 p=0 f=0
-    if [ "$kind" = ctest ]; then
+    if [ "$kind" = fuzz ]; then
+        read -r p f < <(sed -nE 's/^fuzz: ([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$log" | tail -1)
+    elif [ "$kind" = ctest ]; then
         local line
         line=$(grep -E '[0-9]+ tests failed out of [0-9]+' "$log" | tail -1)
         if [ -n "$line" ]; then
@@ -64,6 +67,7 @@ run unit ctest ctest --test-dir build --output-on-failure --timeout 300
 run unit-asan ctest ctest --test-dir build-asan --output-on-failure --timeout 600
 run integration node test/run-integration.sh build/agentgate
 run integration-asan node test/run-integration.sh build-asan/agentgate
+run fuzz fuzz test/run-fuzz.sh
 
 echo
 echo "==== summary (logs in build/test-logs/)"
