@@ -426,6 +426,9 @@ static void add_tool(cJSON *tools, const char *name, const char *title, const ch
     cJSON_AddItemToArray(tools, t);
 }
 
+/* Whether the `extra` tool is listed (flipped by the `toggle` tool, to exercise list_changed). */
+static bool extra_tool;
+
 static cJSON *tools_list(void)
 {
     cJSON *res = cJSON_CreateObject();
@@ -462,6 +465,12 @@ static cJSON *tools_list(void)
     cJSON_AddItemToObject(lv, "enum", cJSON_CreateStringArray(levels, (int)N_LEVELS));
     add_tool(tools, "log", "Log", "Sends notifications/message at `level` if the level admits it.",
              log_schema, NULL);
+    add_tool(tools, "toggle", "Toggle",
+             "Adds or removes the `extra` tool and sends notifications/tools/list_changed.",
+             schema(NULL, NULL, 0, NULL, 0), NULL);
+    if (extra_tool)
+        add_tool(tools, "extra", "Extra", "Listed only while toggled on.",
+                 schema(NULL, NULL, 0, NULL, 0), NULL);
     return res;
 }
 
@@ -703,6 +712,12 @@ static void tools_call(struct demo_req *r)
         (void)rc; /* the buffer has no limit */
         reply(r, text_result(text.data, false));
         core_buf_dispose(&text);
+    } else if (strcmp(name, "toggle") == 0) {
+        extra_tool = !extra_tool;
+        send_notification(s, "notifications/tools/list_changed", NULL);
+        reply(r, text_result(extra_tool ? "extra on" : "extra off", false));
+    } else if (strcmp(name, "extra") == 0 && extra_tool) {
+        reply(r, text_result("extra", false));
     } else if (strcmp(name, "log") == 0) {
         const char *level = get_str(args, "level");
         const char *text = get_str(args, "text");

@@ -828,6 +828,8 @@ void fed_router_notification(struct fed_session *s, const char *frame, const str
                 char reason[256];
                 if (get_str(frame, env->params, "reason", reason, sizeof reason, NULL))
                     cJSON_AddStringToObject(params, "reason", reason);
+                core_log(CORE_LOG_DEBUG, "router", "%.8s: cancel of %s forwarded to %s as %" PRIu64,
+                         s->id, c->method, up->name, c->pend->id);
                 fed__upstream_notify(up, "notifications/cancelled", params);
                 fed__upstream_unpend(up, c->pend);
             }
