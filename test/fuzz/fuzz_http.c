@@ -3,9 +3,12 @@
  * next request path runs, with the input split into pieces chosen by the first byte.
  *
  * First byte: bits 0-3 piece size (0 = whole input, else 1..15 bytes, scaled for long inputs),
- * bits 4-5 how requests are answered, bit 6 small limits, bit 7 idle timeout. */
+ * bits 4-5 how requests are answered, bit 6 small limits, bit 7 idle timeout.
+ * Second byte: a canned start put before the rest (so that an empty corpus gets deep quickly):
+ * bits 0-2 pick it, bits 3-7 give a Content-Length. */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -92,6 +95,31 @@ static void on_request(void *ctx, struct tp_http_req *req)
     }
 }
 
+/* Canned starts; "#" stands for the Content-Length from the second byte. */
+static const char *const prefixes[8] = {
+    "",
+    "GET /",
+    "POST /mcp HTTP/1.1\r\nContent-Length: #\r\n\r\n",
+    "POST /mcp HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "GET /mcp?x=1 HTTP/1.1\r\nHost: h\r\n",
+    "GET / HTTP/1.1\r\n\r\n",
+    "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: #\r\n\r\n",
+    "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+};
+
+/* Writes the prefix into out; returns its length. */
+static size_t put_prefix(uint8_t *out, uint8_t pre)
+{
+    size_t n = 0;
+    for (const char *p = prefixes[pre & 7]; *p != '\0'; p++) {
+        if (*p == '#')
+            n += (size_t)snprintf((char *)out + n, 8, "%u", (unsigned)(pre >> 3));
+        else
+            out[n++] = (uint8_t)*p;
+    }
+    return n;
+}
+
 static void drain(int fd)
 {
     char tmp[8192];
@@ -108,11 +136,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
+    if (size < 2)
         return 0;
     uint8_t ctl = data[0];
-    data++;
-    size--;
+    uint8_t pre = data[1];
+    data += 2;
+    size -= 2;
+    static uint8_t input[1 << 16];
+    size_t plen = put_prefix(input, pre);
+    if (size > sizeof input - plen)
+        return 0;
+    memcpy(input + plen, data, size);
+    data = input;
+    size += plen;
     core_log_set_level(CORE_LOG_ERROR);
     memset(&F, 0, sizeof F);
     F.ans = (enum answer)((ctl >> 4) & 3);
