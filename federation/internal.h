@@ -176,6 +176,7 @@ struct fed_session {
 };
 
 /* Creates a session with the front's channel (ops/ops_ctx) and registers it. */
+void fed__s2c_free(struct fed_s2c *r);
 struct fed_session *fed__session_new(struct fed_gateway *gw, const struct fed_session_ops *ops,
                                      void *ops_ctx);
 struct fed_session *fed__session_find(struct fed_gateway *gw, const char *id);

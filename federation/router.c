@@ -865,8 +865,7 @@ void fed_router_response(struct fed_session *s, const char *frame, size_t n,
     if (rc)
         core_log(CORE_LOG_WARN, "router", "%s: answer to its request lost: %s", r->up->name,
                  core_strerror(rc));
-    core_free(r->up_id);
-    core_free(r);
+    fed__s2c_free(r);
 }
 
 /* ---- upstream requests and notifications ------------------------------------------------------ */
@@ -1084,8 +1083,7 @@ static void upstream_cancelled(struct fed_upstream *up, const char *frame, size_
                 memcmp(r->up_id, frame + rid.off, rid.len) != 0)
                 continue;
             core_map_u64_del(&s->s2c, dsid);
-            core_free(r->up_id);
-            core_free(r);
+            fed__s2c_free(r);
             char idb[24];
             int il = snprintf(idb, sizeof idb, "%" PRIu64, dsid);
             uv_buf_t parts[3] = {
@@ -1160,8 +1158,7 @@ void fed__router_upstream_down(struct fed_upstream *up)
             if (r->up != up)
                 continue;
             core_map_u64_del(&s->s2c, dsid);
-            core_free(r->up_id);
-            core_free(r);
+            fed__s2c_free(r);
         }
     }
     core_free(up->log_level);

@@ -36,6 +36,12 @@ struct fed_session *fed__session_new(struct fed_gateway *gw, const struct fed_se
     return s;
 }
 
+void fed__s2c_free(struct fed_s2c *r)
+{
+    core_free(r->up_id);
+    core_free(r);
+}
+
 struct fed_session *fed__session_find(struct fed_gateway *gw, const char *id)
 {
     return core_map_str_get(&gw->sessions, id, strlen(id));
@@ -66,9 +72,7 @@ void fed__session_end(struct fed_session *s)
     uint64_t k;
     void *v;
     while (core_map_u64_next(&s->s2c, &it, &k, &v)) {
-        struct fed_s2c *r = v;
-        core_free(r->up_id);
-        core_free(r);
+        fed__s2c_free(v);
     }
     core_map_u64_dispose(&s->s2c);
     core_map_str_dispose(&s->subs);
