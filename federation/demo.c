@@ -83,6 +83,7 @@ struct demo_sleep {
     uint64_t start;  /* loop time at the start, ms */
     uint64_t ms;     /* requested duration */
     int64_t last;    /* last progress value sent, -1 = none */
+    cJSON *deferred; /* a reply to send when the time is up instead of "slept", or NULL */
 };
 
 struct demo_srv {
@@ -476,6 +477,8 @@ static cJSON *tools_list(void)
 
 /* Tools per tools/list page; 0 = all in one page. Lets tests exercise cursors. */
 static long page_size;
+/* Milliseconds tools/list waits before answering (a slow server, for fan-out tests). */
+static long list_delay_ms;
 
 /* Pages a full tools/list result when --page-size is set: the cursor is the offset. */
 static cJSON *tools_page(const struct demo_req *r)
@@ -546,6 +549,7 @@ static void on_sleep_closed(uv_handle_t *h)
     core_free(z->id_raw);
     core_free(z->token_raw);
     cJSON_Delete(z->id);
+    cJSON_Delete(z->deferred);
     core_free(z);
 }
 
@@ -585,9 +589,14 @@ static void on_sleep_tick(uv_timer_t *t)
     uint64_t elapsed = uv_now(&s->loop) - z->start;
     if (elapsed >= z->ms) {
         sleep_progress(z, z->ms);
-        char text[64];
-        snprintf(text, sizeof text, "slept %llu ms", (unsigned long long)z->ms);
-        send_result(s, z->id_raw, text_result(text, true));
+        if (z->deferred) {
+            send_result(s, z->id_raw, z->deferred);
+            z->deferred = NULL;
+        } else {
+            char text[64];
+            snprintf(text, sizeof text, "slept %llu ms", (unsigned long long)z->ms);
+            send_result(s, z->id_raw, text_result(text, true));
+        }
         sleep_end(z);
     } else {
         sleep_progress(z, elapsed);
@@ -599,13 +608,10 @@ static void on_sleep_tick(uv_timer_t *t)
     flush(s);
 }
 
-static void tool_sleep(struct demo_req *r, const cJSON *args)
+/* Starts a timed wait that answers request r after ms (progress on the way if asked);
+ * `deferred` (taken, may be NULL) is the result to send then. */
+static void sleep_start(struct demo_req *r, uint64_t ms, cJSON *deferred)
 {
-    uint64_t ms;
-    if (!get_uint(args, "ms", SLEEP_MAX_MS, &ms)) {
-        reply_error(r, RPC_INVALID_PARAMS, "sleep: `ms` must be an integer from 0 to 3600000");
-        return;
-    }
     struct demo_srv *s = r->srv;
     struct demo_sleep *z = core_xcalloc(1, sizeof *z);
     z->srv = s;
@@ -621,6 +627,7 @@ static void tool_sleep(struct demo_req *r, const cJSON *args)
     z->start = uv_now(&s->loop);
     z->ms = ms;
     z->last = -1;
+    z->deferred = deferred;
     uv_timer_init(&s->loop, &z->timer);
     z->timer.data = z;
     z->next = s->sleeps;
@@ -628,6 +635,16 @@ static void tool_sleep(struct demo_req *r, const cJSON *args)
         s->sleeps->prev = z;
     s->sleeps = z;
     uv_timer_start(&z->timer, on_sleep_tick, ms < PROGRESS_EVERY_MS ? ms : PROGRESS_EVERY_MS, 0);
+}
+
+static void tool_sleep(struct demo_req *r, const cJSON *args)
+{
+    uint64_t ms;
+    if (!get_uint(args, "ms", SLEEP_MAX_MS, &ms)) {
+        reply_error(r, RPC_INVALID_PARAMS, "sleep: `ms` must be an integer from 0 to 3600000");
+        return;
+    }
+    sleep_start(r, ms, NULL);
 }
 
 /* ---- tools ------------------------------------------------------------------------------- */
@@ -1064,7 +1081,10 @@ static void handle_frame(void *ctx, const char *p, size_t n)
     else if (strcmp(m, "ping") == 0)
         reply(&r, cJSON_CreateObject());
     else if (strcmp(m, "tools/list") == 0)
-        reply(&r, tools_page(&r));
+        if (list_delay_ms > 0)
+            sleep_start(&r, (uint64_t)list_delay_ms, tools_page(&r));
+        else
+            reply(&r, tools_page(&r));
     else if (strcmp(m, "resources/list") == 0)
         m_resources_list(&r);
     else if (strcmp(m, "resources/templates/list") == 0)
@@ -1283,10 +1303,20 @@ int fed_demo_main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fprintf(stderr, "usage: agentgate demo-server [--page-size N]\n"
+            fprintf(stderr, "usage: agentgate demo-server [--page-size N] [--list-delay MS]\n"
                             "A demo MCP server on stdin/stdout (newline-delimited JSON-RPC).\n"
-                            "  --page-size N  answer tools/list in pages of N tools\n");
+                            "  --page-size N    answer tools/list in pages of N tools\n"
+                            "  --list-delay MS  answer tools/list after MS milliseconds\n");
             return 0;
+        }
+        if (strcmp(argv[i], "--list-delay") == 0 && i + 1 < argc) {
+            char *end;
+            list_delay_ms = strtol(argv[++i], &end, 10);
+            if (*end != '\0' || list_delay_ms < 0 || list_delay_ms > 3600000) {
+                fprintf(stderr, "agentgate: demo-server: --list-delay wants milliseconds\n");
+                return 2;
+            }
+            continue;
         }
         if (strcmp(argv[i], "--page-size") == 0 && i + 1 < argc) {
             char *end;

@@ -102,6 +102,10 @@ struct fed_upstream {
     uint64_t list_hash[FED_LIST_COUNT];
     bool list_known[FED_LIST_COUNT];
     int lists_fetching;        /* internal list fetches in flight */
+    /* The upstream missed the list deadline: client lists get its cached list at once while an
+     * internal fetch refreshes it; cleared when a fetch answers within the deadline again. */
+    bool list_late[FED_LIST_COUNT];
+    bool list_refreshing[FED_LIST_COUNT];
     struct core_map_str sub_count; /* resource URI -> (void *)(uintptr_t)count of sessions */
     char *log_level;           /* what we last sent with logging/setLevel, or NULL */
     bool closing;

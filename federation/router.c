@@ -546,6 +546,13 @@ static void on_fan_part(void *ctx, struct fed_upstream *up, int err, const char 
     } else {
         core_log(CORE_LOG_WARN, "router", "%s: %s left out of the answer: %s", up->name,
                  list_methods[f->list], err ? core_strerror(err) : "the server answered an error");
+        if (err == CORE_ETIMEDOUT && !up->list_late[f->list]) {
+            core_log(CORE_LOG_WARN, "router", "%s: slow to list; its cached %s will be served",
+                     up->name, list_keys[f->list]);
+            up->list_late[f->list] = true;
+            if (!up->list_refreshing[f->list])
+                fed__upstream_fetch_list(up, f->list);
+        }
     }
     if (--f->remaining == 0)
         fan_finish(f);
@@ -623,13 +630,23 @@ static void handle_list(struct fed_call *c, const char *frame, const struct core
     for (size_t i = 0; i < f->n; i++) {
         struct fan_part *pt = &f->parts[i];
         pt->f = f;
+        struct fed_upstream *up = s->inst[pt->srv];
+        if (pt->cursor == NULL && up->list_late[l] && up->list_known[l]) {
+            /* A server that missed the deadline: its cached list now, a fresh one later. */
+            pt->result = cJSON_CreateObject();
+            cJSON_AddItemToObject(pt->result, list_keys[l], cJSON_Duplicate(up->lists[l], 1));
+            f->remaining--;
+            if (!up->list_refreshing[l])
+                fed__upstream_fetch_list(up, l);
+            continue;
+        }
         cJSON *params = NULL;
         if (pt->cursor) {
             params = cJSON_CreateObject();
             cJSON_AddStringToObject(params, "cursor", pt->cursor);
         }
-        if (fed__upstream_request(s->inst[pt->srv], list_methods[l], params, gw->cfg->list_timeout_ms,
-                                  on_fan_part, pt) != 0)
+        if (fed__upstream_request(up, list_methods[l], params, gw->cfg->list_timeout_ms, on_fan_part,
+                                  pt) != 0)
             f->remaining--;
     }
     if (--f->remaining == 0)

@@ -541,6 +541,7 @@ struct list_fetch {
     enum fed_list list;
     cJSON *items;
     int pages;
+    uint64_t started; /* loop ms */
 };
 
 static void fetch_page(struct fed_upstream *up, struct list_fetch *f, const char *cursor);
@@ -549,6 +550,11 @@ static void list_done(struct fed_upstream *up, struct list_fetch *f, bool ok)
 {
     up->lists_fetching--;
     enum fed_list l = f->list;
+    up->list_refreshing[l] = false;
+    if (ok && fed__now(up->gw) - f->started <= up->gw->cfg->list_timeout_ms && up->list_late[l]) {
+        core_log(CORE_LOG_INFO, "up", "%s: %s is prompt again", up->name, list_methods[l]);
+        up->list_late[l] = false;
+    }
     if (!ok || up->closing || up->state != FED_UP_READY) {
         cJSON_Delete(f->items);
         core_free(f);
@@ -604,8 +610,9 @@ static void fetch_page(struct fed_upstream *up, struct list_fetch *f, const char
         params = cJSON_CreateObject();
         cJSON_AddStringToObject(params, "cursor", cursor);
     }
-    if (fed__upstream_request(up, list_methods[f->list], params, up->gw->cfg->list_timeout_ms,
-                              on_list_page, f) != 0)
+    /* The gateway's own fetches wait as long as any request may: a slow server's list is
+     * still worth caching. */
+    if (fed__upstream_request(up, list_methods[f->list], params, 0, on_list_page, f) != 0)
         list_done(up, f, false);
 }
 
@@ -620,7 +627,9 @@ void fed__upstream_fetch_list(struct fed_upstream *up, enum fed_list l)
     struct list_fetch *f = core_xcalloc(1, sizeof *f);
     f->list = l;
     f->items = cJSON_CreateArray();
+    f->started = fed__now(up->gw);
     up->lists_fetching++;
+    up->list_refreshing[l] = true;
     fetch_page(up, f, NULL);
 }
 

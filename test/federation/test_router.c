@@ -362,6 +362,54 @@ START_TEST(test_pagination_across_upstreams)
 }
 END_TEST
 
+static int count_prefix(const char *json, const char *prefix)
+{
+    int n = 0;
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"name\":\"%s", prefix);
+    for (const char *p = strstr(json, pat); p; p = strstr(p + 1, pat))
+        n++;
+    return n;
+}
+
+/* A server slower than the list deadline is left out of the first list, then served from the
+ * gateway's cache without waiting for it again. */
+START_TEST(test_late_upstream_left_out_then_cached)
+{
+    char ini[10000];
+    snprintf(ini, sizeof ini,
+             "[gateway]\nlist_timeout = 150ms\n"
+             "[server.a]\ncommand = %s\nargs = [\"demo-server\"]\n"
+             "[server.b]\ncommand = %s\nargs = [\"demo-server\", \"--list-delay\", \"1500\"]\n",
+             self_exe, self_exe);
+    struct fixture f;
+    setup_cfg(&f, ini);
+    struct fed_session *s = new_session(&f);
+    uint64_t t0 = uv_now(&f.loop);
+    struct got *g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+    run_until(&f, &g->responded, 5000);
+    ck_assert(g->responded);
+    uv_update_time(&f.loop);
+    ck_assert_msg(uv_now(&f.loop) - t0 < 1200, "the list waited for the late server");
+    ck_assert_int_gt(count_prefix(g->response, "a__"), 2);
+    ck_assert_int_eq(count_prefix(g->response, "b__"), 0);
+    got_free(g);
+    /* Give the slow server time to fill the cache (its first list answer). */
+    for (int i = 0; i < 400; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT), usleep(5000);
+    uv_update_time(&f.loop);
+    t0 = uv_now(&f.loop);
+    g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}");
+    run_until(&f, &g->responded, 5000);
+    ck_assert(g->responded);
+    uv_update_time(&f.loop);
+    ck_assert_msg(uv_now(&f.loop) - t0 < 1200, "the cached list was not used");
+    ck_assert_int_eq(count_prefix(g->response, "a__"), count_prefix(g->response, "b__"));
+    got_free(g);
+    teardown(&f);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     /* The test binary doubles as the upstream: `test_router demo-server`. */
@@ -382,6 +430,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_lists_and_errors);
     tcase_add_test(tc, test_crash_fails_inflight_and_restarts);
     tcase_add_test(tc, test_pagination_across_upstreams);
+    tcase_add_test(tc, test_late_upstream_left_out_then_cached);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
