@@ -7,7 +7,7 @@ SHELL := /bin/bash
 JOBS ?= 2
 ARGS ?=
 
-.PHONY: all deps deps-test build build-asan run test unit integration clean
+.PHONY: all deps deps-test build build-asan run test unit integration bench clean
 
 all: build
 
@@ -34,6 +34,11 @@ test: deps-test build build-asan
 # Only the integration tests, against build/agentgate (or AGENTGATE_BIN=...).
 integration:
 	test/run-integration.sh $(AGENTGATE_BIN)
+
+# The benchmark (bench/README.md): agentgate against direct stdio, supergateway, mcp-proxy and an
+# HTTP floor, in one run of about 5 minutes; the report goes to bench/results/.
+bench: deps build
+	bench/run.sh
 
 clean:
 	rm -rf build build-asan
