@@ -981,13 +981,14 @@ static const char *resp_frame(struct hconn *c, uint64_t id, struct rpc_top *t, c
         if (le > p && le[-1] == '\r')
             le--;
         if (le == p) { /* a blank line (or the end) dispatches the event */
-            if (ndata > 0) {
-                const char *f = d1;
-                const char *fe = d1e;
-                if (ndata > 1) {
-                    f = g_sse_data.data;
-                    fe = f + g_sse_data.len;
-                }
+            const char *f = d1;
+            const char *fe = d1e;
+            if (ndata > 1) {
+                f = g_sse_data.data;
+                fe = f + g_sse_data.len;
+            }
+            /* An event with empty data (a resumability priming event) carries no message. */
+            if (ndata > 0 && fe > f) {
                 if (!rpc_top(f, fe, t)) {
                     *why = "SSE event data is not a JSON object";
                     return NULL;
@@ -1662,15 +1663,17 @@ static int set_nonblock(int fd)
     return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-/* Spawns argv in its own process group with pipes on stdin and stdout (stderr is inherited).
+/* Spawns argv in its own process group with socketpairs on stdin and stdout (stderr is inherited).
  * Returns 0 or -1 (reported). */
 static int child_spawn(char **argv, struct child *ch)
 {
+    /* Socketpairs, as libuv gives the gateway's own children: the floor and the gateway then
+     * pay the same for their stdio. */
     int in[2];
     int out[2];
-    if (pipe2(in, O_CLOEXEC) != 0)
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0)
         return -1;
-    if (pipe2(out, O_CLOEXEC) != 0) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, out) != 0) {
         close(in[0]);
         close(in[1]);
         return -1;

@@ -431,16 +431,23 @@ static void handle_set_level(struct fed_call *c, const char *frame, const struct
 struct fan_part {
     struct fed_fanout *f;
     size_t srv;
-    char *cursor; /* the upstream cursor to continue from, or NULL */
+    struct fed_upstream *up; /* alive while its request is pending */
+    char *cursor;            /* the upstream cursor to continue from, or NULL */
     cJSON *result;
+    bool done;               /* its request has completed (or never went out) */
 };
 
+/* One list request fanned out to the upstreams. The answer goes out when every part is in or
+ * at the list deadline, whichever is first; the object lives until every part has completed. */
 struct fed_fanout {
     struct fed_call *call; /* NULL once orphaned */
     enum fed_list list;
     size_t n;
-    size_t remaining;
+    size_t remaining;      /* parts whose request is still pending */
     struct fan_part *parts;
+    uv_timer_t timer;      /* the list deadline */
+    bool timer_on;
+    bool answered;
 };
 
 static void fan_free(struct fed_fanout *f)
@@ -453,18 +460,48 @@ static void fan_free(struct fed_fanout *f)
     core_free(f);
 }
 
+static void on_fan_timer_close(uv_handle_t *h)
+{
+    fan_free(container_of((uv_timer_t *)h, struct fed_fanout, timer));
+}
+
+/* Frees the fan-out once it has answered and no part is pending any more. */
+static void fan_release(struct fed_fanout *f)
+{
+    if (!f->answered || f->remaining > 0)
+        return;
+    if (f->timer_on) {
+        uv_timer_stop(&f->timer);
+        uv_close((uv_handle_t *)&f->timer, on_fan_timer_close);
+    } else {
+        fan_free(f);
+    }
+}
+
 void fed__fanout_orphan(struct fed_fanout *f)
 {
     f->call = NULL;
 }
 
-static void fan_finish(struct fed_fanout *f)
+/* A server that missed the list deadline gets its cached list served from now on. */
+static void mark_late(struct fed_upstream *up, enum fed_list l)
 {
-    struct fed_call *c = f->call;
-    if (c == NULL) {
-        fan_free(f);
+    if (up->list_late[l])
         return;
-    }
+    core_log(CORE_LOG_WARN, "router", "%s: slow to answer %s; its cached list will be served",
+             up->name, list_methods[l]);
+    up->list_late[l] = true;
+    if (!up->list_refreshing[l])
+        fed__upstream_fetch_list(up, l);
+}
+
+static void fan_answer(struct fed_fanout *f)
+{
+    f->answered = true;
+    struct fed_call *c = f->call;
+    if (c == NULL)
+        return;
+    f->call = NULL;
     c->fan = NULL;
     struct fed_session *s = c->sess;
     struct fed_gateway *gw = s->gw;
@@ -531,7 +568,6 @@ static void fan_finish(struct fed_fanout *f)
     } else {
         cJSON_Delete(cursors);
     }
-    fan_free(f);
     call_result_json(c, res);
 }
 
@@ -541,21 +577,35 @@ static void on_fan_part(void *ctx, struct fed_upstream *up, int err, const char 
     (void)n;
     struct fan_part *pt = ctx;
     struct fed_fanout *f = pt->f;
-    if (err == 0 && env->kind == CORE_RPC_RESULT) {
+    pt->done = true;
+    if (f->answered) {
+        /* Too late for the answer; the cache refresh is already under way. */
+    } else if (err == 0 && env->kind == CORE_RPC_RESULT) {
         pt->result = cJSON_ParseWithLength(frame + env->result.off, env->result.len);
     } else {
         core_log(CORE_LOG_WARN, "router", "%s: %s left out of the answer: %s", up->name,
                  list_methods[f->list], err ? core_strerror(err) : "the server answered an error");
-        if (err == CORE_ETIMEDOUT && !up->list_late[f->list]) {
-            core_log(CORE_LOG_WARN, "router", "%s: slow to list; its cached %s will be served",
-                     up->name, list_keys[f->list]);
-            up->list_late[f->list] = true;
-            if (!up->list_refreshing[f->list])
-                fed__upstream_fetch_list(up, f->list);
-        }
+        if (err == CORE_ETIMEDOUT)
+            mark_late(up, f->list);
     }
-    if (--f->remaining == 0)
-        fan_finish(f);
+    if (--f->remaining == 0 && !f->answered)
+        fan_answer(f);
+    fan_release(f);
+}
+
+static void on_fan_deadline(uv_timer_t *t)
+{
+    struct fed_fanout *f = container_of(t, struct fed_fanout, timer);
+    if (f->answered)
+        return;
+    for (size_t i = 0; i < f->n; i++)
+        if (!f->parts[i].done) {
+            core_log(CORE_LOG_WARN, "router", "%s: %s left out of the answer: past the deadline",
+                     f->parts[i].up->name, list_methods[f->list]);
+            mark_late(f->parts[i].up, f->list);
+        }
+    fan_answer(f);
+    fan_release(f);
 }
 
 /* Parses a gateway cursor into the (server, upstream cursor) pairs to continue from. */
@@ -631,10 +681,12 @@ static void handle_list(struct fed_call *c, const char *frame, const struct core
         struct fan_part *pt = &f->parts[i];
         pt->f = f;
         struct fed_upstream *up = s->inst[pt->srv];
+        pt->up = up;
         if (pt->cursor == NULL && up->list_late[l] && up->list_known[l]) {
             /* A server that missed the deadline: its cached list now, a fresh one later. */
             pt->result = cJSON_CreateObject();
             cJSON_AddItemToObject(pt->result, list_keys[l], cJSON_Duplicate(up->lists[l], 1));
+            pt->done = true;
             f->remaining--;
             if (!up->list_refreshing[l])
                 fed__upstream_fetch_list(up, l);
@@ -645,12 +697,21 @@ static void handle_list(struct fed_call *c, const char *frame, const struct core
             params = cJSON_CreateObject();
             cJSON_AddStringToObject(params, "cursor", pt->cursor);
         }
-        if (fed__upstream_request(up, list_methods[l], params, gw->cfg->list_timeout_ms, on_fan_part,
-                                  pt) != 0)
+        /* The request itself may wait longer than the answer: a late reply still ends it. */
+        if (fed__upstream_request(up, list_methods[l], params, 2 * gw->cfg->list_timeout_ms + 1000,
+                                  on_fan_part, pt) != 0) {
+            pt->done = true;
             f->remaining--;
+        }
     }
-    if (--f->remaining == 0)
-        fan_finish(f);
+    if (--f->remaining == 0) {
+        fan_answer(f);
+        fan_release(f);
+        return;
+    }
+    uv_timer_init(gw->loop, &f->timer);
+    f->timer_on = true;
+    uv_timer_start(&f->timer, on_fan_deadline, gw->cfg->list_timeout_ms, 0);
 }
 
 /* ---- named and URI-addressed requests ------------------------------------------------------- */
