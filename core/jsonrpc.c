@@ -432,6 +432,25 @@ int core_json_unescape(const char *tok, size_t n, char *out, size_t cap)
 
     if (!is_string_token(tok, n))
         return CORE_EPARSE;
+    /* Most strings have no escapes: check the bytes once and copy them. */
+    size_t body = n - 2;
+    bool plain = true;
+    for (size_t j = 1; j < n - 1; j++) {
+        unsigned char c = (unsigned char)tok[j];
+        if (c == '\\') {
+            plain = false;
+            break;
+        }
+        if (c < 0x20 || c == '"')
+            return CORE_EPARSE;
+    }
+    if (plain) {
+        if (cap == 0 || body > cap - 1 || body > INT_MAX)
+            return CORE_ETOOBIG;
+        memcpy(out, tok + 1, body);
+        out[body] = '\0';
+        return (int)body;
+    }
     /* The first pass validates and measures, so `out` is written only on success. */
     while (i < n - 1) {
         int k = decode_char(tok, n - 1, &i, u);
@@ -462,6 +481,8 @@ bool core_json_str_eq(const char *p, struct core_span s, const char *want)
 
     if (!is_string_token(tok, s.len))
         return false;
+    if (memchr(tok + 1, '\\', s.len - 2) == NULL)
+        return s.len - 2 == want_len && memcmp(tok + 1, want, want_len) == 0;
     while (i < s.len - 1) {
         int k = decode_char(tok, s.len - 1, &i, u);
         if (k < 0 || (size_t)k > want_len - w || memcmp(want + w, u, (size_t)k) != 0)

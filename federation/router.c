@@ -50,6 +50,20 @@ static int json_string(struct core_buf *b, const char *s)
     return rc;
 }
 
+/* Writes v in decimal (no NUL) and returns the length; out holds at least 20 bytes. */
+static size_t u64_dec(uint64_t v, char *out)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 static bool span_uint(const char *p, struct core_span sp, uint64_t *out)
 {
     if (sp.len == 0 || sp.len > 19)
@@ -168,8 +182,7 @@ static void forward(struct fed_call *c, struct fed_upstream *up, const char *fra
         core_free(c->progress_token);
         c->progress_token = core_xmemdup(frame + tok.off, tok.len);
         c->progress_token_len = tok.len;
-        int tl = snprintf(tokbuf, sizeof tokbuf, "%" PRIu64, p->id);
-        all[na++] = (struct repl){tok, tokbuf, (size_t)tl};
+        all[na++] = (struct repl){tok, tokbuf, u64_dec(p->id, tokbuf)};
     }
     /* Sort by offset (at most four entries). */
     for (size_t i = 1; i < na; i++)
@@ -178,8 +191,13 @@ static void forward(struct fed_call *c, struct fed_upstream *up, const char *fra
             all[j] = all[j - 1];
             all[j - 1] = t;
         }
+    static const char h1[] = "{\"jsonrpc\":\"2.0\",\"id\":";
     char head[64];
-    int hl = snprintf(head, sizeof head, "{\"jsonrpc\":\"2.0\",\"id\":%" PRIu64 ",\"method\":", p->id);
+    size_t hl = sizeof h1 - 1;
+    memcpy(head, h1, hl);
+    hl += u64_dec(p->id, head + hl);
+    memcpy(head + hl, ",\"method\":", 10);
+    hl += 10;
     uv_buf_t parts[12];
     unsigned np = 0;
     parts[np++] = uv_buf_init(head, (unsigned)hl);

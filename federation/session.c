@@ -101,7 +101,9 @@ struct fed_call *fed__call_new(struct fed_session *s, const char *frame,
     c->sess = s;
     c->id = core_xmemdup(frame + env->id.off, env->id.len);
     c->id_len = env->id.len;
-    snprintf(c->method, sizeof c->method, "%s", env->method_str);
+    size_t ml = strnlen(env->method_str, sizeof c->method - 1);
+    memcpy(c->method, env->method_str, ml);
+    c->method[ml] = '\0';
     c->ops = ops;
     c->ops_ctx = ops_ctx;
     c->next = s->calls;

@@ -551,9 +551,15 @@ static void list_done(struct fed_upstream *up, struct list_fetch *f, bool ok)
     up->lists_fetching--;
     enum fed_list l = f->list;
     up->list_refreshing[l] = false;
-    if (ok && fed__now(up->gw) - f->started <= up->gw->cfg->list_timeout_ms && up->list_late[l]) {
+    /* The gateway's own fetches tell, too, whether clients can wait for this server's list. */
+    bool prompt = fed__now(up->gw) - f->started <= up->gw->cfg->list_timeout_ms;
+    if (ok && prompt && up->list_late[l]) {
         core_log(CORE_LOG_INFO, "up", "%s: %s is prompt again", up->name, list_methods[l]);
         up->list_late[l] = false;
+    } else if (ok && !prompt && !up->list_late[l]) {
+        core_log(CORE_LOG_WARN, "up", "%s: %s is slower than the list deadline; clients get "
+                 "its cached list", up->name, list_methods[l]);
+        up->list_late[l] = true;
     }
     if (!ok || up->closing || up->state != FED_UP_READY) {
         cJSON_Delete(f->items);
