@@ -7,7 +7,7 @@ SHELL := /bin/bash
 JOBS ?= 2
 ARGS ?=
 
-.PHONY: all deps deps-test build build-asan run test unit integration bench clean
+.PHONY: all deps deps-test deps-bench build build-asan run test unit integration bench clean
 
 all: build
 
@@ -37,7 +37,10 @@ integration:
 
 # The benchmark (bench/README.md): agentgate against direct stdio, supergateway, mcp-proxy and an
 # HTTP floor, in one run of about 5 minutes; the report goes to bench/results/.
-bench: deps build
+deps-bench:
+	contrib/install-deps.sh --bench
+
+bench: deps-bench build
 	bench/run.sh
 
 clean:
