@@ -12,6 +12,8 @@
 #include "transports/sse.h"
 
 #define QUEUE_MAX_BYTES (1u << 20) /* unsolicited messages kept while no GET stream is open */
+/* A client that stops reading its stream loses messages past this instead of growing us. */
+#define STREAM_BACKLOG_MAX (16u << 20)
 
 /* The front's state of a session: its GET stream and what waits for one. */
 struct http_sess {
@@ -108,7 +110,10 @@ static void sess_notify(void *ctx, struct fed_session *s, const uv_buf_t *bufs, 
     core_buf_init(&ev, 0);
     if (concat(&msg, bufs, n) == 0 &&
         tp_sse_encode(&ev, NULL, "message", msg.data, msg.len) == 0) {
-        if (hs->stream) {
+        if (hs->stream && tp_http_req_queued(hs->stream) > STREAM_BACKLOG_MAX) {
+            core_log(CORE_LOG_WARN, "http", "%.8s: the client is not reading its GET stream; "
+                     "notification dropped", hs->s->id);
+        } else if (hs->stream) {
             uv_buf_t u = uv_buf_init(ev.data, (unsigned)ev.len);
             (void)tp_http_stream_write(hs->stream, &u, 1);
         } else if (hs->queue.len + ev.len <= QUEUE_MAX_BYTES) {

@@ -220,10 +220,19 @@ void fed__upstream_sweep(struct fed_upstream *up, uint64_t now)
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
+/* More than this queued for a child that does not read means it is stuck: new requests fail
+ * instead of growing the daemon without bound. */
+#define CHILD_QUEUE_MAX (64u << 20)
+
 int fed__upstream_write(struct fed_upstream *up, const uv_buf_t *bufs, unsigned n)
 {
     if (up->child == NULL || tp_child_exited(up->child))
         return CORE_ECLOSED;
+    if (tp_child_queued(up->child) > CHILD_QUEUE_MAX) {
+        core_log(CORE_LOG_WARN, "up", "%s: not reading its input (%zu bytes queued)", up->name,
+                 tp_child_queued(up->child));
+        return CORE_EBUSY;
+    }
     return tp_child_write(up->child, bufs, n);
 }
 
