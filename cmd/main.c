@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bridge/bridge.h"
+#include "bridge/import.h"
 #include "cmd/serve.h"
 #include "federation/demo.h"
 #include "transports/child.h"
@@ -12,6 +14,8 @@ static void usage(FILE *f)
                "\n"
                "commands:\n"
                "  serve        run the gateway daemon (see: agentgate serve --help)\n"
+               "  bridge       stdio MCP server for Claude Desktop / IDEs, connected to the daemon\n"
+               "  import       copy a client's MCP servers into the agentgate config\n"
                "  demo-server  a small built-in stdio MCP server (echo, sum, sleep ...)\n"
                "  version      print the version\n");
 }
@@ -25,6 +29,10 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "bridge") == 0)
+        return br_bridge_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "import") == 0)
+        return br_import_main(argc - 1, argv + 1);
     if (strcmp(cmd, "demo-server") == 0)
         return fed_demo_main(argc - 1, argv + 1);
     if (strcmp(cmd, "__exec") == 0)

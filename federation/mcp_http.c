@@ -8,6 +8,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "federation/internal.h"
+#include "federation/sse_front.h"
 #include "transports/http.h"
 #include "transports/sse.h"
 
@@ -471,6 +472,10 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
     }
     if (strcmp(path, "/healthz") == 0) {
         (void)tp_http_respond_simple(req, 200, "text/plain", "ok\n");
+        return;
+    }
+    if (strcmp(path, "/sse") == 0 || strcmp(path, "/message") == 0) {
+        fed_sse_request(gw, req);
         return;
     }
     if (strcmp(path, "/mcp") != 0) {
