@@ -15,6 +15,7 @@
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "federation/bridge_front.h"
 #include "federation/gateway.h"
 #include "federation/mcp_http.h"
 #include "transports/http.h"
@@ -106,6 +107,15 @@ static void on_http_request(void *ctx, struct tp_http_req *req)
 {
     struct serve *sv = ctx;
     fed_http_request(sv->gw, req);
+}
+
+static void on_raw_stream(void *ctx, int fd, const char *initial, size_t n)
+{
+    struct serve *sv = ctx;
+    if (sv->gw)
+        fed_bridge_accept(sv->gw, fd, initial, n);
+    else
+        close(fd);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -297,6 +307,7 @@ int cmd_serve(int argc, char **argv)
         struct fed_gateway_opts gopts = {.self_exe = self, .state_dir = state};
         sv.gw = fed_gateway_new(&sv.loop, cfg, &gopts);
         fed_gateway_start(sv.gw);
+        tp_http_server_set_raw_cb(sv.http, on_raw_stream, &sv);
         uv_signal_init(&sv.loop, &sv.sigint);
         uv_signal_init(&sv.loop, &sv.sigterm);
         sv.sigint.data = &sv;

@@ -173,7 +173,9 @@ void fed_gateway_shutdown(struct fed_gateway *gw, void (*done)(void *ctx), void 
     gw->shutting_down = true;
     gw->done = done;
     gw->done_ctx = ctx;
-    /* Sessions first: their calls get an error now, their isolated children start stopping. */
+    /* Bridges and sessions first: their calls get an error now, their isolated children start
+     * stopping. */
+    fed__bridge_shutdown(gw);
     const char *k;
     void *v;
     size_t it = 0;

@@ -262,6 +262,9 @@ void fed__router_list_updated(struct fed_upstream *up, enum fed_list l, bool cha
 /* Fetch every page of list l from up (internal), then fed__router_list_updated. */
 void fed__upstream_fetch_list(struct fed_upstream *up, enum fed_list l);
 
+/* Closes every bridge connection of the gateway (shutdown). */
+void fed__bridge_shutdown(struct fed_gateway *gw);
+
 /* ---- names ------------------------------------------------------------------------------ */
 
 /* Builds the exposed name for (prefix, name) into out (at least 65 bytes): prefix + "__" +

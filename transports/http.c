@@ -14,6 +14,7 @@
 #include "transports/http.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <http_parser.h>
 #include <signal.h>
 #include <stdio.h>
@@ -149,6 +150,8 @@ struct tp_http_server {
     struct tp_http_limits limits;
     tp_http_request_cb cb;
     void *ctx;
+    tp_http_raw_cb raw_cb; /* takes Unix-socket connections that do not speak HTTP */
+    void *raw_ctx;
     uv_timer_t anchor; /* never started: a handle whose close makes server close asynchronous */
     struct listener *listeners;
     struct tp_http_conn *conns;
@@ -976,6 +979,25 @@ static void on_read_error(struct tp_http_conn *c, int err)
     conn_close(c);
 }
 
+/* A Unix-socket peer whose first byte opens a JSON object speaks the bridge's line protocol,
+ * not HTTP (no method starts with '{'): its descriptor (a duplicate) and the bytes read so far
+ * go to the raw callback, and this connection closes. */
+static void hand_over(struct tp_http_conn *c)
+{
+    uv_os_fd_t fd;
+    int dupfd = -1;
+    if (uv_fileno(&c->h.handle, &fd) == 0)
+        dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dupfd < 0) {
+        core_log(CORE_LOG_WARN, MOD, "%s: cannot hand the stream over: %s", c->name, strerror(errno));
+    } else {
+        core_log(CORE_LOG_DEBUG, MOD, "%s: not HTTP; handed over", c->name);
+        c->srv->raw_cb(c->srv->raw_ctx, dupfd, c->in.data, c->in.len);
+    }
+    c->in_pos = c->in.len;
+    conn_close(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct tp_http_conn *c = s->data;
@@ -984,6 +1006,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         buf_commit(&c->in, (size_t)nread);
         switch (c->state) {
         case CONN_IDLE:
+            if (c->is_unix && c->srv->raw_cb && c->in_pos == 0 && c->in.data[0] == '{') {
+                hand_over(c);
+                break;
+            }
+            idle_touch(c);
+            conn_parse(c);
+            break;
         case CONN_READING:
             idle_touch(c);
             conn_parse(c);
@@ -1240,6 +1269,12 @@ int tp_http_server_listen_unix(struct tp_http_server *srv, const char *path)
     }
     core_log(CORE_LOG_INFO, MOD, "listening on %s", path);
     return 0;
+}
+
+void tp_http_server_set_raw_cb(struct tp_http_server *srv, tp_http_raw_cb cb, void *ctx)
+{
+    srv->raw_cb = cb;
+    srv->raw_ctx = ctx;
 }
 
 int tp_http_server_adopt_fd(struct tp_http_server *srv, int fd)

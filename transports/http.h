@@ -36,6 +36,10 @@ typedef void (*tp_http_request_cb)(void *ctx, struct tp_http_req *req);
  * even with CORE_ECLOSED. The request's accessors still work inside the callback; the
  * request is invalid after the callback returns. */
 typedef void (*tp_http_close_cb)(void *ud, struct tp_http_req *req);
+/* Receives a Unix-socket connection that does not speak HTTP (its first byte is '{'): fd is a
+ * connected stream socket now owned by the callee, initial[0..n) the bytes already read from it
+ * (borrowed for the call). */
+typedef void (*tp_http_raw_cb)(void *ctx, int fd, const char *initial, size_t n);
 
 /* Creates a server; nothing listens until tp_http_server_listen_*. limits may be NULL (then
  * max_body 4 MiB, max_header 16 KiB, idle_ms 60000); zero max_body/max_header take the default.
@@ -55,6 +59,8 @@ GW_MUST_CHECK int tp_http_server_listen_unix(struct tp_http_server *srv, const c
 /* Serves an already connected stream socket (TCP or Unix, e.g. one end of a socketpair) as
  * a connection of this server. Takes ownership of fd, also on failure. Returns 0 or UV_E*. */
 GW_MUST_CHECK int tp_http_server_adopt_fd(struct tp_http_server *srv, int fd);
+/* Routes non-HTTP Unix-socket connections to cb (see tp_http_raw_cb); without it they get 400. */
+void tp_http_server_set_raw_cb(struct tp_http_server *srv, tp_http_raw_cb cb, void *ctx);
 /* Stops accepting new connections (existing ones go on); a Unix socket file is unlinked. */
 void tp_http_server_stop_accepting(struct tp_http_server *srv);
 /* Closes every connection (pending requests get their close callback), unlinks the Unix

@@ -1,0 +1,301 @@
+/* The bridge front: one downstream MCP session per `agentgate bridge` connection, carried as
+ * newline-delimited JSON-RPC (the stdio framing) over the daemon's Unix socket. */
+#include "federation/bridge_front.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/frame.h"
+#include "core/log.h"
+#include "federation/internal.h"
+
+#define BRIDGE_MAX_FRAME (16u << 20)
+#define BRIDGE_HELLO_MAX 1024
+/* A bridge that stops reading loses messages past this instead of growing the daemon. */
+#define BRIDGE_BACKLOG_MAX (32u << 20)
+#define FRAMES_PER_READ 64
+
+/* Connection states. */
+enum bconn_state {
+    BC_HELLO = 0, /* waiting for the hello line */
+    BC_OPEN,      /* a session is attached; frames flow both ways */
+    BC_CLOSING,   /* the pipe is closing; nothing more is read or written */
+};
+
+struct bconn {
+    struct fed_gateway *gw;
+    uv_pipe_t pipe;
+    struct core_framer in;
+    struct fed_session *s;
+    enum bconn_state state;
+    char client[64];
+    unsigned id; /* for logs */
+    struct bconn *prev, *next; /* every open connection, so shutdown can close them */
+};
+
+struct bwrite {
+    uv_write_t req;
+    size_t len;
+    char data[];
+};
+
+static unsigned next_id;
+static struct bconn *conns;
+
+static void set_state(struct bconn *b, enum bconn_state st)
+{
+    static const char *const names[] = {"hello", "open", "closing"};
+    core_log(CORE_LOG_DEBUG, "bridge", "b%u: %s -> %s", b->id, names[b->state], names[st]);
+    b->state = st;
+}
+
+static void on_pipe_closed(uv_handle_t *h)
+{
+    struct bconn *b = h->data;
+    core_framer_dispose(&b->in);
+    core_free(b);
+}
+
+static void bconn_close(struct bconn *b)
+{
+    if (b->state == BC_CLOSING)
+        return;
+    set_state(b, BC_CLOSING);
+    if (b->prev)
+        b->prev->next = b->next;
+    else if (conns == b)
+        conns = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    b->prev = b->next = NULL;
+    struct fed_session *s = b->s;
+    b->s = NULL;
+    if (s)
+        fed__session_end(s); /* its calls are answered into the void: we are closing */
+    uv_close((uv_handle_t *)&b->pipe, on_pipe_closed);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct bwrite *w = container_of(req, struct bwrite, req);
+    if (status < 0 && status != UV_ECANCELED)
+        core_log(CORE_LOG_DEBUG, "bridge", "write: %s", uv_strerror(status));
+    core_free(w);
+}
+
+/* Writes one frame (the parts, then "\n") with one copy and one uv_write. */
+static void send_frame(struct bconn *b, const uv_buf_t *bufs, unsigned n)
+{
+    if (b->state == BC_CLOSING)
+        return;
+    size_t len = 1;
+    for (unsigned i = 0; i < n; i++)
+        len += bufs[i].len;
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&b->pipe) > BRIDGE_BACKLOG_MAX) {
+        core_log(CORE_LOG_WARN, "bridge", "b%u: the bridge is not reading; message dropped", b->id);
+        return;
+    }
+    struct bwrite *w = core_xmalloc(sizeof *w + len);
+    size_t o = 0;
+    for (unsigned i = 0; i < n; i++) {
+        memcpy(w->data + o, bufs[i].base, bufs[i].len);
+        o += bufs[i].len;
+    }
+    /* Raw newlines can only be JSON whitespace here; the framing needs them gone. */
+    for (size_t i = 0; i < o; i++)
+        if (w->data[i] == '\n' || w->data[i] == '\r')
+            w->data[i] = ' ';
+    w->data[o] = '\n';
+    w->len = len;
+    uv_buf_t u = uv_buf_init(w->data, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&b->pipe, &u, 1, on_written);
+    if (rc < 0) {
+        core_free(w);
+        core_log(CORE_LOG_DEBUG, "bridge", "b%u: write: %s", b->id, uv_strerror(rc));
+        bconn_close(b);
+    }
+}
+
+static void send_error(struct bconn *b, int code, const char *msg)
+{
+    struct core_buf e;
+    core_buf_init(&e, 0);
+    if (fed__error_json(&e, "null", 4, code, msg) == 0) {
+        uv_buf_t u = uv_buf_init(e.data, (unsigned)e.len);
+        send_frame(b, &u, 1);
+    }
+    core_buf_dispose(&e);
+}
+
+/* ---- channels for the router -------------------------------------------------------------- */
+
+static void call_message(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
+{
+    (void)c;
+    send_frame(ctx, bufs, n);
+}
+
+static const struct fed_call_ops call_ops = {.message = call_message, .respond = call_message};
+
+static void sess_notify(void *ctx, struct fed_session *s, const uv_buf_t *bufs, unsigned n)
+{
+    (void)s;
+    send_frame(ctx, bufs, n);
+}
+
+static void sess_ended(void *ctx, struct fed_session *s)
+{
+    (void)s;
+    struct bconn *b = ctx;
+    if (b->s == NULL)
+        return; /* we ended it ourselves */
+    /* The gateway ended it (shutdown): the bridge sees EOF and reconnects. */
+    b->s = NULL;
+    bconn_close(b);
+}
+
+static const struct fed_session_ops sess_ops = {.notify = sess_notify, .ended = sess_ended};
+
+/* ---- input ----------------------------------------------------------------------------- */
+
+static void on_hello(struct bconn *b, const char *p, size_t n)
+{
+    cJSON *h = n <= BRIDGE_HELLO_MAX ? cJSON_ParseWithLength(p, n) : NULL;
+    cJSON *ver = cJSON_GetObjectItemCaseSensitive(h, FED_BRIDGE_HELLO_KEY);
+    cJSON *client = cJSON_GetObjectItemCaseSensitive(h, "client");
+    if (!cJSON_IsNumber(ver) || ver->valueint != 1) {
+        core_log(CORE_LOG_WARN, "bridge", "b%u: bad hello; closing", b->id);
+        send_error(b, -32600, "agentgate: expected the bridge hello {\"agentgate-bridge\":1,...}");
+        cJSON_Delete(h);
+        bconn_close(b);
+        return;
+    }
+    const char *name = cJSON_IsString(client) && client->valuestring[0] ? client->valuestring
+                                                                          : "default";
+    size_t nl = strnlen(name, sizeof b->client - 1);
+    memcpy(b->client, name, nl);
+    b->client[nl] = '\0';
+    cJSON_Delete(h);
+    b->s = fed__session_new(b->gw, &sess_ops, b);
+    set_state(b, BC_OPEN);
+    core_log(CORE_LOG_INFO, "bridge", "b%u: client '%s' attached as session %.8s", b->id, b->client,
+             b->s->id);
+}
+
+static void on_frame(void *ctx, const char *p, size_t n)
+{
+    struct bconn *b = ctx;
+    if (b->state == BC_HELLO) {
+        on_hello(b, p, n);
+        return;
+    }
+    if (b->state != BC_OPEN || b->s == NULL)
+        return;
+    struct core_rpc_env env;
+    if (core_rpc_scan(p, n, &env) != 0) {
+        send_error(b, -32700, "Parse error");
+        return;
+    }
+    struct fed_session *s = b->s;
+    s->last_seen = fed__now(b->gw);
+    switch (env.kind) {
+    case CORE_RPC_REQUEST: {
+        struct fed_call *c = fed__call_new(s, p, &env, &call_ops, b);
+        fed_router_request(c, p, &env);
+        break;
+    }
+    case CORE_RPC_NOTIFICATION:
+        fed_router_notification(s, p, &env);
+        break;
+    case CORE_RPC_RESULT:
+    case CORE_RPC_ERROR:
+        fed_router_response(s, p, n, &env);
+        break;
+    default:
+        send_error(b, -32600, "Invalid Request");
+        break;
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct bconn *b = h->data;
+    size_t got = 0;
+    char *p = core_framer_space(&b->in, suggested < 65536 ? 65536 : suggested, &got);
+    *buf = uv_buf_init(p, p ? (unsigned)got : 0);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    struct bconn *b = st->data;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            core_log(CORE_LOG_DEBUG, "bridge", "b%u: read: %s", b->id, uv_strerror((int)nread));
+        core_log(CORE_LOG_INFO, "bridge", "b%u: client '%s' detached", b->id, b->client);
+        bconn_close(b);
+        return;
+    }
+    if (nread == 0 || b->state == BC_CLOSING)
+        return;
+    int rc = core_framer_feed(&b->in, (size_t)nread, on_frame, b, 0);
+    if (rc != 0 && b->state != BC_CLOSING) {
+        core_log(CORE_LOG_WARN, "bridge", "b%u: frame over %u bytes; closing", b->id,
+                 BRIDGE_MAX_FRAME);
+        send_error(b, -32600, "frame too long");
+        bconn_close(b);
+        return;
+    }
+    if (b->state != BC_CLOSING)
+        core_framer_trim(&b->in);
+}
+
+void fed_bridge_accept(struct fed_gateway *gw, int fd, const char *initial, size_t n)
+{
+    if (gw->shutting_down) {
+        close(fd);
+        return;
+    }
+    struct bconn *b = core_xcalloc(1, sizeof *b);
+    b->gw = gw;
+    b->id = ++next_id;
+    snprintf(b->client, sizeof b->client, "?");
+    core_framer_init(&b->in, BRIDGE_MAX_FRAME);
+    uv_pipe_init(gw->loop, &b->pipe, 0);
+    b->pipe.data = b;
+    int rc = uv_pipe_open(&b->pipe, fd);
+    if (rc != 0) {
+        core_log(CORE_LOG_WARN, "bridge", "cannot open the bridge stream: %s", uv_strerror(rc));
+        close(fd);
+        b->state = BC_CLOSING;
+        uv_close((uv_handle_t *)&b->pipe, on_pipe_closed);
+        return;
+    }
+    b->next = conns;
+    if (conns)
+        conns->prev = b;
+    conns = b;
+    core_log(CORE_LOG_DEBUG, "bridge", "b%u: connected", b->id);
+    if (core_framer_push(&b->in, initial, n, on_frame, b) != 0) {
+        send_error(b, -32600, "frame too long");
+        bconn_close(b);
+        return;
+    }
+    if (b->state == BC_CLOSING)
+        return;
+    rc = uv_read_start((uv_stream_t *)&b->pipe, on_alloc, on_read);
+    if (rc != 0)
+        bconn_close(b);
+}
+
+void fed__bridge_shutdown(struct fed_gateway *gw)
+{
+    struct bconn *b = conns, *next;
+    for (; b; b = next) {
+        next = b->next;
+        if (b->gw == gw)
+            bconn_close(b);
+    }
+}
