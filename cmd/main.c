@@ -5,6 +5,7 @@
 #include "bridge/bridge.h"
 #include "bridge/import.h"
 #include "cmd/serve.h"
+#include "cmd/wrap.h"
 #include "federation/demo.h"
 #include "transports/child.h"
 
@@ -16,6 +17,7 @@ static void usage(FILE *f)
                "  serve        run the gateway daemon (see: agentgate serve --help)\n"
                "  bridge       stdio MCP server for Claude Desktop / IDEs, connected to the daemon\n"
                "  import       copy a client's MCP servers into the agentgate config\n"
+               "  wrap         expose one stdio server over HTTP with a token: wrap -- CMD ARGS\n"
                "  demo-server  a small built-in stdio MCP server (echo, sum, sleep ...)\n"
                "  version      print the version\n");
 }
@@ -29,6 +31,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "wrap") == 0)
+        return cmd_wrap(argc - 1, argv + 1);
     if (strcmp(cmd, "bridge") == 0)
         return br_bridge_main(argc - 1, argv + 1);
     if (strcmp(cmd, "import") == 0)

@@ -229,6 +229,22 @@ int cmd_serve(int argc, char **argv)
     } else {
         cfg = core_config_default(self);
     }
+    struct cmd_run run = {
+        .cfg = cfg,
+        .cfg_path = path,
+        .listen = opt_listen,
+        .socket = opt_socket,
+        .state_dir = opt_state,
+        .self = self,
+    };
+    return cmd_run_gateway(&run);
+}
+
+int cmd_run_gateway(struct cmd_run *r)
+{
+    struct core_config *cfg = r->cfg;
+    const char *opt_listen = r->listen, *opt_socket = r->socket, *opt_state = r->state_dir;
+    const char *self = r->self, *path = r->cfg_path;
     core_log_set_level(cfg->log_level);
 
     char state[PATH_MAX];
@@ -304,7 +320,7 @@ int cmd_serve(int argc, char **argv)
         status = 1;
         tp_http_server_close(sv.http, NULL, NULL);
     } else {
-        struct fed_gateway_opts gopts = {.self_exe = self, .state_dir = state};
+        struct fed_gateway_opts gopts = {.self_exe = self, .state_dir = state, .bearer = r->bearer};
         sv.gw = fed_gateway_new(&sv.loop, cfg, &gopts);
         fed_gateway_start(sv.gw);
         tp_http_server_set_raw_cb(sv.http, on_raw_stream, &sv);
@@ -314,7 +330,10 @@ int cmd_serve(int argc, char **argv)
         sv.sigterm.data = &sv;
         uv_signal_start(&sv.sigint, on_signal, SIGINT);
         uv_signal_start(&sv.sigterm, on_signal, SIGTERM);
-        print_banner(path, listen, sockp, tp_http_server_port(sv.http), host);
+        if (r->banner)
+            r->banner(r, host, tp_http_server_port(sv.http), sockp);
+        else
+            print_banner(path, listen, sockp, tp_http_server_port(sv.http), host);
         core_log(CORE_LOG_INFO, "serve", "ready: %zu server(s), state in %s", cfg->n_servers, state);
     }
     uv_run(&sv.loop, UV_RUN_DEFAULT);

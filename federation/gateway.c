@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sodium.h>
 #include <sys/stat.h>
 
 #include "core/alloc.h"
@@ -27,6 +28,7 @@ struct fed_gateway *fed_gateway_new(uv_loop_t *loop, const struct core_config *c
     gw->cfg = cfg;
     gw->self_exe = opts && opts->self_exe ? core_xstrdup(opts->self_exe) : NULL;
     gw->state_dir = opts && opts->state_dir ? core_xstrdup(opts->state_dir) : NULL;
+    gw->bearer = opts && opts->bearer ? core_xstrdup(opts->bearer) : NULL;
     gw->n_servers = cfg->n_servers;
     gw->servers = core_xcalloc(cfg->n_servers ? cfg->n_servers : 1, sizeof *gw->servers);
     for (size_t i = 0; i < cfg->n_servers; i++) {
@@ -144,6 +146,9 @@ static void maybe_done(struct fed_gateway *gw)
     core_map_str_dispose(&gw->sessions);
     core_free(gw->self_exe);
     core_free(gw->state_dir);
+    if (gw->bearer)
+        sodium_memzero(gw->bearer, strlen(gw->bearer));
+    core_free(gw->bearer);
     void (*done)(void *) = gw->done;
     void *ctx = gw->done_ctx;
     core_free(gw);

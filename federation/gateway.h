@@ -15,6 +15,7 @@ struct fed_gateway;
 struct fed_gateway_opts {
     const char *self_exe;  /* our binary, for the child pre-exec trampoline; may be NULL */
     const char *state_dir; /* logs go to <state_dir>/logs/<server>.log; may be NULL */
+    const char *bearer;    /* HTTP requests must carry Authorization: Bearer this; NULL = none */
 };
 
 /* Creates the gateway for cfg (borrowed: it must outlive the gateway). Nothing starts until

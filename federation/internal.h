@@ -280,6 +280,7 @@ struct fed_gateway {
     const struct core_config *cfg;
     char *self_exe;
     char *state_dir;
+    char *bearer;                 /* required HTTP bearer token, or NULL */
     struct fed_server *servers;
     size_t n_servers;
     struct core_map_str sessions; /* id -> struct fed_session */

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sodium.h>
 #include <strings.h>
 
 #include "core/alloc.h"
@@ -453,6 +454,19 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req)
     core_buf_dispose(&first);
 }
 
+/* Authorization: Bearer <token>, compared in constant time. */
+static bool bearer_ok(const struct fed_gateway *gw, const struct tp_http_req *req)
+{
+    const char *h = tp_http_req_header(req, "Authorization");
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    size_t n = strlen(h), want = strlen(gw->bearer);
+    return n == want && sodium_memcmp(h, gw->bearer, n) == 0;
+}
+
 void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
 {
     const char *path = tp_http_req_path(req);
@@ -463,11 +477,20 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
     }
     const char *host = tp_http_req_header(req, "Host");
     const char *origin = tp_http_req_header(req, "Origin");
-    if ((!tp_http_req_is_unix(req) && (host == NULL || !host_ok(host, false))) ||
+    /* With a bearer token a rebinding page cannot get in anyway, and remote clients of
+     * `agentgate wrap` name the machine's address in Host: only Origin is checked then. */
+    bool check_host = !tp_http_req_is_unix(req) && gw->bearer == NULL;
+    if ((check_host && (host == NULL || !host_ok(host, false))) ||
         (origin != NULL && !host_ok(origin, true))) {
         core_log(CORE_LOG_WARN, "http", "%s: refused Host %s Origin %s", tp_http_req_conn_name(req),
                  host ? host : "-", origin ? origin : "-");
         respond_status(req, 403, "Forbidden: Host and Origin must be localhost\n");
+        return;
+    }
+    if (gw->bearer && strcmp(path, "/healthz") != 0 && !bearer_ok(gw, req)) {
+        struct tp_http_header h[] = {{"WWW-Authenticate", "Bearer realm=\"agentgate\""}};
+        uv_buf_t u = uv_buf_init("Unauthorized: send Authorization: Bearer <token>\n", 49);
+        (void)tp_http_respond(req, 401, h, 1, &u, 1);
         return;
     }
     if (strcmp(path, "/healthz") == 0) {

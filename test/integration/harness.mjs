@@ -269,14 +269,15 @@ process.on('exit', () => {
  * is fine: they are given on the command line), or null to run without a config file.
  * Resolves once the TCP port accepts connections.
  */
-export async function startDaemon({ config = null, tag = 'gw', extraArgs = [], env = {}, readyTimeout = 15000 } = {}) {
+export async function startDaemon({ config = null, tag = 'gw', extraArgs = [], env = {}, readyTimeout = 15000, argv = null } = {}) {
     const dir = makeTmp(tag);
     const port = await freePort();
     const socket = path.join(dir, 'run', 'agentgate.sock');
     const stateDir = path.join(dir, 'state');
     fs.mkdirSync(path.join(dir, 'run'), { mode: 0o700 });
     fs.mkdirSync(path.join(dir, 'config'));
-    const args = ['serve', '--listen', `127.0.0.1:${port}`, '--socket', socket, '--state-dir', stateDir];
+    // `argv` replaces the serve command line (e.g. for `agentgate wrap`).
+    const args = argv ? argv({ port, socket, stateDir, dir }) : ['serve', '--listen', `127.0.0.1:${port}`, '--socket', socket, '--state-dir', stateDir];
     let configPath = null;
     if (config !== null) {
         configPath = path.join(dir, 'agentgate.ini');
