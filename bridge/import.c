@@ -63,18 +63,19 @@ struct options {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: agentgate import claude|cursor|vscode [PATH] [--config FILE] [--rewrite] "
-               "[--dry-run]\n"
-               "\n"
-               "Copies the client's MCP servers into the agentgate config as [server.NAME]\n"
-               "sections and prints what it did.\n"
-               "  PATH           the client's config file (default: the client's usual place)\n"
-               "  --config FILE  the agentgate config (default:\n"
-               "                 $XDG_CONFIG_HOME/agentgate/agentgate.ini)\n"
-               "  --rewrite      then replace the imported entries in the client file with one\n"
-               "                 `agentgate` entry running the bridge (a timestamped backup of the\n"
-               "                 client file is written first)\n"
-               "  --dry-run      print what would happen, write nothing\n");
+    fprintf(f,
+            "usage: agentgate import claude|cursor|vscode [PATH] [--config FILE] [--rewrite] "
+            "[--dry-run]\n"
+            "\n"
+            "Copies the client's MCP servers into the agentgate config as [server.NAME]\n"
+            "sections and prints what it did.\n"
+            "  PATH           the client's config file (default: the client's usual place)\n"
+            "  --config FILE  the agentgate config (default:\n"
+            "                 $XDG_CONFIG_HOME/agentgate/agentgate.ini)\n"
+            "  --rewrite      then replace the imported entries in the client file with one\n"
+            "                 `agentgate` entry running the bridge (a timestamped backup of the\n"
+            "                 client file is written first)\n"
+            "  --dry-run      print what would happen, write nothing\n");
 }
 
 /* ---- small helpers ---- */
@@ -228,7 +229,8 @@ static int default_client_path(enum client c, char *out, size_t cap)
         return xdg_path(out, cap, NULL, "Library/Application Support",
                         "Claude/claude_desktop_config.json");
 #else
-        return xdg_path(out, cap, "XDG_CONFIG_HOME", ".config", "Claude/claude_desktop_config.json");
+        return xdg_path(out, cap, "XDG_CONFIG_HOME", ".config",
+                        "Claude/claude_desktop_config.json");
 #endif
     case CLIENT_CURSOR:
         return xdg_path(out, cap, NULL, ".cursor", "mcp.json");
@@ -538,6 +540,9 @@ static char *sanitize_name(const char *s)
             last_bad = true;
         }
     }
+    /* "my server!" reads better as my-server than as my-server-. */
+    while (o > 1 && out[o - 1] == '-' && !is_name_char(s[n - 1]))
+        o--;
     out[o] = '\0';
     if (o == 0) {
         core_free(out);
@@ -550,8 +555,8 @@ static char *sanitize_name(const char *s)
 static char *prefix_for(const char *name)
 {
     size_t n = strlen(name);
-    bool ok = n <= PREFIX_MAX_LEN && strstr(name, "__") == NULL && name[0] != '_' &&
-              name[n - 1] != '_';
+    bool ok =
+        n <= PREFIX_MAX_LEN && strstr(name, "__") == NULL && name[0] != '_' && name[n - 1] != '_';
     if (ok)
         return NULL;
     char *out = core_xmalloc(n + 1);
@@ -659,8 +664,9 @@ static bool is_self(const cJSON *entry)
 static void remote_section(struct core_buf *b, const char *name, const char *type,
                            const cJSON *entry)
 {
-    putf(b, "; [server.%s] is a remote server (%s); agentgate keeps it as a comment until remote "
-            "upstreams are supported.\n",
+    putf(b,
+         "; [server.%s] is a remote server (%s); agentgate keeps it as a comment until remote "
+         "upstreams are supported.\n",
          name, type);
     putf(b, "; [server.%s]\n", name);
     const cJSON *item;
@@ -830,8 +836,7 @@ static bool section_loads(struct import *im, const char *section, char *why, siz
     put(&im->text, section);
     struct core_config *cfg = NULL;
     char err[512];
-    int rc = core_config_parse(im->text.data, im->text.len, im->config_path, &cfg, err,
-                               sizeof err);
+    int rc = core_config_parse(im->text.data, im->text.len, im->config_path, &cfg, err, sizeof err);
     core_config_free(cfg);
     if (rc == 0)
         return true;
@@ -921,13 +926,12 @@ static enum outcome import_entry(struct import *im, const cJSON *entry)
         why = "the entry has neither \"command\" nor \"url\"";
     }
     if (why == NULL && has_name(im, name)) {
-        snprintf(whybuf, sizeof whybuf, "[server.%s] already exists in %s", name,
-                 im->config_path);
+        snprintf(whybuf, sizeof whybuf, "[server.%s] already exists in the agentgate config", name);
         why = whybuf;
     }
     if (why == NULL && has_commented_section(im->text.data, name)) {
-        snprintf(whybuf, sizeof whybuf, "[server.%s] is already in %s as a comment", name,
-                 im->config_path);
+        snprintf(whybuf, sizeof whybuf,
+                 "[server.%s] is already in the agentgate config as a comment", name);
         why = whybuf;
     }
     if (why != NULL) {
@@ -983,6 +987,63 @@ static enum outcome import_entry(struct import *im, const cJSON *entry)
 
 /* ---- --rewrite ---- */
 
+/* Pretty-prints v into b with two-space indentation (cJSON_Print indents with tabs). Arrays of
+ * scalars stay on one line. */
+static void print_json(struct core_buf *b, const cJSON *v, int depth)
+{
+    bool obj = cJSON_IsObject(v);
+    if (!(obj || cJSON_IsArray(v)) || v->child == NULL) {
+        char *json = cJSON_PrintUnformatted(v);
+        put(b, json != NULL ? json : "null");
+        cJSON_free(json);
+        return;
+    }
+    bool flat = !obj;
+    const cJSON *c;
+    for (c = v->child; c != NULL && flat; c = c->next) {
+        if (cJSON_IsObject(c) || cJSON_IsArray(c))
+            flat = false;
+    }
+    if (flat) {
+        char *json = cJSON_PrintUnformatted(v);
+        /* cJSON writes [1,2]; match the spacing of the rest. */
+        for (const char *p = json; *p; p++) {
+            (void)!core_buf_append(b, p, 1); /* b is unlimited */
+            if (*p == '"') {
+                for (p++; *p && *p != '"'; p++) {
+                    (void)!core_buf_append(b, p, 1);
+                    if (*p == '\\' && p[1] != '\0')
+                        (void)!core_buf_append(b, ++p, 1);
+                }
+                if (*p == '\0')
+                    break;
+                (void)!core_buf_append(b, p, 1);
+            } else if (*p == ',') {
+                put(b, " ");
+            }
+        }
+        cJSON_free(json);
+        return;
+    }
+    put(b, obj ? "{\n" : "[\n");
+    for (c = v->child; c != NULL; c = c->next) {
+        for (int i = 0; i <= depth; i++)
+            put(b, "  ");
+        if (obj) {
+            cJSON *k = cJSON_CreateString(c->string);
+            char *key = cJSON_PrintUnformatted(k);
+            cJSON_Delete(k);
+            putf(b, "%s: ", key);
+            cJSON_free(key);
+        }
+        print_json(b, c, depth + 1);
+        put(b, c->next != NULL ? ",\n" : "\n");
+    }
+    for (int i = 0; i < depth; i++)
+        put(b, "  ");
+    put(b, obj ? "}" : "]");
+}
+
 static cJSON *bridge_entry(enum client c, const char *self)
 {
     cJSON *e = cJSON_CreateObject();
@@ -1018,6 +1079,11 @@ static int rewrite_client(struct import *im, cJSON *doc, const char *key, const 
             if (o == OUTCOME_SELF)
                 had_self = true;
             if (o == OUTCOME_ADDED || o == OUTCOME_SELF || strcmp(e->string, "agentgate") == 0) {
+                /* The name "agentgate" is taken by the bridge entry, so an unrelated entry of
+                 * that name cannot stay; say so rather than drop it silently. */
+                if (o != OUTCOME_ADDED && o != OUTCOME_SELF && !im->opt.dry_run)
+                    printf("  agentgate: the client's entry named \"agentgate\" is replaced by "
+                           "the bridge entry (it is in the backup)\n");
                 removed++;
             } else {
                 cJSON *kept = cJSON_DetachItemViaPointer(servers, e);
@@ -1034,7 +1100,7 @@ static int rewrite_client(struct import *im, cJSON *doc, const char *key, const 
         return 0;
     }
     if (servers != NULL)
-        cJSON_ReplaceItemViaPointer(doc, servers, fresh);
+        cJSON_ReplaceItemInObjectCaseSensitive(doc, key, fresh);
     else
         cJSON_AddItemToObject(doc, key, fresh);
 
@@ -1082,12 +1148,10 @@ static int rewrite_client(struct import *im, cJSON *doc, const char *key, const 
         return 1;
     }
 
-    char *json = cJSON_Print(doc);
     struct core_buf out;
     core_buf_init(&out, 0);
-    put(&out, json);
+    print_json(&out, doc, 0);
     put(&out, "\n");
-    cJSON_free(json);
     char *tmp = NULL;
     rc = write_temp(path, out.data, out.len, mode, &tmp);
     if (rc == 0) {
@@ -1138,8 +1202,8 @@ static int parse_args(int argc, char **argv, struct options *opt)
             for (c = 0; c < 3 && strcmp(a, client_names[c]) != 0; c++)
                 ;
             if (c == 3) {
-                fprintf(stderr, "agentgate: import: unknown client '%s' (claude, cursor or vscode)\n",
-                        a);
+                fprintf(stderr,
+                        "agentgate: import: unknown client '%s' (claude, cursor or vscode)\n", a);
                 return -1;
             }
             opt->client = (enum client)c;
@@ -1288,8 +1352,7 @@ int br_import_main(int argc, char **argv)
     if (doc == NULL)
         goto out;
     if (!cJSON_IsObject(doc)) {
-        fprintf(stderr, "agentgate: %s: expected a JSON object at the top level\n",
-                im.client_path);
+        fprintf(stderr, "agentgate: %s: expected a JSON object at the top level\n", im.client_path);
         goto out;
     }
     const char *key = im.opt.client == CLIENT_VSCODE ? "servers" : "mcpServers";
@@ -1336,8 +1399,9 @@ int br_import_main(int argc, char **argv)
     size_t i = 0;
     const cJSON *entry;
     if (servers != NULL) {
-        cJSON_ArrayForEach (entry, servers)
+        cJSON_ArrayForEach (entry, servers) {
             outcomes[i++] = import_entry(&im, entry);
+        }
     }
 
     printf("%s %zu server%s from %s (%s) into %s\n", im.opt.dry_run ? "would import" : "importing",

@@ -373,6 +373,8 @@ static struct fed_session *find_session(struct fed_gateway *gw, struct tp_http_r
         return NULL;
     }
     struct fed_session *s = fed__session_find(gw, sid);
+    if (s != NULL && s->ops != &sess_ops)
+        s = NULL; /* another front's session (legacy SSE, bridge) is not reachable here */
     if (s == NULL) {
         respond_rpc_error(req, 404, -32001, "Session not found");
         return NULL;

@@ -146,7 +146,7 @@ static void sess_ended(void *ctx, struct fed_session *s)
 
 static const struct fed_session_ops sess_ops = {.notify = sess_notify, .ended = sess_ended};
 
-/* ---- calls: everything goes to the session's stream ------------------------------------------- */
+/* ---- calls: everything goes to the session's stream ---------------------------------------- */
 
 /* A call never outlives its session (fed__session_end answers every call before `ended`), so
  * the call's context is the session's state itself. */

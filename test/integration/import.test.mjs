@@ -1,0 +1,330 @@
+// `agentgate import claude|cursor|vscode`: client MCP configs copied into the agentgate config.
+// Every test runs in its own temporary HOME / XDG_CONFIG_HOME. The generated INI text is
+// asserted exactly, and then loaded by a real `agentgate serve`, whose child (a node one-liner)
+// writes back the argv, env and cwd it was started with, so the round trip is checked end to end.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, test } from 'node:test';
+
+import { BIN, IS_GATEWAY, NODE, makeTmp, runBin, sanitizerReport, startDaemon, waitFor } from './harness.mjs';
+
+const skip = !IS_GATEWAY && 'gateway only';
+const SELF = fs.realpathSync(BIN);
+
+// A stand-in MCP server: records how it was started, then waits for stdin to close.
+const PROBE =
+    "require('fs').writeFileSync(process.env.AG_PROBE_OUT, JSON.stringify({argv: process.argv.slice(1), cwd: process.cwd(), env: process.env})); process.stdin.resume()";
+const WAIT = 'process.stdin.resume()';
+const TRICKY_ARGS = ['My Documents', 'say "hi"', 'naïve ☃ 日本語', 'a ;b', 'back\\slash', '', 'tab\there'];
+const TRICKY_ENV = { GREETING: 'héllo "world" ünïcødé', SPACED: 'a b  c', EQUALS: 'k=v:w' };
+
+const daemons = new Set();
+after(() => {
+    for (const d of daemons) d.kill();
+});
+
+/** A temporary home with HOME and XDG_CONFIG_HOME under it. */
+function home() {
+    const dir = makeTmp('import');
+    const cfg = path.join(dir, 'xdg');
+    fs.mkdirSync(cfg);
+    return { dir, cfg, env: { HOME: dir, XDG_CONFIG_HOME: cfg }, ini: path.join(cfg, 'agentgate', 'agentgate.ini') };
+}
+
+function write(file, text, mode = 0o644) {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, text);
+    fs.chmodSync(file, mode);
+}
+
+async function importRun(h, args) {
+    const r = await runBin(['import', ...args], { env: h.env });
+    assert.equal(sanitizerReport(r.stderr), null, r.stderr);
+    return r;
+}
+
+/** args as the importer writes them: cJSON's compact array, with " ;" escaped for the INI loader. */
+const argsLine = (args) => `args = ${JSON.stringify(args).replaceAll(' ;', ' \\u003b')}`;
+
+function probeServer(out, cwd) {
+    return { command: NODE, args: ['-e', PROBE, ...TRICKY_ARGS], env: { AG_PROBE_OUT: out, ...TRICKY_ENV }, cwd };
+}
+
+function probeSection(name, out, cwd) {
+    return [
+        `[server.${name}]`,
+        `command = ${NODE}`,
+        argsLine(['-e', PROBE, ...TRICKY_ARGS]),
+        `env.AG_PROBE_OUT = ${out}`,
+        ...Object.entries(TRICKY_ENV).map(([k, v]) => `env.${k} = ${v}`),
+        `cwd = ${cwd}`,
+    ].join('\n');
+}
+
+/** Starts `agentgate serve --config FILE` on the generated file and checks what the probe child received. */
+async function serveAndProbe(iniPath, out, cwd) {
+    const d = await startDaemon({ config: null, extraArgs: ['--config', iniPath], tag: 'import-serve' });
+    daemons.add(d);
+    try {
+        const got = await waitFor(() => fs.existsSync(out) && JSON.parse(fs.readFileSync(out, 'utf8')), {
+            timeout: 15000,
+            what: 'the imported server to start',
+        });
+        assert.deepEqual(got.argv, TRICKY_ARGS, 'args reach the server exactly');
+        for (const [k, v] of Object.entries(TRICKY_ENV)) assert.equal(got.env[k], v, `env ${k}`);
+        assert.equal(got.cwd, cwd);
+    } finally {
+        const r = await d.stop();
+        assert.equal(r.code, 0, `serve exit: ${JSON.stringify(r)}\n${d.tail()}`);
+    }
+}
+
+const claudeFile = (h) => path.join(h.cfg, 'Claude', 'claude_desktop_config.json');
+
+function claudeSample(h) {
+    const out = path.join(h.dir, 'probe-claude.json');
+    const doc = {
+        globalShortcut: 'Ctrl+Space',
+        mcpServers: {
+            files: probeServer(out, h.dir),
+            'my server!': { command: NODE, args: ['-e', WAIT], autoApprove: ['read'] },
+            remote: { type: 'sse', url: 'https://example.com/sse', headers: { Authorization: 'Bearer abc' } },
+            semicolon: { command: 'node', env: { X: 'a ; b' } },
+            multiline: { command: 'node', env: { X: 'line1\nline2' } },
+            agentgate: { command: '/usr/local/bin/agentgate', args: ['bridge', '--client', 'claude'] },
+        },
+    };
+    const expected = [
+        probeSection('files', out, h.dir),
+        '',
+        '[server.my-server]',
+        `command = ${NODE}`,
+        argsLine(['-e', WAIT]),
+        '; autoApprove = ["read"]',
+        '',
+        '; [server.remote] is a remote server (sse); agentgate keeps it as a comment until remote upstreams are supported.',
+        '; [server.remote]',
+        '; type = sse',
+        '; url = https://example.com/sse',
+        '; header.Authorization = Bearer abc',
+        '',
+    ].join('\n');
+    return { doc, out, expected };
+}
+
+test('claude: default paths from XDG_CONFIG_HOME, exact INI, and serve loads it and starts the server as written', { timeout: 40000, skip }, async () => {
+    const h = home();
+    const { doc, out, expected } = claudeSample(h);
+    const text = JSON.stringify(doc, null, 2) + '\n';
+    write(claudeFile(h), text);
+    const r = await importRun(h, ['claude']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(fs.readFileSync(h.ini, 'utf8'), expected);
+    assert.equal(fs.statSync(h.ini).mode & 0o777, 0o600, 'a new config is 0600');
+    assert.equal(fs.statSync(path.dirname(h.ini)).mode & 0o777, 0o700);
+    assert.equal(fs.readFileSync(claudeFile(h), 'utf8'), text, 'without --rewrite the client file is untouched');
+    const lines = r.stdout.split('\n');
+    assert.ok(lines[0].includes(claudeFile(h)) && lines[0].includes(h.ini), `says from where to where:\n${r.stdout}`);
+    for (const want of [
+        /^ {2}files: added as \[server\.files\]$/m,
+        /^ {2}my server!: added as \[server\.my-server\] \(renamed.*key 'autoApprove' has no agentgate equivalent, kept as a comment$/m,
+        /^ {2}remote: remote server, kept as a comment until remote upstreams are supported$/m,
+        /^ {2}semicolon: skipped: env\.X contains " ;", which the config loader reads as the start of a comment$/m,
+        /^ {2}multiline: skipped: env\.X contains a line break/m,
+        /^ {2}agentgate: skipped: this is agentgate's own bridge entry$/m,
+    ])
+        assert.match(r.stdout, want);
+    await serveAndProbe(h.ini, out, h.dir);
+});
+
+test('cursor: ~/.cursor/mcp.json by default, the agentgate config and its directory are created', { timeout: 40000, skip }, async () => {
+    const h = home();
+    const out = path.join(h.dir, 'probe-cursor.json');
+    const doc = { mcpServers: { 'probe.1': probeServer(out, h.dir), plain: { command: NODE, args: [] } } };
+    write(path.join(h.dir, '.cursor', 'mcp.json'), JSON.stringify(doc));
+    assert.ok(!fs.existsSync(path.dirname(h.ini)));
+    const r = await importRun(h, ['cursor']);
+    assert.equal(r.code, 0, r.stderr);
+    const expected = `${probeSection('probe.1', out, h.dir)}\n\n[server.plain]\ncommand = ${NODE}\n`;
+    assert.equal(fs.readFileSync(h.ini, 'utf8'), expected);
+    assert.match(r.stdout, /wrote .*: 2 added, 0 kept as comments, 0 skipped/);
+    await serveAndProbe(h.ini, out, h.dir);
+});
+
+const vscodeFile = (h) => path.join(h.cfg, 'Code', 'User', 'mcp.json');
+
+function vscodeSample(h) {
+    const out = path.join(h.dir, 'probe-vscode.json');
+    const probe = JSON.stringify({ type: 'stdio', ...probeServer(out, h.dir) });
+    const text = `{
+  // VS Code's mcp.json allows comments and trailing commas
+  "servers": {
+    "probe": ${probe},
+    "github": { "type": "http", "url": "https://api.githubcopilot.com/mcp/", "headers": { "Authorization": "Bearer \${input:gh-token}" } },
+    "ws": { "type": "stdio", "command": "npx", "args": ["-y", "server-filesystem", "\${workspaceFolder}"] },
+    /* an env reference agentgate understands too */
+    "home": { "type": "stdio", "command": "${NODE}", "args": ["-e", "${WAIT}"], "env": { "WHERE": "\${env:HOME}" }, },
+  },
+  "inputs": [{ "type": "promptString", "id": "gh-token", "password": true }],
+}
+`;
+    const expected = [
+        probeSection('probe', out, h.dir),
+        '',
+        '; [server.github] is a remote server (http); agentgate keeps it as a comment until remote upstreams are supported.',
+        '; [server.github]',
+        '; type = http',
+        '; url = https://api.githubcopilot.com/mcp/',
+        '; header.Authorization = Bearer ${input:gh-token}',
+        '',
+        '[server.home]',
+        `command = ${NODE}`,
+        argsLine(['-e', WAIT]),
+        'env.WHERE = ${env:HOME}',
+        '',
+    ].join('\n');
+    return { text, out, expected };
+}
+
+test('vscode: the "servers" shape with comments, inputs and a remote entry; serve loads the result', { timeout: 40000, skip }, async () => {
+    const h = home();
+    const { text, out, expected } = vscodeSample(h);
+    write(vscodeFile(h), text);
+    const r = await importRun(h, ['vscode']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(fs.readFileSync(h.ini, 'utf8'), expected);
+    assert.match(r.stdout, /^ {2}ws: skipped: args element 3 uses a client variable/m);
+    assert.match(r.stdout, /^ {2}github: remote server, kept as a comment/m);
+    await serveAndProbe(h.ini, out, h.dir);
+});
+
+test('an existing [server.NAME] is a reported conflict and stays byte-identical; a second run adds nothing', { timeout: 20000, skip }, async () => {
+    const h = home();
+    const existing = '; my own config\n[gateway]\nlog_level = info\n\n[server.files]\ncommand = /bin/true   ; keep me exactly\nargs = ["x"]\n';
+    write(h.ini, existing, 0o640);
+    const { doc } = claudeSample(h);
+    const client = path.join(h.dir, 'claude.json');
+    write(client, JSON.stringify(doc));
+    const r = await importRun(h, ['claude', client]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^ {2}files: skipped: \[server\.files\] already exists in the agentgate config$/m);
+    const after1 = fs.readFileSync(h.ini, 'utf8');
+    assert.ok(after1.startsWith(existing), 'the existing text is kept as it was');
+    assert.ok(after1.includes('\n[server.my-server]\n'));
+    assert.equal(after1.match(/\[server\.files\]/g).length, 1);
+    assert.equal(fs.statSync(h.ini).mode & 0o777, 0o640, 'the mode of an existing config is kept');
+
+    const r2 = await importRun(h, ['claude', client]);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.match(r2.stdout, /my server!: skipped: \[server\.my-server\] already exists/);
+    assert.match(r2.stdout, /remote: skipped: \[server\.remote\] is already in the agentgate config as a comment/);
+    assert.equal(fs.readFileSync(h.ini, 'utf8'), after1, 'a second import changes nothing');
+});
+
+function findBackups(file) {
+    const re = new RegExp(`^${path.basename(file).replace(/[.]/g, '\\.')}\\.agentgate-backup-\\d{8}-\\d{6}$`);
+    return fs.readdirSync(path.dirname(file)).filter((f) => re.test(f)).map((f) => path.join(path.dirname(file), f));
+}
+
+test('claude --rewrite: backup identical to the original, one agentgate entry plus the entries not imported', { timeout: 20000, skip }, async () => {
+    const h = home();
+    const { doc } = claudeSample(h);
+    const text = JSON.stringify(doc, null, 2);
+    write(claudeFile(h), text, 0o640);
+    const r = await importRun(h, ['claude', '--rewrite']);
+    assert.equal(r.code, 0, r.stderr);
+    const backups = findBackups(claudeFile(h));
+    assert.equal(backups.length, 1, `one backup: ${backups}`);
+    assert.equal(fs.readFileSync(backups[0], 'utf8'), text, 'the backup holds the original bytes');
+    assert.equal(fs.statSync(backups[0]).mode & 0o777, 0o640, 'the backup has the original mode');
+    assert.equal(fs.statSync(claudeFile(h)).mode & 0o777, 0o640);
+    assert.ok(r.stdout.includes(backups[0]), `the backup is named:\n${r.stdout}`);
+
+    const now = JSON.parse(fs.readFileSync(claudeFile(h), 'utf8'));
+    assert.deepEqual(Object.keys(now), Object.keys(doc), 'top-level keys kept, in order');
+    assert.equal(now.globalShortcut, doc.globalShortcut);
+    assert.deepEqual(Object.keys(now.mcpServers), ['agentgate', 'remote', 'semicolon', 'multiline']);
+    assert.deepEqual(now.mcpServers.agentgate, { command: SELF, args: ['bridge', '--client', 'claude'] });
+    for (const k of ['remote', 'semicolon', 'multiline']) assert.deepEqual(now.mcpServers[k], doc.mcpServers[k]);
+});
+
+test('vscode --rewrite keeps "inputs" and adds a stdio agentgate entry', { timeout: 20000, skip }, async () => {
+    const h = home();
+    const { text } = vscodeSample(h);
+    write(vscodeFile(h), text);
+    const r = await importRun(h, ['vscode', vscodeFile(h), '--rewrite']);
+    assert.equal(r.code, 0, r.stderr);
+    const backups = findBackups(vscodeFile(h));
+    assert.equal(backups.length, 1);
+    assert.equal(fs.readFileSync(backups[0], 'utf8'), text);
+    const now = JSON.parse(fs.readFileSync(vscodeFile(h), 'utf8'));
+    assert.deepEqual(Object.keys(now), ['servers', 'inputs']);
+    assert.deepEqual(now.inputs, [{ type: 'promptString', id: 'gh-token', password: true }]);
+    assert.deepEqual(Object.keys(now.servers), ['agentgate', 'github', 'ws']);
+    assert.deepEqual(now.servers.agentgate, { type: 'stdio', command: SELF, args: ['bridge', '--client', 'vscode'] });
+});
+
+for (const [client, rel] of [
+    ['claude', ['xdg', 'Claude', 'claude_desktop_config.json']],
+    ['cursor', ['.cursor', 'mcp.json']],
+    ['vscode', ['xdg', 'Code', 'User', 'mcp.json']],
+]) {
+    test(`${client}: a file that is not JSON → one error line naming the line, exit 2, nothing written`, { timeout: 20000, skip }, async () => {
+        const h = home();
+        const file = path.join(h.dir, ...rel);
+        const bad = '{\n  "mcpServers": {\n    "a": { "command": "node" "args": [] }\n  }\n}\n';
+        write(file, bad);
+        const r = await importRun(h, [client, '--rewrite']);
+        assert.equal(r.code, 2, `exit status; stderr:\n${r.stderr}`);
+        assert.equal(r.stderr, `agentgate: ${file}: not valid JSON (line 3)\n`);
+        assert.ok(!fs.existsSync(h.ini), 'no config created');
+        assert.ok(!fs.existsSync(path.join(h.cfg, 'agentgate')), 'no config directory created');
+        assert.equal(fs.readFileSync(file, 'utf8'), bad, 'the client file is untouched');
+        assert.deepEqual(findBackups(file), []);
+
+        const existing = '[server.x]\ncommand = node\n';
+        write(h.ini, existing);
+        const r2 = await importRun(h, [client, file]);
+        assert.equal(r2.code, 2);
+        assert.equal(fs.readFileSync(h.ini, 'utf8'), existing, 'an existing config is unchanged');
+    });
+}
+
+test('--dry-run prints the plan and writes nothing', { timeout: 20000, skip }, async () => {
+    const h = home();
+    const { doc } = claudeSample(h);
+    const text = JSON.stringify(doc);
+    write(claudeFile(h), text);
+    const r = await importRun(h, ['claude', '--dry-run', '--rewrite']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /files: would be added as \[server\.files\]/);
+    assert.match(r.stdout, /nothing written/);
+    assert.match(r.stdout, /would rewrite /);
+    assert.ok(!fs.existsSync(path.join(h.cfg, 'agentgate')));
+    assert.equal(fs.readFileSync(claudeFile(h), 'utf8'), text);
+    assert.deepEqual(findBackups(claudeFile(h)), []);
+});
+
+test('a target config the loader refuses is reported and left alone', { timeout: 20000, skip }, async () => {
+    const h = home();
+    const broken = '[server.x]\ncomand = node\n';
+    write(h.ini, broken);
+    write(claudeFile(h), JSON.stringify({ mcpServers: { a: { command: 'node' } } }));
+    const r = await importRun(h, ['claude']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^agentgate: .*agentgate\.ini:2: unknown key 'comand'/);
+    assert.equal(fs.readFileSync(h.ini, 'utf8'), broken);
+});
+
+test('usage errors exit 2', { timeout: 20000, skip }, async () => {
+    const h = home();
+    for (const args of [[], ['emacs'], ['claude', '--bogus'], ['claude', 'a', 'b']]) {
+        const r = await importRun(h, args);
+        assert.equal(r.code, 2, `import ${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, /^agentgate: import: /);
+    }
+    const missing = await importRun(h, ['cursor']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /\.cursor\/mcp\.json: cannot read the cursor config/);
+});
