@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 import { BIN, IS_GATEWAY, MCP_HEADERS, assertCleanStop, rawHttp, resultText, runBin, startDaemon, waitFor, withLog } from './harness.mjs';
@@ -61,6 +62,20 @@ test('two clients share one child; tools keep their own names', T, wrap(async ()
     assert.equal(resultText(await b.callTool({ name: 'echo', arguments: { message: 'from b' } })), 'from b');
     const kids = daemon.children().filter((c) => c.argv.includes('demo-server'));
     assert.equal(kids.length, 1);
+}));
+
+test('a legacy HTTP+SSE client reaches the same child at /sse with the token', T, wrap(async () => {
+    const auth = { Authorization: `Bearer ${TOKEN}` };
+    const client = new Client({ name: 'wrap-sse', version: '1' }, { capabilities: {} });
+    const transport = new SSEClientTransport(new URL(`http://127.0.0.1:${daemon.port}/sse`), {
+        requestInit: { headers: auth },
+        eventSourceInit: { fetch: (url, init) => fetch(url, { ...init, headers: { ...(init?.headers || {}), ...auth } }) },
+    });
+    await client.connect(transport);
+    clients.push(client);
+    assert.equal(resultText(await client.callTool({ name: 'echo', arguments: { message: 'legacy' } })), 'legacy');
+    const bare = await rawHttp({ port: daemon.port, method: 'GET', path: '/sse', headers: { accept: 'text/event-stream' } });
+    assert.equal(bare.status, 401);
 }));
 
 test('the child crashing mid-call gives an error, then the server recovers', T, wrap(async () => {
