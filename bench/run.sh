@@ -307,6 +307,12 @@ if wait_port "$AG_PORT" "$AG_PID" && listens_loopback_only "$AG_PORT" && handsha
     load tcp.blob http --target "$AG_TCP" -c 16 -d "$DUR" --warmup "$WARM" "${blob_args[@]}" --bytes "$MSG_BYTES" --label tcp.blob
     load unix.blob http --target "$AG_UNIX" -c 16 -d "$DUR" --warmup "$WARM" "${blob_args[@]}" --bytes "$MSG_BYTES" --label unix.blob
     HWM_BLOB[agentgate]=$(kb "$AG_PID" VmHWM)
+    # agentgate bridge: a stdio server in front of the same daemon (what Claude Desktop runs)
+    mapfile -t echo_args < <(tool_args echo "$AG_PREFIX")
+    load bridge.c1 stdio -c 1 -d "$DUR" --warmup "$WARM" "${echo_args[@]}" --label bridge.c1 -- "$BIN" bridge --socket "$AG_SOCK"
+    load bridge.c16 stdio -c 16 -d "$DUR" --warmup "$WARM" "${echo_args[@]}" --label bridge.c16 -- "$BIN" bridge --socket "$AG_SOCK"
+    load bridge.blob stdio -c 16 -d "$DUR" --warmup "$WARM" "${blob_args[@]}" --bytes "$MSG_BYTES" --label bridge.blob -- "$BIN" bridge --socket "$AG_SOCK"
+    load start.bridge startup -n 20 --label start.bridge -- "$BIN" bridge --socket "$AG_SOCK"
     pinned_c1 tcp.pin "$AG_TCP" "$AG_PID" "$AG_PREFIX"
     pinned_c1 unix.pin "$AG_UNIX" "$AG_PID" "$AG_PREFIX"
     # the gateway with one upstream: the reference for the fan-out rows
@@ -555,7 +561,7 @@ isnum "$SINGLE_P50" && isnum "$FAN_B_COLD" && FAN_BC_OVER=$(calc '%+.0f' "$FAN_B
     row stdio "direct stdio (floor)"
     row tcp "agentgate, TCP"
     row unix "agentgate, Unix socket"
-    echo "| agentgate bridge (stdio) | n/a (not built yet) | | | | | | | |"
+    row bridge "agentgate bridge (stdio → Unix socket)"
     row sg "supergateway $SG_VER${NOTES[supergateway]:+ (${NOTES[supergateway]})}"
     row mp "mcp-proxy $MP_VER${MP_FLAGS[0]:+ ${MP_FLAGS[*]}}${NOTES[mcp-proxy]:+ (${NOTES[mcp-proxy]})}"
     row floor "HTTP floor (ag-floor, no upstream)"
@@ -602,9 +608,12 @@ isnum "$SINGLE_P50" && isnum "$FAN_B_COLD" && FAN_BC_OVER=$(calc '%+.0f' "$FAN_B
     echo
     echo "| command | n | p50 ms | min ms | max ms | errors |"
     echo "|---|--:|--:|--:|--:|--:|"
-    echo "| \`agentgate bridge\` (daemon running) | n/a (not built yet) | | | | |"
-    for t in start.mcpremote start.demo; do
-        name=$([ $t = start.mcpremote ] && echo "\`mcp-remote http://127.0.0.1:PORT/mcp\` (agentgate running)" || echo "\`agentgate demo-server\` (reference)")
+    for t in start.bridge start.mcpremote start.demo; do
+        case $t in
+        start.bridge) name="\`agentgate bridge\` (daemon running)" ;;
+        start.mcpremote) name="\`mcp-remote http://127.0.0.1:PORT/mcp\` (agentgate running)" ;;
+        *) name="\`agentgate demo-server\` (reference)" ;;
+        esac
         echo "| $name | $(dash "$(get $t n)") | $(us2ms "$(get $t p50_us)") | $(us2ms "$(get $t min_us)") | $(us2ms "$(get $t max_us)") | $(dash "$(get $t errors)") |"
     done
     echo
@@ -645,7 +654,7 @@ isnum "$SINGLE_P50" && isnum "$FAN_B_COLD" && FAN_BC_OVER=$(calc '%+.0f' "$FAN_B
     check "fan-out, all prompt, later lists: merged − 1-upstream list p50" "$(dash "$FAN_A_OVER") µs" "$(le "$FAN_A_OVER" 1000)" "≤ +1 ms"
     check "fan-out, one upstream late, first list: merged − 1-upstream list p50" "$(dash "$FAN_BC_OVER") µs, $(dash "$(get fan.late.cold tools)") tools" "$(le "$FAN_BC_OVER" 10000)" "≤ +10 ms"
     check "fan-out, one upstream late, later lists: merged − 1-upstream list p50" "$(dash "$FAN_B_OVER") µs, $(dash "$(get fan.late.warm tools)") tools" "$(le "$FAN_B_OVER" 10000)" "≤ +10 ms"
-    check "\`agentgate bridge\` cold start" "n/a (not built yet)" "" "≤ 10 ms"
+    check "\`agentgate bridge\` cold start (daemon running)" "$(us2ms "$(get start.bridge p50_us)") ms" "$(isnum "$(get start.bridge p50_us)" && le "$(get start.bridge p50_us)" 10000)" "≤ 10 ms"
     check "load generator headroom (floor ÷ agentgate)" "${X_FLOOR}×" "$(ge "$X_FLOOR" 3)" "≥ 3×"
     echo
     echo "## Appendix: RESULT lines"
