@@ -310,7 +310,11 @@ int cmd_run_gateway(struct cmd_run *r)
     };
     sv.http = tp_http_server_new(&sv.loop, &lim, on_http_request, &sv);
     int rc = 0;
-    if (listen && (rc = tp_http_server_listen_tcp(sv.http, host, port)) != 0)
+    char tls_err[300];
+    if ((r->tls_cert || r->tls_key) &&
+        (rc = tp_http_server_set_tls(sv.http, r->tls_cert, r->tls_key, tls_err, sizeof tls_err)) != 0)
+        fprintf(stderr, "agentgate: %s\n", tls_err);
+    else if (listen && (rc = tp_http_server_listen_tcp(sv.http, host, port)) != 0)
         fprintf(stderr, "agentgate: cannot listen on %s: %s\n", listen, core_strerror(rc));
     else if (sockp && (rc = tp_http_server_listen_unix(sv.http, sockp)) != 0)
         fprintf(stderr, "agentgate: cannot listen on %s: %s%s\n", sockp, core_strerror(rc),

@@ -15,6 +15,8 @@ struct cmd_run {
     const char *state_dir;
     const char *self;        /* our binary */
     const char *bearer;      /* HTTP clients must send Authorization: Bearer this; NULL = none */
+    const char *tls_cert;    /* PEM chain and key: the TCP listener speaks HTTPS; NULL = plain */
+    const char *tls_key;
     /* Prints the start banner; NULL = serve's. */
     void (*banner)(const struct cmd_run *r, const char *host, int port, const char *socket);
 };

@@ -20,15 +20,18 @@ static void wrap_usage(FILE *f)
 {
     fprintf(f,
             "usage: agentgate wrap [--listen HOST:PORT] [--token TOKEN | --no-auth]\n"
-            "                      [--isolation shared|session] [--state-dir DIR] -- CMD ARGS...\n"
+            "                      [--isolation shared|session] [--state-dir DIR]\n"
+            "                      [--tls-cert FILE --tls-key FILE] -- CMD ARGS...\n"
             "\n"
             "Runs CMD (a stdio MCP server) under agentgate's supervision and serves it at\n"
-            "http://HOST:PORT/mcp (Streamable HTTP) and /sse (legacy HTTP+SSE).\n"
+            "http://HOST:PORT/mcp (Streamable HTTP) and /sse (legacy HTTP+SSE); https:// with TLS.\n"
             "  --listen ADDR    default " WRAP_DEFAULT_LISTEN "\n"
             "  --token TOKEN    the bearer token clients must send (default: a new random one,\n"
             "                   printed at start; also $AGENTGATE_WRAP_TOKEN)\n"
             "  --no-auth        no token (only on a loopback address)\n"
-            "  --isolation M    shared (one child for every client, default) or session\n");
+            "  --isolation M    shared (one child for every client, default) or session\n"
+            "  --tls-cert FILE  serve HTTPS: the PEM certificate chain (server certificate first)\n"
+            "  --tls-key FILE   the certificate's PEM private key (unencrypted); both or neither\n");
 }
 
 static bool loopback_host(const char *listen)
@@ -43,8 +46,8 @@ static void wrap_banner(const struct cmd_run *r, const char *host, int port, con
 {
     (void)sock;
     bool v6 = strchr(host, ':') != NULL;
-    snprintf(url_buf, sizeof url_buf, "http://%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
-             port);
+    snprintf(url_buf, sizeof url_buf, "%s://%s%s%s:%d", r->tls_cert ? "https" : "http",
+             v6 ? "[" : "", host, v6 ? "]" : "", port);
     printf("agentgate %s wrapping: %s\n", AG_VERSION, r->cfg->servers[0].command);
     printf("  Streamable HTTP: %s/mcp\n  legacy SSE:      %s/sse\n", url_buf, url_buf);
     if (r->bearer) {
@@ -64,7 +67,7 @@ static void wrap_banner(const struct cmd_run *r, const char *host, int port, con
 int cmd_wrap(int argc, char **argv)
 {
     const char *listen = WRAP_DEFAULT_LISTEN, *token = getenv("AGENTGATE_WRAP_TOKEN");
-    const char *isolation = "shared", *state = NULL;
+    const char *isolation = "shared", *state = NULL, *tls_cert = NULL, *tls_key = NULL;
     bool no_auth = false;
     int i = 1;
     for (; i < argc; i++) {
@@ -85,6 +88,8 @@ int cmd_wrap(int argc, char **argv)
                             : strcmp(a, "--token") == 0     ? &token
                             : strcmp(a, "--isolation") == 0 ? &isolation
                             : strcmp(a, "--state-dir") == 0 ? &state
+                            : strcmp(a, "--tls-cert") == 0  ? &tls_cert
+                            : strcmp(a, "--tls-key") == 0   ? &tls_key
                                                             : NULL;
         if (slot == NULL || i + 1 >= argc) {
             fprintf(stderr, "agentgate: wrap: %s '%s'\n", slot ? "missing value for" : "unknown option", a);
@@ -104,6 +109,10 @@ int cmd_wrap(int argc, char **argv)
     if (no_auth && !loopback_host(listen)) {
         fprintf(stderr, "agentgate: wrap: --no-auth is refused on %s: only a loopback address may "
                         "go without a token\n", listen);
+        return 2;
+    }
+    if ((tls_cert == NULL) != (tls_key == NULL)) {
+        fprintf(stderr, "agentgate: wrap: --tls-cert and --tls-key go together\n");
         return 2;
     }
     if (strcmp(isolation, "shared") != 0 && strcmp(isolation, "session") != 0) {
@@ -169,6 +178,8 @@ int cmd_wrap(int argc, char **argv)
         .state_dir = state,
         .self = self,
         .bearer = no_auth ? NULL : token,
+        .tls_cert = tls_cert,
+        .tls_key = tls_key,
         .banner = wrap_banner,
     };
     return cmd_run_gateway(&run);

@@ -10,9 +10,15 @@
  * Memory: a connection embeds its only request object. Input buffers, request storage and
  * write blocks come from small per-server spare lists, so a keep-alive request/response cycle
  * does not allocate in steady state, and a connection waiting for its next request holds no
- * buffer at all. */
+ * buffer at all.
+ *
+ * TLS (tp_http_server_set_tls): every TCP connection then carries a tp_tls_conn. The read
+ * callback fills its ciphertext buffer instead of `in`; tls_input decrypts into `in` and hands
+ * the plaintext to the same parsing path. Every write goes through conn_write, which encrypts
+ * the block and writes the ciphertext instead. */
 #include "transports/http.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <http_parser.h>
@@ -28,6 +34,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "transports/tls.h"
 
 #define MOD "http"
 
@@ -113,6 +120,7 @@ struct tp_http_conn {
     bool is_unix;
     bool read_paused;  /* reading stopped because the input buffer is full */
     bool peer_eof;     /* EOF seen while an answer was still being written */
+    struct tp_tls_conn *tls; /* NULL for plain HTTP (and always on the Unix socket) */
     uint64_t deadline; /* loop time (ms) when the timer should act */
     http_parser parser;
     struct core_buf in; /* raw input; bytes before in_pos are parsed */
@@ -152,6 +160,7 @@ struct tp_http_server {
     void *ctx;
     tp_http_raw_cb raw_cb; /* takes Unix-socket connections that do not speak HTTP */
     void *raw_ctx;
+    struct tp_tls_config *tls; /* set: TCP connections speak TLS */
     uv_timer_t anchor; /* never started: a handle whose close makes server close asynchronous */
     struct listener *listeners;
     struct tp_http_conn *conns;
@@ -173,6 +182,8 @@ static void conn_close(struct tp_http_conn *c);
 static void conn_parse(struct tp_http_conn *c);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void tls_input(struct tp_http_conn *c);
+static int tls_flush(struct tp_http_conn *c, bool ends_answer);
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -409,6 +420,7 @@ static void on_conn_closed(uv_handle_t *h)
     if (c->next != NULL)
         c->next->prev = c->prev;
     core_log(CORE_LOG_DEBUG, MOD, "%s: closed", c->name);
+    tp_tls_conn_free(c->tls);
     core_buf_dispose(&c->in);
     core_buf_dispose(&req->store);
     core_free(c);
@@ -440,6 +452,16 @@ static void conn_linger(struct tp_http_conn *c)
     set_state(c, CONN_LINGER);
     c->in_pos = c->in.len;
     in_release_if_consumed(c);
+    if (c->tls != NULL) {
+        /* The body may end with the connection: close_notify tells it from a truncation. Input
+         * is dropped undecrypted from now on (see tls_input). */
+        tp_tls_conn_in_discard(c->tls);
+        tp_tls_conn_close_notify(c->tls);
+        if (tls_flush(c, false) != 0) {
+            conn_close(c);
+            return;
+        }
+    }
     if (uv_shutdown(&c->shutdown, &c->h.stream, on_shutdown) != 0) {
         conn_close(c);
         return;
@@ -466,6 +488,10 @@ static void conn_next(struct tp_http_conn *c)
     set_state(c, CONN_IDLE);
     idle_touch(c);
     conn_parse(c);
+    if (c->tls != NULL && tp_tls_conn_has_input(c->tls))
+        tls_input(c); /* decrypted bytes that did not fit before */
+    if (c->state == CONN_CLOSING)
+        return;
     in_release_if_consumed(c);
     /* Reading resumes below the low-water mark. Bytes stay buffered only behind a complete
      * request, so a paused connection always has an answer coming that brings it here again. */
@@ -492,8 +518,8 @@ static void on_write(uv_write_t *w, int status)
         conn_next(c);
 }
 
-/* Queues one block; returns 0 or the uv_write error (the block is released then). */
-static int conn_write(struct tp_http_conn *c, struct wblock *wb, size_t len, bool ends_answer)
+/* Writes one block as it is; returns 0 or the uv_write error (the block is released then). */
+static int raw_write(struct tp_http_conn *c, struct wblock *wb, size_t len, bool ends_answer)
 {
     wb->ends_answer = ends_answer;
     uv_buf_t b = uv_buf_init(wb->data, (unsigned)len);
@@ -501,6 +527,33 @@ static int conn_write(struct tp_http_conn *c, struct wblock *wb, size_t len, boo
     if (rc < 0)
         wblock_put(c->srv, wb);
     return rc;
+}
+
+/* Writes the ciphertext the TLS state has queued (handshake messages, alerts, records) as one
+ * block. Returns 0 or a uv_write error. */
+static int tls_flush(struct tp_http_conn *c, bool ends_answer)
+{
+    size_t n = tp_tls_conn_out_len(c->tls);
+    if (n == 0)
+        return 0;
+    struct wblock *wb = wblock_get(c->srv, n);
+    size_t got = tp_tls_conn_out_take(c->tls, wb->data, n);
+    return raw_write(c, wb, got, ends_answer);
+}
+
+/* Queues one block of the answer (encrypted first on a TLS connection); returns 0 or an error
+ * code (the block is released either way on failure). */
+static int conn_write(struct tp_http_conn *c, struct wblock *wb, size_t len, bool ends_answer)
+{
+    if (c->tls == NULL)
+        return raw_write(c, wb, len, ends_answer);
+    int rc = tp_tls_conn_write(c->tls, wb->data, len);
+    wblock_put(c->srv, wb);
+    if (rc != 0)
+        return rc;
+    /* A non-empty block always gives ciphertext, so ends_answer rides on a real write. */
+    assert(len == 0 || tp_tls_conn_out_len(c->tls) > 0);
+    return tls_flush(c, ends_answer);
 }
 
 enum framing {
@@ -928,6 +981,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct tp_http_conn *c = h->data;
     GW_UNUSED(suggested);
+    if (c->tls != NULL) {
+        /* Ciphertext goes to the TLS state; a full buffer is back-pressure as below. */
+        char *p;
+        size_t n;
+        if (tp_tls_conn_in_space(c->tls, READ_CHUNK, &p, &n) != 0)
+            *buf = uv_buf_init(NULL, 0);
+        else
+            *buf = uv_buf_init(p, (unsigned)n);
+        return;
+    }
     in_acquire(c);
     if (c->in_pos > 0) {
         core_buf_consume(&c->in, c->in_pos);
@@ -998,32 +1061,87 @@ static void hand_over(struct tp_http_conn *c)
     conn_close(c);
 }
 
+/* New bytes were appended to `in`: parse them, keep them for later, or drop them. */
+static void conn_input(struct tp_http_conn *c)
+{
+    switch (c->state) {
+    case CONN_IDLE:
+        if (c->is_unix && c->srv->raw_cb && c->in_pos == 0 && c->in.data[0] == '{') {
+            hand_over(c);
+            break;
+        }
+        idle_touch(c);
+        conn_parse(c);
+        break;
+    case CONN_READING:
+        idle_touch(c);
+        conn_parse(c);
+        break;
+    case CONN_BUSY:
+    case CONN_FLUSHING:
+        break; /* parsed once the answer is written */
+    case CONN_LINGER:
+    case CONN_CLOSING:
+        c->in_pos = c->in.len; /* dropped */
+        break;
+    }
+}
+
+/* Decrypts buffered ciphertext into `in` and hands it on like plain input, until the TLS state
+ * needs more ciphertext, or the connection holds its input (an answer is pending), or it
+ * closes. Handshake output is written as it appears. Bounded by the ciphertext buffer. */
+static void tls_input(struct tp_http_conn *c)
+{
+    for (;;) {
+        if (c->state == CONN_BUSY || c->state == CONN_FLUSHING || c->state == CONN_CLOSING)
+            return;
+        if (c->state == CONN_LINGER) {
+            /* Nothing more is read: drop the ciphertext, so the buffer never fills up. A peer's
+             * close_notify goes with it; its FIN follows. */
+            tp_tls_conn_in_discard(c->tls);
+            return;
+        }
+        in_acquire(c);
+        if (c->in_pos > 0) {
+            core_buf_consume(&c->in, c->in_pos);
+            c->in_pos = 0;
+        }
+        size_t room = IN_LIMIT - c->in.len;
+        if (room > READ_CHUNK)
+            room = READ_CHUNK;
+        if (room == 0 || core_buf_reserve(&c->in, room) != 0)
+            return; /* unreachable: IDLE and READING parse all they get */
+        int n = tp_tls_conn_read(c->tls, c->in.data + c->in.len, room);
+        if (tls_flush(c, false) != 0) {
+            conn_close(c);
+            return;
+        }
+        if (n == 0)
+            return;
+        if (n == CORE_ECLOSED) {
+            on_read_error(c, UV_EOF); /* close_notify: as a TCP EOF */
+            return;
+        }
+        if (n < 0) {
+            conn_close(c); /* logged by the TLS module */
+            return;
+        }
+        buf_commit(&c->in, (size_t)n);
+        conn_input(c);
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct tp_http_conn *c = s->data;
     GW_UNUSED(buf);
     if (nread > 0) {
-        buf_commit(&c->in, (size_t)nread);
-        switch (c->state) {
-        case CONN_IDLE:
-            if (c->is_unix && c->srv->raw_cb && c->in_pos == 0 && c->in.data[0] == '{') {
-                hand_over(c);
-                break;
-            }
-            idle_touch(c);
-            conn_parse(c);
-            break;
-        case CONN_READING:
-            idle_touch(c);
-            conn_parse(c);
-            break;
-        case CONN_BUSY:
-        case CONN_FLUSHING:
-            break; /* parsed once the answer is written */
-        case CONN_LINGER:
-        case CONN_CLOSING:
-            c->in_pos = c->in.len; /* dropped */
-            break;
+        if (c->tls != NULL) {
+            tp_tls_conn_in_commit(c->tls, (size_t)nread);
+            tls_input(c);
+        } else {
+            buf_commit(&c->in, (size_t)nread);
+            conn_input(c);
         }
     } else if (nread < 0) {
         on_read_error(c, (int)nread);
@@ -1064,6 +1182,8 @@ static int conn_start(struct tp_http_conn *c)
 {
     if (!c->is_unix)
         (void)uv_tcp_nodelay(&c->h.tcp, 1); /* small answers must not wait for ACKs */
+    if (!c->is_unix && c->srv->tls != NULL && tp_tls_conn_new(c->srv->tls, c->name, &c->tls) != 0)
+        return UV_ENOMEM;
     int rc = uv_read_start(&c->h.stream, on_alloc, on_read);
     if (rc != 0)
         return rc;
@@ -1271,6 +1391,24 @@ int tp_http_server_listen_unix(struct tp_http_server *srv, const char *path)
     return 0;
 }
 
+int tp_http_server_set_tls(struct tp_http_server *srv, const char *cert_pem_path,
+                           const char *key_pem_path, char *err, size_t errlen)
+{
+    if (srv->closing || srv->conns != NULL) {
+        if (err != NULL && errlen > 0)
+            snprintf(err, errlen, "TLS must be set before the server has connections");
+        return CORE_EINVAL;
+    }
+    struct tp_tls_config *cfg;
+    int rc = tp_tls_config_new(cert_pem_path, key_pem_path, &cfg, err, errlen);
+    if (rc != 0)
+        return rc;
+    tp_tls_config_free(srv->tls);
+    srv->tls = cfg;
+    core_log(CORE_LOG_INFO, MOD, "TLS on: certificate %s", cert_pem_path);
+    return 0;
+}
+
 void tp_http_server_set_raw_cb(struct tp_http_server *srv, tp_http_raw_cb cb, void *ctx)
 {
     srv->raw_cb = cb;
@@ -1360,6 +1498,7 @@ static void server_maybe_done(struct tp_http_server *srv)
         core_buf_dispose(&srv->spare_in[--srv->n_spare_in]);
     while (srv->n_spare_store > 0)
         core_buf_dispose(&srv->spare_store[--srv->n_spare_store]);
+    tp_tls_config_free(srv->tls);
     void (*done)(void *) = srv->done;
     void *done_ctx = srv->done_ctx;
     core_log(CORE_LOG_DEBUG, MOD, "server closed");

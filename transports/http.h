@@ -59,6 +59,13 @@ GW_MUST_CHECK int tp_http_server_listen_unix(struct tp_http_server *srv, const c
 /* Serves an already connected stream socket (TCP or Unix, e.g. one end of a socketpair) as
  * a connection of this server. Takes ownership of fd, also on failure. Returns 0 or UV_E*. */
 GW_MUST_CHECK int tp_http_server_adopt_fd(struct tp_http_server *srv, int fd);
+/* Serves every TCP connection accepted or adopted from now on with TLS (mbedTLS, TLS 1.2+);
+ * the Unix socket stays plain. cert_pem_path holds the PEM certificate chain (server
+ * certificate first), key_pem_path its unencrypted PEM private key; both are read now. Call it
+ * before the server has connections. Returns 0, or CORE_EINVAL with a message in err[0..errlen)
+ * (unreadable or unparsable file, key not matching the certificate, connections exist). */
+GW_MUST_CHECK int tp_http_server_set_tls(struct tp_http_server *srv, const char *cert_pem_path,
+                                         const char *key_pem_path, char *err, size_t errlen);
 /* Routes non-HTTP Unix-socket connections to cb (see tp_http_raw_cb); without it they get 400. */
 void tp_http_server_set_raw_cb(struct tp_http_server *srv, tp_http_raw_cb cb, void *ctx);
 /* Stops accepting new connections (existing ones go on); a Unix socket file is unlinked. */
