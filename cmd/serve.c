@@ -1,6 +1,7 @@
 /* `agentgate serve`: arguments, paths, listeners and signals around the gateway. */
 #include "cmd/serve.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -153,7 +154,7 @@ static void on_signal(uv_signal_t *h, int signum)
 }
 
 static void print_banner(const char *cfg_path, const char *listen, const char *sock, int port,
-                         const char *host)
+                         const char *host, const char *self)
 {
     printf("agentgate %s serving MCP at /mcp\n", AG_VERSION);
     printf("  config: %s\n", cfg_path ? cfg_path : "(built-in: the demo server)");
@@ -167,14 +168,28 @@ static void print_banner(const char *cfg_path, const char *listen, const char *s
         snprintf(url, sizeof url, "http://%s%s%s:%d/mcp", strchr(host, ':') ? "[" : "", host,
                  strchr(host, ':') ? "]" : "", port);
         printf("\nFor clients that speak Streamable HTTP (Cursor, VS Code, Claude Code), add:\n"
-               "  \"agentgate\": { \"type\": \"http\", \"url\": \"%s\" }\n"
-               "\nFor Claude Desktop, paste into claude_desktop_config.json:\n"
-               "{\n  \"mcpServers\": {\n    \"agentgate\": {\n"
-               "      \"command\": \"npx\",\n"
-               "      \"args\": [\"-y\", \"mcp-remote\", \"%s\"]\n"
-               "    }\n  }\n}\n(agentgate's own stdio bridge will replace mcp-remote here.)\n\n",
-               url, url);
+               "  \"agentgate\": { \"type\": \"http\", \"url\": \"%s\" }\n",
+               url);
     }
+    if (sock && self) {
+        /* JSON strings: our paths have no quotes or backslashes to escape in practice, but be
+         * exact anyway. */
+        cJSON *args = cJSON_CreateArray();
+        cJSON_AddItemToArray(args, cJSON_CreateString("bridge"));
+        cJSON_AddItemToArray(args, cJSON_CreateString("--socket"));
+        cJSON_AddItemToArray(args, cJSON_CreateString(sock));
+        cJSON *cmd = cJSON_CreateString(self);
+        char *a = cJSON_PrintUnformatted(args), *c = cJSON_PrintUnformatted(cmd);
+        printf("\nFor Claude Desktop (or any stdio client), paste into claude_desktop_config.json:\n"
+               "{\n  \"mcpServers\": {\n    \"agentgate\": {\n"
+               "      \"command\": %s,\n      \"args\": %s\n    }\n  }\n}\n",
+               c, a);
+        core_free(a);
+        core_free(c);
+        cJSON_Delete(args);
+        cJSON_Delete(cmd);
+    }
+    printf("\n");
     fflush(stdout);
 }
 
@@ -337,7 +352,7 @@ int cmd_run_gateway(struct cmd_run *r)
         if (r->banner)
             r->banner(r, host, tp_http_server_port(sv.http), sockp);
         else
-            print_banner(path, listen, sockp, tp_http_server_port(sv.http), host);
+            print_banner(path, listen, sockp, tp_http_server_port(sv.http), host, self);
         core_log(CORE_LOG_INFO, "serve", "ready: %zu server(s), state in %s", cfg->n_servers, state);
     }
     uv_run(&sv.loop, UV_RUN_DEFAULT);

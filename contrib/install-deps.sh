@@ -10,7 +10,7 @@ pkgs=(build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libmbedtl
 want_test=0
 want_node=0
 case "${1:-}" in
---test) want_test=1; want_node=1; pkgs+=(nodejs npm libclang-rt-14-dev clang) ;;
+--test) want_test=1; want_node=1; pkgs+=(nodejs npm libclang-rt-14-dev clang openssl) ;;
 --bench) want_node=1; pkgs+=(nodejs npm valgrind) ;;
 esac
 missing=()

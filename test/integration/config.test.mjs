@@ -125,6 +125,10 @@ test('without a config file, serve runs the built-in demo server as "demo" and p
     const out = () => demo.stdout + demo.stderr;
     await waitFor(() => out().includes(`127.0.0.1:${demo.port}`), { what: 'the listen address printed at start' });
     await waitFor(() => out().includes('mcpServers'), { what: 'the mcpServers snippet printed at start' });
+    // The Claude Desktop snippet runs this very binary's bridge on this daemon's socket.
+    const snippet = JSON.parse(out().slice(out().indexOf('{\n  "mcpServers"')).split('\n}\n')[0] + '\n}');
+    assert.deepEqual(snippet.mcpServers.agentgate.args, ['bridge', '--socket', demo.socket]);
+    assert.ok(snippet.mcpServers.agentgate.command.endsWith('agentgate'));
     const c = await connectClient(demo, { name: 'demo-user' });
     try {
         let tools = [];
