@@ -29,6 +29,7 @@
 #include "core/frame.h"
 #include "core/jsonrpc.h"
 #include "core/log.h"
+#include "core/paths.h"
 
 #define MOD "bridge"
 
@@ -852,23 +853,6 @@ static void attach(struct bridge *br, int fd)
 
 /* ------------------------------------------------------------------ starting a daemon */
 
-GW_MUST_CHECK static int make_dirs(const char *path, mode_t mode)
-{
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
-        return -1;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, mode) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, mode) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
 
 /* The daemon's state directory, as `serve` computes it. */
 static void state_dir(struct bridge *br, char *out, size_t cap)
@@ -877,14 +861,7 @@ static void state_dir(struct bridge *br, char *out, size_t cap)
         snprintf(out, cap, "%s", br->state_dir_opt);
         return;
     }
-    const char *base = getenv("XDG_STATE_HOME");
-    const char *home = getenv("HOME");
-    if (base && base[0] == '/')
-        snprintf(out, cap, "%s/agentgate", base);
-    else if (home && home[0] != '\0')
-        snprintf(out, cap, "%s/.local/state/agentgate", home);
-    else
-        snprintf(out, cap, "/tmp/agentgate-%u/state", (unsigned)getuid());
+    core_path_default_state(out, cap);
 }
 
 /* Prints the last lines of <state dir>/daemon.log to stderr. */
@@ -956,7 +933,7 @@ GW_MUST_CHECK static int spawn_daemon(struct bridge *br)
     self[sl] = '\0';
     char dir[PATH_MAX], logp[PATH_MAX + 16];
     state_dir(br, dir, sizeof dir);
-    if (make_dirs(dir, 0700) != 0)
+    if (core_path_mkdirs(dir, 0700) != 0)
         return uv_translate_sys_error(errno);
     snprintf(logp, sizeof logp, "%s/daemon.log", dir);
     int logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -1021,7 +998,7 @@ GW_MUST_CHECK static int take_lock(struct bridge *br)
         *slash = '\0';
     else
         snprintf(dir, sizeof dir, "%s", slash ? "/" : ".");
-    if (make_dirs(dir, 0700) != 0)
+    if (core_path_mkdirs(dir, 0700) != 0)
         return uv_translate_sys_error(errno);
     snprintf(path, sizeof path, "%s/start.lock", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -1346,12 +1323,9 @@ int br_bridge_main(int argc, char **argv)
         else
             n = snprintf(br->sock_path, sizeof br->sock_path, "%s", sock);
     } else {
-        const char *rt = getenv("XDG_RUNTIME_DIR");
-        if (rt && rt[0] == '/')
-            n = snprintf(br->sock_path, sizeof br->sock_path, "%s/agentgate/agentgate.sock", rt);
-        else
-            n = snprintf(br->sock_path, sizeof br->sock_path, "/tmp/agentgate-%u/agentgate.sock",
-                         (unsigned)getuid());
+        n = core_path_default_socket(br->sock_path, sizeof br->sock_path) == 0
+                ? (int)strlen(br->sock_path)
+                : -1;
     }
     core_config_free(cfg);
     if (n < 0 || (size_t)n >= sizeof br->sock_path) {

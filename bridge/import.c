@@ -32,6 +32,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/paths.h"
 #include "core/err.h"
 
 #define CLIENT_FILE_MAX (16 * 1024 * 1024) /* bytes; a client config is small */
@@ -205,40 +206,25 @@ static const char *read_error(int rc)
     return strerror(-rc);
 }
 
-/* $VAR/leaf, else $HOME/home_rel/leaf. Returns 0 or -1 (no HOME, or too long). */
-static int xdg_path(char *out, size_t cap, const char *var, const char *home_rel, const char *leaf)
-{
-    const char *base = var != NULL ? getenv(var) : NULL;
-    int n;
-    if (base != NULL && base[0] == '/') {
-        n = snprintf(out, cap, "%s/%s", base, leaf);
-    } else {
-        const char *home = getenv("HOME");
-        if (home == NULL || home[0] == '\0')
-            return -1;
-        n = snprintf(out, cap, "%s/%s/%s", home, home_rel, leaf);
-    }
-    return n > 0 && (size_t)n < cap ? 0 : -1;
-}
 
 static int default_client_path(enum client c, char *out, size_t cap)
 {
     switch (c) {
     case CLIENT_CLAUDE:
 #ifdef __APPLE__
-        return xdg_path(out, cap, NULL, "Library/Application Support",
+        return core_path_xdg(out, cap, NULL, "Library/Application Support",
                         "Claude/claude_desktop_config.json");
 #else
-        return xdg_path(out, cap, "XDG_CONFIG_HOME", ".config",
+        return core_path_xdg(out, cap, "XDG_CONFIG_HOME", ".config",
                         "Claude/claude_desktop_config.json");
 #endif
     case CLIENT_CURSOR:
-        return xdg_path(out, cap, NULL, ".cursor", "mcp.json");
+        return core_path_xdg(out, cap, NULL, ".cursor", "mcp.json");
     case CLIENT_VSCODE:
 #ifdef __APPLE__
-        return xdg_path(out, cap, NULL, "Library/Application Support", "Code/User/mcp.json");
+        return core_path_xdg(out, cap, NULL, "Library/Application Support", "Code/User/mcp.json");
 #else
-        return xdg_path(out, cap, "XDG_CONFIG_HOME", ".config", "Code/User/mcp.json");
+        return core_path_xdg(out, cap, "XDG_CONFIG_HOME", ".config", "Code/User/mcp.json");
 #endif
     }
     return -1;
@@ -1332,7 +1318,7 @@ int br_import_main(int argc, char **argv)
     if (im.opt.config_path != NULL) {
         if (snprintf(given, sizeof given, "%s", im.opt.config_path) >= (int)sizeof given)
             goto too_long;
-    } else if (xdg_path(given, sizeof given, "XDG_CONFIG_HOME", ".config",
+    } else if (core_path_xdg(given, sizeof given, "XDG_CONFIG_HOME", ".config",
                         "agentgate/agentgate.ini") != 0) {
         fprintf(stderr, "agentgate: cannot find the agentgate config: HOME is not set\n");
         goto out;

@@ -16,6 +16,7 @@
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/paths.h"
 #include "federation/bridge_front.h"
 #include "federation/gateway.h"
 #include "federation/mcp_http.h"
@@ -43,40 +44,7 @@ static void serve_usage(FILE *f)
                "                   (else ~/.local/state/agentgate)\n");
 }
 
-/* Joins an XDG base directory (or $HOME + fallback) with a leaf. */
-static int xdg_path(char *out, size_t cap, const char *var, const char *home_rel, const char *leaf)
-{
-    const char *base = getenv(var);
-    int n;
-    if (base && base[0] == '/') {
-        n = snprintf(out, cap, "%s/%s", base, leaf);
-    } else {
-        const char *home = getenv("HOME");
-        if (home == NULL || home[0] == '\0')
-            return -1;
-        n = snprintf(out, cap, "%s/%s/%s", home, home_rel, leaf);
-    }
-    return n > 0 && (size_t)n < cap ? 0 : -1;
-}
 
-/* mkdir -p with the given mode for every directory it creates. */
-static int make_dirs(const char *path, mode_t mode)
-{
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
-        return -1;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, mode) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, mode) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
 
 /* Splits "HOST:PORT" / "[V6]:PORT" into a numeric host and a port. */
 static int split_listen(const char *s, char *host, size_t cap, int *port)
@@ -229,8 +197,7 @@ int cmd_serve(int argc, char **argv)
     /* The config: explicit, else the default path if it exists, else the built-in default. */
     char cfg_path[PATH_MAX];
     const char *path = opt_config;
-    if (path == NULL && xdg_path(cfg_path, sizeof cfg_path, "XDG_CONFIG_HOME", ".config",
-                                 "agentgate/agentgate.ini") == 0 &&
+    if (path == NULL && core_path_default_config(cfg_path, sizeof cfg_path) == 0 &&
         access(cfg_path, F_OK) == 0)
         path = cfg_path;
     struct core_config *cfg = NULL;
@@ -265,9 +232,9 @@ int cmd_run_gateway(struct cmd_run *r)
     char state[PATH_MAX];
     if (opt_state)
         snprintf(state, sizeof state, "%s", opt_state);
-    else if (xdg_path(state, sizeof state, "XDG_STATE_HOME", ".local/state", "agentgate") != 0)
-        snprintf(state, sizeof state, "/tmp/agentgate-%u/state", (unsigned)getuid());
-    if (make_dirs(state, 0700) != 0) {
+    else
+        core_path_default_state(state, sizeof state);
+    if (core_path_mkdirs(state, 0700) != 0) {
         fprintf(stderr, "agentgate: cannot create state directory %s: %s\n", state, strerror(errno));
         core_config_free(cfg);
         return 1;
@@ -281,11 +248,11 @@ int cmd_run_gateway(struct cmd_run *r)
     if (sockp && strcmp(sockp, "off") == 0) {
         sockp = NULL;
     } else if (sockp == NULL) {
-        const char *rt = getenv("XDG_RUNTIME_DIR");
-        if (rt && rt[0] == '/')
-            snprintf(sock, sizeof sock, "%s/agentgate/agentgate.sock", rt);
-        else
-            snprintf(sock, sizeof sock, "/tmp/agentgate-%u/agentgate.sock", (unsigned)getuid());
+        if (core_path_default_socket(sock, sizeof sock) != 0) {
+            fprintf(stderr, "agentgate: the default socket path is too long\n");
+            core_config_free(cfg);
+            return 2;
+        }
         sockp = sock;
     }
     if (sockp) {
@@ -294,7 +261,7 @@ int cmd_run_gateway(struct cmd_run *r)
         char *slash = strrchr(dir, '/');
         if (slash && slash != dir) {
             *slash = '\0';
-            if (make_dirs(dir, 0700) != 0) {
+            if (core_path_mkdirs(dir, 0700) != 0) {
                 fprintf(stderr, "agentgate: cannot create socket directory %s: %s\n", dir,
                         strerror(errno));
                 core_config_free(cfg);

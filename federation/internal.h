@@ -303,6 +303,11 @@ void fed__gateway_upstream_freed(struct fed_gateway *gw);
  * all sessions) and schedules the coalesced notifications. */
 void fed__gateway_lists_changed(struct fed_gateway *gw, struct fed_upstream *up, unsigned mask);
 
+struct tp_http_req;
+/* HTTP fronts: a short text answer, and a JSON-RPC error (id null) with an HTTP status. */
+void fed__http_status(struct tp_http_req *req, int status, const char *text);
+void fed__http_rpc_error(struct tp_http_req *req, int status, int code, const char *msg);
+
 /* Writes a JSON-RPC error response text with the given raw id bytes into out. */
 int fed__error_json(struct core_buf *out, const char *id, size_t id_len, int code, const char *msg);
 

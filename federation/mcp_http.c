@@ -77,19 +77,19 @@ static bool host_ok(const char *h, bool origin)
     return false;
 }
 
-static void respond_status(struct tp_http_req *req, int status, const char *text)
+void fed__http_status(struct tp_http_req *req, int status, const char *text)
 {
     (void)tp_http_respond_simple(req, status, "text/plain; charset=utf-8", text);
 }
 
-static void respond_rpc_error(struct tp_http_req *req, int status, int code, const char *msg)
+void fed__http_rpc_error(struct tp_http_req *req, int status, int code, const char *msg)
 {
     struct core_buf b;
     core_buf_init(&b, 0);
     if (fed__error_json(&b, "null", 4, code, msg) == 0)
         (void)tp_http_respond_simple(req, status, "application/json", b.data);
     else
-        respond_status(req, 500, "internal error\n");
+        fed__http_status(req, 500, "internal error\n");
     core_buf_dispose(&b);
 }
 
@@ -322,7 +322,7 @@ static void handle_batch(struct fed_session *s, struct tp_http_req *req, const c
         char msg[160];
         snprintf(msg, sizeof msg, "JSON-RPC batches are not supported in protocol version %s",
                  s->protocol_version);
-        respond_rpc_error(req, 400, -32600, msg);
+        fed__http_rpc_error(req, 400, -32600, msg);
         return;
     }
     struct http_batch *b = core_xcalloc(1, sizeof *b);
@@ -369,14 +369,14 @@ static struct fed_session *find_session(struct fed_gateway *gw, struct tp_http_r
 {
     const char *sid = tp_http_req_header(req, "Mcp-Session-Id");
     if (sid == NULL || sid[0] == '\0') {
-        respond_rpc_error(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
+        fed__http_rpc_error(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
         return NULL;
     }
     struct fed_session *s = fed__session_find(gw, sid);
     if (s != NULL && s->ops != &sess_ops)
         s = NULL; /* another front's session (legacy SSE, bridge) is not reachable here */
     if (s == NULL) {
-        respond_rpc_error(req, 404, -32001, "Session not found");
+        fed__http_rpc_error(req, 404, -32001, "Session not found");
         return NULL;
     }
     s->last_seen = fed__now(gw);
@@ -389,11 +389,11 @@ static void handle_post(struct fed_gateway *gw, struct tp_http_req *req)
     const char *body = tp_http_req_body(req, &len);
     struct core_rpc_env env;
     if (core_rpc_scan(body, len, &env) != 0) {
-        respond_rpc_error(req, 400, -32700, "Parse error");
+        fed__http_rpc_error(req, 400, -32700, "Parse error");
         return;
     }
     if (env.kind == CORE_RPC_INVALID) {
-        respond_rpc_error(req, 400, -32600, "Invalid Request");
+        fed__http_rpc_error(req, 400, -32600, "Invalid Request");
         return;
     }
     if (env.kind == CORE_RPC_REQUEST && strcmp(env.method_str, "initialize") == 0) {
@@ -420,7 +420,7 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req)
 {
     const char *accept = tp_http_req_header(req, "Accept");
     if (accept == NULL || strstr(accept, "text/event-stream") == NULL) {
-        respond_status(req, 406, "GET /mcp needs Accept: text/event-stream\n");
+        fed__http_status(req, 406, "GET /mcp needs Accept: text/event-stream\n");
         return;
     }
     struct fed_session *s = find_session(gw, req);
@@ -428,7 +428,7 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req)
         return;
     struct http_sess *hs = s->ops_ctx;
     if (hs->stream) {
-        respond_status(req, 409, "this session already has a GET stream open\n");
+        fed__http_status(req, 409, "this session already has a GET stream open\n");
         return;
     }
     struct tp_http_header h[] = {
@@ -474,7 +474,7 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
     const char *path = tp_http_req_path(req);
     const char *method = tp_http_req_method(req);
     if (gw->shutting_down) {
-        respond_status(req, 503, "shutting down\n");
+        fed__http_status(req, 503, "shutting down\n");
         return;
     }
     const char *host = tp_http_req_header(req, "Host");
@@ -486,7 +486,7 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
         (origin != NULL && !host_ok(origin, true))) {
         core_log(CORE_LOG_WARN, "http", "%s: refused Host %s Origin %s", tp_http_req_conn_name(req),
                  host ? host : "-", origin ? origin : "-");
-        respond_status(req, 403, "Forbidden: Host and Origin must be localhost\n");
+        fed__http_status(req, 403, "Forbidden: Host and Origin must be localhost\n");
         return;
     }
     if (gw->bearer && strcmp(path, "/healthz") != 0 && !bearer_ok(gw, req)) {
@@ -504,14 +504,14 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
         return;
     }
     if (strcmp(path, "/mcp") != 0) {
-        respond_status(req, 404, "Not found: the MCP endpoint is /mcp\n");
+        fed__http_status(req, 404, "Not found: the MCP endpoint is /mcp\n");
         return;
     }
     const char *ver = tp_http_req_header(req, "MCP-Protocol-Version");
     if (ver && !fed__version_supported(ver, strlen(ver))) {
         char msg[200];
         snprintf(msg, sizeof msg, "Bad Request: unsupported MCP-Protocol-Version %.60s", ver);
-        respond_rpc_error(req, 400, -32000, msg);
+        fed__http_rpc_error(req, 400, -32000, msg);
         return;
     }
     if (strcmp(method, "POST") == 0) {

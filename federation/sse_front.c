@@ -30,22 +30,6 @@ struct sse_sess {
 
 static const struct fed_session_ops sess_ops;
 
-static void respond_status(struct tp_http_req *req, int status, const char *text)
-{
-    (void)tp_http_respond_simple(req, status, "text/plain; charset=utf-8", text);
-}
-
-static void respond_rpc_error(struct tp_http_req *req, int status, int code, const char *msg)
-{
-    struct core_buf b;
-    core_buf_init(&b, 0);
-    if (fed__error_json(&b, "null", 4, code, msg) == 0)
-        (void)tp_http_respond_simple(req, status, "application/json", b.data);
-    else
-        respond_status(req, 500, "internal error\n");
-    core_buf_dispose(&b);
-}
-
 /* Writes already encoded SSE bytes to the stream, unless it is gone or backed up. */
 static void stream_put(struct sse_sess *ss, const char *p, size_t n, const char *what)
 {
@@ -170,7 +154,7 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req)
 {
     const char *accept = tp_http_req_header(req, "Accept");
     if (accept && strstr(accept, "text/event-stream") == NULL && strstr(accept, "*/*") == NULL) {
-        respond_status(req, 406, "GET /sse needs Accept: text/event-stream\n");
+        fed__http_status(req, 406, "GET /sse needs Accept: text/event-stream\n");
         return;
     }
     struct tp_http_header h[] = {
@@ -280,13 +264,13 @@ static void handle_post(struct fed_gateway *gw, struct tp_http_req *req)
 {
     char sid[65];
     if (!query_session_id(tp_http_req_query(req), sid, sizeof sid)) {
-        respond_status(req, 400, "Bad Request: sessionId is required\n");
+        fed__http_status(req, 400, "Bad Request: sessionId is required\n");
         return;
     }
     struct fed_session *s = fed__session_find(gw, sid);
     /* Only our own sessions: a Streamable HTTP session has no stream here. */
     if (s == NULL || s->ops != &sess_ops || s->closing) {
-        respond_status(req, 404, "Session not found\n");
+        fed__http_status(req, 404, "Session not found\n");
         return;
     }
     struct sse_sess *ss = s->ops_ctx;
@@ -295,11 +279,11 @@ static void handle_post(struct fed_gateway *gw, struct tp_http_req *req)
     const char *body = tp_http_req_body(req, &len);
     struct core_rpc_env env;
     if (core_rpc_scan(body, len, &env) != 0) {
-        respond_rpc_error(req, 400, -32700, "Parse error");
+        fed__http_rpc_error(req, 400, -32700, "Parse error");
         return;
     }
     if (env.kind == CORE_RPC_INVALID) {
-        respond_rpc_error(req, 400, -32600, "Invalid Request");
+        fed__http_rpc_error(req, 400, -32600, "Invalid Request");
         return;
     }
     if (env.kind == CORE_RPC_BATCH)
