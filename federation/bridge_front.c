@@ -203,7 +203,7 @@ static void on_frame(void *ctx, const char *p, size_t n)
     switch (env.kind) {
     case CORE_RPC_REQUEST: {
         struct fed_call *c = fed__call_new(s, p, &env, &call_ops, b);
-        fed_router_request(c, p, &env);
+        fed_router_request(c, p, n, &env);
         break;
     }
     case CORE_RPC_NOTIFICATION:

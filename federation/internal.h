@@ -176,6 +176,7 @@ struct fed_session {
     unsigned list_changed;      /* bitmask of lists with a change not yet sent */
     uint64_t last_seen;
     int streams;                /* open long-lived streams (GET); a session with one never idles out */
+    bool init_waiting;          /* its initialize is deferred: later requests queue behind it */
     bool closing;
 };
 
@@ -217,6 +218,9 @@ struct fed_call {
     size_t progress_token_len;
     struct fed_fanout *fan;         /* list fan-out in progress */
     bool deferred;                  /* initialize waiting for starting upstreams */
+    char *queued;                   /* a request that arrived during a deferred initialize: its
+                                       frame, dispatched once initialize is answered */
+    size_t queued_len;
     uint64_t deadline;              /* loop ms until which a deferred initialize waits */
 };
 
@@ -239,7 +243,8 @@ void fed__call_free(struct fed_call *c);
 /* ---- router ----------------------------------------------------------------------------- */
 
 /* Entry points for fronts. frame is one JSON-RPC message (no batch), env its scan. */
-void fed_router_request(struct fed_call *c, const char *frame, const struct core_rpc_env *env);
+void fed_router_request(struct fed_call *c, const char *frame, size_t n,
+                        const struct core_rpc_env *env);
 void fed_router_notification(struct fed_session *s, const char *frame,
                              const struct core_rpc_env *env);
 void fed_router_response(struct fed_session *s, const char *frame, size_t n,

@@ -299,7 +299,7 @@ static void dispatch_one(struct fed_session *s, const char *frame, size_t n,
             hc->call = c;
             tp_http_req_set_close_cb(req, on_call_req_close, hc);
         }
-        fed_router_request(c, frame, env);
+        fed_router_request(c, frame, n, env);
         return;
     }
     case CORE_RPC_NOTIFICATION:

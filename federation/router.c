@@ -375,9 +375,32 @@ static void handle_initialize(struct fed_call *c, const char *frame, const struc
          * something, but never later than the list deadline. */
         c->deferred = true;
         c->deadline = fed__now(s->gw) + s->gw->cfg->list_timeout_ms;
+        s->init_waiting = true;
         return;
     }
     finish_initialize(c);
+}
+
+/* Requests pipelined behind a deferred initialize go out in arrival order once it is answered. */
+static void dispatch_queued(struct fed_session *s)
+{
+    for (;;) {
+        struct fed_call *oldest = NULL;
+        for (struct fed_call *c = s->calls; c; c = c->next)
+            if (c->queued)
+                oldest = c; /* the list is newest first */
+        if (oldest == NULL)
+            return;
+        char *frame = oldest->queued;
+        size_t n = oldest->queued_len;
+        oldest->queued = NULL;
+        struct core_rpc_env env;
+        if (core_rpc_scan(frame, n, &env) == 0)
+            fed_router_request(oldest, frame, n, &env);
+        else
+            fed__call_error(oldest, -32700, "Parse error");
+        core_free(frame);
+    }
 }
 
 void fed__router_check_deferred(struct fed_gateway *gw)
@@ -394,7 +417,10 @@ void fed__router_check_deferred(struct fed_gateway *gw)
             next = c->next;
             if (c->deferred && (!waiting || now >= c->deadline)) {
                 c->deferred = false;
+                s->init_waiting = false;
                 finish_initialize(c);
+                dispatch_queued(s);
+                break; /* the call list changed under us; the next tick sees the rest */
             }
         }
     }
@@ -871,9 +897,16 @@ static void handle_complete(struct fed_call *c, const char *frame, const struct 
     call_errorf(c, -32602, "unknown reference type %s", type);
 }
 
-void fed_router_request(struct fed_call *c, const char *frame, const struct core_rpc_env *env)
+void fed_router_request(struct fed_call *c, const char *frame, size_t n,
+                        const struct core_rpc_env *env)
 {
     const char *m = env->method_str;
+    if (c->sess->init_waiting && strcmp(m, "ping") != 0 && strcmp(m, "initialize") != 0) {
+        /* Keep the order a pipelining client expects: nothing is answered before initialize. */
+        c->queued = core_xmemdup(frame, n);
+        c->queued_len = n;
+        return;
+    }
     if (strcmp(m, "tools/call") == 0)
         handle_named(c, frame, env, 0);
     else if (strcmp(m, "resources/read") == 0 || strcmp(m, "resources/subscribe") == 0 ||

@@ -137,6 +137,7 @@ void fed__call_free(struct fed_call *c)
         fed__fanout_orphan(c->fan);
     core_free(c->id);
     core_free(c->progress_token);
+    core_free(c->queued);
     core_free(c);
 }
 

@@ -223,7 +223,7 @@ static void dispatch_one(struct sse_sess *ss, const char *frame, size_t n,
     switch (env->kind) {
     case CORE_RPC_REQUEST: {
         struct fed_call *c = fed__call_new(s, frame, env, &call_ops, ss);
-        fed_router_request(c, frame, env);
+        fed_router_request(c, frame, n, env);
         return;
     }
     case CORE_RPC_NOTIFICATION:

@@ -130,7 +130,7 @@ static struct got *send_req(struct fed_session *s, const char *frame)
     ck_assert_int_eq(env.kind, CORE_RPC_REQUEST);
     struct got *g = core_xcalloc(1, sizeof *g);
     struct fed_call *c = fed__call_new(s, frame, &env, &ops, g);
-    fed_router_request(c, frame, &env);
+    fed_router_request(c, frame, strlen(frame), &env);
     return g;
 }
 
