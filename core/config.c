@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,12 +44,20 @@
 #define SERVER_NAME_MAX 64
 #define PREFIX_MAX 32
 #define SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
-#define EXCERPT_MAX 48 /* bytes of a quoted value in an error message */
+#define EXCERPT_MAX 48       /* bytes of a quoted value in an error message */
+#define RATE_MAX 1000000000u /* calls per unit, and burst: far above any sane limit */
 
 enum section {
     SECTION_NONE = 0, /* before the first header: keys are an error */
     SECTION_GATEWAY,
     SECTION_SERVER, /* the last entry of cfg->servers */
+    SECTION_CLIENT, /* the last entry of cfg->clients */
+};
+
+/* Lines of a client's keys that later checks point at; 0 = key absent. */
+struct client_lines {
+    int token;   /* token_sha256 or token_env */
+    int servers; /* servers */
 };
 
 struct seen_key {
@@ -65,6 +74,10 @@ struct parser {
     struct core_config *cfg;
     size_t servers_cap;
     int *prefix_lines; /* per server: line of its prefix key, or of its header */
+    size_t clients_cap;
+    struct client_lines *client_lines; /* per client */
+    int listen_line;                   /* line of [gateway] listen, 0 when absent */
+    int auth_line;                     /* line of [gateway] auth, 0 when absent */
     enum section section;
     int gateway_line;      /* line of [gateway], 0 before it */
     struct seen_key *keys; /* keys of the current section, for duplicates */
@@ -167,6 +180,9 @@ static struct core_config *config_new(void)
     cfg->max_body = 4 * 1024 * 1024;
     cfg->list_timeout_ms = 5000;
     cfg->idle_timeout_ms = 120000;
+    cfg->session_ttl_ms = 24 * 3600 * 1000;
+    cfg->audit = true;
+    cfg->audit_max = 10 * 1024 * 1024;
     return cfg;
 }
 
@@ -183,6 +199,7 @@ static void server_init(struct core_server_cfg *srv, const char *name, int line)
     srv->request_timeout_ms = 300000;
     srv->roots = empty_list();
     srv->max_frame = 16 * 1024 * 1024;
+    srv->pin = CORE_PIN_QUARANTINE;
 }
 
 static void server_dispose(struct core_server_cfg *srv)
@@ -196,6 +213,21 @@ static void server_dispose(struct core_server_cfg *srv)
     free_list(srv->roots);
 }
 
+static void client_init(struct core_client_cfg *c, const char *name, int line)
+{
+    memset(c, 0, sizeof(*c));
+    c->name = core_xstrdup(name);
+    c->line = line;
+}
+
+static void client_dispose(struct core_client_cfg *c)
+{
+    core_free(c->name);
+    free_list(c->servers);
+    free_list(c->allow);
+    free_list(c->deny);
+}
+
 void core_config_free(struct core_config *cfg)
 {
     if (cfg == NULL)
@@ -203,6 +235,9 @@ void core_config_free(struct core_config *cfg)
     for (size_t i = 0; i < cfg->n_servers; i++)
         server_dispose(&cfg->servers[i]);
     core_free(cfg->servers);
+    for (size_t i = 0; i < cfg->n_clients; i++)
+        client_dispose(&cfg->clients[i]);
+    core_free(cfg->clients);
     core_free(cfg->path);
     core_free(cfg->listen);
     core_free(cfg->socket);
@@ -223,6 +258,83 @@ struct core_config *core_config_default(const char *self_exe)
     srv->args[0] = core_xstrdup("demo-server");
     srv->n_args = 1;
     return cfg;
+}
+
+/* ---- comparing and copying ---- */
+
+static bool str_equal(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+/* NULL (absent) only equals NULL; otherwise element by element. */
+static bool list_equal(char *const *a, size_t na, char *const *b, size_t nb)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++) {
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* A copy of a NULL-terminated list of n strings; NULL stays NULL. */
+static char **list_dup(char *const *list, size_t n)
+{
+    if (list == NULL)
+        return NULL;
+    char **copy = core_xcalloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        copy[i] = core_xstrdup(list[i]);
+    return copy;
+}
+
+bool core_server_cfg_equal(const struct core_server_cfg *a, const struct core_server_cfg *b)
+{
+    return str_equal(a->name, b->name) && str_equal(a->command, b->command) &&
+           list_equal(a->args, a->n_args, b->args, b->n_args) &&
+           list_equal(a->env, a->n_env, b->env, b->n_env) && str_equal(a->cwd, b->cwd) &&
+           str_equal(a->prefix, b->prefix) && a->isolation == b->isolation &&
+           a->restart == b->restart && a->request_timeout_ms == b->request_timeout_ms &&
+           list_equal(a->roots, a->n_roots, b->roots, b->n_roots) && a->max_frame == b->max_frame &&
+           a->pin == b->pin;
+}
+
+struct core_server_cfg *core_server_cfg_dup(const struct core_server_cfg *srv)
+{
+    struct core_server_cfg *copy = core_xmalloc(sizeof(*copy));
+    *copy = *srv;
+    copy->name = srv->name != NULL ? core_xstrdup(srv->name) : NULL;
+    copy->command = srv->command != NULL ? core_xstrdup(srv->command) : NULL;
+    copy->args = list_dup(srv->args, srv->n_args);
+    copy->env = list_dup(srv->env, srv->n_env);
+    copy->cwd = srv->cwd != NULL ? core_xstrdup(srv->cwd) : NULL;
+    copy->prefix = srv->prefix != NULL ? core_xstrdup(srv->prefix) : NULL;
+    copy->roots = list_dup(srv->roots, srv->n_roots);
+    return copy;
+}
+
+void core_server_cfg_free(struct core_server_cfg *srv)
+{
+    if (srv == NULL)
+        return;
+    server_dispose(srv);
+    core_free(srv);
+}
+
+bool core_client_cfg_equal(const struct core_client_cfg *a, const struct core_client_cfg *b)
+{
+    /* Token hashes are not secret (the tokens are), so strcmp is fine here. */
+    return str_equal(a->name, b->name) && strcmp(a->token_sha256, b->token_sha256) == 0 &&
+           list_equal(a->servers, a->n_servers, b->servers, b->n_servers) &&
+           list_equal(a->allow, a->n_allow, b->allow, b->n_allow) &&
+           list_equal(a->deny, a->n_deny, b->deny, b->n_deny) &&
+           a->rate_per_sec == b->rate_per_sec && a->rate_burst == b->rate_burst;
 }
 
 /* ---- values ---- */
@@ -383,6 +495,31 @@ static bool is_host_port(const char *s)
     return inet_pton(AF_INET, host, addr) == 1;
 }
 
+/* s passed is_host_port. True when its host is "localhost", in 127.0.0.0/8, ::1 or an
+ * IPv4-mapped 127.x address: only this machine can connect. */
+static bool is_loopback(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    size_t hlen = (size_t)(colon - s);
+    char host[INET6_ADDRSTRLEN + 2];
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (hlen == 9 && memcmp(s, "localhost", 9) == 0)
+        return true;
+    if (s[0] == '[') {
+        memcpy(host, s + 1, hlen - 2);
+        host[hlen - 2] = '\0';
+        if (inet_pton(AF_INET6, host, addr) != 1)
+            return false;
+        static const unsigned char v6_loopback[16] = {[15] = 1};
+        static const unsigned char v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
+        return memcmp(addr, v6_loopback, 16) == 0 ||
+               (memcmp(addr, v4_mapped, 12) == 0 && addr[12] == 127);
+    }
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    return inet_pton(AF_INET, host, addr) == 1 && addr[0] == 127;
+}
+
 /* Expands ${env:NAME} in s into *out (caller frees). Reports errors for `key`. */
 static int expand(struct parser *p, const char *key, const char *s, char **out)
 {
@@ -510,6 +647,21 @@ static void set_string(char **slot, char *v)
     *slot = v;
 }
 
+/* auth = none leaves TCP open to anyone who can connect, so it needs a loopback listen. Called
+ * after listen or auth is set, so the error points at whichever of the two came second. */
+static int check_auth_listen(struct parser *p)
+{
+    const struct core_config *cfg = p->cfg;
+    char q[EXCERPT_MAX];
+    if (strcmp(cfg->auth, "none") != 0 || cfg->listen[0] == '\0' ||
+        strcmp(cfg->listen, "off") == 0 || is_loopback(cfg->listen))
+        return 0;
+    return fail(p, p->line,
+                "auth = none (line %d) needs a loopback listen address, but listen is '%s' "
+                "(line %d); use auth = token, or listen on 127.0.0.1, [::1] or localhost",
+                p->auth_line, excerpt(q, sizeof(q), cfg->listen), p->listen_line);
+}
+
 static int set_gateway(struct parser *p, const char *key, const char *raw)
 {
     struct core_config *cfg = p->cfg;
@@ -528,6 +680,8 @@ static int set_gateway(struct parser *p, const char *key, const char *raw)
         }
         set_string(&cfg->listen, v);
         v = NULL;
+        p->listen_line = p->line;
+        rc = check_auth_listen(p);
     } else if (strcmp(key, "socket") == 0) {
         if (v[0] == '\0') {
             rc = fail(p, p->line, "socket: empty (give a path, or off to disable)");
@@ -544,15 +698,29 @@ static int set_gateway(struct parser *p, const char *key, const char *raw)
             rc = fail(p, p->line, "log_level: '%s' is not error, warn, info, debug or trace",
                       excerpt(q, sizeof(q), raw));
     } else if (strcmp(key, "auth") == 0) {
-        if (strcmp(v, "none") != 0)
-            rc = fail(p, p->line,
-                      "auth: '%s' is not supported; only \"none\" is for now (bearer comes "
-                      "later)",
-                      excerpt(q, sizeof(q), raw));
+        if (strcmp(v, "token") != 0 && strcmp(v, "none") != 0) {
+            rc = fail(p, p->line, "auth: '%s' is not token or none", excerpt(q, sizeof(q), raw));
+            goto out;
+        }
+        set_string(&cfg->auth, v);
+        v = NULL;
+        p->auth_line = p->line;
+        rc = check_auth_listen(p);
+    } else if (strcmp(key, "audit") == 0) {
+        if (strcmp(v, "on") == 0)
+            cfg->audit = true;
+        else if (strcmp(v, "off") == 0)
+            cfg->audit = false;
+        else
+            rc = fail(p, p->line, "audit: '%s' is not on or off", excerpt(q, sizeof(q), raw));
     } else if (strcmp(key, "max_body") == 0) {
         rc = set_size(p, key, raw, v, &cfg->max_body);
+    } else if (strcmp(key, "audit_max") == 0) {
+        rc = set_size(p, key, raw, v, &cfg->audit_max);
     } else if (strcmp(key, "list_timeout") == 0) {
         rc = set_duration(p, key, raw, v, &cfg->list_timeout_ms);
+    } else if (strcmp(key, "session_ttl") == 0) {
+        rc = set_duration(p, key, raw, v, &cfg->session_ttl_ms);
     } else {
         rc = set_duration(p, key, raw, v, &cfg->idle_timeout_ms);
     }
@@ -635,6 +803,16 @@ static int set_server(struct parser *p, const char *key, const char *raw)
         else
             rc = fail(p, p->line, "restart: '%s' is not always, on-failure or never",
                       excerpt(q, sizeof(q), raw));
+    } else if (strcmp(key, "pin") == 0) {
+        if (strcmp(v, "quarantine") == 0)
+            srv->pin = CORE_PIN_QUARANTINE;
+        else if (strcmp(v, "warn") == 0)
+            srv->pin = CORE_PIN_WARN;
+        else if (strcmp(v, "off") == 0)
+            srv->pin = CORE_PIN_OFF;
+        else
+            rc = fail(p, p->line, "pin: '%s' is not quarantine, warn or off",
+                      excerpt(q, sizeof(q), raw));
     } else if (strcmp(key, "request_timeout") == 0) {
         rc = set_duration(p, key, raw, v, &srv->request_timeout_ms);
     } else {
@@ -645,18 +823,234 @@ out:
     return rc;
 }
 
+/* Expands raw and splits it at commas into a NULL-terminated list of trimmed items, which
+ * replaces *list. An empty value or item is an error: "allow =" must not quietly mean
+ * "allow everything". */
+static int set_comma_list(struct parser *p, const char *key, const char *raw, char ***list,
+                          size_t *n)
+{
+    char *v = NULL;
+    int rc = expand(p, key, raw, &v);
+    if (rc)
+        return rc;
+    size_t count = 1;
+    for (const char *c = v; *c; c++) {
+        if (*c == ',')
+            count++;
+    }
+    char **items = core_xcalloc(count + 1, sizeof(char *));
+    const char *item = v;
+    for (size_t i = 0; i < count; i++) {
+        const char *comma = strchr(item, ',');
+        const char *e = comma != NULL ? comma : item + strlen(item);
+        const char *b = item;
+        while (b < e && is_space(*b))
+            b++;
+        while (e > b && is_space(e[-1]))
+            e--;
+        if (b == e) {
+            if (count == 1)
+                rc = fail(p, p->line, "%s: empty (leave the key out for the default)", key);
+            else
+                rc = fail(p, p->line, "%s: item %zu is empty", key, i + 1);
+            goto out;
+        }
+        items[i] = core_xstrndup(b, (size_t)(e - b));
+        if (comma != NULL)
+            item = comma + 1;
+    }
+    free_list(*list);
+    *list = items;
+    *n = count;
+    items = NULL;
+out:
+    free_list(items);
+    core_free(v);
+    return rc;
+}
+
+/* Reads a whole number 1..RATE_MAX at *q and advances *q past it. */
+static bool parse_count(const char **q, uint64_t *out)
+{
+    const char *s = *q;
+    uint64_t n = 0;
+    if (!is_digit(*s))
+        return false;
+    for (; is_digit(*s); s++) {
+        n = n * 10 + (uint64_t)(*s - '0');
+        if (n > RATE_MAX)
+            return false;
+    }
+    if (n == 0)
+        return false;
+    *q = s;
+    *out = n;
+    return true;
+}
+
+/* Parses "N/s", "N/m" or "N/h", optionally followed by "burst M", or "off" (rate and burst 0).
+ * The default burst is the rate per second rounded up, at least 1. Returns false for
+ * anything else, a count or burst of 0, or one above RATE_MAX. */
+static bool parse_rate(const char *s, double *per_sec, double *burst)
+{
+    if (strcmp(s, "off") == 0) {
+        *per_sec = 0;
+        *burst = 0;
+        return true;
+    }
+    const char *q = s;
+    uint64_t n;
+    if (!parse_count(&q, &n) || *q != '/')
+        return false;
+    q++;
+    uint64_t unit; /* seconds */
+    if (*q == 's')
+        unit = 1;
+    else if (*q == 'm')
+        unit = 60;
+    else if (*q == 'h')
+        unit = 3600;
+    else
+        return false;
+    q++;
+    uint64_t b = (n + unit - 1) / unit; /* >= 1 because n >= 1 */
+    if (*q != '\0') {
+        if (!is_space(*q))
+            return false;
+        while (is_space(*q))
+            q++;
+        if (strncmp(q, "burst", 5) != 0 || !is_space(q[5]))
+            return false;
+        q += 5;
+        while (is_space(*q))
+            q++;
+        if (!parse_count(&q, &b) || *q != '\0')
+            return false;
+    }
+    *per_sec = (double)n / (double)unit;
+    *burst = (double)b;
+    return true;
+}
+
+/* Gives the current client the token hash hex (64 lowercase hex digits). */
+static int set_token(struct parser *p, const char *key, const char *hex)
+{
+    struct core_config *cfg = p->cfg;
+    size_t last = cfg->n_clients - 1;
+    struct core_client_cfg *c = &cfg->clients[last];
+    if (p->client_lines[last].token != 0)
+        return fail(p, p->line,
+                    "%s: [client.%s] already has a token from %s (line %d); use one "
+                    "of token_sha256 and token_env",
+                    key, c->name, strcmp(key, "token_env") == 0 ? "token_sha256" : "token_env",
+                    p->client_lines[last].token);
+    for (size_t i = 0; i < last; i++) {
+        /* Hashes are not secret (the tokens are), so strcmp is fine. */
+        if (strcmp(cfg->clients[i].token_sha256, hex) == 0)
+            return fail(p, p->line,
+                        "%s: client.%s (line %d) has the same token; every client needs its "
+                        "own",
+                        key, cfg->clients[i].name, p->client_lines[i].token);
+    }
+    memcpy(c->token_sha256, hex, sizeof(c->token_sha256));
+    p->client_lines[last].token = p->line;
+    return 0;
+}
+
+static int set_client(struct parser *p, const char *key, const char *raw)
+{
+    size_t last = p->cfg->n_clients - 1;
+    struct core_client_cfg *c = &p->cfg->clients[last];
+    char q[EXCERPT_MAX];
+    if (strcmp(key, "servers") == 0) {
+        int rc = set_comma_list(p, key, raw, &c->servers, &c->n_servers);
+        if (rc)
+            return rc;
+        for (size_t i = 1; i < c->n_servers; i++) {
+            for (size_t j = 0; j < i; j++) {
+                if (strcmp(c->servers[i], c->servers[j]) == 0)
+                    return fail(p, p->line, "servers: '%s' is listed twice",
+                                excerpt(q, sizeof(q), c->servers[i]));
+            }
+        }
+        p->client_lines[last].servers = p->line;
+        return 0;
+    }
+    if (strcmp(key, "allow") == 0)
+        return set_comma_list(p, key, raw, &c->allow, &c->n_allow);
+    if (strcmp(key, "deny") == 0)
+        return set_comma_list(p, key, raw, &c->deny, &c->n_deny);
+
+    char *v = NULL;
+    int rc = expand(p, key, raw, &v);
+    if (rc)
+        return rc;
+    if (strcmp(key, "token_sha256") == 0) {
+        /* The value is never quoted back: it may be a token pasted into the wrong key. */
+        size_t n = strlen(v);
+        bool hex = n == 64;
+        for (size_t i = 0; hex && i < n; i++) {
+            char ch = v[i];
+            if (ch >= 'A' && ch <= 'F')
+                v[i] = (char)(ch - 'A' + 'a');
+            else if (!is_digit(ch) && !(ch >= 'a' && ch <= 'f'))
+                hex = false;
+        }
+        if (!hex)
+            rc = fail(p, p->line,
+                      "token_sha256: not 64 hex digits (the SHA-256 of the token, e.g. from "
+                      "sha256sum; a token itself goes in an environment variable named by "
+                      "token_env)");
+        else
+            rc = set_token(p, key, v);
+    } else if (strcmp(key, "token_env") == 0) {
+        if (!is_env_name(v, strlen(v))) {
+            rc = fail(p, p->line, "token_env: '%s' is not a valid environment variable name",
+                      excerpt(q, sizeof(q), v));
+            goto out;
+        }
+        const char *token = getenv(v);
+        if (token == NULL || token[0] == '\0') {
+            rc = fail(p, p->line, "token_env: environment variable %s is %s", v,
+                      token == NULL ? "not set" : "empty");
+            goto out;
+        }
+        /* crypto_hash_sha256 is plain C with no CPU dispatch: it needs no sodium_init(). */
+        unsigned char digest[crypto_hash_sha256_BYTES];
+        char hex[crypto_hash_sha256_BYTES * 2 + 1];
+        crypto_hash_sha256(digest, (const unsigned char *)token, strlen(token));
+        sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
+        rc = set_token(p, key, hex);
+    } else {
+        if (!parse_rate(v, &c->rate_per_sec, &c->rate_burst))
+            rc = fail(p, p->line,
+                      "rate: '%s' is not N/s, N/m or N/h (N 1-%u) with an optional \"burst N\", "
+                      "or off; e.g. 20/s burst 40",
+                      excerpt(q, sizeof(q), raw), RATE_MAX);
+    }
+out:
+    core_free(v);
+    return rc;
+}
+
 /* ---- keys and sections ---- */
 
 static bool is_known_key(enum section section, const char *key)
 {
-    static const char *const gateway[] = {"listen",   "socket",       "log_level",    "auth",
-                                          "max_body", "list_timeout", "idle_timeout", NULL};
+    static const char *const gateway[] = {
+        "listen",       "socket",      "log_level", "auth",      "max_body", "list_timeout",
+        "idle_timeout", "session_ttl", "audit",     "audit_max", NULL};
     static const char *const server[] = {
         "command",         "args",  "cwd",       "prefix", "isolation", "restart",
-        "request_timeout", "roots", "max_frame", NULL};
+        "request_timeout", "roots", "max_frame", "pin",    NULL};
+    static const char *const client[] = {"token_sha256", "token_env", "servers", "allow",
+                                         "deny",         "rate",      NULL};
     if (section == SECTION_SERVER && strncmp(key, "env.", 4) == 0)
         return true;
-    for (const char *const *k = section == SECTION_GATEWAY ? gateway : server; *k; k++) {
+    const char *const *known = section == SECTION_GATEWAY  ? gateway
+                               : section == SECTION_SERVER ? server
+                                                           : client;
+    for (const char *const *k = known; *k; k++) {
         if (strcmp(*k, key) == 0)
             return true;
     }
@@ -680,6 +1074,9 @@ static int on_pair(struct parser *p, const char *key, const char *raw)
     if (!is_known_key(p->section, key)) {
         if (p->section == SECTION_GATEWAY)
             return fail(p, p->line, "unknown key '%s' in [gateway]", excerpt(q, sizeof(q), key));
+        if (p->section == SECTION_CLIENT)
+            return fail(p, p->line, "unknown key '%s' in [client.%s]", excerpt(q, sizeof(q), key),
+                        p->cfg->clients[p->cfg->n_clients - 1].name);
         return fail(p, p->line, "unknown key '%s' in [server.%s]", excerpt(q, sizeof(q), key),
                     p->cfg->servers[p->cfg->n_servers - 1].name);
     }
@@ -697,6 +1094,8 @@ static int on_pair(struct parser *p, const char *key, const char *raw)
     p->n_keys++;
     if (p->section == SECTION_GATEWAY)
         return set_gateway(p, key, raw);
+    if (p->section == SECTION_CLIENT)
+        return set_client(p, key, raw);
     return set_server(p, key, raw);
 }
 
@@ -788,13 +1187,59 @@ static int on_section(struct parser *p, const char *s, size_t n)
         p->prefix_lines[cfg->n_servers] = p->line;
         cfg->n_servers++;
         p->section = SECTION_SERVER;
+    } else if (strncmp(name, "client.", 7) == 0) {
+        const char *cname = name + 7;
+        struct core_config *cfg = p->cfg;
+        if (!is_server_name(cname)) {
+            rc = fail(p, p->line, "client name '%s' must be 1-64 characters from A-Z a-z 0-9 _ . -",
+                      excerpt(q, sizeof(q), cname));
+            goto out;
+        }
+        for (size_t i = 0; i < cfg->n_clients; i++) {
+            if (strcmp(cfg->clients[i].name, cname) == 0) {
+                rc = fail(p, p->line, "duplicate section [client.%s] (first at line %d)", cname,
+                          cfg->clients[i].line);
+                goto out;
+            }
+        }
+        if (cfg->n_clients == p->clients_cap) {
+            p->clients_cap = p->clients_cap ? p->clients_cap * 2 : 4;
+            cfg->clients = core_xrealloc(cfg->clients, p->clients_cap * sizeof(*cfg->clients));
+            p->client_lines =
+                core_xrealloc(p->client_lines, p->clients_cap * sizeof(*p->client_lines));
+        }
+        client_init(&cfg->clients[cfg->n_clients], cname, p->line);
+        memset(&p->client_lines[cfg->n_clients], 0, sizeof(*p->client_lines));
+        cfg->n_clients++;
+        p->section = SECTION_CLIENT;
     } else {
-        rc = fail(p, p->line, "unknown section [%s]; expected [gateway] or [server.NAME]",
+        rc = fail(p, p->line,
+                  "unknown section [%s]; expected [gateway], [server.NAME] or [client.NAME]",
                   excerpt(q, sizeof(q), name));
     }
 out:
     core_free(name);
     return rc;
+}
+
+/* Checks what may refer to a section further down: every server a client names exists. */
+static int check_references(struct parser *p)
+{
+    const struct core_config *cfg = p->cfg;
+    char q[EXCERPT_MAX];
+    for (size_t i = 0; i < cfg->n_clients; i++) {
+        const struct core_client_cfg *c = &cfg->clients[i];
+        for (size_t j = 0; j < c->n_servers; j++) {
+            bool found = false;
+            for (size_t k = 0; k < cfg->n_servers && !found; k++)
+                found = strcmp(cfg->servers[k].name, c->servers[j]) == 0;
+            if (!found)
+                return fail(p, p->client_lines[i].servers,
+                            "servers: '%s' is not a configured server (no such [server.NAME])",
+                            excerpt(q, sizeof(q), c->servers[j]));
+        }
+    }
+    return 0;
 }
 
 /* ---- lines ---- */
@@ -922,6 +1367,8 @@ int core_config_parse(const char *text, size_t len, const char *name, struct cor
         err[0] = '\0';
     p.cfg = config_new();
     p.cfg->path = name != NULL ? core_xstrdup(name) : NULL;
+    /* A config someone wrote asks for bearer tokens unless it says auth = none. */
+    set_string(&p.cfg->auth, core_xstrdup("token"));
 
     int rc = ini_parse_stream(read_line, &p, on_ini_pair, &p);
     if (rc > 0)
@@ -930,10 +1377,13 @@ int core_config_parse(const char *text, size_t len, const char *name, struct cor
         (void)fail(&p, 0, "the INI parser failed (%d)", rc);
     if (!p.failed)
         (void)finish_section(&p); /* the error, if any, is in p */
+    if (!p.failed)
+        (void)check_references(&p); /* likewise */
 
     forget_keys(&p);
     core_free(p.keys);
     core_free(p.prefix_lines);
+    core_free(p.client_lines);
     if (p.failed) {
         core_config_free(p.cfg);
         return CORE_EPARSE;

@@ -19,6 +19,13 @@ enum core_restart {
     CORE_RESTART_NEVER,
 };
 
+/* What happens when a server's tool definition differs from its pin (policy/pins.h). */
+enum core_pin {
+    CORE_PIN_QUARANTINE = 0, /* the changed tool is hidden and refused until approved */
+    CORE_PIN_WARN,           /* the change is logged and the new definition served */
+    CORE_PIN_OFF,            /* no pinning for this server */
+};
+
 struct core_server_cfg {
     char *name;          /* the part after "server." */
     int line;            /* line of the section header, for later error messages */
@@ -35,6 +42,24 @@ struct core_server_cfg {
     char **roots;        /* NULL-terminated root URIs answered to roots/list outside a request */
     size_t n_roots;
     size_t max_frame;    /* longest stdio frame from the child, default 16 MiB */
+    enum core_pin pin;   /* default CORE_PIN_QUARANTINE */
+};
+
+/* A [client.NAME] section: an identity and the policy applied to it. */
+struct core_client_cfg {
+    char *name;          /* the part after "client." */
+    int line;            /* line of the section header */
+    char token_sha256[65]; /* lowercase hex SHA-256 of the bearer token; "" = no token, so the
+                            * client can only be named over the Unix socket */
+    char **servers;      /* NULL = all servers; else NULL-terminated names of [server.X]
+                          * sections of the same config */
+    size_t n_servers;
+    char **allow;        /* NULL-terminated globs; NULL (n_allow 0) = everything */
+    size_t n_allow;
+    char **deny;         /* NULL-terminated globs; NULL (n_deny 0) = nothing; deny wins */
+    size_t n_deny;
+    double rate_per_sec; /* tools/call token bucket refill per second; 0 = unlimited */
+    double rate_burst;   /* bucket capacity (whole calls, >= 1); 0 when unlimited */
 };
 
 struct core_config {
@@ -42,12 +67,18 @@ struct core_config {
     char *listen;        /* "HOST:PORT", default "127.0.0.1:7821"; "" or "off" disables TCP */
     char *socket;        /* Unix socket path; NULL = default under $XDG_RUNTIME_DIR; "off" disables */
     int log_level;       /* core_log_level value, default INFO */
-    char *auth;          /* "none" */
+    char *auth;          /* "token" (bearer needed on TCP) or "none"; default "token" for a
+                          * parsed file, "none" for the embedded default */
     size_t max_body;     /* longest HTTP request body, default 4 MiB */
     uint64_t list_timeout_ms;   /* fan-out deadline for lists, default 5000 */
     uint64_t idle_timeout_ms;   /* idle HTTP connections are closed after this, default 120000 */
+    uint64_t session_ttl_ms;    /* lifetime of a sealed session token, default 24 h */
+    bool audit;                 /* write audit.jsonl, default true */
+    size_t audit_max;           /* audit.jsonl size before rotation, default 10 MiB */
     struct core_server_cfg *servers; /* config order */
     size_t n_servers;
+    struct core_client_cfg *clients; /* config order; names and token hashes are unique */
+    size_t n_clients;
 };
 
 /* Parses the file at path. On success returns 0 and *out (free with core_config_free).
@@ -56,7 +87,10 @@ struct core_config {
  * applies) into err (NUL-terminated, truncated to errlen; err may be NULL). *out is written
  * only on success. ${env:NAME} in values expands from the process environment (an unset
  * variable is an error naming it). Lines may be of any length. ';' or '#' starts a comment
- * line, and ';' after a blank starts a comment anywhere, so no value can contain " ;". */
+ * line, and ';' after a blank starts a comment anywhere, so no value can contain " ;".
+ * [client.X] token_env = VAR reads VAR at load and keeps only its SHA-256. References between
+ * sections (a client's servers) are checked once the whole text is read, so sections may come
+ * in any order; auth = none with a listen address that is not loopback is an error. */
 GW_MUST_CHECK int core_config_load(const char *path, struct core_config **out, char *err,
                                    size_t errlen);
 
@@ -65,12 +99,28 @@ GW_MUST_CHECK int core_config_load(const char *path, struct core_config **out, c
 GW_MUST_CHECK int core_config_parse(const char *text, size_t len, const char *name,
                                     struct core_config **out, char *err, size_t errlen);
 
-/* The embedded default: one server "demo" running `<self_exe> demo-server`, prefix "demo".
- * The caller owns the result (core_config_free); it never fails. */
+/* The embedded default: one server "demo" running `<self_exe> demo-server`, prefix "demo",
+ * auth "none" on the loopback listen address, no clients. The caller owns the result
+ * (core_config_free); it never fails. */
 struct core_config *core_config_default(const char *self_exe);
 
 /* Frees cfg and everything it holds; NULL does nothing. */
 void core_config_free(struct core_config *cfg);
+
+/* True when a and b configure the same server: every field but `line` is equal (strings by
+ * content, lists element by element, a NULL cwd only equals NULL). */
+bool core_server_cfg_equal(const struct core_server_cfg *a, const struct core_server_cfg *b);
+
+/* A deep copy of srv on the heap; the caller owns it (core_server_cfg_free). Never fails. */
+struct core_server_cfg *core_server_cfg_dup(const struct core_server_cfg *srv);
+
+/* Frees a copy made by core_server_cfg_dup and everything it holds; NULL does nothing. Not for
+ * the elements of core_config.servers, which core_config_free releases. */
+void core_server_cfg_free(struct core_server_cfg *srv);
+
+/* True when a and b configure the same client: every field but `line` is equal (a NULL servers
+ * list, meaning all servers, only equals NULL). */
+bool core_client_cfg_equal(const struct core_client_cfg *a, const struct core_client_cfg *b);
 
 /* Parses a duration "300s", "250ms", "5m", "2h", "1.5s" or a bare number of seconds into ms
  * (fractions of a ms are dropped). Returns 0, or CORE_EINVAL for anything else, a sign, blanks

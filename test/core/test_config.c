@@ -167,10 +167,15 @@ START_TEST(test_defaults)
     ck_assert_str_eq(cfg->listen, "127.0.0.1:7821");
     ck_assert_ptr_null(cfg->socket);
     ck_assert_int_eq(cfg->log_level, CORE_LOG_INFO);
-    ck_assert_str_eq(cfg->auth, "none");
+    ck_assert_str_eq(cfg->auth, "token");
     ck_assert_uint_eq(cfg->max_body, 4u << 20);
     ck_assert_uint_eq(cfg->list_timeout_ms, 5000);
     ck_assert_uint_eq(cfg->idle_timeout_ms, 120000);
+    ck_assert_uint_eq(cfg->session_ttl_ms, 24u * 3600 * 1000);
+    ck_assert(cfg->audit);
+    ck_assert_uint_eq(cfg->audit_max, 10u << 20);
+    ck_assert_ptr_null(cfg->clients);
+    ck_assert_uint_eq(cfg->n_clients, 0);
     ck_assert_uint_eq(cfg->n_servers, 1);
     const struct core_server_cfg *s = &cfg->servers[0];
     ck_assert_str_eq(s->name, "a");
@@ -191,6 +196,7 @@ START_TEST(test_defaults)
     ck_assert_ptr_null(s->roots[0]);
     ck_assert_uint_eq(s->n_roots, 0);
     ck_assert_uint_eq(s->max_frame, 16u << 20);
+    ck_assert_int_eq(s->pin, CORE_PIN_QUARANTINE);
     core_config_free(cfg);
 }
 END_TEST
@@ -522,7 +528,8 @@ END_TEST
 START_TEST(test_sections)
 {
     check_error_is("[gateway]\n[nope]\n",
-                   "t.ini:2: unknown section [nope]; expected [gateway] or [server.NAME]");
+                   "t.ini:2: unknown section [nope]; expected [gateway], [server.NAME] or "
+                   "[client.NAME]");
     check_error("[Gateway]\n", 1, "unknown section [Gateway]");
     check_error("[server]\n", 1, "unknown section [server]");
     check_error_is("[gateway]\nlisten = off\n\n[gateway]\n",
@@ -636,9 +643,7 @@ START_TEST(test_gateway_values)
 
     check_error_is("[gateway]\nlog_level = loud\n",
                    "t.ini:2: log_level: 'loud' is not error, warn, info, debug or trace");
-    check_error_is("[gateway]\nauth = bearer\n",
-                   "t.ini:2: auth: 'bearer' is not supported; only \"none\" is for now (bearer "
-                   "comes later)");
+    check_error_is("[gateway]\nauth = bearer\n", "t.ini:2: auth: 'bearer' is not token or none");
     check_error_is("[gateway]\nmax_body = 4 MiB\n",
                    "t.ini:2: max_body: '4 MiB' is not a size (use e.g. 65536, 512KiB, 4MiB, 1GiB)");
     check_error("[gateway]\nmax_body = 0\n", 2, "max_body: must be at least 1 byte");
@@ -822,6 +827,10 @@ START_TEST(test_default_config)
     ck_assert_uint_eq(cfg->max_body, 4u << 20);
     ck_assert_uint_eq(cfg->list_timeout_ms, 5000);
     ck_assert_uint_eq(cfg->idle_timeout_ms, 120000);
+    ck_assert_uint_eq(cfg->session_ttl_ms, 24u * 3600 * 1000);
+    ck_assert(cfg->audit);
+    ck_assert_uint_eq(cfg->audit_max, 10u << 20);
+    ck_assert_uint_eq(cfg->n_clients, 0);
     ck_assert_uint_eq(cfg->n_servers, 1);
     const struct core_server_cfg *s = &cfg->servers[0];
     ck_assert_str_eq(s->name, "demo");
@@ -837,6 +846,7 @@ START_TEST(test_default_config)
     ck_assert_int_eq(s->restart, CORE_RESTART_ON_FAILURE);
     ck_assert_uint_eq(s->request_timeout_ms, 300000);
     ck_assert_uint_eq(s->max_frame, 16u << 20);
+    ck_assert_int_eq(s->pin, CORE_PIN_QUARANTINE);
     core_config_free(cfg);
     core_config_free(NULL);
 }
@@ -856,6 +866,7 @@ START_TEST(test_load)
     ck_assert_int_eq(core_config_load(path, &cfg, err, sizeof(err)), 0);
     ck_assert_str_eq(cfg->path, path);
     ck_assert_str_eq(cfg->servers[0].command, "from-file");
+    ck_assert_str_eq(cfg->auth, "token");
     core_config_free(cfg);
 
     /* Errors carry the path. */
@@ -945,6 +956,725 @@ START_TEST(test_truncated_inputs)
 }
 END_TEST
 
+/* ---- issue #5 keys ---- */
+
+#define HASH_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+#define HASH_ONE "74d78edfd99a054a0e5d2778ab14f56738ebf942f7c984f919a272ca6ccaff6d"
+
+START_TEST(test_gateway_new_keys)
+{
+    struct core_config *cfg = parse_ok("[gateway]\nauth = token\nsession_ttl = 90m\n"
+                                       "audit = off\naudit_max = 1GiB\n");
+    ck_assert_str_eq(cfg->auth, "token");
+    ck_assert_uint_eq(cfg->session_ttl_ms, 90u * 60 * 1000);
+    ck_assert(!cfg->audit);
+    ck_assert_uint_eq(cfg->audit_max, 1u << 30);
+    core_config_free(cfg);
+
+    cfg = parse_ok("[gateway]\nauth = none\naudit = on\nsession_ttl = 1.5s\naudit_max = 4096\n");
+    ck_assert_str_eq(cfg->auth, "none");
+    ck_assert(cfg->audit);
+    ck_assert_uint_eq(cfg->session_ttl_ms, 1500);
+    ck_assert_uint_eq(cfg->audit_max, 4096);
+    core_config_free(cfg);
+
+    /* Values go through ${env:}. */
+    setenv("CFG_AUTH", "none", 1);
+    cfg = parse_ok("[gateway]\nauth = ${env:CFG_AUTH}\n");
+    ck_assert_str_eq(cfg->auth, "none");
+    core_config_free(cfg);
+
+    check_error_is("[gateway]\nauth = Token\n", "t.ini:2: auth: 'Token' is not token or none");
+    check_error("[gateway]\nauth =\n", 2, "auth: '' is not token or none");
+    check_error_is("[gateway]\n\nsession_ttl = 1d\n",
+                   "t.ini:3: session_ttl: '1d' is not a duration (use e.g. 250ms, 5s, 2m, 1h)");
+    check_error("[gateway]\nsession_ttl = 0\n", 2, "session_ttl: must be at least 1ms");
+    check_error_is("[gateway]\naudit = yes\n", "t.ini:2: audit: 'yes' is not on or off");
+    check_error("[gateway]\naudit = ON\n", 2, "audit: 'ON' is not on or off");
+    check_error("[gateway]\naudit =\n", 2, "audit: '' is not on or off");
+    check_error_is("[gateway]\naudit_max = 10MB\n",
+                   "t.ini:2: audit_max: '10MB' is not a size (use e.g. 65536, 512KiB, 4MiB, 1GiB)");
+    check_error("[gateway]\naudit_max = 0\n", 2, "audit_max: must be at least 1 byte");
+    check_error_is("[gateway]\naudit = on\naudit = off\n",
+                   "t.ini:3: duplicate key 'audit' (first at line 2)");
+    check_error("[server.s]\ncommand = c\nsession_ttl = 1h\n", 3,
+                "unknown key 'session_ttl' in [server.s]");
+}
+END_TEST
+
+/* auth = none is only allowed where only this machine can connect. */
+START_TEST(test_auth_none_listen)
+{
+    static const char *const loopback[] = {
+        "127.0.0.1:7821",        "127.255.3.4:1",        "localhost:80", "[::1]:8080",
+        "[::ffff:127.0.0.1]:80", "[0:0:0:0:0:0:0:1]:80", "off",          "",
+    };
+    for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+        char file[160];
+        snprintf(file, sizeof(file), "[gateway]\nlisten = %s\nauth = none\n", loopback[i]);
+        struct core_config *cfg = parse_ok(file);
+        ck_assert_str_eq(cfg->auth, "none");
+        core_config_free(cfg);
+        snprintf(file, sizeof(file), "[gateway]\nauth = none\nlisten = %s\n", loopback[i]);
+        cfg = parse_ok(file);
+        ck_assert_str_eq(cfg->listen, loopback[i]);
+        core_config_free(cfg);
+    }
+    static const char *const open_listen[] = {
+        "0.0.0.0:7821",         "[::]:80",      "10.0.0.1:80", "192.168.1.2:443", "[fe80::1]:80",
+        "[::ffff:10.0.0.1]:80", "128.0.0.1:80", "[::2]:80",
+    };
+    for (size_t i = 0; i < sizeof(open_listen) / sizeof(open_listen[0]); i++) {
+        char file[160];
+        /* Listen first: the error is at the auth line. */
+        snprintf(file, sizeof(file), "[gateway]\nlisten = %s\n\nauth = none\n", open_listen[i]);
+        check_error(file, 4, "needs a loopback listen address");
+        /* Auth first: the error is at the listen line. */
+        snprintf(file, sizeof(file), "[gateway]\nauth = none\nlog_level = info\nlisten = %s\n",
+                 open_listen[i]);
+        check_error(file, 4, "needs a loopback listen address");
+        /* With tokens (explicit or by default) any address is fine. */
+        snprintf(file, sizeof(file), "[gateway]\nlisten = %s\nauth = token\n", open_listen[i]);
+        struct core_config *cfg = parse_ok(file);
+        core_config_free(cfg);
+        snprintf(file, sizeof(file), "[gateway]\nlisten = %s\n", open_listen[i]);
+        cfg = parse_ok(file);
+        ck_assert_str_eq(cfg->auth, "token");
+        core_config_free(cfg);
+    }
+    check_error_is("[gateway]\nlisten = 0.0.0.0:7821\nauth = none\n",
+                   "t.ini:3: auth = none (line 3) needs a loopback listen address, but listen is "
+                   "'0.0.0.0:7821' (line 2); use auth = token, or listen on 127.0.0.1, [::1] or "
+                   "localhost");
+    check_error_is("[gateway]\nauth = none\nlisten = [::]:1\n",
+                   "t.ini:3: auth = none (line 2) needs a loopback listen address, but listen is "
+                   "'[::]:1' (line 3); use auth = token, or listen on 127.0.0.1, [::1] or "
+                   "localhost");
+    /* The expanded address counts. */
+    setenv("CFG_HOST", "0.0.0.0", 1);
+    check_error("[gateway]\nauth = none\nlisten = ${env:CFG_HOST}:80\n", 3,
+                "but listen is '0.0.0.0:80'");
+}
+END_TEST
+
+START_TEST(test_server_pin)
+{
+    struct core_config *cfg = parse_ok("[server.a]\ncommand = c\n"
+                                       "[server.b]\ncommand = c\npin = warn\n"
+                                       "[server.c]\ncommand = c\npin = off\n"
+                                       "[server.d]\ncommand = c\npin = quarantine\n");
+    ck_assert_int_eq(cfg->servers[0].pin, CORE_PIN_QUARANTINE);
+    ck_assert_int_eq(cfg->servers[1].pin, CORE_PIN_WARN);
+    ck_assert_int_eq(cfg->servers[2].pin, CORE_PIN_OFF);
+    ck_assert_int_eq(cfg->servers[3].pin, CORE_PIN_QUARANTINE);
+    core_config_free(cfg);
+    check_error_is("[server.a]\ncommand = c\npin = strict\n",
+                   "t.ini:3: pin: 'strict' is not quarantine, warn or off");
+    check_error("[server.a]\ncommand = c\npin = Warn\n", 3, "pin: 'Warn' is not");
+    check_error("[server.a]\ncommand = c\npin =\n", 3, "pin: '' is not");
+    check_error("[server.a]\ncommand = c\npin = off\npin = warn\n", 4, "duplicate key 'pin'");
+    check_error("[gateway]\npin = off\n", 2, "unknown key 'pin' in [gateway]");
+}
+END_TEST
+
+START_TEST(test_clients)
+{
+    setenv("CFG_TOKEN", "abc", 1);
+    struct core_config *cfg = parse_ok("[client.claude]\n"
+                                       "token_sha256 = " HASH_ONE "\n"
+                                       "servers = everything, files\n"
+                                       "allow = every__*, files__read_?   ,  file:///tmp/*\n"
+                                       "deny = *delete*\n"
+                                       "rate = 20/s burst 40\n"
+                                       "[server.everything]\ncommand = c\n"
+                                       "[client.ci-bot.2]\n"
+                                       "token_env = CFG_TOKEN\n"
+                                       "[server.files]\ncommand = c\n"
+                                       "[client.local]\n");
+    ck_assert_uint_eq(cfg->n_clients, 3);
+    const struct core_client_cfg *c = &cfg->clients[0];
+    ck_assert_str_eq(c->name, "claude");
+    ck_assert_int_eq(c->line, 1);
+    ck_assert_str_eq(c->token_sha256, HASH_ONE);
+    ck_assert_uint_eq(c->n_servers, 2);
+    ck_assert_str_eq(c->servers[0], "everything");
+    ck_assert_str_eq(c->servers[1], "files");
+    ck_assert_ptr_null(c->servers[2]);
+    ck_assert_uint_eq(c->n_allow, 3);
+    ck_assert_str_eq(c->allow[0], "every__*");
+    ck_assert_str_eq(c->allow[1], "files__read_?");
+    ck_assert_str_eq(c->allow[2], "file:///tmp/*");
+    ck_assert_ptr_null(c->allow[3]);
+    ck_assert_uint_eq(c->n_deny, 1);
+    ck_assert_str_eq(c->deny[0], "*delete*");
+    ck_assert_ptr_null(c->deny[1]);
+    ck_assert(c->rate_per_sec == 20.0);
+    ck_assert(c->rate_burst == 40.0);
+
+    c = &cfg->clients[1];
+    ck_assert_str_eq(c->name, "ci-bot.2");
+    ck_assert_int_eq(c->line, 9);
+    ck_assert_str_eq(c->token_sha256, HASH_ABC);
+
+    /* A client with nothing set: no token (Unix socket only), everything allowed. */
+    c = &cfg->clients[2];
+    ck_assert_str_eq(c->name, "local");
+    ck_assert_int_eq(c->line, 13);
+    ck_assert_str_eq(c->token_sha256, "");
+    ck_assert_ptr_null(c->servers);
+    ck_assert_uint_eq(c->n_servers, 0);
+    ck_assert_ptr_null(c->allow);
+    ck_assert_uint_eq(c->n_allow, 0);
+    ck_assert_ptr_null(c->deny);
+    ck_assert_uint_eq(c->n_deny, 0);
+    ck_assert(c->rate_per_sec == 0.0);
+    ck_assert(c->rate_burst == 0.0);
+    core_config_free(cfg);
+
+    /* Sections. */
+    check_error_is("[client.a]\n[client.b]\n[client.a]\n",
+                   "t.ini:3: duplicate section [client.a] (first at line 1)");
+    check_error("[client.]\n", 1, "client name '' must be 1-64 characters");
+    check_error("[client.a b]\n", 1, "client name 'a b' must be 1-64 characters");
+    check_error("[client.a/b]\n", 1, "client name 'a/b'");
+    check_error("[client.abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abc]\n", 1,
+                "must be 1-64 characters");
+    check_error("[client]\n", 1, "unknown section [client]");
+    check_error("[clients.a]\n", 1, "unknown section [clients.a]");
+    check_error("[Client.a]\n", 1, "unknown section [Client.a]");
+    /* A client and a server may share a name. */
+    cfg = parse_ok("[server.x]\ncommand = c\n[client.x]\nservers = x\n");
+    ck_assert_str_eq(cfg->clients[0].name, "x");
+    core_config_free(cfg);
+
+    /* Keys. */
+    check_error_is("[client.a]\nallow = x\ntoken = abc\n",
+                   "t.ini:3: unknown key 'token' in [client.a]");
+    check_error("[client.a]\ncommand = c\n", 2, "unknown key 'command' in [client.a]");
+    check_error("[client.a]\nlisten = off\n", 2, "unknown key 'listen' in [client.a]");
+    check_error("[client.a]\npin = off\n", 2, "unknown key 'pin' in [client.a]");
+    check_error("[client.a]\nenv.A = 1\n", 2, "unknown key 'env.A' in [client.a]");
+    check_error("[client.a]\nServers = x\n", 2, "unknown key 'Servers' in [client.a]");
+    check_error("[server.s]\ncommand = c\nallow = x\n", 3, "unknown key 'allow' in [server.s]");
+    check_error("[gateway]\nrate = off\n", 2, "unknown key 'rate' in [gateway]");
+    check_error_is("[client.a]\ndeny = x\n\ndeny = y\n",
+                   "t.ini:4: duplicate key 'deny' (first at line 2)");
+    check_error_is("[client.a]\nrate = off\nrate = 1/s\n",
+                   "t.ini:3: duplicate key 'rate' (first at line 2)");
+    /* The same key in two clients is fine. */
+    cfg = parse_ok("[client.a]\ndeny = x\n[client.b]\ndeny = y\n");
+    ck_assert_str_eq(cfg->clients[1].deny[0], "y");
+    core_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_client_tokens)
+{
+    /* Upper-case hex is stored lower-case. */
+    struct core_config *cfg =
+        parse_ok("[client.a]\ntoken_sha256 = "
+                 "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61f20015ad\n");
+    ck_assert_str_eq(cfg->clients[0].token_sha256, HASH_ABC);
+    core_config_free(cfg);
+
+    /* A bad hash is not quoted back: it may be the token itself. */
+    static const char *const bad_hash[] = {
+        "",
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a",
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad0",
+        "ga7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        "ba7816bf8f01cfea414140de5dae2223 00361a396177a9cb410ff61f20015ad",
+        "0xba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015",
+        "sk-my-secret-token",
+    };
+    for (size_t i = 0; i < sizeof(bad_hash) / sizeof(bad_hash[0]); i++) {
+        char file[200];
+        snprintf(file, sizeof(file), "[client.a]\n\ntoken_sha256 = %s\n", bad_hash[i]);
+        check_error_is(file, "t.ini:3: token_sha256: not 64 hex digits (the SHA-256 of the token, "
+                             "e.g. from sha256sum; a token itself goes in an environment variable "
+                             "named by token_env)");
+    }
+
+    /* token_env hashes the variable's value at load; its name may come from ${env:}. */
+    setenv("CFG_TOKEN", "abc", 1);
+    setenv("CFG_TOKEN_ONE", "tok-one", 1);
+    setenv("CFG_TOKEN_EMPTY", "", 1);
+    unsetenv("CFG_TOKEN_UNSET");
+    setenv("CFG_TOKEN_NAME", "CFG_TOKEN_ONE", 1);
+    cfg = parse_ok("[client.a]\ntoken_env = CFG_TOKEN\n"
+                   "[client.b]\ntoken_env = ${env:CFG_TOKEN_NAME}\n"
+                   "[client.c]\n");
+    ck_assert_str_eq(cfg->clients[0].token_sha256, HASH_ABC);
+    ck_assert_str_eq(cfg->clients[1].token_sha256, HASH_ONE);
+    ck_assert_str_eq(cfg->clients[2].token_sha256, "");
+    core_config_free(cfg);
+    check_error_is("[client.a]\ntoken_env = CFG_TOKEN_UNSET\n",
+                   "t.ini:2: token_env: environment variable CFG_TOKEN_UNSET is not set");
+    check_error_is("[client.a]\n\ntoken_env = CFG_TOKEN_EMPTY\n",
+                   "t.ini:3: token_env: environment variable CFG_TOKEN_EMPTY is empty");
+    check_error_is("[client.a]\ntoken_env = 1BAD\n",
+                   "t.ini:2: token_env: '1BAD' is not a valid environment variable name");
+    check_error("[client.a]\ntoken_env = $CFG_TOKEN\n", 2, "'$CFG_TOKEN' is not a valid");
+    check_error("[client.a]\ntoken_env =\n", 2, "'' is not a valid environment variable name");
+    check_error("[client.a]\ntoken_env = ${env:CFG_TOKEN_UNSET}\n", 2,
+                "token_env: environment variable CFG_TOKEN_UNSET is not set");
+
+    /* One source of token per client, whichever comes first. */
+    check_error_is("[client.a]\ntoken_sha256 = " HASH_ABC "\ndeny = x\ntoken_env = CFG_TOKEN_ONE\n",
+                   "t.ini:4: token_env: [client.a] already has a token from token_sha256 (line "
+                   "2); use one of token_sha256 and token_env");
+    check_error_is("[client.a]\ntoken_env = CFG_TOKEN_ONE\ntoken_sha256 = " HASH_ABC "\n",
+                   "t.ini:3: token_sha256: [client.a] already has a token from token_env (line "
+                   "2); use one of token_sha256 and token_env");
+
+    /* Two clients may not share a token, however it is given. */
+    check_error_is("[client.a]\ntoken_sha256 = " HASH_ABC "\n[client.b]\nallow = x\n"
+                   "token_sha256 = " HASH_ABC "\n",
+                   "t.ini:5: token_sha256: client.a (line 2) has the same token; every client "
+                   "needs its own");
+    check_error_is(
+        "[client.a]\ntoken_env = CFG_TOKEN\n[server.s]\ncommand = c\n[client.b]\n"
+        "token_sha256 = BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD\n",
+        "t.ini:6: token_sha256: client.a (line 2) has the same token; every client "
+        "needs its own");
+    check_error_is("[client.a]\ntoken_sha256 = " HASH_ONE "\n[client.b]\ntoken_sha256 = " HASH_ABC
+                   "\n[client.c]\ntoken_env = CFG_TOKEN_NAME\n[client.d]\ntoken_env = CFG_TOKEN\n",
+                   "t.ini:8: token_env: client.b (line 4) has the same token; every client "
+                   "needs its own");
+    /* Clients without a token do not clash. */
+    cfg = parse_ok("[client.a]\n[client.b]\n[client.c]\ntoken_sha256 = " HASH_ABC "\n");
+    ck_assert_uint_eq(cfg->n_clients, 3);
+    core_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_client_servers)
+{
+    /* Servers may be declared after the client that names them. */
+    struct core_config *cfg = parse_ok("[client.a]\nservers = s2 ,s1\n"
+                                       "[client.b]\nservers = s1\n"
+                                       "[server.s1]\ncommand = c\n[server.s2]\ncommand = c\n");
+    ck_assert_uint_eq(cfg->clients[0].n_servers, 2);
+    ck_assert_str_eq(cfg->clients[0].servers[0], "s2");
+    ck_assert_str_eq(cfg->clients[0].servers[1], "s1");
+    ck_assert_uint_eq(cfg->clients[1].n_servers, 1);
+    ck_assert_str_eq(cfg->clients[1].servers[0], "s1");
+    ck_assert_ptr_null(cfg->clients[1].servers[1]);
+    core_config_free(cfg);
+
+    /* An unknown server is reported at the servers line, even when servers come later. */
+    check_error_is("[client.a]\nrate = off\nservers = s1, nope\n\n[server.s1]\ncommand = c\n"
+                   "[server.s2]\ncommand = c\n",
+                   "t.ini:3: servers: 'nope' is not a configured server (no such "
+                   "[server.NAME])");
+    check_error_is("[client.a]\nservers = s1\n[client.b]\nservers = s2\n[server.s1]\ncommand = c\n",
+                   "t.ini:4: servers: 's2' is not a configured server (no such [server.NAME])");
+    check_error("[client.a]\nservers = S1\n[server.s1]\ncommand = c\n", 2, "'S1' is not a");
+    check_error("[client.a]\nservers = s1\n", 2, "'s1' is not a configured server");
+    /* An error in a later line stops parsing first. */
+    check_error_is("[client.a]\nservers = nope\n[gateway]\nbogus = 1\n",
+                   "t.ini:4: unknown key 'bogus' in [gateway]");
+
+    check_error_is("[server.s]\ncommand = c\n[client.a]\nservers = s, s\n",
+                   "t.ini:4: servers: 's' is listed twice");
+    check_error_is("[client.a]\nservers =\n",
+                   "t.ini:2: servers: empty (leave the key out for the default)");
+    check_error_is("[client.a]\nservers = a,,b\n", "t.ini:2: servers: item 2 is empty");
+    check_error("[client.a]\nservers = a,\n", 2, "servers: item 2 is empty");
+    check_error("[client.a]\nservers = , a\n", 2, "servers: item 1 is empty");
+    check_error("[client.a]\nservers = ${env:CFG_TOKEN_UNSET}\n", 2,
+                "servers: environment variable CFG_TOKEN_UNSET is not set");
+}
+END_TEST
+
+START_TEST(test_client_globs)
+{
+    setenv("CFG_GLOB", "x*", 1);
+    struct core_config *cfg = parse_ok("[client.a]\nallow = a\ndeny = ${env:CFG_GLOB}, *;y ,z\n");
+    const struct core_client_cfg *c = &cfg->clients[0];
+    ck_assert_uint_eq(c->n_allow, 1);
+    ck_assert_str_eq(c->allow[0], "a");
+    ck_assert_ptr_null(c->allow[1]);
+    ck_assert_uint_eq(c->n_deny, 3);
+    ck_assert_str_eq(c->deny[0], "x*");
+    ck_assert_str_eq(c->deny[1], "*;y");
+    ck_assert_str_eq(c->deny[2], "z");
+    ck_assert_ptr_null(c->deny[3]);
+    core_config_free(cfg);
+
+    check_error_is("[client.a]\nallow =\n", "t.ini:2: allow: empty (leave the key out for the "
+                                            "default)");
+    check_error_is("[client.a]\nallow = ; nothing\n",
+                   "t.ini:2: allow: empty (leave the key out for the default)");
+    check_error_is("[client.a]\ndeny = a, ,b\n", "t.ini:2: deny: item 2 is empty");
+    check_error("[client.a]\n\ndeny = a,b,\n", 3, "deny: item 3 is empty");
+    check_error("[client.a]\nallow = ,\n", 2, "allow: item 1 is empty");
+}
+END_TEST
+
+START_TEST(test_client_rates)
+{
+    static const struct {
+        const char *s;
+        double per_sec;
+        double burst;
+    } good[] = {
+        {"20/s burst 40", 20, 40},
+        {"100/m", 100.0 / 60, 2},
+        {"5/h burst 2", 5.0 / 3600, 2},
+        {"off", 0, 0},
+        {"1/s", 1, 1},
+        {"20/s", 20, 20},
+        {"120/m", 2, 2},
+        {"61/m", 61.0 / 60, 2},
+        {"59/m", 59.0 / 60, 1},
+        {"7/m", 7.0 / 60, 1},
+        {"3600/h", 1, 1},
+        {"3601/h", 3601.0 / 3600, 2},
+        {"1/h", 1.0 / 3600, 1},
+        {"20/s   burst\t1", 20, 1},
+        {"1/m burst 1000", 1.0 / 60, 1000},
+        {"007/s burst 08", 7, 8},
+        {"1000000000/s burst 1000000000", 1e9, 1e9},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char file[128];
+        snprintf(file, sizeof(file), "[client.a]\n\nrate = %s\n", good[i].s);
+        struct core_config *cfg = parse_ok(file);
+        const struct core_client_cfg *c = &cfg->clients[0];
+        ck_assert_msg(c->rate_per_sec == good[i].per_sec && c->rate_burst == good[i].burst,
+                      "'%s' -> %g burst %g", good[i].s, c->rate_per_sec, c->rate_burst);
+        core_config_free(cfg);
+    }
+    static const char *const bad[] = {
+        "",
+        "0/s",
+        "0/m burst 3",
+        "20",
+        "20/",
+        "/s",
+        "20/d",
+        "20/S",
+        "20/sec",
+        "20 /s",
+        "20/ s",
+        "-1/s",
+        "+1/s",
+        "1.5/s",
+        "1e3/s",
+        "20/s burst",
+        "20/s burst 0",
+        "20/s burst -1",
+        "20/s burst x",
+        "20/s burst 4.5",
+        "20/s 40",
+        "20/s burst 40 extra",
+        "20/s burst 40 burst 50",
+        "20/sburst 40",
+        "20/s burst40",
+        "20/s Burst 40",
+        "20/s, burst 40",
+        "OFF",
+        "off burst 2",
+        "unlimited",
+        "1000000001/s",
+        "20/s burst 1000000001",
+        "99999999999999999999999/s",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char file[128];
+        snprintf(file, sizeof(file), "[client.a]\nallow = x\nrate = %s\n", bad[i]);
+        check_error(file, 3, "is not N/s, N/m or N/h");
+    }
+    check_error_is("[client.a]\nrate = 20/d\n",
+                   "t.ini:2: rate: '20/d' is not N/s, N/m or N/h (N 1-1000000000) with an optional "
+                   "\"burst N\", or off; e.g. 20/s burst 40");
+    setenv("CFG_RATE", "5", 1);
+    struct core_config *cfg = parse_ok("[client.a]\nrate = ${env:CFG_RATE}/s\n");
+    ck_assert(cfg->clients[0].rate_per_sec == 5.0);
+    core_config_free(cfg);
+}
+END_TEST
+
+/* Parses base and variant; their first server (or client) must compare as want. */
+static void check_server_equal(const char *base, const char *variant, bool want)
+{
+    struct core_config *a = parse_ok(base);
+    struct core_config *b = parse_ok(variant);
+    ck_assert_msg(core_server_cfg_equal(&a->servers[0], &b->servers[0]) == want,
+                  "want %s:\n%s\n--- vs\n%s", want ? "equal" : "different", base, variant);
+    ck_assert_msg(core_server_cfg_equal(&b->servers[0], &a->servers[0]) == want, "not symmetric");
+    core_config_free(a);
+    core_config_free(b);
+}
+
+static void check_client_equal(const char *base, const char *variant, bool want)
+{
+    struct core_config *a = parse_ok(base);
+    struct core_config *b = parse_ok(variant);
+    ck_assert_msg(core_client_cfg_equal(&a->clients[0], &b->clients[0]) == want,
+                  "want %s:\n%s\n--- vs\n%s", want ? "equal" : "different", base, variant);
+    ck_assert_msg(core_client_cfg_equal(&b->clients[0], &a->clients[0]) == want, "not symmetric");
+    core_config_free(a);
+    core_config_free(b);
+}
+
+START_TEST(test_server_equal_dup)
+{
+    static const char base[] = "[server.s]\ncommand = c\nargs = [\"a\", \"b\"]\nenv.A = 1\n"
+                               "cwd = /w\nprefix = p\nisolation = session\nrestart = never\n"
+                               "request_timeout = 5s\nroots = [\"file:///r\"]\nmax_frame = 1MiB\n"
+                               "pin = warn\n";
+    static const char *const different[] = {
+        "[server.t]\ncommand = c\nargs = [\"a\", \"b\"]\nenv.A = 1\ncwd = /w\nprefix = p\n"
+        "isolation = session\nrestart = never\nrequest_timeout = 5s\nroots = [\"file:///r\"]\n"
+        "max_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = d\nargs = [\"a\", \"b\"]\nenv.A = 1\ncwd = /w\nprefix = p\n"
+        "isolation = session\nrestart = never\nrequest_timeout = 5s\nroots = [\"file:///r\"]\n"
+        "max_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"a\"]\nenv.A = 1\ncwd = /w\nprefix = p\n"
+        "isolation = session\nrestart = never\nrequest_timeout = 5s\nroots = [\"file:///r\"]\n"
+        "max_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"a\", \"c\"]\nenv.A = 1\ncwd = /w\nprefix = p\n"
+        "isolation = session\nrestart = never\nrequest_timeout = 5s\nroots = [\"file:///r\"]\n"
+        "max_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"b\", \"a\"]\nenv.A = 1\ncwd = /w\nprefix = p\n"
+        "isolation = session\nrestart = never\nrequest_timeout = 5s\nroots = [\"file:///r\"]\n"
+        "max_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"a\", \"b\"]\nenv.A = 2\ncwd = /w\nprefix = p\n"
+        "isolation = session\nrestart = never\nrequest_timeout = 5s\nroots = [\"file:///r\"]\n"
+        "max_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"a\", \"b\"]\nenv.A = 1\nenv.B = 1\ncwd = /w\n"
+        "prefix = p\nisolation = session\nrestart = never\nrequest_timeout = 5s\n"
+        "roots = [\"file:///r\"]\nmax_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"a\", \"b\"]\nenv.A = 1\nprefix = p\n"
+        "isolation = session\nrestart = never\nrequest_timeout = 5s\nroots = [\"file:///r\"]\n"
+        "max_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"a\", \"b\"]\nenv.A = 1\ncwd = /x\nprefix = p\n"
+        "isolation = session\nrestart = never\nrequest_timeout = 5s\nroots = [\"file:///r\"]\n"
+        "max_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"a\", \"b\"]\nenv.A = 1\ncwd = /w\nprefix = q\n"
+        "isolation = session\nrestart = never\nrequest_timeout = 5s\nroots = [\"file:///r\"]\n"
+        "max_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"a\", \"b\"]\nenv.A = 1\ncwd = /w\nprefix = p\n"
+        "isolation = shared\nrestart = never\nrequest_timeout = 5s\nroots = [\"file:///r\"]\n"
+        "max_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"a\", \"b\"]\nenv.A = 1\ncwd = /w\nprefix = p\n"
+        "isolation = session\nrestart = always\nrequest_timeout = 5s\nroots = [\"file:///r\"]\n"
+        "max_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"a\", \"b\"]\nenv.A = 1\ncwd = /w\nprefix = p\n"
+        "isolation = session\nrestart = never\nrequest_timeout = 6s\nroots = [\"file:///r\"]\n"
+        "max_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"a\", \"b\"]\nenv.A = 1\ncwd = /w\nprefix = p\n"
+        "isolation = session\nrestart = never\nrequest_timeout = 5s\nroots = []\n"
+        "max_frame = 1MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"a\", \"b\"]\nenv.A = 1\ncwd = /w\nprefix = p\n"
+        "isolation = session\nrestart = never\nrequest_timeout = 5s\nroots = [\"file:///r\"]\n"
+        "max_frame = 2MiB\npin = warn\n",
+        "[server.s]\ncommand = c\nargs = [\"a\", \"b\"]\nenv.A = 1\ncwd = /w\nprefix = p\n"
+        "isolation = session\nrestart = never\nrequest_timeout = 5s\nroots = [\"file:///r\"]\n"
+        "max_frame = 1MiB\n",
+    };
+    for (size_t i = 0; i < sizeof(different) / sizeof(different[0]); i++)
+        check_server_equal(base, different[i], false);
+    /* Same values in another order, at other lines, spelled differently: equal. */
+    check_server_equal(base,
+                       "; moved\n[gateway]\n[server.s]\npin = warn\nmax_frame = 1024KiB\n"
+                       "roots = [\"file:///r\"]\nrequest_timeout = 5000ms\nrestart = never\n"
+                       "isolation = session\nprefix = p\ncwd = /w\nenv.A = 1\n"
+                       "args = [\"a\",\"b\"]\ncommand = c\n",
+                       true);
+    check_server_equal("[server.s]\ncommand = c\n", "[server.s]\ncommand = c\nargs = []\n", true);
+
+    /* A copy is deep, equal, and outlives the config it came from. */
+    struct core_config *cfg = parse_ok(base);
+    struct core_server_cfg *copy = core_server_cfg_dup(&cfg->servers[0]);
+    ck_assert(core_server_cfg_equal(copy, &cfg->servers[0]));
+    ck_assert_int_eq(copy->line, 1);
+    ck_assert_ptr_ne(copy->name, cfg->servers[0].name);
+    ck_assert_ptr_ne(copy->args, cfg->servers[0].args);
+    ck_assert_ptr_ne(copy->args[0], cfg->servers[0].args[0]);
+    core_config_free(cfg);
+    ck_assert_str_eq(copy->name, "s");
+    ck_assert_str_eq(copy->command, "c");
+    ck_assert_uint_eq(copy->n_args, 2);
+    ck_assert_str_eq(copy->args[1], "b");
+    ck_assert_ptr_null(copy->args[2]);
+    ck_assert_str_eq(copy->env[0], "A=1");
+    ck_assert_ptr_null(copy->env[1]);
+    ck_assert_str_eq(copy->cwd, "/w");
+    ck_assert_str_eq(copy->prefix, "p");
+    ck_assert_str_eq(copy->roots[0], "file:///r");
+    ck_assert_ptr_null(copy->roots[1]);
+    ck_assert_int_eq(copy->pin, CORE_PIN_WARN);
+    ck_assert_uint_eq(copy->max_frame, 1u << 20);
+    cfg = parse_ok(base);
+    ck_assert(core_server_cfg_equal(copy, &cfg->servers[0]));
+    core_config_free(cfg);
+    core_server_cfg_free(copy);
+
+    /* A server without cwd, and the embedded default. */
+    struct core_config *def = core_config_default("/bin/ag");
+    copy = core_server_cfg_dup(&def->servers[0]);
+    ck_assert_ptr_null(copy->cwd);
+    ck_assert(core_server_cfg_equal(copy, &def->servers[0]));
+    core_free(copy->cwd);
+    copy->cwd = core_xstrdup("/");
+    ck_assert(!core_server_cfg_equal(copy, &def->servers[0]));
+    core_config_free(def);
+    core_server_cfg_free(copy);
+    core_server_cfg_free(NULL);
+}
+END_TEST
+
+START_TEST(test_client_equal)
+{
+    static const char base[] = "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+                               "[client.a]\ntoken_sha256 = " HASH_ABC "\nservers = s, t\n"
+                               "allow = x*, y\ndeny = z\nrate = 10/s burst 20\n";
+    static const char *const different[] = {
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.b]\ntoken_sha256 = " HASH_ABC "\nservers = s, t\n"
+        "allow = x*, y\ndeny = z\nrate = 10/s burst 20\n",
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.a]\ntoken_sha256 = " HASH_ONE "\nservers = s, t\n"
+        "allow = x*, y\ndeny = z\nrate = 10/s burst 20\n",
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.a]\nservers = s, t\n"
+        "allow = x*, y\ndeny = z\nrate = 10/s burst 20\n",
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.a]\ntoken_sha256 = " HASH_ABC "\nservers = s\n"
+        "allow = x*, y\ndeny = z\nrate = 10/s burst 20\n",
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.a]\ntoken_sha256 = " HASH_ABC "\nservers = t, s\n"
+        "allow = x*, y\ndeny = z\nrate = 10/s burst 20\n",
+        /* No servers key = all servers, which is not the same as listing them all. */
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.a]\ntoken_sha256 = " HASH_ABC "\n"
+        "allow = x*, y\ndeny = z\nrate = 10/s burst 20\n",
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.a]\ntoken_sha256 = " HASH_ABC "\nservers = s, t\n"
+        "allow = x*\ndeny = z\nrate = 10/s burst 20\n",
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.a]\ntoken_sha256 = " HASH_ABC "\nservers = s, t\n"
+        "deny = z\nrate = 10/s burst 20\n",
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.a]\ntoken_sha256 = " HASH_ABC "\nservers = s, t\n"
+        "allow = x*, y\ndeny = z, w\nrate = 10/s burst 20\n",
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.a]\ntoken_sha256 = " HASH_ABC "\nservers = s, t\n"
+        "allow = x*, y\nrate = 10/s burst 20\n",
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.a]\ntoken_sha256 = " HASH_ABC "\nservers = s, t\n"
+        "allow = x*, y\ndeny = z\nrate = 11/s burst 20\n",
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.a]\ntoken_sha256 = " HASH_ABC "\nservers = s, t\n"
+        "allow = x*, y\ndeny = z\nrate = 10/s burst 21\n",
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.a]\ntoken_sha256 = " HASH_ABC "\nservers = s, t\n"
+        "allow = x*, y\ndeny = z\nrate = 10/m burst 20\n",
+        "[server.s]\ncommand = c\n[server.t]\ncommand = c\n"
+        "[client.a]\ntoken_sha256 = " HASH_ABC "\nservers = s, t\n"
+        "allow = x*, y\ndeny = z\n",
+    };
+    for (size_t i = 0; i < sizeof(different) / sizeof(different[0]); i++)
+        check_client_equal(base, different[i], false);
+    /* Equal: other lines, token given through token_env, same rate spelled another way. */
+    setenv("CFG_TOKEN", "abc", 1);
+    check_client_equal(base,
+                       "[client.a]\nrate = 600/m burst 20\ndeny = z\nallow = x* ,y\n"
+                       "servers = s,t\ntoken_env = CFG_TOKEN\n"
+                       "[server.t]\ncommand = c\n[server.s]\ncommand = c\n",
+                       true);
+    check_client_equal("[client.a]\n", "\n\n[client.a]\nrate = off\n", true);
+}
+END_TEST
+
+/* Every key of issue #5 in one file: whole, with CRLF, and cut at every byte. */
+static const char example5[] = "[gateway]\n"
+                               "listen = 127.0.0.1:7821\n"
+                               "auth = none\n"
+                               "session_ttl = 12h\n"
+                               "audit = off\n"
+                               "audit_max = 1MiB\n"
+                               "[client.claude]\n"
+                               "token_env = CFG_TOKEN\n"
+                               "servers = everything\n"
+                               "allow = every__*\n"
+                               "deny = every__delete*, every__drop\n"
+                               "rate = 100/m\n"
+                               "[server.everything]\n"
+                               "command = npx\n"
+                               "pin = off\n"
+                               "[client.ci]\n"
+                               "token_sha256 = " HASH_ONE "\n"
+                               "rate = 5/h burst 2\n";
+
+static void check_example5(const struct core_config *cfg)
+{
+    ck_assert_str_eq(cfg->auth, "none");
+    ck_assert_uint_eq(cfg->session_ttl_ms, 12u * 3600 * 1000);
+    ck_assert(!cfg->audit);
+    ck_assert_uint_eq(cfg->audit_max, 1u << 20);
+    ck_assert_int_eq(cfg->servers[0].pin, CORE_PIN_OFF);
+    ck_assert_uint_eq(cfg->n_clients, 2);
+    const struct core_client_cfg *c = &cfg->clients[0];
+    ck_assert_str_eq(c->name, "claude");
+    ck_assert_int_eq(c->line, 7);
+    ck_assert_str_eq(c->token_sha256, HASH_ABC);
+    ck_assert_uint_eq(c->n_servers, 1);
+    ck_assert_str_eq(c->servers[0], "everything");
+    ck_assert_uint_eq(c->n_allow, 1);
+    ck_assert_uint_eq(c->n_deny, 2);
+    ck_assert_str_eq(c->deny[1], "every__drop");
+    ck_assert(c->rate_per_sec == 100.0 / 60);
+    ck_assert(c->rate_burst == 2);
+    c = &cfg->clients[1];
+    ck_assert_str_eq(c->name, "ci");
+    ck_assert_int_eq(c->line, 16);
+    ck_assert_str_eq(c->token_sha256, HASH_ONE);
+    ck_assert_ptr_null(c->servers);
+    ck_assert(c->rate_per_sec == 5.0 / 3600);
+    ck_assert(c->rate_burst == 2);
+}
+
+START_TEST(test_example5)
+{
+    setenv("CFG_TOKEN", "abc", 1);
+    struct core_config *cfg = parse_ok(example5);
+    check_example5(cfg);
+    core_config_free(cfg);
+
+    struct core_buf b;
+    core_buf_init(&b, 0);
+    for (const char *q = example5; *q; q++) {
+        if (*q == '\n')
+            ck_assert_int_eq(core_buf_append(&b, "\r\n", 2), 0);
+        else
+            ck_assert_int_eq(core_buf_append(&b, q, 1), 0);
+    }
+    size_t len;
+    char *text = core_buf_take(&b, &len);
+    cfg = parse_ok(text);
+    check_example5(cfg);
+    core_config_free(cfg);
+    core_free(text);
+    check_error("[client.a]\r\nrate = 1/s\r\n\r\nservers = x\r\n", 4,
+                "servers: 'x' is not a configured server");
+
+    for (size_t n = 0; n <= sizeof(example5) - 1; n++) {
+        char err[256];
+        cfg = NULL;
+        int rc = core_config_parse(example5, n, "t.ini", &cfg, err, sizeof(err));
+        ck_assert(rc == 0 || rc == CORE_EPARSE);
+        if (rc == 0)
+            core_config_free(cfg);
+        else
+            ck_assert_ptr_nonnull(strstr(err, "t.ini:"));
+    }
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -974,6 +1704,17 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_load);
     tcase_add_test(tc, test_err_buffer);
     tcase_add_test(tc, test_truncated_inputs);
+    tcase_add_test(tc, test_gateway_new_keys);
+    tcase_add_test(tc, test_auth_none_listen);
+    tcase_add_test(tc, test_server_pin);
+    tcase_add_test(tc, test_clients);
+    tcase_add_test(tc, test_client_tokens);
+    tcase_add_test(tc, test_client_servers);
+    tcase_add_test(tc, test_client_globs);
+    tcase_add_test(tc, test_client_rates);
+    tcase_add_test(tc, test_server_equal_dup);
+    tcase_add_test(tc, test_client_equal);
+    tcase_add_test(tc, test_example5);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -37,11 +37,59 @@ static void check_list(char **list, size_t n)
     CHECK(list[n] == NULL);
 }
 
+/* A list that may be absent (NULL, n 0) but is never empty when present. */
+static void check_opt_list(char **list, size_t n)
+{
+    if (list == NULL) {
+        CHECK(n == 0);
+        return;
+    }
+    CHECK(n > 0);
+    check_list(list, n);
+    for (size_t i = 0; i < n; i++)
+        CHECK(list[i][0] != '\0');
+}
+
+static bool has_server(const struct core_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_servers; i++) {
+        if (strcmp(cfg->servers[i].name, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void check_clients(const struct core_config *cfg)
+{
+    CHECK((cfg->clients == NULL) == (cfg->n_clients == 0));
+    for (size_t i = 0; i < cfg->n_clients; i++) {
+        const struct core_client_cfg *c = &cfg->clients[i];
+        CHECK(c->name != NULL && c->name[0] != '\0' && strlen(c->name) <= 64);
+        CHECK(c->line > 0);
+        size_t tlen = strlen(c->token_sha256);
+        CHECK(tlen == 0 || tlen == 64);
+        CHECK(strspn(c->token_sha256, "0123456789abcdef") == tlen);
+        check_opt_list(c->servers, c->n_servers);
+        for (size_t j = 0; j < c->n_servers; j++)
+            CHECK(has_server(cfg, c->servers[j]));
+        check_opt_list(c->allow, c->n_allow);
+        check_opt_list(c->deny, c->n_deny);
+        CHECK(c->rate_per_sec >= 0);
+        CHECK(c->rate_per_sec == 0 ? c->rate_burst == 0 : c->rate_burst >= 1);
+        for (size_t j = 0; j < i; j++) {
+            CHECK(strcmp(cfg->clients[j].name, c->name) != 0);
+            CHECK(tlen == 0 || strcmp(cfg->clients[j].token_sha256, c->token_sha256) != 0);
+        }
+    }
+}
+
 static void check_config(const struct core_config *cfg)
 {
     CHECK(cfg->path != NULL && strcmp(cfg->path, "fuzz.ini") == 0);
     CHECK(cfg->listen != NULL && cfg->auth != NULL);
+    CHECK(strcmp(cfg->auth, "token") == 0 || strcmp(cfg->auth, "none") == 0);
     CHECK(cfg->max_body > 0 && cfg->list_timeout_ms > 0 && cfg->idle_timeout_ms > 0);
+    CHECK(cfg->session_ttl_ms > 0 && cfg->audit_max > 0);
     bool empty_prefix = false;
     for (size_t i = 0; i < cfg->n_servers; i++) {
         const struct core_server_cfg *s = &cfg->servers[i];
@@ -62,8 +110,10 @@ static void check_config(const struct core_config *cfg)
         for (size_t j = 0; j < s->n_env; j++)
             CHECK(strchr(s->env[j], '=') != NULL);
         CHECK(s->request_timeout_ms > 0 && s->max_frame > 0);
+        CHECK(s->pin == CORE_PIN_QUARANTINE || s->pin == CORE_PIN_WARN || s->pin == CORE_PIN_OFF);
         CHECK(s->line > 0);
     }
+    check_clients(cfg);
 }
 
 struct first_pair {
@@ -131,6 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         core_alloc_hook_cjson();
         setenv("FUZZ_A", "alpha", 1);
         setenv("FUZZ_EMPTY", "", 1);
+        setenv("FUZZ_TOKEN", "fuzz-token", 1);
         ready = true;
     }
     long live = core_alloc_live();
