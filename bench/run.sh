@@ -291,7 +291,7 @@ load stdio.blob stdio -c 16 -d "$DUR" --warmup "$WARM" --tool blob --bytes "$MSG
 say "agentgate serve (TCP and Unix socket)"
 free_port; AG_PORT=$PORT
 AG_SOCK=$W/ag.sock
-start_bg "$W/agentgate.log" "$BIN" serve --config "$AG_CONFIG" --listen "127.0.0.1:$AG_PORT" \
+start_bg "$W/agentgate.log" "$BIN" serve --auth none --config "$AG_CONFIG" --listen "127.0.0.1:$AG_PORT" \
     --socket "$AG_SOCK" --state-dir "$W/state-main"
 AG_PID=$BGPID
 AG_TCP="tcp:127.0.0.1:$AG_PORT/mcp"
@@ -398,7 +398,7 @@ stop_pid "$AG_PID"
 # ================================================================ idle sessions
 say "agentgate with $NSESS idle initialised sessions"
 free_port; SS_PORT=$PORT
-start_bg "$W/agentgate-sessions.log" "$BIN" serve --config "$AG_CONFIG" --listen "127.0.0.1:$SS_PORT" \
+start_bg "$W/agentgate-sessions.log" "$BIN" serve --auth none --config "$AG_CONFIG" --listen "127.0.0.1:$SS_PORT" \
     --socket off --state-dir "$W/state-sessions"
 SS_PID=$BGPID
 if wait_port "$SS_PORT" "$SS_PID" && handshake "tcp:127.0.0.1:$SS_PORT/mcp"; then
@@ -417,7 +417,7 @@ stop_pid "$SS_PID"
 fanout() {
     local case=$1 cfg=$2 port pid
     free_port; port=$PORT
-    start_bg "$W/agentgate-$case.log" "$BIN" serve --config "$cfg" --listen "127.0.0.1:$port" \
+    start_bg "$W/agentgate-$case.log" "$BIN" serve --auth none --config "$cfg" --listen "127.0.0.1:$port" \
         --socket off --state-dir "$W/state-$case"
     pid=$BGPID
     # ready = all ten upstreams initialised (read from the log, so no list warms a cache first)
@@ -442,7 +442,7 @@ cg_run() {
     local name=$1 withload=$2 port pid
     free_port; port=$PORT
     start_bg "$W/cg-$name.log" valgrind --tool=callgrind --callgrind-out-file="$W/cg-$name.%p.out" \
-        "$BIN" serve --config "$AG_CONFIG" --listen "127.0.0.1:$port" --socket off --state-dir "$W/state-cg-$name"
+        "$BIN" serve --auth none --config "$AG_CONFIG" --listen "127.0.0.1:$port" --socket off --state-dir "$W/state-cg-$name"
     pid=$BGPID
     CG_IR=""
     # readiness from the log, so both runs execute the same requests apart from the load

@@ -509,6 +509,18 @@ static bool track_daemon(struct bridge *br, const char *p, const struct core_rpc
     return true;
 }
 
+/* The daemon's refusal of the hello: an error with id null whose message starts
+ * "agentgate: refused". */
+static bool refused(const char *p, const struct core_rpc_env *env)
+{
+    static const char mark[] = "\"agentgate: refused";
+    struct core_span msg;
+    enum core_json_type t;
+    return env->kind == CORE_RPC_ERROR && env->id_type == CORE_JSON_NULL &&
+           core_json_obj_get(p, env->error, "message", &msg, &t) == 0 && t == CORE_JSON_STRING &&
+           msg.len > sizeof mark && memcmp(p + msg.off, mark, sizeof mark - 1) == 0;
+}
+
 static void on_daemon_frame(void *ctx, const char *p, size_t n)
 {
     struct bridge *br = ctx;
@@ -527,6 +539,16 @@ static void on_daemon_frame(void *ctx, const char *p, size_t n)
             if (core_rpc_scan(p + e.off, e.len, &ee) == 0)
                 (void)track_daemon(br, p + e.off, &ee); /* batches pass whole */
         }
+    } else if (refused(p, &env)) {
+        /* The daemon will not take this client (unknown --client, another user): retrying
+         * cannot help. */
+        struct core_span msg;
+        enum core_json_type t;
+        (void)core_json_obj_get(p, env.error, "message", &msg, &t);
+        fprintf(stderr, "%.*s\n", (int)(msg.len - 2), p + msg.off + 1);
+        to_client(br, p, n);
+        finish(br, 1);
+        return;
     } else if (!track_daemon(br, p, &env)) {
         return;
     }
@@ -1236,7 +1258,7 @@ static void usage(FILE *f)
                "                        [--state-dir DIR]\n"
                "\n"
                "A stdio MCP server connected to the agentgate daemon (started if none runs).\n"
-               "  --client NAME    how the daemon names this client (default: default)\n"
+               "  --client NAME    the [client.NAME] this is (needed once the config has clients)\n"
                "  --socket PATH    the daemon's socket, default "
                "$XDG_RUNTIME_DIR/agentgate/agentgate.sock\n"
                "  --config FILE    the config a daemon started by the bridge uses\n"
@@ -1261,7 +1283,7 @@ static void free_state(struct bridge *br)
 
 int br_bridge_main(int argc, char **argv)
 {
-    const char *opt_client = "default", *opt_socket = NULL, *opt_config = NULL, *opt_state = NULL;
+    const char *opt_client = "", *opt_socket = NULL, *opt_config = NULL, *opt_state = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = strcmp(a, "--client") == 0      ? &opt_client

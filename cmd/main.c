@@ -4,6 +4,7 @@
 
 #include "bridge/bridge.h"
 #include "bridge/import.h"
+#include "cmd/admin.h"
 #include "cmd/serve.h"
 #include "cmd/wrap.h"
 #include "federation/demo.h"
@@ -18,6 +19,10 @@ static void usage(FILE *f)
                "  bridge       stdio MCP server for Claude Desktop / IDEs, connected to the daemon\n"
                "  import       copy a client's MCP servers into the agentgate config\n"
                "  wrap         expose one stdio server over HTTP with a token: wrap -- CMD ARGS\n"
+               "  reload       make the running daemon re-read its config, keys and pins\n"
+               "  approve      accept changed tool definitions: approve SERVER [TOOL]\n"
+               "  rotate-key   replace the session key and reload the daemon\n"
+               "  token        client bearer tokens: token create NAME\n"
                "  demo-server  a small built-in stdio MCP server (echo, sum, sleep ...)\n"
                "  version      print the version\n");
 }
@@ -37,6 +42,14 @@ int main(int argc, char **argv)
         return br_bridge_main(argc - 1, argv + 1);
     if (strcmp(cmd, "import") == 0)
         return br_import_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "reload") == 0)
+        return cmd_reload(argc - 1, argv + 1);
+    if (strcmp(cmd, "approve") == 0)
+        return cmd_approve(argc - 1, argv + 1);
+    if (strcmp(cmd, "rotate-key") == 0)
+        return cmd_rotate_key(argc - 1, argv + 1);
+    if (strcmp(cmd, "token") == 0)
+        return cmd_token(argc - 1, argv + 1);
     if (strcmp(cmd, "demo-server") == 0)
         return fed_demo_main(argc - 1, argv + 1);
     if (strcmp(cmd, "__exec") == 0)

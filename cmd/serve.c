@@ -24,7 +24,7 @@
 
 struct serve {
     uv_loop_t loop;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     struct fed_gateway *gw;
     struct tp_http_server *http;
     int stopping;
@@ -33,7 +33,7 @@ struct serve {
 static void serve_usage(FILE *f)
 {
     fprintf(f, "usage: agentgate serve [--config FILE] [--listen HOST:PORT|off] [--socket PATH|off]\n"
-               "                       [--state-dir DIR]\n"
+               "                       [--state-dir DIR] [--auth token|none]\n"
                "\n"
                "  --config FILE    default $XDG_CONFIG_HOME/agentgate/agentgate.ini\n"
                "                   (else ~/.config/agentgate/agentgate.ini); without one, a built-in\n"
@@ -41,10 +41,40 @@ static void serve_usage(FILE *f)
                "  --listen ADDR    TCP address, default 127.0.0.1:7821\n"
                "  --socket PATH    Unix socket, default $XDG_RUNTIME_DIR/agentgate/agentgate.sock\n"
                "  --state-dir DIR  logs and state, default $XDG_STATE_HOME/agentgate\n"
-               "                   (else ~/.local/state/agentgate)\n");
+               "                   (else ~/.local/state/agentgate)\n"
+               "  --auth MODE      token (TCP clients need a bearer token of a [client.NAME]) or\n"
+               "                   none (loopback only); overrides the config's [gateway] auth\n"
+               "\n"
+               "SIGHUP (or `agentgate reload`) re-reads the config without dropping sessions.\n");
 }
 
+const char *cmd_config_path(const char *opt_config, char *buf, size_t cap)
+{
+    if (opt_config != NULL)
+        return opt_config;
+    if (core_path_default_config(buf, cap) == 0 && access(buf, F_OK) == 0)
+        return buf;
+    return NULL;
+}
 
+void cmd_state_dir(const char *opt_state, char *out, size_t cap)
+{
+    if (opt_state != NULL)
+        snprintf(out, cap, "%s", opt_state);
+    else
+        core_path_default_state(out, cap);
+}
+
+int cmd_socket_path(const char *opt_socket, const struct core_config *cfg, char *out, size_t cap)
+{
+    const char *s = opt_socket ? opt_socket : cfg ? cfg->socket : NULL;
+    if (s != NULL && strcmp(s, "off") == 0)
+        s = "";
+    if (s == NULL)
+        return core_path_default_socket(out, cap);
+    int n = snprintf(out, cap, "%s", s);
+    return n >= 0 && (size_t)n < cap ? 0 : -1;
+}
 
 /* Splits "HOST:PORT" / "[V6]:PORT" into a numeric host and a port. */
 static int split_listen(const char *s, char *host, size_t cap, int *port)
@@ -98,6 +128,7 @@ static void on_http_closed(void *ctx)
     sv->http = NULL;
     uv_close((uv_handle_t *)&sv->sigint, on_handle_closed);
     uv_close((uv_handle_t *)&sv->sigterm, on_handle_closed);
+    uv_close((uv_handle_t *)&sv->sighup, on_handle_closed);
 }
 
 static void on_gateway_done(void *ctx)
@@ -121,8 +152,20 @@ static void on_signal(uv_signal_t *h, int signum)
     fed_gateway_shutdown(sv->gw, on_gateway_done, sv);
 }
 
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    struct serve *sv = h->data;
+    if (sv->stopping || sv->gw == NULL)
+        return;
+    char msg[1200];
+    core_log(CORE_LOG_INFO, "serve", "SIGHUP: reloading");
+    (void)fed_gateway_reload(sv->gw, msg, sizeof msg); /* it logs the outcome */
+}
+
 static void print_banner(const char *cfg_path, const char *listen, const char *sock, int port,
-                         const char *host, const char *self)
+                         const char *host, const char *self, const struct core_config *cfg,
+                         bool auth_none)
 {
     printf("agentgate %s serving MCP at /mcp\n", AG_VERSION);
     printf("  config: %s\n", cfg_path ? cfg_path : "(built-in: the demo server)");
@@ -136,8 +179,10 @@ static void print_banner(const char *cfg_path, const char *listen, const char *s
         snprintf(url, sizeof url, "http://%s%s%s:%d/mcp", strchr(host, ':') ? "[" : "", host,
                  strchr(host, ':') ? "]" : "", port);
         printf("\nFor clients that speak Streamable HTTP (Cursor, VS Code, Claude Code), add:\n"
-               "  \"agentgate\": { \"type\": \"http\", \"url\": \"%s\" }\n",
-               url);
+               "  \"agentgate\": { \"type\": \"http\", \"url\": \"%s\"%s }\n",
+               url, auth_none ? "" : ", \"headers\": { \"Authorization\": \"Bearer TOKEN\" }");
+        if (!auth_none)
+            printf("  (TOKEN from `agentgate token create NAME`; it is shown once)\n");
     }
     if (sock && self) {
         /* JSON strings: our paths have no quotes or backslashes to escape in practice, but be
@@ -146,6 +191,11 @@ static void print_banner(const char *cfg_path, const char *listen, const char *s
         cJSON_AddItemToArray(args, cJSON_CreateString("bridge"));
         cJSON_AddItemToArray(args, cJSON_CreateString("--socket"));
         cJSON_AddItemToArray(args, cJSON_CreateString(sock));
+        if (cfg->n_clients > 0) {
+            /* With clients configured, the bridge must say which one it is. */
+            cJSON_AddItemToArray(args, cJSON_CreateString("--client"));
+            cJSON_AddItemToArray(args, cJSON_CreateString(cfg->clients[0].name));
+        }
         cJSON *cmd = cJSON_CreateString(self);
         char *a = cJSON_PrintUnformatted(args), *c = cJSON_PrintUnformatted(cmd);
         printf("\nFor Claude Desktop (or any stdio client), paste into claude_desktop_config.json:\n"
@@ -164,9 +214,11 @@ static void print_banner(const char *cfg_path, const char *listen, const char *s
 int cmd_serve(int argc, char **argv)
 {
     const char *opt_config = NULL, *opt_listen = NULL, *opt_socket = NULL, *opt_state = NULL;
+    const char *opt_auth = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = strcmp(a, "--config") == 0      ? &opt_config
+                            : strcmp(a, "--auth") == 0      ? &opt_auth
                             : strcmp(a, "--listen") == 0    ? &opt_listen
                             : strcmp(a, "--socket") == 0    ? &opt_socket
                             : strcmp(a, "--state-dir") == 0 ? &opt_state
@@ -184,6 +236,10 @@ int cmd_serve(int argc, char **argv)
         *slot = argv[++i];
     }
 
+    if (opt_auth && strcmp(opt_auth, "none") != 0 && strcmp(opt_auth, "token") != 0) {
+        fprintf(stderr, "agentgate: serve: --auth wants none or token, got '%s'\n", opt_auth);
+        return 2;
+    }
     core_alloc_hook_cjson();
     signal(SIGPIPE, SIG_IGN);
     char self[PATH_MAX];
@@ -196,10 +252,7 @@ int cmd_serve(int argc, char **argv)
 
     /* The config: explicit, else the default path if it exists, else the built-in default. */
     char cfg_path[PATH_MAX];
-    const char *path = opt_config;
-    if (path == NULL && core_path_default_config(cfg_path, sizeof cfg_path) == 0 &&
-        access(cfg_path, F_OK) == 0)
-        path = cfg_path;
+    const char *path = cmd_config_path(opt_config, cfg_path, sizeof cfg_path);
     struct core_config *cfg = NULL;
     if (path) {
         char err[512];
@@ -218,6 +271,7 @@ int cmd_serve(int argc, char **argv)
         .socket = opt_socket,
         .state_dir = opt_state,
         .self = self,
+        .auth = opt_auth,
     };
     return cmd_run_gateway(&run);
 }
@@ -230,10 +284,7 @@ int cmd_run_gateway(struct cmd_run *r)
     core_log_set_level(cfg->log_level);
 
     char state[PATH_MAX];
-    if (opt_state)
-        snprintf(state, sizeof state, "%s", opt_state);
-    else
-        core_path_default_state(state, sizeof state);
+    cmd_state_dir(opt_state, state, sizeof state);
     if (core_path_mkdirs(state, 0700) != 0) {
         fprintf(stderr, "agentgate: cannot create state directory %s: %s\n", state, strerror(errno));
         core_config_free(cfg);
@@ -244,17 +295,12 @@ int cmd_run_gateway(struct cmd_run *r)
     if (listen && (listen[0] == '\0' || strcmp(listen, "off") == 0))
         listen = NULL;
     char sock[PATH_MAX];
-    const char *sockp = opt_socket ? opt_socket : cfg->socket;
-    if (sockp && strcmp(sockp, "off") == 0) {
-        sockp = NULL;
-    } else if (sockp == NULL) {
-        if (core_path_default_socket(sock, sizeof sock) != 0) {
-            fprintf(stderr, "agentgate: the default socket path is too long\n");
-            core_config_free(cfg);
-            return 2;
-        }
-        sockp = sock;
+    if (cmd_socket_path(opt_socket, cfg, sock, sizeof sock) != 0) {
+        fprintf(stderr, "agentgate: the socket path is too long\n");
+        core_config_free(cfg);
+        return 2;
     }
+    const char *sockp = sock[0] != '\0' ? sock : NULL;
     if (sockp) {
         char dir[PATH_MAX];
         snprintf(dir, sizeof dir, "%s", sockp);
@@ -276,10 +322,22 @@ int cmd_run_gateway(struct cmd_run *r)
         core_config_free(cfg);
         return 2;
     }
-    if (auth_seal_init() != 0) {
-        fprintf(stderr, "agentgate: libsodium failed to initialise\n");
+    char kerr[600];
+    if (auth_keys_load(state, cfg->session_ttl_ms, kerr, sizeof kerr) != 0) {
+        fprintf(stderr, "agentgate: %s\n", kerr);
         core_config_free(cfg);
-        return 1;
+        return 2;
+    }
+    const char *auth = r->auth ? r->auth : cfg->auth;
+    bool auth_none = strcmp(auth, "none") == 0 && r->bearer == NULL;
+    if (auth_none && listen) {
+        if (strncmp(host, "127.", 4) != 0 && strcmp(host, "::1") != 0 &&
+            strncmp(host, "::ffff:127.", 11) != 0) {
+            fprintf(stderr, "agentgate: auth = none is only allowed on a loopback address, not %s\n",
+                    listen);
+            core_config_free(cfg);
+            return 2;
+        }
     }
 
     struct serve sv;
@@ -302,12 +360,15 @@ int cmd_run_gateway(struct cmd_run *r)
         fprintf(stderr, "agentgate: cannot listen on %s: %s%s\n", sockp, core_strerror(rc),
                 rc == UV_EADDRINUSE ? " (is another agentgate running?)" : "");
     int status = 0;
+    bool gw_owns_cfg = false;
     if (rc != 0) {
         status = 1;
         tp_http_server_close(sv.http, NULL, NULL);
     } else {
-        struct fed_gateway_opts gopts = {.self_exe = self, .state_dir = state, .bearer = r->bearer};
-        sv.gw = fed_gateway_new(&sv.loop, cfg, &gopts);
+        struct fed_gateway_opts gopts = {
+            .self_exe = self, .state_dir = state, .bearer = r->bearer, .auth = r->auth};
+        sv.gw = fed_gateway_new(&sv.loop, cfg, &gopts); /* it owns cfg from here on */
+        gw_owns_cfg = true;
         fed_gateway_start(sv.gw);
         tp_http_server_set_raw_cb(sv.http, on_raw_stream, &sv);
         uv_signal_init(&sv.loop, &sv.sigint);
@@ -316,16 +377,27 @@ int cmd_run_gateway(struct cmd_run *r)
         sv.sigterm.data = &sv;
         uv_signal_start(&sv.sigint, on_signal, SIGINT);
         uv_signal_start(&sv.sigterm, on_signal, SIGTERM);
+        uv_signal_init(&sv.loop, &sv.sighup);
+        sv.sighup.data = &sv;
+        uv_signal_start(&sv.sighup, on_sighup, SIGHUP);
         if (r->banner)
             r->banner(r, host, tp_http_server_port(sv.http), sockp);
         else
-            print_banner(path, listen, sockp, tp_http_server_port(sv.http), host, self);
-        core_log(CORE_LOG_INFO, "serve", "ready: %zu server(s), state in %s", cfg->n_servers, state);
+            print_banner(path, listen, sockp, tp_http_server_port(sv.http), host, self, cfg,
+                         auth_none);
+        if (auth_none && listen)
+            core_log(CORE_LOG_WARN, "serve", "auth = none: any process of any user on this machine "
+                     "can use %s without a token", listen);
+        core_log(CORE_LOG_INFO, "serve", "ready: %zu server(s), %zu client(s), session tokens "
+                 "sealed with %s, state in %s", cfg->n_servers, cfg->n_clients,
+                 auth_backend_name(), state);
     }
     uv_run(&sv.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&sv.loop) != 0)
         core_log(CORE_LOG_WARN, "serve", "some handles were still open at exit");
-    core_config_free(cfg);
+    if (!gw_owns_cfg)
+        core_config_free(cfg);
+    auth_keys_clear();
     if (status == 0)
         core_log(CORE_LOG_INFO, "serve", "stopped");
     return status;

@@ -178,6 +178,7 @@ int cmd_wrap(int argc, char **argv)
         .state_dir = state,
         .self = self,
         .bearer = no_auth ? NULL : token,
+        .auth = no_auth ? "none" : NULL,
         .tls_cert = tls_cert,
         .tls_key = tls_key,
         .banner = wrap_banner,

@@ -9,6 +9,7 @@
 #include "core/alloc.h"
 #include "core/frame.h"
 #include "core/log.h"
+#include "core/peer.h"
 #include "federation/internal.h"
 
 #define BRIDGE_MAX_FRAME (16u << 20)
@@ -31,6 +32,8 @@ struct bconn {
     struct fed_session *s;
     enum bconn_state state;
     char client[64];
+    bool uid_known;  /* the peer's uid, from SO_PEERCRED at accept */
+    uid_t uid;
     unsigned id; /* for logs */
     struct bconn *prev, *next; /* every open connection, so shutdown can close them */
 };
@@ -172,16 +175,31 @@ static void on_hello(struct bconn *b, const char *p, size_t n)
         bconn_close(b);
         return;
     }
-    const char *name = cJSON_IsString(client) && client->valuestring[0] ? client->valuestring
-                                                                          : "default";
+    const char *name = cJSON_IsString(client) ? client->valuestring : "";
     size_t nl = strnlen(name, sizeof b->client - 1);
     memcpy(b->client, name, nl);
     b->client[nl] = '\0';
     cJSON_Delete(h);
+    struct fed_peer peer = {.is_unix = true, .uid_known = b->uid_known, .uid = b->uid,
+                            .name = b->client};
+    const struct core_client_cfg *cc = NULL;
+    const char *why = NULL;
+    if (fed__identify(b->gw, &peer, &cc, &why) != 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "agentgate: refused: %.*s%s%s", (int)strcspn(why, "\n"), why,
+                 b->client[0] ? " (client " : "", b->client[0] ? b->client : "");
+        if (b->client[0])
+            snprintf(msg + strlen(msg), sizeof msg - strlen(msg), ")");
+        core_log(CORE_LOG_WARN, "bridge", "b%u: %s", b->id, msg);
+        send_error(b, -32001, msg);
+        bconn_close(b);
+        return;
+    }
     b->s = fed__session_new(b->gw, &sess_ops, b);
+    fed__session_set_client(b->s, cc);
     set_state(b, BC_OPEN);
-    core_log(CORE_LOG_INFO, "bridge", "b%u: client '%s' attached as session %.8s", b->id, b->client,
-             b->s->id);
+    core_log(CORE_LOG_INFO, "bridge", "b%u: client '%s' attached as session %.8s", b->id,
+             b->client[0] ? b->client : "anonymous", b->s->id);
 }
 
 static void on_frame(void *ctx, const char *p, size_t n)
@@ -273,6 +291,7 @@ void fed_bridge_accept(struct fed_gateway *gw, int fd, const char *initial, size
         uv_close((uv_handle_t *)&b->pipe, on_pipe_closed);
         return;
     }
+    b->uid_known = core_peer_uid(fd, &b->uid) == 0;
     b->next = conns;
     if (conns)
         conns->prev = b;

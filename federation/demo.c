@@ -427,6 +427,9 @@ static void add_tool(cJSON *tools, const char *name, const char *title, const ch
     cJSON_AddItemToArray(tools, t);
 }
 
+/* The echo tool's description (--echo-description: lets tests change a tool between runs). */
+static const char *echo_description = "Returns the message unchanged.";
+
 /* Whether the `extra` tool is listed (flipped by the `toggle` tool, to exercise list_changed). */
 static bool extra_tool;
 
@@ -434,7 +437,7 @@ static cJSON *tools_list(void)
 {
     cJSON *res = cJSON_CreateObject();
     cJSON *tools = cJSON_AddArrayToObject(res, "tools");
-    add_tool(tools, "echo", "Echo", "Returns the message unchanged.",
+    add_tool(tools, "echo", "Echo", echo_description,
              schema((const char *[]){"message"}, (const char *[]){"string"}, 1,
                     (const char *[]){"message"}, 1),
              NULL);
@@ -1304,10 +1307,16 @@ int fed_demo_main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fprintf(stderr, "usage: agentgate demo-server [--page-size N] [--list-delay MS]\n"
+                            "                             [--echo-description TEXT]\n"
                             "A demo MCP server on stdin/stdout (newline-delimited JSON-RPC).\n"
                             "  --page-size N    answer tools/list in pages of N tools\n"
-                            "  --list-delay MS  answer tools/list after MS milliseconds\n");
+                            "  --list-delay MS  answer tools/list after MS milliseconds\n"
+                            "  --echo-description TEXT  the echo tool's description\n");
             return 0;
+        }
+        if (strcmp(argv[i], "--echo-description") == 0 && i + 1 < argc) {
+            echo_description = argv[++i];
+            continue;
         }
         if (strcmp(argv[i], "--list-delay") == 0 && i + 1 < argc) {
             char *end;

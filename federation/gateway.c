@@ -4,10 +4,15 @@
 #include <string.h>
 #include <sodium.h>
 #include <sys/stat.h>
+#include <time.h>
 
+#include "auth/seal.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "federation/internal.h"
+#include "policy/audit.h"
+#include "policy/pins.h"
+#include "policy/policy.h"
 
 #define TICK_MS 50
 #define LIST_CHANGED_DELAY_MS 20
@@ -20,7 +25,77 @@ uint64_t fed__now(const struct fed_gateway *gw)
     return uv_now(gw->loop);
 }
 
-struct fed_gateway *fed_gateway_new(uv_loop_t *loop, const struct core_config *cfg,
+uint64_t fed__unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec;
+}
+
+struct fed_server *fed__server_new(struct fed_gateway *gw, const struct core_server_cfg *cfg,
+                                   size_t index)
+{
+    struct fed_server *srv = core_xcalloc(1, sizeof *srv);
+    srv->gw = gw;
+    srv->cfg = core_server_cfg_dup(cfg);
+    srv->index = index;
+    srv->refs = 1; /* gw->servers' own reference, dropped when retired */
+    core_map_str_init(&srv->renamed[0]);
+    core_map_str_init(&srv->renamed[1]);
+    core_map_str_init(&srv->pin_changed);
+    return srv;
+}
+
+void fed__server_ref(struct fed_server *srv)
+{
+    srv->refs++;
+}
+
+void fed__server_unref(struct fed_server *srv)
+{
+    if (--srv->refs > 0)
+        return;
+    size_t it = 0;
+    const char *k;
+    void *v;
+    for (int l = 0; l < 2; l++) {
+        it = 0;
+        while (core_map_str_next(&srv->renamed[l], &it, &k, &v))
+            core_free(v);
+        core_map_str_dispose(&srv->renamed[l]);
+    }
+    it = 0;
+    while (core_map_str_next(&srv->pin_changed, &it, &k, &v)) {
+        struct fed_pin_change *pc = v;
+        core_free(pc->what);
+        core_free(pc);
+    }
+    core_map_str_dispose(&srv->pin_changed);
+    core_server_cfg_free(srv->cfg);
+    core_free(srv);
+}
+
+/* Loads the pins and opens the audit log under the state dir (when there is one). */
+static void open_state(struct fed_gateway *gw)
+{
+    if (gw->state_dir == NULL)
+        return;
+    char path[4096], err[512];
+    snprintf(path, sizeof path, "%s/pins", gw->state_dir);
+    gw->pins_path = core_xstrdup(path);
+    if (pol_pins_load(path, &gw->pins, err, sizeof err) != 0) {
+        core_log(CORE_LOG_ERROR, "gw", "%s; tool pinning is off until it is fixed", err);
+        gw->pins = NULL;
+    }
+    if (gw->cfg->audit) {
+        snprintf(path, sizeof path, "%s/audit.jsonl", gw->state_dir);
+        gw->audit = pol_audit_open(path, gw->cfg->audit_max, err, sizeof err);
+        if (gw->audit == NULL)
+            core_log(CORE_LOG_ERROR, "gw", "audit log: %s", err);
+    }
+}
+
+struct fed_gateway *fed_gateway_new(uv_loop_t *loop, struct core_config *cfg,
                                     const struct fed_gateway_opts *opts)
 {
     struct fed_gateway *gw = core_xcalloc(1, sizeof *gw);
@@ -29,17 +104,15 @@ struct fed_gateway *fed_gateway_new(uv_loop_t *loop, const struct core_config *c
     gw->self_exe = opts && opts->self_exe ? core_xstrdup(opts->self_exe) : NULL;
     gw->state_dir = opts && opts->state_dir ? core_xstrdup(opts->state_dir) : NULL;
     gw->bearer = opts && opts->bearer ? core_xstrdup(opts->bearer) : NULL;
+    gw->auth_override = opts && opts->auth ? core_xstrdup(opts->auth) : NULL;
     gw->n_servers = cfg->n_servers;
     gw->servers = core_xcalloc(cfg->n_servers ? cfg->n_servers : 1, sizeof *gw->servers);
-    for (size_t i = 0; i < cfg->n_servers; i++) {
-        struct fed_server *srv = &gw->servers[i];
-        srv->gw = gw;
-        srv->cfg = &cfg->servers[i];
-        srv->index = i;
-        core_map_str_init(&srv->renamed[0]);
-        core_map_str_init(&srv->renamed[1]);
-    }
+    for (size_t i = 0; i < cfg->n_servers; i++)
+        gw->servers[i] = fed__server_new(gw, &cfg->servers[i], i);
     core_map_str_init(&gw->sessions);
+    core_map_str_init(&gw->tokens);
+    core_map_str_init(&gw->ended);
+    core_map_str_init(&gw->buckets);
     gw->list_gen = 1;
     uv_timer_init(loop, &gw->tick);
     uv_timer_init(loop, &gw->notify_timer);
@@ -50,7 +123,31 @@ struct fed_gateway *fed_gateway_new(uv_loop_t *loop, const struct core_config *c
         if (mkdir(logs, 0700) != 0 && errno != EEXIST)
             core_log(CORE_LOG_WARN, "gw", "cannot create %s: %s", logs, strerror(errno));
     }
+    open_state(gw);
     return gw;
+}
+
+void fed__gateway_save_pins(struct fed_gateway *gw)
+{
+    if (gw->pins == NULL || !pol_pins_dirty(gw->pins))
+        return;
+    char err[512];
+    if (pol_pins_save(gw->pins, gw->pins_path, err, sizeof err) != 0)
+        core_log(CORE_LOG_ERROR, "gw", "cannot save the tool pins: %s", err);
+}
+
+/* Forgets ended-session ids whose tokens have expired anyway. */
+static void purge_ended(struct fed_gateway *gw)
+{
+    uint64_t now = fed__unix_now();
+    size_t it = 0;
+    const char *k;
+    void *v;
+    while (core_map_str_next(&gw->ended, &it, &k, &v))
+        if ((uint64_t)(uintptr_t)v < now) {
+            core_map_str_del(&gw->ended, k, strlen(k));
+            it = 0;
+        }
 }
 
 static void on_tick(uv_timer_t *t)
@@ -58,8 +155,8 @@ static void on_tick(uv_timer_t *t)
     struct fed_gateway *gw = container_of(t, struct fed_gateway, tick);
     uint64_t now = fed__now(gw);
     for (size_t i = 0; i < gw->n_servers; i++)
-        if (gw->servers[i].shared)
-            fed__upstream_sweep(gw->servers[i].shared, now);
+        if (gw->servers[i]->shared)
+            fed__upstream_sweep(gw->servers[i]->shared, now);
     size_t it = 0;
     const char *k;
     void *v;
@@ -70,24 +167,31 @@ static void on_tick(uv_timer_t *t)
                 fed__upstream_sweep(s->inst[i], now);
     }
     fed__router_check_deferred(gw);
+    fed__gateway_save_pins(gw);
+    pol_audit_flush(gw->audit);
     if (now - gw->last_idle_sweep >= 1000) {
         gw->last_idle_sweep = now;
         it = 0;
         while (core_map_str_next(&gw->sessions, &it, &k, &v)) {
             struct fed_session *s = v;
             if (s->calls == NULL && s->streams == 0 && now - s->last_seen >= SESSION_IDLE_MS) {
-                core_log(CORE_LOG_INFO, "sess", "%.8s: idle for an hour; forgotten", s->id);
-                fed__session_end(s);
+                core_log(CORE_LOG_INFO, "sess", "%.8s: idle for an hour; %s", s->id,
+                         s->token ? "evicted (its token can bring it back)" : "forgotten");
+                if (s->token)
+                    fed__session_evict(s);
+                else
+                    fed__session_end(s);
                 it = 0;
             }
         }
+        purge_ended(gw);
     }
 }
 
 void fed_gateway_start(struct fed_gateway *gw)
 {
     for (size_t i = 0; i < gw->n_servers; i++) {
-        struct fed_server *srv = &gw->servers[i];
+        struct fed_server *srv = gw->servers[i];
         if (srv->cfg->isolation == CORE_ISOLATION_SHARED) {
             srv->shared = fed__upstream_new(srv, NULL);
             fed__upstream_start(srv->shared);
@@ -107,23 +211,28 @@ static void on_notify_timer(uv_timer_t *t)
         fed__router_flush_list_changed(v);
 }
 
+void fed__gateway_flush_soon(struct fed_gateway *gw)
+{
+    gw->list_gen++;
+    if (!gw->notify_armed && !gw->shutting_down) {
+        gw->notify_armed = true;
+        uv_timer_start(&gw->notify_timer, on_notify_timer, LIST_CHANGED_DELAY_MS, 0);
+    }
+}
+
 void fed__gateway_lists_changed(struct fed_gateway *gw, struct fed_upstream *up, unsigned mask)
 {
-    if (mask == 0 || gw->shutting_down)
+    if (mask == 0 || gw->shutting_down || (up && up->srv->retired))
         return;
-    gw->list_gen++;
     size_t it = 0;
     const char *k;
     void *v;
     while (core_map_str_next(&gw->sessions, &it, &k, &v)) {
         struct fed_session *s = v;
-        if (up == NULL || (up->srv && s->inst[up->srv->index] == up))
+        if (up == NULL || s->inst[up->srv->index] == up)
             s->list_changed |= mask;
     }
-    if (!gw->notify_armed) {
-        gw->notify_armed = true;
-        uv_timer_start(&gw->notify_timer, on_notify_timer, LIST_CHANGED_DELAY_MS, 0);
-    }
+    fed__gateway_flush_soon(gw);
 }
 
 /* ---- shutdown ---------------------------------------------------------------------------- */
@@ -132,18 +241,24 @@ static void maybe_done(struct fed_gateway *gw)
 {
     if (!gw->shutting_down || gw->live_upstreams > 0 || gw->handles > 0)
         return;
-    for (size_t i = 0; i < gw->n_servers; i++) {
-        for (int l = 0; l < 2; l++) {
-            size_t it = 0;
-            const char *k;
-            void *v;
-            while (core_map_str_next(&gw->servers[i].renamed[l], &it, &k, &v))
-                core_free(v);
-            core_map_str_dispose(&gw->servers[i].renamed[l]);
-        }
-    }
+    for (size_t i = 0; i < gw->n_servers; i++)
+        fed__server_unref(gw->servers[i]);
     core_free(gw->servers);
     core_map_str_dispose(&gw->sessions);
+    core_map_str_dispose(&gw->tokens);
+    core_map_str_dispose(&gw->ended);
+    size_t it = 0;
+    const char *k;
+    void *v;
+    while (core_map_str_next(&gw->buckets, &it, &k, &v))
+        core_free(v);
+    core_map_str_dispose(&gw->buckets);
+    fed__gateway_save_pins(gw);
+    pol_pins_free(gw->pins);
+    core_free(gw->pins_path);
+    pol_audit_close(gw->audit);
+    core_free(gw->auth_override);
+    core_config_free(gw->cfg);
     core_free(gw->self_exe);
     core_free(gw->state_dir);
     if (gw->bearer)
@@ -189,9 +304,9 @@ void fed_gateway_shutdown(struct fed_gateway *gw, void (*done)(void *ctx), void 
         it = 0;
     }
     for (size_t i = 0; i < gw->n_servers; i++) {
-        if (gw->servers[i].shared) {
-            struct fed_upstream *up = gw->servers[i].shared;
-            gw->servers[i].shared = NULL;
+        if (gw->servers[i]->shared) {
+            struct fed_upstream *up = gw->servers[i]->shared;
+            gw->servers[i]->shared = NULL;
             fed__upstream_close(up, "the gateway is shutting down");
         }
     }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "core/buf.h"
@@ -44,16 +45,31 @@ enum fed_up_state {
     FED_UP_CLOSING,      /* being stopped for good */
 };
 
-/* One configured [server.NAME]. */
+/* One configured [server.NAME]. A reload that removes or changes a server retires it: it
+ * leaves gw->servers and is freed once nothing points at it any more. */
 struct fed_server {
     struct fed_gateway *gw;
-    const struct core_server_cfg *cfg;
-    size_t index;                /* config order */
+    struct core_server_cfg *cfg; /* owned copy */
+    size_t index;                /* position in gw->servers */
+    int refs;                    /* upstream instances and list fan-outs that point here */
+    bool retired;
     struct fed_upstream *shared; /* the one instance when isolation = shared */
     /* Exposed names that are not simply prefix + "__" + name (shortened or sanitised):
      * exposed -> original (owned char *), per list (tools, prompts). */
     struct core_map_str renamed[2];
+    /* Tools whose definition differs from their pin: original name -> struct fed_pin_change. */
+    struct core_map_str pin_changed;
 };
+
+struct fed_pin_change {
+    char *what; /* "description changed" */
+    bool hidden; /* pin = quarantine: hidden and refused */
+};
+
+struct fed_server *fed__server_new(struct fed_gateway *gw, const struct core_server_cfg *cfg,
+                                   size_t index);
+void fed__server_ref(struct fed_server *srv);
+void fed__server_unref(struct fed_server *srv);
 
 /* Called when an internal request to an upstream completes. On success err == 0 and frame/env
  * hold the reply (RESULT or ERROR), borrowed for the call; otherwise frame is NULL. */
@@ -159,11 +175,19 @@ struct fed_s2c {
 
 struct fed_session {
     struct fed_gateway *gw;
-    char id[33];                /* Mcp-Session-Id: 128 random bits in hex */
+    char id[33];                /* 128 random bits in hex; Streamable HTTP clients hold it sealed
+                                   in a token (see fed__session_token) */
+    char *client;               /* the client identity ([client.NAME]), NULL = anonymous */
+    const struct core_client_cfg *ccfg; /* its policy (into gw->cfg), NULL = everything */
+    char *token;                /* sealed state as last handed out, or NULL (not a token session) */
+    uint64_t token_iat, token_exp; /* unix seconds */
+    bool token_stale;           /* state changed since the token was sealed */
+    bool restoring;             /* restored from a token: requests wait for starting upstreams */
+    uint64_t restore_deadline;
+    cJSON *restore_subs;        /* resource URIs to subscribe once upstreams are up */
     char *protocol_version;
     cJSON *client_caps;
     cJSON *client_info;
-    int log_level;              /* core_log levels mapped from MCP levels; -1 = not set */
     int mcp_log_level;          /* index into the MCP level list; -1 = not set */
     bool initialized;
     struct fed_upstream **inst; /* per server (config order): the instance it uses */
@@ -188,6 +212,18 @@ struct fed_session *fed__session_find(struct fed_gateway *gw, const char *id);
 /* Ends the session: in-flight calls are detached, isolated upstreams stopped, subscriptions
  * dropped. Frees it. */
 void fed__session_end(struct fed_session *s);
+/* Forgets the session without revoking it: a token session comes back on its next request. */
+void fed__session_evict(struct fed_session *s);
+/* The session's current token, sealed anew when its state changed or it is getting old.
+ * NULL when sealing failed. */
+const char *fed__session_token(struct fed_session *s);
+/* The session for a presented token: the cached one, or one restored from the token. Returns
+ * NULL for an expired, tampered, foreign (other client) or ended session's token. */
+struct fed_session *fed__session_open(struct fed_gateway *gw, const struct core_client_cfg *client,
+                                      const char *tok, const struct fed_session_ops *ops,
+                                      void *(*make_ctx)(struct fed_session *s));
+/* Binds a new session to a client identity (NULL = anonymous). */
+void fed__session_set_client(struct fed_session *s, const struct core_client_cfg *client);
 /* Sends an unsolicited message (complete JSON text, no newline) to the session's stream. */
 void fed__session_notify(struct fed_session *s, const uv_buf_t *bufs, unsigned n);
 bool fed__session_has_cap(const struct fed_session *s, const char *cap);
@@ -222,6 +258,13 @@ struct fed_call {
                                        frame, dispatched once initialize is answered */
     size_t queued_len;
     uint64_t deadline;              /* loop ms until which a deferred initialize waits */
+    /* tools/call: what the audit log records when the call ends. */
+    bool audit;
+    const char *outcome;            /* static string; NULL = decided from the response */
+    uint64_t t0_ns;
+    size_t bytes_in;
+    char *audit_server;
+    char *audit_tool;
 };
 
 /* The call of a fan-out went away: the fan-out finishes its upstream requests and frees itself. */
@@ -254,6 +297,9 @@ void fed_router_response(struct fed_session *s, const char *frame, size_t n,
 void fed__router_check_deferred(struct fed_gateway *gw);
 /* The session's cleanup in the router: subscriptions dropped, upstream log levels recomputed. */
 void fed__router_session_ending(struct fed_session *s);
+/* A session came back from its token: requests wait for starting upstreams, then its
+ * subscriptions and log level are applied to them. */
+void fed__router_session_restored(struct fed_session *s);
 /* Sends the coalesced list_changed notifications of one session. */
 void fed__router_flush_list_changed(struct fed_session *s);
 
@@ -270,6 +316,28 @@ void fed__upstream_fetch_list(struct fed_upstream *up, enum fed_list l);
 /* Closes every bridge connection of the gateway (shutdown). */
 void fed__bridge_shutdown(struct fed_gateway *gw);
 
+/* ---- identities ------------------------------------------------------------------------ */
+
+/* What a front knows about who is asking. */
+struct fed_peer {
+    bool is_unix;              /* came in on the Unix socket */
+    bool uid_known;            /* is_unix: the kernel told the peer's uid */
+    uid_t uid;
+    const char *authorization; /* the Authorization header, or NULL */
+    const char *name;          /* the client name it gives (X-Agentgate-Client, bridge hello) */
+};
+
+/* auth = none is in force (serve --auth, else the config). */
+bool fed__auth_none(const struct fed_gateway *gw);
+const struct core_client_cfg *fed__client_named(const struct fed_gateway *gw, const char *name);
+const struct core_client_cfg *fed__client_by_token(const struct fed_gateway *gw, const char *tok,
+                                                   size_t n);
+/* Returns 0 with *client (NULL = anonymous), or an HTTP status (401, 403) with a one-line
+ * reason for the peer. Socket peers must run as our uid; TCP needs a bearer token unless
+ * auth = none. */
+int fed__identify(const struct fed_gateway *gw, const struct fed_peer *peer,
+                  const struct core_client_cfg **client, const char **why);
+
 /* ---- names ------------------------------------------------------------------------------ */
 
 /* Builds the exposed name for (prefix, name) into out (at least 65 bytes): prefix + "__" +
@@ -280,15 +348,25 @@ bool fed__name_expose(const char *prefix, const char *name, char out[65]);
 
 /* ---- the gateway ---------------------------------------------------------------------------- */
 
+struct pol_pins;
+struct pol_audit;
+
 struct fed_gateway {
     uv_loop_t *loop;
-    const struct core_config *cfg;
+    struct core_config *cfg;      /* owned; replaced by a reload */
     char *self_exe;
     char *state_dir;
     char *bearer;                 /* required HTTP bearer token, or NULL */
-    struct fed_server *servers;
+    char *auth_override;          /* serve --auth: wins over the config's auth, also on reload */
+    struct fed_server **servers;
     size_t n_servers;
     struct core_map_str sessions; /* id -> struct fed_session */
+    struct core_map_str tokens;   /* a session's current token -> struct fed_session */
+    struct core_map_str ended;    /* ids of sessions ended here -> (void *)expiry (unix s) */
+    struct core_map_str buckets;  /* client name -> struct pol_bucket (rate limits) */
+    struct pol_pins *pins;        /* NULL without a state dir */
+    char *pins_path;
+    struct pol_audit *audit;      /* NULL when off */
     uint64_t list_gen;            /* bumped when any list changes; stale cursors are refused */
     uv_timer_t tick;              /* request deadlines, idle sessions */
     uint64_t last_idle_sweep;
@@ -302,13 +380,22 @@ struct fed_gateway {
 };
 
 uint64_t fed__now(const struct fed_gateway *gw);
+/* Wall clock, unix seconds (token times). */
+uint64_t fed__unix_now(void);
+/* Writes the pins file when something changed. */
+void fed__gateway_save_pins(struct fed_gateway *gw);
 /* Called when an upstream instance has been freed (shutdown bookkeeping). */
 void fed__gateway_upstream_freed(struct fed_gateway *gw);
+/* Bumps the list generation (stale cursors are refused) and sends the list_changed
+ * notifications sessions are marked for, shortly (coalesced). */
+void fed__gateway_flush_soon(struct fed_gateway *gw);
 /* Marks lists (bitmask of 1 << enum fed_list) changed for every session using `up` (NULL =
  * all sessions) and schedules the coalesced notifications. */
 void fed__gateway_lists_changed(struct fed_gateway *gw, struct fed_upstream *up, unsigned mask);
 
 struct tp_http_req;
+/* POST /agentgate/reload and /agentgate/approve (Unix socket only). */
+void fed_control_request(struct fed_gateway *gw, struct tp_http_req *req);
 /* HTTP fronts: a short text answer, and a JSON-RPC error (id null) with an HTTP status. */
 void fed__http_status(struct tp_http_req *req, int status, const char *text);
 void fed__http_rpc_error(struct tp_http_req *req, int status, int code, const char *msg);

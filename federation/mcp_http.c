@@ -30,7 +30,6 @@ struct http_call {
     struct fed_call *call;
     struct http_batch *batch;
     bool streaming;
-    char sid[33];
 };
 
 /* A 2025-03-26 batch: the responses are collected and sent as one array. */
@@ -40,7 +39,7 @@ struct http_batch {
     int outstanding;
     int responses;
     bool dispatching;
-    char sid[33];
+    struct fed_session *s;
 };
 
 static const char *const allowed_hosts[] = {"localhost", "127.0.0.1", "[::1]"};
@@ -173,18 +172,18 @@ static void on_call_req_close(void *ud, struct tp_http_req *req)
 
 static void call_message(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
 {
-    (void)c;
     struct http_call *hc = ctx;
     if (hc->req == NULL)
         return;
     if (!hc->streaming) {
+        const char *tok = fed__session_token(c->sess);
         struct tp_http_header h[] = {
             {"Content-Type", "text/event-stream"},
             {"Cache-Control", "no-cache"},
             {"X-Accel-Buffering", "no"},
-            {"Mcp-Session-Id", hc->sid},
+            {"Mcp-Session-Id", tok},
         };
-        if (tp_http_stream_start(hc->req, 200, h, 4) != 0)
+        if (tp_http_stream_start(hc->req, 200, h, tok ? 4 : 3) != 0)
             return;
         hc->streaming = true;
     }
@@ -201,7 +200,6 @@ static void call_message(void *ctx, struct fed_call *c, const uv_buf_t *bufs, un
 
 static void call_respond(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
 {
-    (void)c;
     struct http_call *hc = ctx;
     struct tp_http_req *req = hc->req;
     if (req) {
@@ -210,11 +208,12 @@ static void call_respond(void *ctx, struct fed_call *c, const uv_buf_t *bufs, un
             call_message(hc, c, bufs, n);
             tp_http_stream_end(req);
         } else {
+            const char *tok = fed__session_token(c->sess);
             struct tp_http_header h[] = {
                 {"Content-Type", "application/json"},
-                {"Mcp-Session-Id", hc->sid},
+                {"Mcp-Session-Id", tok},
             };
-            (void)tp_http_respond(req, 200, h, 2, bufs, n);
+            (void)tp_http_respond(req, 200, h, tok ? 2 : 1, bufs, n);
         }
     }
     hc_free(hc);
@@ -233,10 +232,11 @@ static void batch_maybe_finish(struct http_batch *b)
         if (b->responses == 0) {
             (void)tp_http_respond(b->req, 202, NULL, 0, NULL, 0);
         } else if (core_buf_append(&b->out, "]", 1) == 0) {
+            const char *tok = fed__session_token(b->s);
             struct tp_http_header h[] = {{"Content-Type", "application/json"},
-                                         {"Mcp-Session-Id", b->sid}};
+                                         {"Mcp-Session-Id", tok}};
             uv_buf_t u = uv_buf_init(b->out.data, (unsigned)b->out.len);
-            (void)tp_http_respond(b->req, 200, h, 2, &u, 1);
+            (void)tp_http_respond(b->req, 200, h, tok ? 2 : 1, &u, 1);
         }
     }
     core_buf_dispose(&b->out);
@@ -294,7 +294,6 @@ static void dispatch_one(struct fed_session *s, const char *frame, size_t n,
         } else {
             struct http_call *hc = core_xcalloc(1, sizeof *hc);
             hc->req = req;
-            snprintf(hc->sid, sizeof hc->sid, "%s", s->id);
             c = fed__call_new(s, frame, env, &call_ops, hc);
             hc->call = c;
             tp_http_req_set_close_cb(req, on_call_req_close, hc);
@@ -328,7 +327,7 @@ static void handle_batch(struct fed_session *s, struct tp_http_req *req, const c
     struct http_batch *b = core_xcalloc(1, sizeof *b);
     b->req = req;
     b->dispatching = true;
-    snprintf(b->sid, sizeof b->sid, "%s", s->id);
+    b->s = s;
     core_buf_init(&b->out, 0);
     tp_http_req_set_close_cb(req, on_batch_req_close, b);
     size_t pos = 0;
@@ -365,16 +364,25 @@ static void handle_batch(struct fed_session *s, struct tp_http_req *req, const c
     batch_maybe_finish(b);
 }
 
-static struct fed_session *find_session(struct fed_gateway *gw, struct tp_http_req *req)
+static void *make_http_sess(struct fed_session *s)
+{
+    struct http_sess *hs = core_xcalloc(1, sizeof *hs);
+    core_buf_init(&hs->queue, QUEUE_MAX_BYTES);
+    hs->s = s;
+    return hs;
+}
+
+/* The session of a request's token: cached, or restored from the token after a restart. Only
+ * this front's sessions are reachable (legacy SSE and bridge sessions have no token). */
+static struct fed_session *find_session(struct fed_gateway *gw, struct tp_http_req *req,
+                                        const struct core_client_cfg *client)
 {
     const char *sid = tp_http_req_header(req, "Mcp-Session-Id");
     if (sid == NULL || sid[0] == '\0') {
         fed__http_rpc_error(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
         return NULL;
     }
-    struct fed_session *s = fed__session_find(gw, sid);
-    if (s != NULL && s->ops != &sess_ops)
-        s = NULL; /* another front's session (legacy SSE, bridge) is not reachable here */
+    struct fed_session *s = fed__session_open(gw, client, sid, &sess_ops, make_http_sess);
     if (s == NULL) {
         fed__http_rpc_error(req, 404, -32001, "Session not found");
         return NULL;
@@ -383,7 +391,8 @@ static struct fed_session *find_session(struct fed_gateway *gw, struct tp_http_r
     return s;
 }
 
-static void handle_post(struct fed_gateway *gw, struct tp_http_req *req)
+static void handle_post(struct fed_gateway *gw, struct tp_http_req *req,
+                        const struct core_client_cfg *client)
 {
     size_t len;
     const char *body = tp_http_req_body(req, &len);
@@ -397,14 +406,13 @@ static void handle_post(struct fed_gateway *gw, struct tp_http_req *req)
         return;
     }
     if (env.kind == CORE_RPC_REQUEST && strcmp(env.method_str, "initialize") == 0) {
-        struct http_sess *hs = core_xcalloc(1, sizeof *hs);
-        core_buf_init(&hs->queue, QUEUE_MAX_BYTES);
-        struct fed_session *s = fed__session_new(gw, &sess_ops, hs);
-        hs->s = s;
+        struct fed_session *s = fed__session_new(gw, &sess_ops, NULL);
+        s->ops_ctx = make_http_sess(s);
+        fed__session_set_client(s, client);
         dispatch_one(s, body, len, &env, req, NULL, NULL);
         return;
     }
-    struct fed_session *s = find_session(gw, req);
+    struct fed_session *s = find_session(gw, req, client);
     if (s == NULL)
         return;
     if (env.kind == CORE_RPC_BATCH) {
@@ -416,14 +424,15 @@ static void handle_post(struct fed_gateway *gw, struct tp_http_req *req)
         (void)tp_http_respond(req, 202, NULL, 0, NULL, 0);
 }
 
-static void handle_get(struct fed_gateway *gw, struct tp_http_req *req)
+static void handle_get(struct fed_gateway *gw, struct tp_http_req *req,
+                       const struct core_client_cfg *client)
 {
     const char *accept = tp_http_req_header(req, "Accept");
     if (accept == NULL || strstr(accept, "text/event-stream") == NULL) {
         fed__http_status(req, 406, "GET /mcp needs Accept: text/event-stream\n");
         return;
     }
-    struct fed_session *s = find_session(gw, req);
+    struct fed_session *s = find_session(gw, req, client);
     if (s == NULL)
         return;
     struct http_sess *hs = s->ops_ctx;
@@ -431,13 +440,14 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req)
         fed__http_status(req, 409, "this session already has a GET stream open\n");
         return;
     }
+    const char *tok = fed__session_token(s);
     struct tp_http_header h[] = {
         {"Content-Type", "text/event-stream"},
         {"Cache-Control", "no-cache"},
         {"X-Accel-Buffering", "no"},
-        {"Mcp-Session-Id", s->id},
+        {"Mcp-Session-Id", tok},
     };
-    if (tp_http_stream_start(req, 200, h, 4) != 0)
+    if (tp_http_stream_start(req, 200, h, tok ? 4 : 3) != 0)
         return;
     hs->stream = req;
     s->streams++;
@@ -489,18 +499,43 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
         fed__http_status(req, 403, "Forbidden: Host and Origin must be localhost\n");
         return;
     }
-    if (gw->bearer && strcmp(path, "/healthz") != 0 && !bearer_ok(gw, req)) {
-        struct tp_http_header h[] = {{"WWW-Authenticate", "Bearer realm=\"agentgate\""}};
-        uv_buf_t u = uv_buf_init("Unauthorized: send Authorization: Bearer <token>\n", 49);
-        (void)tp_http_respond(req, 401, h, 1, &u, 1);
-        return;
-    }
     if (strcmp(path, "/healthz") == 0) {
         (void)tp_http_respond_simple(req, 200, "text/plain", "ok\n");
         return;
     }
+    bool is_unix = tp_http_req_is_unix(req);
+    if (is_unix && strncmp(path, "/agentgate/", 11) == 0) {
+        fed_control_request(gw, req);
+        return;
+    }
+    const struct core_client_cfg *client = NULL;
+    int status = 0;
+    const char *why = NULL;
+    if (gw->bearer && !is_unix) {
+        if (!bearer_ok(gw, req)) {
+            status = 401;
+            why = "Unauthorized: send Authorization: Bearer <token>\n";
+        }
+    } else {
+        struct fed_peer peer = {
+            .is_unix = is_unix,
+            .authorization = tp_http_req_header(req, "Authorization"),
+            .name = tp_http_req_header(req, "X-Agentgate-Client"),
+        };
+        if (is_unix)
+            peer.uid_known = tp_http_req_peer_uid(req, &peer.uid);
+        status = fed__identify(gw, &peer, &client, &why);
+    }
+    if (status) {
+        core_log(CORE_LOG_INFO, "http", "%s: %d %s %s: %.*s", tp_http_req_conn_name(req), status,
+                 method, path, (int)strcspn(why, "\n"), why);
+        struct tp_http_header h[] = {{"WWW-Authenticate", "Bearer realm=\"agentgate\""}};
+        uv_buf_t u = uv_buf_init((char *)why, (unsigned)strlen(why));
+        (void)tp_http_respond(req, status, h, status == 401 ? 1 : 0, &u, 1);
+        return;
+    }
     if (strcmp(path, "/sse") == 0 || strcmp(path, "/message") == 0) {
-        fed_sse_request(gw, req);
+        fed_sse_request(gw, req, client);
         return;
     }
     if (strcmp(path, "/mcp") != 0) {
@@ -515,11 +550,11 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
         return;
     }
     if (strcmp(method, "POST") == 0) {
-        handle_post(gw, req);
+        handle_post(gw, req, client);
     } else if (strcmp(method, "GET") == 0) {
-        handle_get(gw, req);
+        handle_get(gw, req, client);
     } else if (strcmp(method, "DELETE") == 0) {
-        struct fed_session *s = find_session(gw, req);
+        struct fed_session *s = find_session(gw, req, client);
         if (s) {
             fed__session_end(s);
             (void)tp_http_respond(req, 200, NULL, 0, NULL, 0);

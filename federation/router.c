@@ -10,6 +10,8 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "federation/internal.h"
+#include "policy/pins.h"
+#include "policy/policy.h"
 
 #define NAME_BUF 1024
 #define URI_BUF 8192
@@ -223,13 +225,31 @@ static void forward(struct fed_call *c, struct fed_upstream *up, const char *fra
 
 /* ---- names and routing -------------------------------------------------------------------- */
 
+static struct fed_upstream *resolve_any(struct fed_session *s, int kind, const char *exposed,
+                                        char *orig, size_t cap);
+
+/* The instance serving an exposed tool (kind 0) or prompt (1) name for this session, with the
+ * upstream's own name in orig; NULL when unknown or hidden from the session's client by its
+ * policy (then *denied is the instance it would have been). */
 static struct fed_upstream *resolve_name(struct fed_session *s, int kind, const char *exposed,
-                                         char *orig, size_t cap)
+                                         char *orig, size_t cap, struct fed_upstream **denied)
+{
+    struct fed_upstream *up = resolve_any(s, kind, exposed, orig, cap);
+    *denied = NULL;
+    if (up && !pol_client_allows(s->ccfg, up->srv->cfg->name, exposed)) {
+        *denied = up;
+        return NULL;
+    }
+    return up;
+}
+
+static struct fed_upstream *resolve_any(struct fed_session *s, int kind, const char *exposed,
+                                        char *orig, size_t cap)
 {
     struct fed_gateway *gw = s->gw;
     size_t el = strlen(exposed);
     for (size_t i = 0; i < gw->n_servers; i++) {
-        const char *o = core_map_str_get(&gw->servers[i].renamed[kind], exposed, el);
+        const char *o = core_map_str_get(&gw->servers[i]->renamed[kind], exposed, el);
         if (o) {
             snprintf(orig, cap, "%s", o);
             return s->inst[i];
@@ -239,7 +259,7 @@ static struct fed_upstream *resolve_name(struct fed_session *s, int kind, const 
     if (sep) {
         size_t pl = (size_t)(sep - exposed);
         for (size_t i = 0; i < gw->n_servers; i++) {
-            const char *pre = gw->servers[i].cfg->prefix;
+            const char *pre = gw->servers[i]->cfg->prefix;
             if (pre[0] && strlen(pre) == pl && memcmp(pre, exposed, pl) == 0) {
                 snprintf(orig, cap, "%s", sep + 2);
                 return s->inst[i];
@@ -247,7 +267,7 @@ static struct fed_upstream *resolve_name(struct fed_session *s, int kind, const 
         }
     }
     for (size_t i = 0; i < gw->n_servers; i++)
-        if (gw->servers[i].cfg->prefix[0] == '\0') {
+        if (gw->servers[i]->cfg->prefix[0] == '\0') {
             snprintf(orig, cap, "%s", exposed);
             return s->inst[i];
         }
@@ -262,22 +282,28 @@ static struct fed_upstream *route_uri(struct fed_session *s, const char *uri)
     int with_resources = 0;
     for (size_t i = 0; i < gw->n_servers; i++) {
         struct fed_upstream *up = s->inst[i];
-        if (!fed__upstream_is_ready(up) || !fed__upstream_has_cap(up, "resources"))
+        if (!fed__upstream_is_ready(up) || !fed__upstream_has_cap(up, "resources") ||
+            !pol_client_has_server(s->ccfg, gw->servers[i]->cfg->name))
             continue;
         with_resources++;
         only = up;
         bool exact;
         size_t m = fed__upstream_res_match(up, uri, &exact);
-        if (exact)
-            return up;
+        if (exact) {
+            best = up;
+            break;
+        }
         if (m > best_len) {
             best_len = m;
             best = up;
         }
     }
-    if (best)
-        return best;
-    return with_resources == 1 ? only : NULL;
+    if (best == NULL && with_resources == 1)
+        best = only;
+    /* A URI the client may not see is as unknown as one nobody serves. */
+    if (best && !pol_client_allows(s->ccfg, best->srv->cfg->name, uri))
+        best = NULL;
+    return best;
 }
 
 /* ---- initialize --------------------------------------------------------------------------- */
@@ -305,7 +331,7 @@ static void finish_initialize(struct fed_call *c)
     int rc = 0;
     for (size_t i = 0; i < gw->n_servers; i++) {
         struct fed_upstream *up = s->inst[i];
-        if (!fed__upstream_is_ready(up))
+        if (!fed__upstream_is_ready(up) || !pol_client_has_server(s->ccfg, up->srv->cfg->name))
             continue;
         tools |= fed__upstream_has_cap(up, "tools");
         prompts |= fed__upstream_has_cap(up, "prompts");
@@ -403,6 +429,45 @@ static void dispatch_queued(struct fed_session *s)
     }
 }
 
+static void sync_upstream_level(struct fed_upstream *up);
+static void subscribe(struct fed_session *s, struct fed_upstream *up, const char *uri);
+
+/* A restored session's upstreams are up (or the wait ran out): its subscriptions and log level
+ * apply to them, then the requests that waited go out in order. */
+static void finish_restore(struct fed_session *s)
+{
+    s->restoring = false;
+    cJSON *subs = s->restore_subs;
+    s->restore_subs = NULL;
+    cJSON *u;
+    cJSON_ArrayForEach(u, subs)
+    {
+        if (!cJSON_IsString(u))
+            continue;
+        struct fed_upstream *up = route_uri(s, u->valuestring);
+        if (up)
+            subscribe(s, up, u->valuestring);
+        else
+            core_log(CORE_LOG_WARN, "sess", "%.8s: subscription %.200s not restored: no server "
+                     "has it now", s->id, u->valuestring);
+    }
+    cJSON_Delete(subs);
+    for (size_t i = 0; i < s->gw->n_servers; i++)
+        if (s->inst[i])
+            sync_upstream_level(s->inst[i]);
+    dispatch_queued(s);
+}
+
+void fed__router_session_restored(struct fed_session *s)
+{
+    if (session_waiting(s)) {
+        s->restoring = true;
+        s->restore_deadline = fed__now(s->gw) + s->gw->cfg->list_timeout_ms;
+        return;
+    }
+    finish_restore(s);
+}
+
 void fed__router_check_deferred(struct fed_gateway *gw)
 {
     uint64_t now = fed__now(gw);
@@ -412,6 +477,10 @@ void fed__router_check_deferred(struct fed_gateway *gw)
     while (core_map_str_next(&gw->sessions, &it, &k, &v)) {
         struct fed_session *s = v;
         bool waiting = session_waiting(s);
+        if (s->restoring && (!waiting || now >= s->restore_deadline)) {
+            finish_restore(s);
+            break; /* the session table may have changed; the next tick sees the rest */
+        }
         struct fed_call *c = s->calls, *next;
         for (; c; c = next) {
             next = c->next;
@@ -431,7 +500,7 @@ void fed__router_check_deferred(struct fed_gateway *gw)
 /* Sets each upstream's level to the most verbose level any of its sessions asked for. */
 static void sync_upstream_level(struct fed_upstream *up)
 {
-    if (!fed__upstream_is_ready(up) || !fed__upstream_has_cap(up, "logging"))
+    if (!fed__upstream_is_ready(up) || !fed__upstream_has_cap(up, "logging") || up->srv->retired)
         return;
     int lvl = -1;
     size_t it = 0;
@@ -464,6 +533,7 @@ static void handle_set_level(struct fed_call *c, const char *frame, const struct
     }
     struct fed_session *s = c->sess;
     s->mcp_log_level = idx;
+    s->token_stale = true;
     for (size_t i = 0; i < s->gw->n_servers; i++)
         if (s->inst[i])
             sync_upstream_level(s->inst[i]);
@@ -474,7 +544,8 @@ static void handle_set_level(struct fed_call *c, const char *frame, const struct
 
 struct fan_part {
     struct fed_fanout *f;
-    size_t srv;
+    struct fed_server *srv;  /* referenced: a reload may retire it meanwhile */
+    size_t srv_index;        /* its position when the fan-out started (for cursors) */
     struct fed_upstream *up; /* alive while its request is pending */
     char *cursor;            /* the upstream cursor to continue from, or NULL */
     cJSON *result;
@@ -499,6 +570,7 @@ static void fan_free(struct fed_fanout *f)
     for (size_t i = 0; i < f->n; i++) {
         core_free(f->parts[i].cursor);
         cJSON_Delete(f->parts[i].result);
+        fed__server_unref(f->parts[i].srv);
     }
     core_free(f->parts);
     core_free(f);
@@ -539,6 +611,65 @@ static void mark_late(struct fed_upstream *up, enum fed_list l)
         fed__upstream_fetch_list(up, l);
 }
 
+/* Checks a tool definition of srv against its pin (trust on first use). Returns true when the
+ * tool must be hidden (pin = quarantine and it changed). `first` says the server had no pins
+ * before this list, so its tools are not news. */
+static bool pin_check(struct fed_server *srv, const cJSON *tool, bool first)
+{
+    struct fed_gateway *gw = srv->gw;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(tool, "name");
+    if (gw->pins == NULL || srv->cfg->pin == CORE_PIN_OFF || !cJSON_IsString(name))
+        return false;
+    const char *nm = name->valuestring;
+    size_t nl = strlen(nm);
+    char what[256];
+    enum pol_pin_verdict v = pol_pins_check(gw->pins, srv->cfg->name, tool, what, sizeof what);
+    struct fed_pin_change *pc = core_map_str_get(&srv->pin_changed, nm, nl);
+    switch (v) {
+    case POL_PIN_FIRST:
+        return false;
+    case POL_PIN_NEW:
+        if (!first)
+            core_log(CORE_LOG_WARN, "pins", "%s: new tool %s (pinned now)", srv->cfg->name, nm);
+        return false;
+    case POL_PIN_SAME:
+        if (pc) {
+            core_log(CORE_LOG_INFO, "pins", "%s: tool %s is back to its pinned definition",
+                     srv->cfg->name, nm);
+            bool was_hidden = pc->hidden;
+            core_map_str_del(&srv->pin_changed, nm, nl);
+            core_free(pc->what);
+            core_free(pc);
+            if (was_hidden)
+                fed__gateway_lists_changed(gw, NULL, 1u << FED_LIST_TOOLS);
+        }
+        return false;
+    case POL_PIN_CHANGED:
+        break;
+    }
+    if (pc == NULL || strcmp(pc->what, what) != 0) {
+        bool hide = srv->cfg->pin == CORE_PIN_QUARANTINE;
+        if (pc == NULL) {
+            pc = core_xcalloc(1, sizeof *pc);
+            core_map_str_put(&srv->pin_changed, nm, nl, pc);
+        }
+        core_free(pc->what);
+        pc->what = core_xstrdup(what);
+        pc->hidden = hide;
+        if (hide) {
+            core_log(CORE_LOG_WARN, "pins",
+                     "%s: tool %s changed since it was pinned (%s); it is quarantined until "
+                     "`agentgate approve %s %s`", srv->cfg->name, nm, what, srv->cfg->name, nm);
+            fed__gateway_lists_changed(gw, NULL, 1u << FED_LIST_TOOLS);
+        } else {
+            core_log(CORE_LOG_WARN, "pins",
+                     "%s: tool %s changed since it was pinned (%s); served anyway (pin = warn)",
+                     srv->cfg->name, nm, what);
+        }
+    }
+    return pc->hidden;
+}
+
 static void fan_answer(struct fed_fanout *f)
 {
     f->answered = true;
@@ -559,13 +690,25 @@ static void fan_answer(struct fed_fanout *f)
         struct fan_part *pt = &f->parts[i];
         if (pt->result == NULL)
             continue;
-        struct fed_server *srv = &gw->servers[pt->srv];
+        struct fed_server *srv = pt->srv;
+        if (srv->retired)
+            continue;
+        bool first = gw->pins && !pol_pins_has_server(gw->pins, srv->cfg->name);
         cJSON *arr = cJSON_GetObjectItemCaseSensitive(pt->result, list_keys[l]);
         cJSON *item;
         while (cJSON_IsArray(arr) && (item = cJSON_DetachItemFromArray(arr, 0)) != NULL) {
+            if (l == FED_LIST_RESOURCES || l == FED_LIST_TEMPLATES) {
+                cJSON *uri = cJSON_GetObjectItemCaseSensitive(
+                    item, l == FED_LIST_RESOURCES ? "uri" : "uriTemplate");
+                if (!cJSON_IsString(uri) ||
+                    !pol_client_allows(s->ccfg, srv->cfg->name, uri->valuestring)) {
+                    cJSON_Delete(item);
+                    continue;
+                }
+            }
             if (l == FED_LIST_TOOLS || l == FED_LIST_PROMPTS) {
                 cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
-                if (!cJSON_IsString(name)) {
+                if (!cJSON_IsString(name) || (l == FED_LIST_TOOLS && pin_check(srv, item, first))) {
                     cJSON_Delete(item);
                     continue;
                 }
@@ -575,6 +718,10 @@ static void fan_answer(struct fed_fanout *f)
                     if (core_map_str_get(m, exposed, strlen(exposed)) == NULL)
                         core_map_str_put(m, exposed, strlen(exposed),
                                          core_xstrdup(name->valuestring));
+                }
+                if (!pol_client_allows(s->ccfg, srv->cfg->name, exposed)) {
+                    cJSON_Delete(item);
+                    continue;
                 }
                 if (core_map_str_get(&seen, exposed, strlen(exposed))) {
                     core_log(CORE_LOG_WARN, "router", "%s: %s exposed twice; keeping the first",
@@ -590,7 +737,7 @@ static void fan_answer(struct fed_fanout *f)
         cJSON *next = cJSON_GetObjectItemCaseSensitive(pt->result, "nextCursor");
         if (cJSON_IsString(next)) {
             cJSON *pair = cJSON_CreateArray();
-            cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)pt->srv));
+            cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)pt->srv_index));
             cJSON_AddItemToArray(pair, cJSON_CreateString(next->valuestring));
             cJSON_AddItemToArray(cursors, pair);
         }
@@ -704,9 +851,10 @@ static void handle_list(struct fed_call *c, const char *frame, const struct core
         {
             cJSON *i = cJSON_GetArrayItem(pair, 0), *uc = cJSON_GetArrayItem(pair, 1);
             if (!cJSON_IsNumber(i) || !cJSON_IsString(uc) || i->valueint < 0 ||
-                (size_t)i->valueint >= gw->n_servers || f->n >= gw->n_servers)
+                (size_t)i->valueint >= gw->n_servers || f->n >= gw->n_servers ||
+                !pol_client_has_server(s->ccfg, gw->servers[i->valueint]->cfg->name))
                 continue;
-            f->parts[f->n].srv = (size_t)i->valueint;
+            f->parts[f->n].srv_index = (size_t)i->valueint;
             f->parts[f->n].cursor = core_xstrdup(uc->valuestring);
             f->n++;
         }
@@ -714,9 +862,14 @@ static void handle_list(struct fed_call *c, const char *frame, const struct core
     } else {
         for (size_t i = 0; i < gw->n_servers; i++) {
             struct fed_upstream *up = s->inst[i];
-            if (fed__upstream_is_ready(up) && fed__upstream_has_cap(up, list_caps[l]))
-                f->parts[f->n++].srv = i;
+            if (fed__upstream_is_ready(up) && fed__upstream_has_cap(up, list_caps[l]) &&
+                pol_client_has_server(s->ccfg, gw->servers[i]->cfg->name))
+                f->parts[f->n++].srv_index = i;
         }
+    }
+    for (size_t i = 0; i < f->n; i++) {
+        f->parts[i].srv = gw->servers[f->parts[i].srv_index];
+        fed__server_ref(f->parts[i].srv);
     }
     c->fan = f;
     /* Count every part first: replies cannot arrive before we return to the loop. */
@@ -724,7 +877,7 @@ static void handle_list(struct fed_call *c, const char *frame, const struct core
     for (size_t i = 0; i < f->n; i++) {
         struct fan_part *pt = &f->parts[i];
         pt->f = f;
-        struct fed_upstream *up = s->inst[pt->srv];
+        struct fed_upstream *up = s->inst[pt->srv_index];
         pt->up = up;
         if (pt->cursor == NULL && up->list_late[l] && up->list_known[l]) {
             /* A server that missed the deadline: its cached list now, a fresh one later. */
@@ -760,8 +913,25 @@ static void handle_list(struct fed_call *c, const char *frame, const struct core
 
 /* ---- named and URI-addressed requests ------------------------------------------------------- */
 
+/* A CallToolResult with isError and one text: how a model learns a call did not happen. */
+static void tool_error_result(struct fed_call *c, const char *msg)
+{
+    cJSON *res = cJSON_CreateObject();
+    cJSON *content = cJSON_AddArrayToObject(res, "content");
+    cJSON *text = cJSON_CreateObject();
+    cJSON_AddStringToObject(text, "type", "text");
+    cJSON_AddStringToObject(text, "text", msg);
+    cJSON_AddItemToArray(content, text);
+    cJSON_AddTrueToObject(res, "isError");
+    call_result_json(c, res);
+}
+
+/* tools/call (kind 0) and prompts/get (kind 1): the exposed name is mapped back to the
+ * upstream's. For tools, `hook` (may be NULL) may refuse the call once the server is known:
+ * it answers the call itself and returns false. */
 static void handle_named(struct fed_call *c, const char *frame, const struct core_rpc_env *env,
-                         int kind)
+                         int kind, bool (*hook)(struct fed_call *c, struct fed_upstream *up,
+                                                const char *exposed, const char *orig))
 {
     char exposed[NAME_BUF], orig[NAME_BUF];
     struct core_span at;
@@ -769,25 +939,28 @@ static void handle_named(struct fed_call *c, const char *frame, const struct cor
         fed__call_error(c, -32602, "params.name must be a string");
         return;
     }
-    struct fed_upstream *up = resolve_name(c->sess, kind, exposed, orig, sizeof orig);
+    struct fed_upstream *denied;
+    struct fed_upstream *up = resolve_name(c->sess, kind, exposed, orig, sizeof orig, &denied);
+    if (c->audit) {
+        c->audit_tool = core_xstrdup(exposed);
+        if (up || denied)
+            c->audit_server = core_xstrdup((up ? up : denied)->srv->cfg->name);
+    }
     if (up == NULL && kind == 1) {
         call_errorf(c, -32602, "Unknown prompt: %s", exposed);
         return;
     }
     if (up == NULL) {
-        /* Like the SDK's servers: an unknown tool is a tool error the model can read. */
-        cJSON *res = cJSON_CreateObject();
-        cJSON *content = cJSON_AddArrayToObject(res, "content");
-        cJSON *text = cJSON_CreateObject();
-        cJSON_AddStringToObject(text, "type", "text");
+        /* Like the SDK's servers: an unknown tool is a tool error the model can read. A tool
+         * the client's policy hides gets the very same answer. */
+        c->outcome = denied ? "denied" : "unknown";
         char msg[NAME_BUF + 32];
         snprintf(msg, sizeof msg, "Unknown tool: %s", exposed);
-        cJSON_AddStringToObject(text, "text", msg);
-        cJSON_AddItemToArray(content, text);
-        cJSON_AddTrueToObject(res, "isError");
-        call_result_json(c, res);
+        tool_error_result(c, msg);
         return;
     }
+    if (hook && !hook(c, up, exposed, orig))
+        return;
     struct core_buf nb;
     core_buf_init(&nb, 0);
     if (json_string(&nb, orig) != 0) {
@@ -798,6 +971,92 @@ static void handle_named(struct fed_call *c, const char *frame, const struct cor
     struct repl r = {at, nb.data, nb.len};
     forward(c, up, frame, env, &r, 1);
     core_buf_dispose(&nb);
+}
+
+/* A quarantined tool (its definition changed since it was pinned) is refused. */
+static bool call_gate(struct fed_call *c, struct fed_upstream *up, const char *exposed,
+                      const char *orig)
+{
+    const struct fed_pin_change *pc = core_map_str_get(&up->srv->pin_changed, orig, strlen(orig));
+    if (pc == NULL || !pc->hidden)
+        return true;
+    c->outcome = "quarantined";
+    char msg[NAME_BUF * 2 + 400];
+    snprintf(msg, sizeof msg,
+             "Tool %s is quarantined: its definition changed since it was pinned (%s). The user "
+             "can review and accept it with: agentgate approve %s %s",
+             exposed, pc->what, up->srv->cfg->name, orig);
+    tool_error_result(c, msg);
+    return false;
+}
+
+/* tools/call: the client's rate limit first (nothing reaches an upstream past it), then the
+ * name, its policy and its pin. */
+static void handle_call(struct fed_call *c, const char *frame, size_t n,
+                        const struct core_rpc_env *env)
+{
+    struct fed_session *s = c->sess;
+    struct fed_gateway *gw = s->gw;
+    if (gw->audit) {
+        c->audit = true;
+        c->t0_ns = uv_hrtime();
+        c->bytes_in = n;
+    }
+    const struct core_client_cfg *cc = s->ccfg;
+    if (cc && cc->rate_per_sec > 0) {
+        size_t nl = strlen(cc->name);
+        struct pol_bucket *b = core_map_str_get(&gw->buckets, cc->name, nl);
+        if (b == NULL) {
+            b = core_xcalloc(1, sizeof *b);
+            core_map_str_put(&gw->buckets, cc->name, nl, b);
+        }
+        uint64_t retry = 0;
+        if (!pol_bucket_take(b, cc->rate_per_sec, cc->rate_burst, fed__now(gw) + 1, &retry)) {
+            if (c->audit) {
+                char exposed[NAME_BUF];
+                c->audit_tool = core_xstrdup(get_str(frame, env->params, "name", exposed,
+                                                     sizeof exposed, NULL) ? exposed : "");
+            }
+            c->outcome = "rate_limited";
+            struct core_buf b2;
+            core_buf_init(&b2, 0);
+            char text[300];
+            snprintf(text, sizeof text, "rate limit exceeded for client %s; retry in %" PRIu64 " ms",
+                     cc->name, retry);
+            cJSON *m = cJSON_CreateString(text);
+            char *esc = cJSON_PrintUnformatted(m);
+            cJSON_Delete(m);
+            if (core_buf_appendf(&b2, "{\"jsonrpc\":\"2.0\",\"id\":%.*s,\"error\":{\"code\":-32029,"
+                                      "\"message\":%s,\"data\":{\"retryAfterMs\":%" PRIu64 "}}}",
+                                 (int)c->id_len, c->id, esc, retry) == 0) {
+                uv_buf_t u = uv_buf_init(b2.data, (unsigned)b2.len);
+                fed__call_respond(c, &u, 1);
+            } else {
+                fed__call_free(c);
+            }
+            core_free(esc);
+            core_buf_dispose(&b2);
+            return;
+        }
+    }
+    handle_named(c, frame, env, 0, call_gate);
+}
+
+/* Records a subscription of s to uri on up; the first subscriber's reaches the upstream (a
+ * restarting upstream gets it when ready). */
+static void subscribe(struct fed_session *s, struct fed_upstream *up, const char *uri)
+{
+    size_t ul = strlen(uri);
+    if (core_map_str_get(&s->subs, uri, ul))
+        return;
+    uintptr_t count = (uintptr_t)core_map_str_get(&up->sub_count, uri, ul);
+    core_map_str_put(&s->subs, uri, ul, up);
+    core_map_str_put(&up->sub_count, uri, ul, (void *)(count + 1));
+    if (count == 0 && fed__upstream_is_ready(up)) {
+        cJSON *params = cJSON_CreateObject();
+        cJSON_AddStringToObject(params, "uri", uri);
+        (void)fed__upstream_request(up, "resources/subscribe", params, 0, NULL, NULL);
+    }
 }
 
 static void handle_resource(struct fed_call *c, const char *frame, const struct core_rpc_env *env)
@@ -827,6 +1086,7 @@ static void handle_resource(struct fed_call *c, const char *frame, const struct 
             fed__call_result(c, "{}");
             return;
         }
+        s->token_stale = true;
         if (sub) {
             core_map_str_put(&s->subs, uri, ul, up);
             core_map_str_put(&up->sub_count, uri, ul, (void *)(count + 1));
@@ -865,7 +1125,8 @@ static void handle_complete(struct fed_call *c, const char *frame, const struct 
             fed__call_error(c, -32602, "params.ref.name must be a string");
             return;
         }
-        struct fed_upstream *up = resolve_name(c->sess, 1, exposed, orig, sizeof orig);
+        struct fed_upstream *denied;
+        struct fed_upstream *up = resolve_name(c->sess, 1, exposed, orig, sizeof orig, &denied);
         if (up == NULL) {
             call_errorf(c, -32602, "Unknown prompt: %s", exposed);
             return;
@@ -901,19 +1162,20 @@ void fed_router_request(struct fed_call *c, const char *frame, size_t n,
                         const struct core_rpc_env *env)
 {
     const char *m = env->method_str;
-    if (c->sess->init_waiting && strcmp(m, "ping") != 0 && strcmp(m, "initialize") != 0) {
+    if ((c->sess->init_waiting || c->sess->restoring) && strcmp(m, "ping") != 0 &&
+        strcmp(m, "initialize") != 0) {
         /* Keep the order a pipelining client expects: nothing is answered before initialize. */
         c->queued = core_xmemdup(frame, n);
         c->queued_len = n;
         return;
     }
     if (strcmp(m, "tools/call") == 0)
-        handle_named(c, frame, env, 0);
+        handle_call(c, frame, n, env);
     else if (strcmp(m, "resources/read") == 0 || strcmp(m, "resources/subscribe") == 0 ||
              strcmp(m, "resources/unsubscribe") == 0)
         handle_resource(c, frame, env);
     else if (strcmp(m, "prompts/get") == 0)
-        handle_named(c, frame, env, 1);
+        handle_named(c, frame, env, 1, NULL);
     else if (strcmp(m, "tools/list") == 0)
         handle_list(c, frame, env, FED_LIST_TOOLS);
     else if (strcmp(m, "prompts/list") == 0)
@@ -1148,7 +1410,7 @@ static void upstream_log(struct fed_upstream *up, const char *frame, size_t n,
     char level[32];
     int idx = get_str(frame, env->params, "level", level, sizeof level, NULL) ? mcp_level_index(level)
                                                                             : -1;
-    if (idx < 0)
+    if (idx < 0 || up->srv->retired)
         return;
     uv_buf_t whole = uv_buf_init((char *)frame, (unsigned)n);
     size_t it = 0;
@@ -1297,6 +1559,12 @@ void fed__router_upstream_down(struct fed_upstream *up)
 
 void fed__router_list_updated(struct fed_upstream *up, enum fed_list l, bool changed)
 {
+    if (l == FED_LIST_TOOLS && up->srv->gw->pins && !up->srv->retired) {
+        bool first = !pol_pins_has_server(up->srv->gw->pins, up->srv->cfg->name);
+        const cJSON *item;
+        cJSON_ArrayForEach(item, up->lists[l])
+            (void)pin_check(up->srv, item, first);
+    }
     if (l == FED_LIST_TOOLS || l == FED_LIST_PROMPTS) {
         struct core_map_str *m = &up->srv->renamed[l == FED_LIST_TOOLS ? 0 : 1];
         const cJSON *item;

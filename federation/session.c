@@ -1,19 +1,24 @@
 /* Downstream sessions and the calls (client requests) in flight within them. */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth/seal.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "federation/internal.h"
+#include "policy/audit.h"
 
-struct fed_session *fed__session_new(struct fed_gateway *gw, const struct fed_session_ops *ops,
-                                     void *ops_ctx)
+static struct fed_session *session_alloc(struct fed_gateway *gw, const char *id,
+                                         const struct fed_session_ops *ops, void *ops_ctx)
 {
     struct fed_session *s = core_xcalloc(1, sizeof *s);
     s->gw = gw;
-    auth_random_hex(s->id, 16);
-    s->log_level = -1;
+    if (id)
+        snprintf(s->id, sizeof s->id, "%s", id);
+    else
+        auth_random_hex(s->id, 16);
     s->mcp_log_level = -1;
     s->ops = ops;
     s->ops_ctx = ops_ctx;
@@ -23,7 +28,7 @@ struct fed_session *fed__session_new(struct fed_gateway *gw, const struct fed_se
     core_map_u64_init(&s->s2c);
     s->inst = core_xcalloc(gw->n_servers ? gw->n_servers : 1, sizeof *s->inst);
     for (size_t i = 0; i < gw->n_servers; i++) {
-        struct fed_server *srv = &gw->servers[i];
+        struct fed_server *srv = gw->servers[i];
         if (srv->cfg->isolation == CORE_ISOLATION_SESSION) {
             s->inst[i] = fed__upstream_new(srv, s);
             fed__upstream_start(s->inst[i]);
@@ -32,8 +37,22 @@ struct fed_session *fed__session_new(struct fed_gateway *gw, const struct fed_se
         }
     }
     core_map_str_put(&gw->sessions, s->id, strlen(s->id), s);
+    return s;
+}
+
+struct fed_session *fed__session_new(struct fed_gateway *gw, const struct fed_session_ops *ops,
+                                     void *ops_ctx)
+{
+    struct fed_session *s = session_alloc(gw, NULL, ops, ops_ctx);
     core_log(CORE_LOG_INFO, "sess", "%.8s: new session", s->id);
     return s;
+}
+
+void fed__session_set_client(struct fed_session *s, const struct core_client_cfg *client)
+{
+    core_free(s->client);
+    s->client = client ? core_xstrdup(client->name) : NULL;
+    s->ccfg = client;
 }
 
 void fed__s2c_free(struct fed_s2c *r)
@@ -58,13 +77,170 @@ void fed__session_notify(struct fed_session *s, const uv_buf_t *bufs, unsigned n
         s->ops->notify(s->ops_ctx, s, bufs, n);
 }
 
-void fed__session_end(struct fed_session *s)
+/* ---- sealed tokens ------------------------------------------------------------------------ */
+
+/* The additional data of a session token: its purpose and the client it belongs to, so a token
+ * presented by another client does not open. */
+static size_t token_ad(const char *client, char *ad, size_t cap)
+{
+    int n = snprintf(ad, cap, "session%c%s", '\0', client ? client : "");
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+static void drop_token(struct fed_session *s)
+{
+    if (s->token == NULL)
+        return;
+    struct fed_session *cur = core_map_str_get(&s->gw->tokens, s->token, strlen(s->token));
+    if (cur == s)
+        core_map_str_del(&s->gw->tokens, s->token, strlen(s->token));
+    core_free(s->token);
+    s->token = NULL;
+}
+
+static void set_token(struct fed_session *s, char *tok, uint64_t iat, uint64_t exp)
+{
+    drop_token(s);
+    s->token = tok;
+    s->token_iat = iat;
+    s->token_exp = exp;
+    s->token_stale = false;
+    core_map_str_put(&s->gw->tokens, tok, strlen(tok), s);
+}
+
+const char *fed__session_token(struct fed_session *s)
+{
+    struct fed_gateway *gw = s->gw;
+    uint64_t now = fed__unix_now();
+    uint64_t ttl = gw->cfg->session_ttl_ms / 1000;
+    if (ttl == 0)
+        ttl = 1;
+    /* Re-sealed when the state changed, and now and then so that the expiry slides for a
+     * client in use (clients adopt the Mcp-Session-Id of every response). */
+    if (s->token && !s->token_stale && now < s->token_iat + ttl / 4)
+        return s->token;
+    cJSON *st = cJSON_CreateObject();
+    cJSON_AddNumberToObject(st, "v", 1);
+    cJSON_AddStringToObject(st, "sid", s->id);
+    if (s->client)
+        cJSON_AddStringToObject(st, "c", s->client);
+    else
+        cJSON_AddNullToObject(st, "c");
+    cJSON_AddStringToObject(st, "pv", s->protocol_version ? s->protocol_version : FED_LATEST_VERSION);
+    cJSON_AddItemToObject(st, "caps", s->client_caps ? cJSON_Duplicate(s->client_caps, 1)
+                                                     : cJSON_CreateObject());
+    cJSON_AddNumberToObject(st, "ll", s->mcp_log_level);
+    cJSON *subs = cJSON_AddArrayToObject(st, "subs");
+    size_t it = 0;
+    const char *uri;
+    void *v;
+    while (core_map_str_next(&s->subs, &it, &uri, &v))
+        cJSON_AddItemToArray(subs, cJSON_CreateString(uri));
+    if (s->restore_subs) {
+        cJSON *u;
+        cJSON_ArrayForEach(u, s->restore_subs)
+            cJSON_AddItemToArray(subs, cJSON_Duplicate(u, 0));
+    }
+    /* Upstream sessions the client's session uses: none for stdio servers; remote upstreams
+     * (Streamable HTTP) will record theirs here. */
+    cJSON_AddObjectToObject(st, "ups");
+    cJSON_AddNumberToObject(st, "iat", (double)now);
+    cJSON_AddNumberToObject(st, "exp", (double)(now + ttl));
+    char *txt = cJSON_PrintUnformatted(st);
+    cJSON_Delete(st);
+    char ad[160];
+    size_t adl = token_ad(s->client, ad, sizeof ad);
+    struct core_buf out;
+    core_buf_init(&out, 0);
+    int rc = txt ? auth_seal_ad(ad, adl, txt, strlen(txt), &out) : CORE_EINVAL;
+    core_free(txt);
+    if (rc != 0) {
+        core_log(CORE_LOG_ERROR, "sess", "%.8s: cannot seal the session token: %s", s->id,
+                 core_strerror(rc));
+        core_buf_dispose(&out);
+        return s->token;
+    }
+    set_token(s, core_xstrdup(out.data), now, now + ttl);
+    core_buf_dispose(&out);
+    return s->token;
+}
+
+static bool same_client(const struct fed_session *s, const struct core_client_cfg *client)
+{
+    if (s->client == NULL || client == NULL)
+        return s->client == NULL && client == NULL;
+    return strcmp(s->client, client->name) == 0;
+}
+
+struct fed_session *fed__session_open(struct fed_gateway *gw, const struct core_client_cfg *client,
+                                      const char *tok, const struct fed_session_ops *ops,
+                                      void *(*make_ctx)(struct fed_session *s))
+{
+    uint64_t now = fed__unix_now();
+    size_t tl = strlen(tok);
+    struct fed_session *s = core_map_str_get(&gw->tokens, tok, tl);
+    if (s)
+        return same_client(s, client) && now < s->token_exp && s->ops == ops ? s : NULL;
+    char ad[160];
+    size_t adl = token_ad(client ? client->name : NULL, ad, sizeof ad);
+    struct core_buf plain;
+    core_buf_init(&plain, 0);
+    if (auth_open_ad(ad, adl, tok, tl, &plain) != 0) {
+        core_buf_dispose(&plain);
+        return NULL;
+    }
+    cJSON *st = cJSON_ParseWithLength(plain.data, plain.len);
+    core_buf_dispose(&plain);
+    cJSON *sid = cJSON_GetObjectItemCaseSensitive(st, "sid");
+    cJSON *exp = cJSON_GetObjectItemCaseSensitive(st, "exp");
+    cJSON *iat = cJSON_GetObjectItemCaseSensitive(st, "iat");
+    cJSON *pv = cJSON_GetObjectItemCaseSensitive(st, "pv");
+    cJSON *ver = cJSON_GetObjectItemCaseSensitive(st, "v");
+    if (!cJSON_IsNumber(ver) || ver->valueint != 1 || !cJSON_IsString(sid) ||
+        strlen(sid->valuestring) != 32 || !cJSON_IsNumber(exp) || !cJSON_IsNumber(iat) ||
+        !cJSON_IsString(pv) || exp->valuedouble <= (double)now ||
+        core_map_str_get(&gw->ended, sid->valuestring, 32) != NULL) {
+        cJSON_Delete(st);
+        return NULL;
+    }
+    s = core_map_str_get(&gw->sessions, sid->valuestring, 32);
+    if (s) {
+        /* An older token of a live session. */
+        cJSON_Delete(st);
+        return same_client(s, client) && s->ops == ops ? s : NULL;
+    }
+    s = session_alloc(gw, sid->valuestring, ops, NULL);
+    s->ops_ctx = make_ctx(s);
+    fed__session_set_client(s, client);
+    s->protocol_version = core_xstrdup(pv->valuestring);
+    cJSON *caps = cJSON_DetachItemFromObjectCaseSensitive(st, "caps");
+    s->client_caps = cJSON_IsObject(caps) ? caps : (cJSON_Delete(caps), cJSON_CreateObject());
+    cJSON *ll = cJSON_GetObjectItemCaseSensitive(st, "ll");
+    s->mcp_log_level = cJSON_IsNumber(ll) && ll->valueint >= 0 && ll->valueint < 8 ? ll->valueint : -1;
+    cJSON *subs = cJSON_DetachItemFromObjectCaseSensitive(st, "subs");
+    if (cJSON_IsArray(subs) && cJSON_GetArraySize(subs) > 0)
+        s->restore_subs = subs;
+    else
+        cJSON_Delete(subs);
+    s->initialized = true;
+    set_token(s, core_xstrdup(tok), (uint64_t)iat->valuedouble, (uint64_t)exp->valuedouble);
+    cJSON_Delete(st);
+    core_log(CORE_LOG_INFO, "sess", "%.8s: restored from its token (client %s)", s->id,
+             s->client ? s->client : "anonymous");
+    fed__router_session_restored(s);
+    return s;
+}
+
+static void session_end(struct fed_session *s, bool revoke)
 {
     if (s->closing)
         return;
     s->closing = true;
     struct fed_gateway *gw = s->gw;
     core_map_str_del(&gw->sessions, s->id, strlen(s->id));
+    if (revoke && s->token)
+        core_map_str_put(&gw->ended, s->id, strlen(s->id), (void *)(uintptr_t)s->token_exp);
+    drop_token(s);
     while (s->calls)
         fed__call_error(s->calls, -32603, "session ended");
     fed__router_session_ending(s);
@@ -83,12 +259,24 @@ void fed__session_end(struct fed_session *s)
         }
     if (s->ops && s->ops->ended)
         s->ops->ended(s->ops_ctx, s);
-    core_log(CORE_LOG_INFO, "sess", "%.8s: ended", s->id);
+    core_log(CORE_LOG_INFO, "sess", "%.8s: %s", s->id, revoke ? "ended" : "evicted");
     core_free(s->inst);
     core_free(s->protocol_version);
+    core_free(s->client);
     cJSON_Delete(s->client_caps);
     cJSON_Delete(s->client_info);
+    cJSON_Delete(s->restore_subs);
     core_free(s);
+}
+
+void fed__session_end(struct fed_session *s)
+{
+    session_end(s, true);
+}
+
+void fed__session_evict(struct fed_session *s)
+{
+    session_end(s, false);
 }
 
 /* ---- calls ------------------------------------------------------------------------------ */
@@ -138,6 +326,8 @@ void fed__call_free(struct fed_call *c)
     core_free(c->id);
     core_free(c->progress_token);
     core_free(c->queued);
+    core_free(c->audit_server);
+    core_free(c->audit_tool);
     core_free(c);
 }
 
@@ -147,8 +337,38 @@ void fed__call_message(struct fed_call *c, const uv_buf_t *bufs, unsigned n)
         c->ops->message(c->ops_ctx, c, bufs, n);
 }
 
+/* One line in the audit log for a finished tools/call. */
+static void audit_call(struct fed_call *c, const uv_buf_t *bufs, unsigned n)
+{
+    struct fed_gateway *gw = c->sess->gw;
+    if (gw->audit == NULL)
+        return;
+    size_t out = 0;
+    for (unsigned i = 0; i < n; i++)
+        out += bufs[i].len;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char sid[9];
+    memcpy(sid, c->sess->id, 8);
+    sid[8] = '\0';
+    struct pol_audit_rec r = {
+        .unix_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
+        .client = c->sess->client,
+        .session = sid,
+        .server = c->audit_server,
+        .tool = c->audit_tool,
+        .duration_us = (uv_hrtime() - c->t0_ns) / 1000,
+        .outcome = c->outcome ? c->outcome : "ok",
+        .bytes_in = c->bytes_in,
+        .bytes_out = out,
+    };
+    pol_audit_record(gw->audit, &r);
+}
+
 void fed__call_respond(struct fed_call *c, const uv_buf_t *bufs, unsigned n)
 {
+    if (c->audit)
+        audit_call(c, bufs, n);
     if (c->ops && c->ops->respond)
         c->ops->respond(c->ops_ctx, c, bufs, n);
     fed__call_free(c);

@@ -150,7 +150,8 @@ static const struct fed_call_ops call_ops = {.message = call_message, .respond =
 
 /* ---- GET /sse ------------------------------------------------------------------------------ */
 
-static void handle_get(struct fed_gateway *gw, struct tp_http_req *req)
+static void handle_get(struct fed_gateway *gw, struct tp_http_req *req,
+                       const struct core_client_cfg *client)
 {
     const char *accept = tp_http_req_header(req, "Accept");
     if (accept && strstr(accept, "text/event-stream") == NULL && strstr(accept, "*/*") == NULL) {
@@ -169,6 +170,7 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req)
     struct sse_sess *ss = core_xcalloc(1, sizeof *ss);
     uv_timer_init(gw->loop, &ss->ping);
     struct fed_session *s = fed__session_new(gw, &sess_ops, ss);
+    fed__session_set_client(s, client);
     ss->s = s;
     ss->stream = req;
     snprintf(ss->id, sizeof ss->id, "%s", s->id);
@@ -260,16 +262,20 @@ static void dispatch_batch(struct sse_sess *ss, const char *body, size_t len)
                       "\"message\":\"Invalid Request: empty batch\"}}");
 }
 
-static void handle_post(struct fed_gateway *gw, struct tp_http_req *req)
+static void handle_post(struct fed_gateway *gw, struct tp_http_req *req,
+                        const struct core_client_cfg *client)
 {
-    char sid[65];
+    char sid[4096]; /* ours are 32 hex digits; anything longer simply matches no session */
     if (!query_session_id(tp_http_req_query(req), sid, sizeof sid)) {
         fed__http_status(req, 400, "Bad Request: sessionId is required\n");
         return;
     }
     struct fed_session *s = fed__session_find(gw, sid);
     /* Only our own sessions: a Streamable HTTP session has no stream here. */
-    if (s == NULL || s->ops != &sess_ops || s->closing) {
+    /* The session id in the URL is not a credential: the poster must be the same client. */
+    bool same = s && (s->client == NULL ? client == NULL
+                                        : client != NULL && strcmp(s->client, client->name) == 0);
+    if (s == NULL || s->ops != &sess_ops || s->closing || !same) {
         fed__http_status(req, 404, "Session not found\n");
         return;
     }
@@ -293,7 +299,8 @@ static void handle_post(struct fed_gateway *gw, struct tp_http_req *req)
     (void)tp_http_respond_simple(req, 202, "text/plain; charset=utf-8", "Accepted");
 }
 
-void fed_sse_request(struct fed_gateway *gw, struct tp_http_req *req)
+void fed_sse_request(struct fed_gateway *gw, struct tp_http_req *req,
+                     const struct core_client_cfg *client)
 {
     const char *path = tp_http_req_path(req);
     const char *method = tp_http_req_method(req);
@@ -306,7 +313,7 @@ void fed_sse_request(struct fed_gateway *gw, struct tp_http_req *req)
         return;
     }
     if (is_sse)
-        handle_get(gw, req);
+        handle_get(gw, req, client);
     else
-        handle_post(gw, req);
+        handle_post(gw, req, client);
 }

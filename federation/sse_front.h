@@ -8,6 +8,9 @@ struct fed_gateway;
 struct tp_http_req;
 
 /* Handles GET /sse and POST /message (Host/Origin already checked by the caller). */
-void fed_sse_request(struct fed_gateway *gw, struct tp_http_req *req);
+struct core_client_cfg;
+/* client: the identity the request proved (NULL = anonymous). */
+void fed_sse_request(struct fed_gateway *gw, struct tp_http_req *req,
+                     const struct core_client_cfg *client);
 
 #endif

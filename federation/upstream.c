@@ -89,6 +89,7 @@ struct fed_upstream *fed__upstream_new(struct fed_server *srv, struct fed_sessio
     uv_timer_init(up->gw->loop, &up->timer);
     up->handles = 1;
     up->gw->live_upstreams++;
+    fed__server_ref(srv);
     return up;
 }
 
@@ -121,6 +122,7 @@ static void maybe_free(struct fed_upstream *up)
         ;
     core_map_str_dispose(&up->sub_count);
     struct fed_gateway *gw = up->gw;
+    fed__server_unref(up->srv);
     core_free(up);
     fed__gateway_upstream_freed(gw);
 }
@@ -163,6 +165,8 @@ static void pend_fail(struct fed_pending *p, int err, const char *msg)
         struct fed_call *c = p->call;
         if (c) {
             c->pend = NULL;
+            if (c->outcome == NULL)
+                c->outcome = err == CORE_ETIMEDOUT ? "timeout" : "error";
             fed__call_error(c, -32603, msg);
         }
     } else if (p->cb) {
@@ -379,6 +383,17 @@ static void on_child_frame(void *ctx, const char *p, size_t n)
         } else if (pd->call) {
             struct fed_call *c = pd->call;
             c->pend = NULL;
+            if (c->audit && c->outcome == NULL) {
+                struct core_span v;
+                enum core_json_type t = CORE_JSON_ABSENT;
+                if (env.kind == CORE_RPC_ERROR)
+                    c->outcome = "error";
+                else if (core_json_obj_get(p, env.result, "isError", &v, &t) == 0 &&
+                         t == CORE_JSON_TRUE)
+                    c->outcome = "tool_error";
+                else
+                    c->outcome = "ok";
+            }
             /* The hot path: the upstream's bytes with only the id replaced. */
             uv_buf_t parts[3] = {
                 uv_buf_init((char *)p, (unsigned)env.id.off),

@@ -34,6 +34,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/peer.h"
 #include "transports/tls.h"
 
 #define MOD "http"
@@ -118,6 +119,8 @@ struct tp_http_conn {
     int handles_open;  /* of h and timer; freed when it reaches 0 */
     int err_status;    /* status for a request rejected inside a parser callback */
     bool is_unix;
+    bool has_peer_uid; /* Unix socket: peer_uid holds the peer's uid (SO_PEERCRED) */
+    uid_t peer_uid;
     bool read_paused;  /* reading stopped because the input buffer is full */
     bool peer_eof;     /* EOF seen while an answer was still being written */
     struct tp_tls_conn *tls; /* NULL for plain HTTP (and always on the Unix socket) */
@@ -1180,6 +1183,11 @@ static struct tp_http_conn *conn_new(struct tp_http_server *srv, bool is_unix)
 
 static int conn_start(struct tp_http_conn *c)
 {
+    if (c->is_unix) {
+        uv_os_fd_t fd;
+        if (uv_fileno(&c->h.handle, &fd) == 0)
+            c->has_peer_uid = core_peer_uid(fd, &c->peer_uid) == 0;
+    }
     if (!c->is_unix)
         (void)uv_tcp_nodelay(&c->h.tcp, 1); /* small answers must not wait for ACKs */
     if (!c->is_unix && c->srv->tls != NULL && tp_tls_conn_new(c->srv->tls, c->name, &c->tls) != 0)
@@ -1570,6 +1578,14 @@ bool tp_http_req_is_unix(const struct tp_http_req *req)
 {
     const struct tp_http_conn *c = container_of(req, struct tp_http_conn, req);
     return c->is_unix;
+}
+
+bool tp_http_req_peer_uid(const struct tp_http_req *req, uid_t *uid)
+{
+    const struct tp_http_conn *c = container_of(req, struct tp_http_conn, req);
+    if (c->has_peer_uid)
+        *uid = c->peer_uid;
+    return c->has_peer_uid;
 }
 
 const char *tp_http_req_conn_name(const struct tp_http_req *req)

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "core/err.h"
@@ -85,6 +86,9 @@ const char *tp_http_req_header(const struct tp_http_req *req, const char *name);
 const char *tp_http_req_body(const struct tp_http_req *req, size_t *len);
 /* True when the request came in on the Unix socket. */
 bool tp_http_req_is_unix(const struct tp_http_req *req);
+/* Unix socket: writes the peer's uid (SO_PEERCRED, taken at accept) and returns true; false on
+ * TCP or when the kernel did not tell. */
+bool tp_http_req_peer_uid(const struct tp_http_req *req, uid_t *uid);
 /* A short id of the connection for logs ("c12"). */
 const char *tp_http_req_conn_name(const struct tp_http_req *req);
 

@@ -94,7 +94,7 @@ static void setup_cfg(struct fixture *f, const char *ini)
         usleep(5000);
         ready = true;
         for (size_t j = 0; j < f->gw->n_servers; j++)
-            ready = ready && fed__upstream_is_ready(f->gw->servers[j].shared);
+            ready = ready && fed__upstream_is_ready(f->gw->servers[j]->shared);
     }
     ck_assert_msg(ready, "demo upstream did not become ready");
     /* Let the initial list fetches settle. */
@@ -119,7 +119,7 @@ static void teardown(struct fixture *f)
     ck_assert(f->done);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     ck_assert_int_eq(uv_loop_close(&f->loop), 0);
-    core_config_free(f->cfg);
+    /* The gateway owned and freed the config. */
 }
 
 /* Sends one request frame on a session and returns the call's record (answered or not). */
@@ -270,7 +270,7 @@ START_TEST(test_crash_fails_inflight_and_restarts)
                                 "\"params\":{\"name\":\"demo__sleep\",\"arguments\":{\"ms\":5000}}}");
     for (int i = 0; i < 20; i++)
         uv_run(&f.loop, UV_RUN_NOWAIT), usleep(5000);
-    int pid = tp_child_pid(f.gw->servers[0].shared->child);
+    int pid = tp_child_pid(f.gw->servers[0]->shared->child);
     ck_assert_int_gt(pid, 0);
     kill(pid, SIGKILL);
     run_until(&f, &g->responded, 1000);
@@ -282,7 +282,7 @@ START_TEST(test_crash_fails_inflight_and_restarts)
     for (int i = 0; i < 400 && !ready; i++) {
         uv_run(&f.loop, UV_RUN_NOWAIT);
         usleep(5000);
-        ready = fed__upstream_is_ready(f.gw->servers[0].shared);
+        ready = fed__upstream_is_ready(f.gw->servers[0]->shared);
     }
     ck_assert_msg(ready, "not ready again within 2 s");
     g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":"

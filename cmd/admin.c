@@ -1,0 +1,1068 @@
+/* `agentgate reload | approve | rotate-key | token create`: small commands around the daemon.
+ *
+ * They find the config, the state directory and the socket exactly as `serve` does
+ * (cmd_config_path, cmd_state_dir, cmd_socket_path in cmd/serve.c) and talk to the daemon's
+ * control endpoints (POST /agentgate/...) over its Unix socket with a small blocking HTTP/1.1
+ * client. Results go to stdout, errors and hints to stderr. */
+#include "cmd/admin.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth/seal.h"
+#include "cmd/serve.h"
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/paths.h"
+#include "policy/pins.h"
+
+#define CTL_TIMEOUT_MS 10000     /* whole control request: connect, write, read */
+#define CTL_MAX_REPLY (1u << 20) /* longest answer we read from the daemon */
+#define CONFIG_MAX (1u << 20)    /* core_config_parse refuses longer files anyway */
+#define TOKEN_BYTES 32
+
+/* ------------------------------------------------------------------ options */
+
+struct admin_opts {
+    const char *config; /* --config; NULL = serve's default */
+    const char *socket; /* --socket; NULL = the config's, else the default */
+    const char *state;  /* --state-dir; NULL = the default */
+    const char *pos[3]; /* positional arguments */
+    int n_pos;
+};
+
+/* Parses argv[1..]: --config, --socket, and --state-dir when with_state. Returns 0, 1 after
+ * printing the help (exit 0), or 2 after printing a usage error. */
+static int parse_opts(int argc, char **argv, const char *cmd, bool with_state, int max_pos,
+                      void (*usage)(FILE *), struct admin_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        const char **slot = strcmp(a, "--config") == 0                    ? &o->config
+                            : strcmp(a, "--socket") == 0                  ? &o->socket
+                            : with_state && strcmp(a, "--state-dir") == 0 ? &o->state
+                                                                          : NULL;
+        if (slot != NULL) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "agentgate: %s: missing value for '%s'\n", cmd, a);
+                usage(stderr);
+                return 2;
+            }
+            *slot = argv[++i];
+            continue;
+        }
+        if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "agentgate: %s: unknown option '%s'\n", cmd, a);
+            usage(stderr);
+            return 2;
+        }
+        if (o->n_pos >= max_pos) {
+            fprintf(stderr, "agentgate: %s: unexpected argument '%s'\n", cmd, a);
+            usage(stderr);
+            return 2;
+        }
+        o->pos[o->n_pos++] = a;
+    }
+    return 0;
+}
+
+/* The daemon's socket, as serve finds it: --socket, else the config's `socket` key, else the
+ * default. Writes "" when the socket is off. Returns 0, or 1 after printing why not. */
+GW_MUST_CHECK static int find_socket(const struct admin_opts *o, char *sock, size_t cap)
+{
+    struct core_config *cfg = NULL;
+    if (o->socket == NULL) {
+        char buf[PATH_MAX];
+        const char *path = cmd_config_path(o->config, buf, sizeof buf);
+        char err[512];
+        if (path != NULL && core_config_load(path, &cfg, err, sizeof err) != 0) {
+            fprintf(stderr, "agentgate: %s\n(pass --socket PATH to reach the daemon anyway)\n",
+                    err);
+            return 1;
+        }
+    }
+    int rc = cmd_socket_path(o->socket, cfg, sock, cap);
+    core_config_free(cfg);
+    if (rc != 0) {
+        fprintf(stderr, "agentgate: the socket path is too long\n");
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ control requests */
+
+/* Whether a connect error means that no daemon listens on the socket (no socket file, or one
+ * that nobody accepts on). */
+static bool is_no_daemon(int rc)
+{
+    return rc == -ENOENT || rc == -ECONNREFUSED;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is ready for `events` or the deadline passes. Returns 0, CORE_ETIMEDOUT or
+ * -errno. */
+GW_MUST_CHECK static int wait_fd(int fd, short events, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            return CORE_ETIMEDOUT;
+        struct pollfd pfd = {.fd = fd, .events = events};
+        int n = poll(&pfd, 1, (int)(deadline - now));
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+/* Connects to the Unix socket at path. Returns 0 and a non-blocking fd in *out, or
+ * CORE_ETIMEDOUT or -errno (see is_no_daemon). */
+GW_MUST_CHECK static int ctl_connect(const char *path, uint64_t deadline, int *out)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    size_t n = strlen(path);
+    if (n >= sizeof sa.sun_path)
+        return -ENAMETOOLONG;
+    memcpy(sa.sun_path, path, n + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    while (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            /* A full backlog: a busy daemon; retry until the deadline. */
+            struct timespec pause = {0, 20 * 1000000};
+            nanosleep(&pause, NULL);
+            if (now_ms() < deadline)
+                continue;
+            rc = CORE_ETIMEDOUT;
+        } else {
+            rc = -errno;
+        }
+        close(fd);
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
+/* Sends n bytes before the deadline. Returns 0, CORE_ETIMEDOUT or -errno. */
+GW_MUST_CHECK static int write_all(int fd, const char *p, size_t n, uint64_t deadline)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN)
+            return -errno;
+        int rc = wait_fd(fd, POLLOUT, deadline);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Where the headers of an HTTP answer in b end (just past the blank line), or 0. */
+static size_t header_end(const struct core_buf *b)
+{
+    for (size_t i = 0; i + 3 < b->len; i++)
+        if (memcmp(b->data + i, "\r\n\r\n", 4) == 0)
+            return i + 4;
+    return 0;
+}
+
+/* The value of header `name` in the head of an answer (h..h+n), or NULL; *vlen its length. */
+static const char *find_header(const char *h, size_t n, const char *name, size_t *vlen)
+{
+    size_t nl = strlen(name);
+    const char *end = h + n;
+    const char *line = memchr(h, '\n', n); /* skip the status line */
+    while (line != NULL && line + 1 < end) {
+        line++;
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (eol == NULL)
+            eol = end;
+        if ((size_t)(eol - line) > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
+            const char *v = line + nl + 1;
+            const char *ve = eol;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            *vlen = (size_t)(ve - v);
+            return v;
+        }
+        line = eol < end ? eol : NULL;
+    }
+    return NULL;
+}
+
+/* Decodes a complete chunked body in place (b from `start`). Returns the decoded length, or
+ * -1 while incomplete or malformed (*bad set then). */
+static long dechunk(char *s, size_t n, bool *bad)
+{
+    size_t in = 0, out = 0;
+    *bad = false;
+    for (;;) {
+        const char *eol = memchr(s + in, '\n', n - in);
+        if (eol == NULL)
+            return -1;
+        char *endp;
+        unsigned long sz = strtoul(s + in, &endp, 16);
+        if (endp == s + in || sz > CTL_MAX_REPLY) {
+            *bad = true;
+            return -1;
+        }
+        in = (size_t)(eol - s) + 1;
+        if (sz == 0)
+            return (long)out;
+        if (n - in < sz + 2)
+            return -1;
+        memmove(s + out, s + in, sz);
+        out += sz;
+        in += sz + 2;
+    }
+}
+
+/* A control request's answer. */
+struct ctl_reply {
+    int status;        /* HTTP status */
+    cJSON *json;       /* the body when it is a JSON object, else NULL */
+    char excerpt[200]; /* the start of the body, for messages */
+};
+
+/* POSTs a JSON body to `target` on the daemon's socket and reads the whole answer. Returns 0
+ * (reply filled; the caller frees reply->json), or a negative code with a message in err
+ * (is_no_daemon tells when nothing listens). */
+GW_MUST_CHECK static int ctl_post(const char *sock, const char *target, const char *body,
+                                  struct ctl_reply *reply, char *err, size_t errlen)
+{
+    uint64_t deadline = now_ms() + CTL_TIMEOUT_MS;
+    int fd = -1;
+    int rc = ctl_connect(sock, deadline, &fd);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot connect to %s: %s", sock, core_strerror(rc));
+        return rc;
+    }
+    struct core_buf b;
+    core_buf_init(&b, CTL_MAX_REPLY);
+    size_t blen = strlen(body);
+    rc =
+        core_buf_appendf(&b,
+                         "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                         target, blen, body);
+    if (rc == 0)
+        rc = write_all(fd, b.data, b.len, deadline);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot send to %s: %s", sock, core_strerror(rc));
+        goto out;
+    }
+    core_buf_reset(&b);
+
+    /* Read until the body is complete: Content-Length, chunked, or the end of the stream. */
+    size_t head = 0;
+    long want = -1; /* total bytes (head + body) when Content-Length is known */
+    bool chunked = false, eof = false;
+    long body_len = -1;
+    for (;;) {
+        if (head == 0)
+            head = header_end(&b);
+        if (head != 0 && want < 0 && !chunked) {
+            size_t vl;
+            const char *v = find_header(b.data, head, "Content-Length", &vl);
+            const char *te = find_header(b.data, head, "Transfer-Encoding", &vl);
+            if (te != NULL && vl >= 7 && strncasecmp(te + vl - 7, "chunked", 7) == 0)
+                chunked = true;
+            else if (v != NULL) {
+                long cl = strtol(v, NULL, 10);
+                if (cl < 0 || cl > (long)CTL_MAX_REPLY) {
+                    rc = CORE_EPROTO;
+                    break;
+                }
+                want = (long)head + cl;
+            }
+        }
+        if (want >= 0 && (long)b.len >= want) {
+            body_len = want - (long)head;
+            break;
+        }
+        if (chunked) {
+            bool bad;
+            body_len = dechunk(b.data + head, b.len - head, &bad);
+            if (bad) {
+                rc = CORE_EPROTO;
+                break;
+            }
+            if (body_len >= 0)
+                break;
+        }
+        if (eof) {
+            if (head != 0 && want < 0 && !chunked) {
+                body_len = (long)(b.len - head);
+                break;
+            }
+            rc = CORE_EPROTO;
+            break;
+        }
+        rc = core_buf_reserve(&b, 4096);
+        if (rc != 0)
+            break;
+        ssize_t r = recv(fd, b.data + b.len, b.cap - b.len, 0);
+        if (r > 0) {
+            b.len += (size_t)r;
+            b.data[b.len] = '\0';
+            continue;
+        }
+        if (r == 0) {
+            eof = true;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN) {
+            rc = -errno;
+            break;
+        }
+        rc = wait_fd(fd, POLLIN, deadline);
+        if (rc != 0)
+            break;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "no usable answer from the daemon on %s: %s", sock,
+                 rc == CORE_ETIMEDOUT ? "timed out after 10 s"
+                 : rc == CORE_EPROTO  ? "malformed HTTP answer"
+                 : rc == CORE_ETOOBIG ? "answer too long"
+                                      : core_strerror(rc));
+        goto out;
+    }
+    int status = 0;
+    if (sscanf(b.data, "HTTP/1.%*d %d", &status) != 1) {
+        rc = CORE_EPROTO;
+        snprintf(err, errlen, "no usable answer from the daemon on %s: not HTTP", sock);
+        goto out;
+    }
+    const char *bd = b.data + head;
+    memset(reply, 0, sizeof *reply);
+    reply->status = status;
+    cJSON *j = cJSON_ParseWithLength(bd, (size_t)body_len);
+    if (j != NULL && !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        j = NULL;
+    }
+    reply->json = j;
+    size_t ex = 0;
+    for (long i = 0; i < body_len && ex + 1 < sizeof reply->excerpt; i++) {
+        unsigned char c = (unsigned char)bd[i];
+        reply->excerpt[ex++] = c >= 0x20 && c < 0x7f ? (char)c : ' ';
+    }
+    reply->excerpt[ex] = '\0';
+out:
+    core_buf_dispose(&b);
+    close(fd);
+    return rc;
+}
+
+/* The string member `key` of the reply, or NULL. */
+static const char *reply_str(const struct ctl_reply *r, const char *key)
+{
+    const cJSON *v = r->json ? cJSON_GetObjectItemCaseSensitive(r->json, key) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Whether the reply says {"ok":true}. */
+static bool reply_ok(const struct ctl_reply *r)
+{
+    const cJSON *v = r->json ? cJSON_GetObjectItemCaseSensitive(r->json, "ok") : NULL;
+    return cJSON_IsTrue(v);
+}
+
+/* Describes an answer that is neither ok nor a refusal with an error. */
+static void describe_odd_reply(const struct ctl_reply *r, char *msg, size_t cap)
+{
+    snprintf(msg, cap, "unexpected answer from the daemon (HTTP %d)%s%s", r->status,
+             r->excerpt[0] ? ": " : "", r->excerpt);
+}
+
+enum reload_result {
+    RELOAD_DONE = 0,  /* msg = the daemon's message */
+    RELOAD_NO_DAEMON, /* nothing listens on the socket, or the socket is off */
+    RELOAD_REFUSED,   /* msg = the daemon's error (e.g. "FILE:LINE: ...") */
+    RELOAD_FAILED,    /* msg = what went wrong talking to it */
+};
+
+/* Asks the daemon on sock ("" = off) to reload. */
+static enum reload_result daemon_reload(const char *sock, char *msg, size_t cap)
+{
+    msg[0] = '\0';
+    if (sock[0] == '\0')
+        return RELOAD_NO_DAEMON;
+    struct ctl_reply r;
+    int rc = ctl_post(sock, "/agentgate/reload", "{}", &r, msg, cap);
+    if (is_no_daemon(rc))
+        return RELOAD_NO_DAEMON;
+    if (rc != 0)
+        return RELOAD_FAILED;
+    enum reload_result res;
+    const char *m = reply_str(&r, "message"), *e = reply_str(&r, "error");
+    if (reply_ok(&r)) {
+        snprintf(msg, cap, "%s", m ? m : "reloaded");
+        res = RELOAD_DONE;
+    } else if (e != NULL) {
+        snprintf(msg, cap, "%s", e);
+        res = RELOAD_REFUSED;
+    } else {
+        describe_odd_reply(&r, msg, cap);
+        res = RELOAD_FAILED;
+    }
+    cJSON_Delete(r.json);
+    return res;
+}
+
+/* ------------------------------------------------------------------ reload */
+
+static void reload_usage(FILE *f)
+{
+    fprintf(f, "usage: agentgate reload [--config FILE] [--socket PATH]\n"
+               "\n"
+               "Tells the running daemon to re-read its config, session keys and pins (as SIGHUP\n"
+               "does) and prints its answer. Added servers start, removed ones stop, changed ones\n"
+               "restart; sessions stay.\n"
+               "  --config FILE    the config whose `socket` names the daemon's socket\n"
+               "                   (default: serve's default config)\n"
+               "  --socket PATH    the daemon's socket, default the config's, else\n"
+               "                   $XDG_RUNTIME_DIR/agentgate/agentgate.sock\n");
+}
+
+int cmd_reload(int argc, char **argv)
+{
+    struct admin_opts o;
+    int rc = parse_opts(argc, argv, "reload", false, 0, reload_usage, &o);
+    if (rc != 0)
+        return rc == 1 ? 0 : rc;
+    core_alloc_hook_cjson();
+    char sock[PATH_MAX];
+    if (find_socket(&o, sock, sizeof sock) != 0)
+        return 1;
+    if (sock[0] == '\0') {
+        fprintf(stderr, "agentgate: the config sets socket = off; pass --socket PATH\n");
+        return 1;
+    }
+    char msg[1024];
+    switch (daemon_reload(sock, msg, sizeof msg)) {
+    case RELOAD_DONE:
+        printf("%s\n", msg);
+        return 0;
+    case RELOAD_NO_DAEMON:
+        fprintf(stderr, "agentgate: no daemon is listening on %s\n", sock);
+        return 1;
+    case RELOAD_REFUSED:
+        fprintf(stderr, "agentgate: reload refused: %s\n", msg);
+        return 1;
+    case RELOAD_FAILED:
+        break;
+    }
+    fprintf(stderr, "agentgate: reload: %s\n", msg);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ approve */
+
+static void approve_usage(FILE *f)
+{
+    fprintf(f, "usage: agentgate approve SERVER [TOOL] [--config FILE] [--socket PATH]\n"
+               "                        [--state-dir DIR]\n"
+               "\n"
+               "Accepts the changed definition of TOOL (without TOOL: of every changed tool) of\n"
+               "SERVER that tool pinning holds back. Tells the running daemon; without one, edits\n"
+               "the pins file in the state directory directly.\n"
+               "  --config FILE    the config whose `socket` names the daemon's socket\n"
+               "  --socket PATH    the daemon's socket (default as for serve)\n"
+               "  --state-dir DIR  where the pins file is when no daemon runs, default\n"
+               "                   $XDG_STATE_HOME/agentgate (else ~/.local/state/agentgate)\n");
+}
+
+/* Approves in <state>/pins directly. Returns the exit status. */
+static int approve_offline(const struct admin_opts *o, const char *server, const char *tool)
+{
+    char state[PATH_MAX], path[PATH_MAX + 8];
+    cmd_state_dir(o->state, state, sizeof state);
+    snprintf(path, sizeof path, "%s/pins", state);
+    char err[512];
+    struct pol_pins *p = NULL;
+    int n = 0;
+    int rc = pol_pins_load(path, &p, err, sizeof err);
+    if (rc == 0)
+        rc = pol_pins_approve(p, server, tool, &n, err, sizeof err);
+    if (rc == 0)
+        rc = pol_pins_save(p, path, err, sizeof err);
+    pol_pins_free(p);
+    if (rc != 0) {
+        fprintf(stderr, "agentgate: approve: %s\n", err);
+        return 1;
+    }
+    printf("approved %d tool definition(s) of %s\n", n, server);
+    fprintf(stderr, "agentgate: no daemon is running: updated %s directly\n", path);
+    return 0;
+}
+
+int cmd_approve(int argc, char **argv)
+{
+    struct admin_opts o;
+    int rc = parse_opts(argc, argv, "approve", true, 2, approve_usage, &o);
+    if (rc != 0)
+        return rc == 1 ? 0 : rc;
+    if (o.n_pos < 1) {
+        fprintf(stderr, "agentgate: approve: which server?\n");
+        approve_usage(stderr);
+        return 2;
+    }
+    core_alloc_hook_cjson();
+    const char *server = o.pos[0], *tool = o.n_pos > 1 ? o.pos[1] : NULL;
+    char sock[PATH_MAX];
+    if (find_socket(&o, sock, sizeof sock) != 0)
+        return 1;
+    if (sock[0] == '\0')
+        return approve_offline(&o, server, tool);
+
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "server", server);
+    if (tool != NULL)
+        cJSON_AddStringToObject(req, "tool", tool);
+    char *body = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    struct ctl_reply r;
+    char msg[1024];
+    rc = ctl_post(sock, "/agentgate/approve", body, &r, msg, sizeof msg);
+    core_free(body);
+    if (is_no_daemon(rc))
+        return approve_offline(&o, server, tool);
+    if (rc != 0) {
+        fprintf(stderr, "agentgate: approve: %s\n", msg);
+        return 1;
+    }
+    const cJSON *nj = r.json ? cJSON_GetObjectItemCaseSensitive(r.json, "approved") : NULL;
+    const char *e = reply_str(&r, "error");
+    int status = 1;
+    if (reply_ok(&r) && cJSON_IsNumber(nj)) {
+        printf("approved %d tool definition(s) of %s\n", nj->valueint, server);
+        status = 0;
+    } else if (e != NULL) {
+        fprintf(stderr, "agentgate: approve: %s\n", e);
+    } else {
+        describe_odd_reply(&r, msg, sizeof msg);
+        fprintf(stderr, "agentgate: approve: %s\n", msg);
+    }
+    cJSON_Delete(r.json);
+    return status;
+}
+
+/* ------------------------------------------------------------------ rotate-key */
+
+static void rotate_usage(FILE *f)
+{
+    fprintf(f, "usage: agentgate rotate-key [--config FILE] [--socket PATH] [--state-dir DIR]\n"
+               "\n"
+               "Retires the session key (<state>/session.key) and makes a new one; then tells a\n"
+               "running daemon to reload. Sessions sealed with the old key stay valid until they\n"
+               "expire (session_ttl).\n"
+               "  --config FILE    the config whose `socket` names the daemon's socket\n"
+               "  --socket PATH    the daemon's socket (default as for serve)\n"
+               "  --state-dir DIR  default $XDG_STATE_HOME/agentgate (else\n"
+               "                   ~/.local/state/agentgate)\n");
+}
+
+int cmd_rotate_key(int argc, char **argv)
+{
+    struct admin_opts o;
+    int rc = parse_opts(argc, argv, "rotate-key", true, 0, rotate_usage, &o);
+    if (rc != 0)
+        return rc == 1 ? 0 : rc;
+    core_alloc_hook_cjson();
+    char state[PATH_MAX];
+    cmd_state_dir(o.state, state, sizeof state);
+    if (core_path_mkdirs(state, 0700) != 0) {
+        fprintf(stderr, "agentgate: cannot create state directory %s: %s\n", state,
+                strerror(errno));
+        return 1;
+    }
+    char err[512];
+    if (auth_keys_rotate(state, err, sizeof err) != 0) {
+        fprintf(stderr, "agentgate: rotate-key: %s\n", err);
+        return 1;
+    }
+    printf("rotated the session key in %s\n", state);
+    fflush(stdout);
+
+    char sock[PATH_MAX];
+    if (find_socket(&o, sock, sizeof sock) != 0) {
+        fprintf(stderr, "agentgate: no daemon was told; run `agentgate reload` once it can be\n");
+        return 0;
+    }
+    char msg[1024];
+    switch (daemon_reload(sock, msg, sizeof msg)) {
+    case RELOAD_DONE:
+        fprintf(stderr, "agentgate: the daemon reloaded and seals with the new key (%s)\n", msg);
+        break;
+    case RELOAD_NO_DAEMON:
+        fprintf(stderr,
+                "agentgate: no daemon is listening%s%s; the new key applies when one "
+                "starts\n",
+                sock[0] ? " on " : "", sock);
+        break;
+    case RELOAD_REFUSED:
+        fprintf(stderr,
+                "agentgate: the daemon refused to reload (%s); it keeps the old key until a "
+                "reload succeeds\n",
+                msg);
+        break;
+    case RELOAD_FAILED:
+        fprintf(stderr, "agentgate: the daemon was not told (%s); run `agentgate reload`\n", msg);
+        break;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ token create */
+
+static void token_usage(FILE *f)
+{
+    fprintf(f, "usage: agentgate token create NAME [--config FILE] [--socket PATH]\n"
+               "\n"
+               "Makes a new bearer token for client NAME, stores its SHA-256 as token_sha256 in\n"
+               "the config's [client.NAME] section (replacing an earlier token_sha256 or\n"
+               "token_env; the section is added when missing, the file created when absent),\n"
+               "reloads a running daemon and prints the token once.\n"
+               "  --config FILE    the config to edit, default $XDG_CONFIG_HOME/agentgate/\n"
+               "                   agentgate.ini (else ~/.config/agentgate/agentgate.ini)\n"
+               "  --socket PATH    the daemon's socket (default as for serve)\n");
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Whether the trimmed line s..s+n is a section header naming "client." + client. */
+static bool is_client_header(const char *s, size_t n, const char *client)
+{
+    const char *close = memchr(s, ']', n);
+    if (close == NULL)
+        return false;
+    const char *b = s + 1, *e = close;
+    while (b < e && is_blank(*b))
+        b++;
+    while (e > b && is_blank(e[-1]))
+        e--;
+    size_t cl = strlen(client);
+    return (size_t)(e - b) == 7 + cl && memcmp(b, "client.", 7) == 0 &&
+           memcmp(b + 7, client, cl) == 0;
+}
+
+/* Whether the trimmed key line s..s+n sets token_sha256 or token_env. The key ends at the
+ * first '=' or ':' (as in core/config.c). */
+static bool is_token_line(const char *s, size_t n)
+{
+    size_t k = 0;
+    while (k < n && s[k] != '=' && s[k] != ':')
+        k++;
+    if (k == n)
+        return false;
+    while (k > 0 && is_blank(s[k - 1]))
+        k--;
+    return (k == 12 && memcmp(s, "token_sha256", 12) == 0) ||
+           (k == 9 && memcmp(s, "token_env", 9) == 0);
+}
+
+int cmd_set_client_token(const char *text, size_t len, const char *client, const char *hash_hex,
+                         struct core_buf *out)
+{
+    if (client[0] == '\0')
+        return CORE_EINVAL;
+    for (const char *c = client; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return CORE_EINVAL;
+    if (strlen(hash_hex) != 64 || strspn(hash_hex, "0123456789abcdef") != 64)
+        return CORE_EINVAL;
+
+    struct core_buf t;
+    core_buf_init(&t, 0);
+    int rc = 0;
+    bool in_sec = false, found = false, replaced = false;
+    size_t ins = 0;     /* offset in t just past the header line of the section */
+    bool hdr_nl = true; /* whether that header line ended with a newline */
+    const char *hdr_eol = "\n";
+    const char *first_eol = NULL;
+    for (size_t pos = 0; pos < len && rc == 0;) {
+        const char *line = text + pos;
+        const char *nl = memchr(line, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - line) : len - pos;
+        size_t next = pos + n + (nl != NULL);
+        bool crlf = nl != NULL && n > 0 && line[n - 1] == '\r';
+        if (first_eol == NULL)
+            first_eol = crlf ? "\r\n" : "\n";
+        const char *s = line;
+        size_t sn = n;
+        if (pos == 0 && sn >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+            s += 3;
+            sn -= 3;
+        }
+        size_t indent = 0;
+        while (indent < sn && is_blank(s[indent]))
+            indent++;
+        s += indent;
+        sn -= indent;
+        while (sn > 0 && is_blank(s[sn - 1]))
+            sn--;
+        if (sn > 0 && s[0] == '[') {
+            in_sec = !found && is_client_header(s, sn, client);
+            if (in_sec) {
+                found = true;
+                rc = core_buf_append(&t, line, next - pos);
+                ins = t.len;
+                hdr_nl = nl != NULL;
+                hdr_eol = crlf ? "\r\n" : "\n";
+                pos = next;
+                continue;
+            }
+        } else if (in_sec && sn > 0 && s[0] != ';' && s[0] != '#' && is_token_line(s, sn)) {
+            if (!replaced) {
+                replaced = true;
+                rc = core_buf_append(&t, line, (size_t)(s - line));
+                if (rc == 0)
+                    rc = core_buf_appendf(&t, "token_sha256 = %s%s%s", hash_hex, crlf ? "\r" : "",
+                                          nl ? "\n" : "");
+            }
+            pos = next;
+            continue;
+        }
+        rc = core_buf_append(&t, line, next - pos);
+        pos = next;
+    }
+
+    if (rc == 0 && found && !replaced) {
+        /* Splice the key in right after the header. */
+        struct core_buf u;
+        core_buf_init(&u, 0);
+        rc = core_buf_append(&u, t.data, ins);
+        if (rc == 0)
+            rc = core_buf_appendf(&u, "%stoken_sha256 = %s%s", hdr_nl ? "" : hdr_eol, hash_hex,
+                                  hdr_eol);
+        if (rc == 0)
+            rc = core_buf_append(&u, t.data + ins, t.len - ins);
+        core_buf_dispose(&t);
+        t = u;
+    } else if (rc == 0 && !found) {
+        const char *eol = first_eol ? first_eol : "\n";
+        if (len > 0 && text[len - 1] != '\n')
+            rc = core_buf_append_str(&t, eol);
+        if (rc == 0)
+            rc = core_buf_appendf(&t, "%s[client.%s]%stoken_sha256 = %s%s", len > 0 ? eol : "",
+                                  client, eol, hash_hex, eol);
+    }
+    if (rc == 0)
+        rc = core_buf_append(out, t.data ? t.data : "", t.len);
+    core_buf_dispose(&t);
+    return rc;
+}
+
+/* Reads the file at path (at most CONFIG_MAX bytes) into b and its mode into *mode. Returns
+ * 0, or -errno (-ENOENT when it does not exist, -EFBIG when too long). */
+GW_MUST_CHECK static int read_config(const char *path, struct core_buf *b, mode_t *mode)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = -EINVAL;
+        goto out;
+    }
+    *mode = st.st_mode & 07777;
+    for (;;) {
+        if (core_buf_reserve(b, 65536) != 0) {
+            rc = -EFBIG;
+            goto out;
+        }
+        ssize_t r = read(fd, b->data + b->len, b->cap - b->len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = -errno;
+            goto out;
+        }
+        if (r == 0)
+            break;
+        b->len += (size_t)r;
+        b->data[b->len] = '\0';
+    }
+out:
+    close(fd);
+    return rc;
+}
+
+/* Replaces the file at path with data (n bytes) with the given mode: a temporary file in the
+ * same directory, fsync, rename, fsync of the directory. Returns 0 or -errno. */
+GW_MUST_CHECK static int write_atomic(const char *path, const char *data, size_t n, mode_t mode)
+{
+    char dir[PATH_MAX], tmp[PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    const char *base = path;
+    if (slash == NULL) {
+        snprintf(dir, sizeof dir, ".");
+    } else {
+        base = path + (slash - dir) + 1;
+        if (slash == dir)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    if (snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX", dir, base) >= (int)sizeof tmp)
+        return -ENAMETOOLONG;
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    if (fchmod(fd, mode) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(fd, data + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        rc = -errno;
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    /* Make the rename itself durable; failing here does not undo the new file. */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd); /* best effort: the new file is in place either way */
+        close(dfd);
+    }
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    return rc;
+}
+
+/* Writes a fresh token "agt_" + base64url(32 random bytes) into out (size >= 64). */
+static void make_token(char *out, size_t cap)
+{
+    unsigned char raw[TOKEN_BYTES];
+    char b64[sodium_base64_ENCODED_LEN(TOKEN_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+    auth_random(raw, sizeof raw);
+    sodium_bin2base64(b64, sizeof b64, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    snprintf(out, cap, "agt_%s", b64);
+    sodium_memzero(raw, sizeof raw);
+    sodium_memzero(b64, sizeof b64);
+}
+
+static int token_create(const struct admin_opts *o, const char *client)
+{
+    /* The file to edit: --config, else serve's default path, existing or not. */
+    char pathbuf[PATH_MAX], real[PATH_MAX];
+    const char *path = o->config;
+    if (path == NULL) {
+        if (core_path_default_config(pathbuf, sizeof pathbuf) != 0) {
+            fprintf(stderr, "agentgate: token: no default config path (HOME is not set); "
+                            "pass --config FILE\n");
+            return 1;
+        }
+        path = pathbuf;
+    }
+    struct core_buf text, next;
+    core_buf_init(&text, CONFIG_MAX);
+    core_buf_init(&next, 0);
+    struct core_config *cfg = NULL;
+    int status = 1;
+    mode_t mode = 0600;
+    bool exists = true;
+    int rc = read_config(path, &text, &mode);
+    if (rc == -ENOENT) {
+        exists = false;
+        rc = 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "agentgate: token: cannot read %s: %s\n", path,
+                rc == -EFBIG    ? "longer than 1 MiB"
+                : rc == -EINVAL ? "not a regular file"
+                                : core_strerror(rc));
+        goto out;
+    }
+    /* Through a symlink, edit the file it points at rather than replacing the link. */
+    if (exists && realpath(path, real) != NULL)
+        path = real;
+
+    char token[80], hex[65];
+    if (sodium_init() < 0) {
+        fprintf(stderr, "agentgate: libsodium failed to initialise\n");
+        goto out;
+    }
+    make_token(token, sizeof token);
+    auth_sha256_hex(token, strlen(token), hex);
+    rc = cmd_set_client_token(text.data ? text.data : "", text.len, client, hex, &next);
+    if (rc != 0) {
+        fprintf(stderr, "agentgate: token: '%s' cannot be a client name\n", client);
+        goto wipe;
+    }
+    char err[512];
+    if (core_config_parse(next.data, next.len, path, &cfg, err, sizeof err) != 0) {
+        struct core_config *old = NULL;
+        bool was_bad = exists && core_config_parse(text.data ? text.data : "", text.len, path, &old,
+                                                   NULL, 0) != 0;
+        core_config_free(old);
+        fprintf(stderr, "agentgate: %s\nagentgate: token: %s not changed%s\n", err, path,
+                was_bad ? " (it was already invalid)" : "");
+        goto wipe;
+    }
+    if (!exists) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL && slash != dir) {
+            *slash = '\0';
+            if (core_path_mkdirs(dir, 0700) != 0) {
+                fprintf(stderr, "agentgate: token: cannot create %s: %s\n", dir, strerror(errno));
+                goto wipe;
+            }
+        }
+    }
+    rc = write_atomic(path, next.data, next.len, mode);
+    if (rc != 0) {
+        fprintf(stderr, "agentgate: token: cannot write %s: %s\n", path, core_strerror(rc));
+        goto wipe;
+    }
+
+    /* Tell a running daemon; its socket as serve would find it with this config. */
+    char sock[PATH_MAX] = "", msg[1024];
+    enum reload_result rr = RELOAD_FAILED;
+    if (cmd_socket_path(o->socket, cfg, sock, sizeof sock) == 0)
+        rr = daemon_reload(sock, msg, sizeof msg);
+    else
+        snprintf(msg, sizeof msg, "the socket path is too long");
+
+    printf("%s\n", token);
+    fflush(stdout);
+    fprintf(stderr,
+            "agentgate: stored the SHA-256 of client %s's new token in %s.\n"
+            "agentgate: the token above is shown only this once; the client sends it as\n"
+            "  Authorization: Bearer %s\n",
+            client, path, token);
+    if (!exists)
+        fprintf(stderr,
+                "agentgate: created %s; `agentgate serve` now uses it instead of the "
+                "built-in config\n",
+                path);
+    switch (rr) {
+    case RELOAD_DONE:
+        fprintf(stderr, "agentgate: the daemon reloaded: %s\n", msg);
+        break;
+    case RELOAD_NO_DAEMON:
+        fprintf(stderr,
+                "agentgate: no daemon is listening%s%s; the token works once one "
+                "(re)loads the config\n",
+                sock[0] ? " on " : "", sock);
+        break;
+    case RELOAD_REFUSED:
+        fprintf(stderr, "agentgate: the daemon refused to reload: %s\n", msg);
+        break;
+    case RELOAD_FAILED:
+        fprintf(stderr, "agentgate: the daemon was not reloaded (%s); run `agentgate reload`\n",
+                msg);
+        break;
+    }
+    status = 0;
+wipe:
+    sodium_memzero(token, sizeof token);
+out:
+    core_config_free(cfg);
+    core_buf_dispose(&next);
+    core_buf_dispose(&text);
+    return status;
+}
+
+int cmd_token(int argc, char **argv)
+{
+    struct admin_opts o;
+    int rc = parse_opts(argc, argv, "token", false, 2, token_usage, &o);
+    if (rc != 0)
+        return rc == 1 ? 0 : rc;
+    if (o.n_pos < 1 || strcmp(o.pos[0], "create") != 0) {
+        fprintf(stderr, "agentgate: token: %s\n",
+                o.n_pos < 1 ? "which subcommand? (create)" : "unknown subcommand; try create");
+        token_usage(stderr);
+        return 2;
+    }
+    if (o.n_pos < 2) {
+        fprintf(stderr, "agentgate: token create: which client NAME?\n");
+        token_usage(stderr);
+        return 2;
+    }
+    core_alloc_hook_cjson();
+    signal(SIGPIPE, SIG_IGN);
+    return token_create(&o, o.pos[1]);
+}

@@ -1,0 +1,88 @@
+/* Who is asking: the client identity ([client.NAME]) behind a request, from its bearer token,
+ * its Unix-socket peer and the name it gives. Used by every front. */
+#include <sodium.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "auth/seal.h"
+#include "federation/internal.h"
+
+bool fed__auth_none(const struct fed_gateway *gw)
+{
+    const char *a = gw->auth_override ? gw->auth_override : gw->cfg->auth;
+    return a != NULL && strcmp(a, "none") == 0;
+}
+
+const struct core_client_cfg *fed__client_named(const struct fed_gateway *gw, const char *name)
+{
+    for (size_t i = 0; i < gw->cfg->n_clients; i++)
+        if (strcmp(gw->cfg->clients[i].name, name) == 0)
+            return &gw->cfg->clients[i];
+    return NULL;
+}
+
+const struct core_client_cfg *fed__client_by_token(const struct fed_gateway *gw, const char *tok,
+                                                   size_t n)
+{
+    char hex[65];
+    auth_sha256_hex(tok, n, hex);
+    const struct core_client_cfg *found = NULL;
+    /* Every client is compared, in constant time each, so timing says nothing about which. */
+    for (size_t i = 0; i < gw->cfg->n_clients; i++) {
+        const struct core_client_cfg *c = &gw->cfg->clients[i];
+        if (c->token_sha256[0] && sodium_memcmp(c->token_sha256, hex, 64) == 0)
+            found = c;
+    }
+    sodium_memzero(hex, sizeof hex);
+    return found;
+}
+
+/* The token of "Authorization: Bearer TOKEN", or NULL. */
+static const char *bearer_of(const char *h)
+{
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return *h ? h : NULL;
+}
+
+int fed__identify(const struct fed_gateway *gw, const struct fed_peer *peer,
+                  const struct core_client_cfg **client, const char **why)
+{
+    *client = NULL;
+    const char *tok = bearer_of(peer->authorization);
+    if (peer->is_unix && !(peer->uid_known && peer->uid == geteuid())) {
+        *why = "Forbidden: the socket peer runs as another user\n";
+        return 403;
+    }
+    if (tok) {
+        *client = fed__client_by_token(gw, tok, strlen(tok));
+        if (*client == NULL) {
+            *why = "Unauthorized: unknown bearer token\n";
+            return 401;
+        }
+        return 0;
+    }
+    if (!peer->is_unix && !fed__auth_none(gw)) {
+        *why = "Unauthorized: send Authorization: Bearer <token> (agentgate token create NAME)\n";
+        return 401;
+    }
+    /* Without any [client.*] section, names are only labels: everyone is anonymous. */
+    if (peer->name && peer->name[0] && gw->cfg->n_clients > 0) {
+        *client = fed__client_named(gw, peer->name);
+        if (*client == NULL) {
+            *why = "Unauthorized: no such client in the config\n";
+            return 401;
+        }
+        return 0;
+    }
+    if (peer->is_unix && gw->cfg->n_clients > 0) {
+        *why = "Unauthorized: name your client (X-Agentgate-Client header, or agentgate bridge "
+               "--client NAME)\n";
+        return 401;
+    }
+    return 0; /* anonymous */
+}
