@@ -293,6 +293,10 @@ void fed_router_notification(struct fed_session *s, const char *frame,
 void fed_router_response(struct fed_session *s, const char *frame, size_t n,
                          const struct core_rpc_env *env);
 
+/* MCP log levels ("debug" .. "emergency") and their index, most verbose first; -1 / NULL
+ * for anything else. */
+int fed__mcp_level_index(const char *s);
+const char *fed__mcp_level_name(int i);
 /* Deferred initialize calls whose upstreams are settled (or whose wait ran out) are answered. */
 void fed__router_check_deferred(struct fed_gateway *gw);
 /* The session's cleanup in the router: subscriptions dropped, upstream log levels recomputed. */

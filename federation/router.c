@@ -26,12 +26,17 @@ static const char *const list_caps[FED_LIST_COUNT] = {"tools", "prompts", "resou
 static const char *const mcp_levels[] = {"debug",    "info",  "notice",    "warning",
                                          "error",    "critical", "alert", "emergency"};
 
-static int mcp_level_index(const char *s)
+int fed__mcp_level_index(const char *s)
 {
     for (int i = 0; i < 8; i++)
         if (strcmp(s, mcp_levels[i]) == 0)
             return i;
     return -1;
+}
+
+const char *fed__mcp_level_name(int i)
+{
+    return i >= 0 && i < 8 ? mcp_levels[i] : NULL;
 }
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -524,7 +529,7 @@ static void sync_upstream_level(struct fed_upstream *up)
 static void handle_set_level(struct fed_call *c, const char *frame, const struct core_rpc_env *env)
 {
     char level[32];
-    int idx = get_str(frame, env->params, "level", level, sizeof level, NULL) ? mcp_level_index(level)
+    int idx = get_str(frame, env->params, "level", level, sizeof level, NULL) ? fed__mcp_level_index(level)
                                                                             : -1;
     if (idx < 0) {
         fed__call_error(c, -32602, "params.level must be one of debug, info, notice, warning, "
@@ -1408,7 +1413,7 @@ static void upstream_log(struct fed_upstream *up, const char *frame, size_t n,
                          const struct core_rpc_env *env)
 {
     char level[32];
-    int idx = get_str(frame, env->params, "level", level, sizeof level, NULL) ? mcp_level_index(level)
+    int idx = get_str(frame, env->params, "level", level, sizeof level, NULL) ? fed__mcp_level_index(level)
                                                                             : -1;
     if (idx < 0 || up->srv->retired)
         return;

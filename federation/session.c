@@ -129,7 +129,10 @@ const char *fed__session_token(struct fed_session *s)
     cJSON_AddStringToObject(st, "pv", s->protocol_version ? s->protocol_version : FED_LATEST_VERSION);
     cJSON_AddItemToObject(st, "caps", s->client_caps ? cJSON_Duplicate(s->client_caps, 1)
                                                      : cJSON_CreateObject());
-    cJSON_AddNumberToObject(st, "ll", s->mcp_log_level);
+    if (fed__mcp_level_name(s->mcp_log_level))
+        cJSON_AddStringToObject(st, "ll", fed__mcp_level_name(s->mcp_log_level));
+    else
+        cJSON_AddNullToObject(st, "ll");
     cJSON *subs = cJSON_AddArrayToObject(st, "subs");
     size_t it = 0;
     const char *uri;
@@ -216,7 +219,7 @@ struct fed_session *fed__session_open(struct fed_gateway *gw, const struct core_
     cJSON *caps = cJSON_DetachItemFromObjectCaseSensitive(st, "caps");
     s->client_caps = cJSON_IsObject(caps) ? caps : (cJSON_Delete(caps), cJSON_CreateObject());
     cJSON *ll = cJSON_GetObjectItemCaseSensitive(st, "ll");
-    s->mcp_log_level = cJSON_IsNumber(ll) && ll->valueint >= 0 && ll->valueint < 8 ? ll->valueint : -1;
+    s->mcp_log_level = cJSON_IsString(ll) ? fed__mcp_level_index(ll->valuestring) : -1;
     cJSON *subs = cJSON_DetachItemFromObjectCaseSensitive(st, "subs");
     if (cJSON_IsArray(subs) && cJSON_GetArraySize(subs) > 0)
         s->restore_subs = subs;

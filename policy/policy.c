@@ -51,8 +51,8 @@ bool pol_glob_match(const char *pattern, const char *s)
         }
         if (star_p == NULL)
             return false;
-        /* Let the last star take one more byte and retry what follows it. */
-        star_t++;
+        /* Let the last star take one more character and retry what follows it. */
+        star_t += char_len(star_t);
         t = star_t;
         p = star_p;
     }
