@@ -8,10 +8,16 @@
 //                      the tests themselves, never used by `make test`.
 //   AGENTGATE_TEST_KEEP=1  keep the temporary directories (config, state, logs) for a look.
 //
+// Daemons are started with `serve --auth none` unless a test asks for auth: 'token' (or null:
+// the config decides); Daemon#restart() simulates a crash (SIGKILL) and starts a new daemon on
+// the same port, socket, state dir and config; Daemon#cli() runs `agentgate reload|approve|
+// rotate-key|token ...` against it.
+//
 // Every daemon gets its own temporary directory (config, state dir, socket), binds only
 // 127.0.0.1 on a free port, and is stopped by pid; nothing else is ever signalled except the
 // process groups of the children it spawned, recorded while it runs.
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -201,6 +207,41 @@ export class Daemon {
     get alive() {
         return this.exit === null;
     }
+    /** The environment the daemon was started with (XDG_* in its tmp dir, plus the test's env). */
+    get env() {
+        return this.spawnInfo?.env ?? {};
+    }
+    /**
+     * Simulates a crash and a restart: SIGKILLs this daemon (and what is left of its children's
+     * process groups), then starts a new `agentgate serve` with the same command line, tmp dir,
+     * state dir, socket, TCP port and config file. `env` is merged over the first start's env.
+     * Resolves with the new Daemon (this object stays the dead one).
+     */
+    async restart({ env = {}, readyTimeout = 15000 } = {}) {
+        if (!this.spawnInfo) throw new Error('restart: this daemon was not started by startDaemon');
+        this.kill();
+        await this.exited;
+        const info = { ...this.spawnInfo, env: { ...this.spawnInfo.env, ...env } };
+        return spawnDaemon(info, { readyTimeout });
+    }
+    /** Replaces the daemon's config file (the one given with --config). */
+    writeConfig(text) {
+        if (!this.configPath) throw new Error('writeConfig: the daemon runs without a config file');
+        fs.writeFileSync(this.configPath, text);
+    }
+    /**
+     * Runs `agentgate ARGS... --config F --socket S [--state-dir D]` against this daemon, with its
+     * XDG_* environment. --state-dir is added for the commands that take it (approve, rotate-key)
+     * unless `state` says otherwise. Resolves {code, signal, stdout, stderr}.
+     */
+    cli(args, { state, timeout = 10000, env = {} } = {}) {
+        const withState = state ?? ['approve', 'rotate-key'].includes(args[0]);
+        const full = [...args];
+        if (this.configPath) full.push('--config', this.configPath);
+        full.push('--socket', this.socket);
+        if (withState) full.push('--state-dir', this.stateDir);
+        return runBin(full, { timeout, cwd: this.dir, env: { ...this.env, ...env } });
+    }
     /** Direct children of the daemon (the supervised servers, after the __exec trampoline). */
     children() {
         const kids = childrenOf(this.pid);
@@ -267,9 +308,12 @@ process.on('exit', () => {
 /**
  * Starts `agentgate serve`. `config` is the INI text (a [gateway] section without listen/socket
  * is fine: they are given on the command line), or null to run without a config file.
+ * `auth`: the serve command line gets `--auth none` by default (so tests need no bearer token),
+ * `--auth token` with auth: 'token', and no --auth at all with auth: null (the config decides).
+ * Not used when `argv` replaces the command line.
  * Resolves once the TCP port accepts connections.
  */
-export async function startDaemon({ config = null, tag = 'gw', extraArgs = [], env = {}, readyTimeout = 15000, argv = null } = {}) {
+export async function startDaemon({ config = null, tag = 'gw', extraArgs = [], env = {}, readyTimeout = 15000, argv = null, auth = 'none' } = {}) {
     const dir = makeTmp(tag);
     const port = await freePort();
     const socket = path.join(dir, 'run', 'agentgate.sock');
@@ -278,6 +322,10 @@ export async function startDaemon({ config = null, tag = 'gw', extraArgs = [], e
     fs.mkdirSync(path.join(dir, 'config'));
     // `argv` replaces the serve command line (e.g. for `agentgate wrap`).
     const args = argv ? argv({ port, socket, stateDir, dir }) : ['serve', '--listen', `127.0.0.1:${port}`, '--socket', socket, '--state-dir', stateDir];
+    if (!argv && auth !== null && auth !== undefined) {
+        if (auth !== 'none' && auth !== 'token') throw new Error(`startDaemon: auth must be 'none', 'token' or null, not ${auth}`);
+        args.push('--auth', auth);
+    }
     let configPath = null;
     if (config !== null) {
         configPath = path.join(dir, 'agentgate.ini');
@@ -285,34 +333,53 @@ export async function startDaemon({ config = null, tag = 'gw', extraArgs = [], e
         args.push('--config', configPath);
     }
     args.push(...extraArgs);
+    const fullEnv = {
+        XDG_CONFIG_HOME: path.join(dir, 'config'),
+        XDG_STATE_HOME: path.join(dir, 'xdg-state'),
+        XDG_RUNTIME_DIR: path.join(dir, 'run'),
+        ...env,
+    };
+    return spawnDaemon({ args, env: fullEnv, dir, port, socket, stateDir, configPath }, { readyTimeout });
+}
+
+/** Spawns the binary with a prepared command line and waits for the TCP port (startDaemon, restart). */
+async function spawnDaemon(info, { readyTimeout = 15000 } = {}) {
+    const { args, env, dir, port, socket, stateDir, configPath } = info;
     const proc = spawn(BIN, args, {
         cwd: dir,
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: {
-            ...process.env,
-            XDG_CONFIG_HOME: path.join(dir, 'config'),
-            XDG_STATE_HOME: path.join(dir, 'xdg-state'),
-            XDG_RUNTIME_DIR: path.join(dir, 'run'),
-            ...env,
-        },
+        env: { ...process.env, ...env },
     });
     const d = new Daemon({ proc, port, socket, dir, stateDir, configPath, stderrPath: path.join(dir, 'daemon.stderr') });
+    d.spawnInfo = info;
     daemons.add(d);
     const spawnError = new Promise((_, rej) => proc.on('error', rej));
     try {
+        let ready = false;
         await Promise.race([
             spawnError,
+            // An early exit fails at once instead of when the wait times out.
+            d.exited.then((x) => {
+                if (!ready) throw new Error(`daemon exited early (${JSON.stringify(x)})`);
+            }),
             waitFor(
                 async () => {
-                    if (!d.alive) throw new Error(`daemon exited early (${JSON.stringify(d.exit)})`);
+                    if (!d.alive) return 'exited'; // ends the polling too
                     return tcpAccepts(port);
                 },
                 { timeout: readyTimeout, what: `agentgate to listen on 127.0.0.1:${port}` },
-            ),
+            ).then((v) => {
+                if (v === 'exited') throw new Error(`daemon exited early (${JSON.stringify(d.exit)})`);
+                ready = true;
+            }),
         ]);
     } catch (e) {
         d.kill();
+        // Give the pipes a moment so the message has the daemon's last words.
+        await Promise.race([d.exited, sleep(500)]);
+        await sleep(20);
         e.message += `\n--- daemon stderr ---\n${d.tail()}`;
+        e.daemon = d;
         throw e;
     }
     return d;
@@ -402,7 +469,7 @@ export const FULL_CAPS = { sampling: {}, elicitation: { form: {} }, roots: { lis
  * in either direction is also recorded in `inbox` / `outbox`, so tests can look at raw ids and
  * progress tokens that the SDK would otherwise hide.
  */
-export async function connectClient(target, { via = 'tcp', name = 'agentgate-test', capabilities = FULL_CAPS, handlers } = {}) {
+export async function connectClient(target, { via = 'tcp', name = 'agentgate-test', capabilities = FULL_CAPS, handlers, headers } = {}) {
     const client = new Client({ name, version: '1.0.0' }, { capabilities });
     if (handlers) handlers(client);
     let fetchFn;
@@ -413,6 +480,8 @@ export async function connectClient(target, { via = 'tcp', name = 'agentgate-tes
     }
     const transport = new StreamableHTTPClientTransport(new URL(url), {
         fetch: fetchFn,
+        // Extra headers (Authorization, X-Agentgate-Client) go on every POST, GET and DELETE.
+        requestInit: headers ? { headers } : undefined,
         reconnectionOptions: { initialReconnectionDelay: 200, maxReconnectionDelay: 1000, reconnectionDelayGrowFactor: 1.5, maxRetries: 2 },
     });
     const inbox = [];
@@ -439,12 +508,18 @@ export async function connectClient(target, { via = 'tcp', name = 'agentgate-tes
         sessionId: transport.sessionId,
         notifications: (method) => inbox.filter((m) => m.method === method),
         async close() {
+            if (this.closed) return; // idempotent: tests and after() hooks may both close
+            this.closed = true;
             try {
                 await within(5000, client.close(), 'client close');
             } catch {
                 /* ignore */
             }
-            fetchFn?.close?.();
+            try {
+                await fetchFn?.close?.();
+            } catch {
+                /* already closed */
+            }
         },
     };
 }
@@ -533,11 +608,11 @@ export function parseSse(text) {
 export const MCP_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 
 /** An initialised session made by hand: {sid, post(body, headers, opts)}. */
-export async function rawSession(target, { via = 'tcp', protocolVersion = PROTOCOL_VERSION } = {}) {
+export async function rawSession(target, { via = 'tcp', protocolVersion = PROTOCOL_VERSION, headers: extra = {} } = {}) {
     const where = via === 'unix' ? { socketPath: target.socket } : { port: target.port };
     const init = await rawHttp({
         ...where,
-        headers: MCP_HEADERS,
+        headers: { ...MCP_HEADERS, ...extra },
         body: {
             jsonrpc: '2.0',
             id: 1,
@@ -554,7 +629,7 @@ export async function rawSession(target, { via = 'tcp', protocolVersion = PROTOC
     const post = (body, headers = {}, opts = {}) =>
         rawHttp({
             ...where,
-            headers: { ...MCP_HEADERS, 'mcp-session-id': sid, 'mcp-protocol-version': version, ...headers },
+            headers: { ...MCP_HEADERS, 'mcp-session-id': sid, 'mcp-protocol-version': version, ...extra, ...headers },
             body,
             until: body && body.id !== undefined ? (ms) => ms.some((m) => m.id === body.id && !m.method) : undefined,
             ...opts,
@@ -602,4 +677,120 @@ export async function assertCleanStop(assert, daemon) {
         assert.ok(left, `processes left in child process group ${g}: ${JSON.stringify(liveInGroup(g))}`);
     }
     return r;
+}
+
+// ---------------------------------------------------------------- identities and sealed tokens
+
+/** Lowercase hex SHA-256 of a string or buffer (what [client.X] token_sha256 holds). */
+export function sha256Hex(data) {
+    return crypto.createHash('sha256').update(data).digest('hex');
+}
+
+/** A fresh random bearer token for a test client. */
+export function randomToken(tag = 'tok') {
+    return `${tag}_${crypto.randomBytes(24).toString('base64url')}`;
+}
+
+/** {authorization: 'Bearer TOKEN'} */
+export const bearer = (token) => ({ authorization: `Bearer ${token}` });
+
+/** INI text for a [client.NAME] section; keys are written as given (token_sha256, servers, ...). */
+export function clientSection(name, keys = {}) {
+    const lines = [`[client.${name}]`];
+    for (const [k, v] of Object.entries(keys)) if (v !== undefined && v !== null) lines.push(`${k} = ${v}`);
+    return lines.join('\n') + '\n';
+}
+
+/** The built-in demo server as [server.NAME] (prefix NAME unless given); `args` are extra demo-server options. */
+export function demoSection(name = 'demo', { args = [], prefix = name, extra = {} } = {}) {
+    return serverSection(name, { command: BIN, args: ['demo-server', ...args], prefix, extra });
+}
+
+/**
+ * A sealed value's parts (SPEC: base64url, no padding, of version(1) | key_id(4) | nonce(12) |
+ * ciphertext | tag(16)), or null when it is not base64url or too short.
+ */
+export function tokenParts(tok) {
+    if (typeof tok !== 'string' || !/^[A-Za-z0-9_-]+$/.test(tok)) return null;
+    const raw = Buffer.from(tok, 'base64url');
+    if (raw.length < 1 + 4 + 12 + 16) return null;
+    return {
+        raw,
+        version: raw[0],
+        keyId: raw.subarray(1, 5),
+        nonce: raw.subarray(5, 17),
+        ciphertext: raw.subarray(17, raw.length - 16),
+        tag: raw.subarray(raw.length - 16),
+    };
+}
+
+/** The key id a key file's 32 bytes give (first 4 bytes of SHA-256(key)). */
+export function keyIdOf(key) {
+    return crypto.createHash('sha256').update(key).digest().subarray(0, 4);
+}
+
+/**
+ * Opens a session token with the 32-byte key (AES-256-GCM, additional data = the 5 header
+ * bytes || "session\0" || client name) and returns the parsed JSON, or null when it does not
+ * open (wrong key, wrong client, tampered).
+ */
+export function openSessionToken(tok, key, client = '') {
+    const p = tokenParts(tok);
+    if (!p) return null;
+    try {
+        const d = crypto.createDecipheriv('aes-256-gcm', key, p.nonce);
+        d.setAAD(Buffer.concat([p.raw.subarray(0, 5), Buffer.from('session\0' + client, 'utf8')]));
+        d.setAuthTag(p.tag);
+        const plain = Buffer.concat([d.update(p.ciphertext), d.final()]);
+        return JSON.parse(plain.toString('utf8'));
+    } catch {
+        return null;
+    }
+}
+
+/** tok with one byte of its decoded form changed (XOR 0x01 at byte index i; negative counts from the end). */
+export function tamperToken(tok, i) {
+    const raw = Buffer.from(tok, 'base64url');
+    const at = i < 0 ? raw.length + i : i;
+    raw[at] ^= 0x01;
+    return raw.toString('base64url');
+}
+
+/** File mode bits (e.g. 0o600) of path. */
+export function fileMode(p) {
+    return fs.statSync(p).mode & 0o777;
+}
+
+/** pids of live `agentgate serve` processes whose --socket is sock (started e.g. by a bridge). */
+export function serveDaemonsFor(sock) {
+    const out = [];
+    for (const d of fs.readdirSync('/proc')) {
+        if (!/^\d+$/.test(d)) continue;
+        const argv = cmdline(Number(d));
+        const i = argv.indexOf('--socket');
+        if (argv[1] === 'serve' && i > 0 && argv[i + 1] === sock) {
+            const st = procStat(Number(d));
+            if (st && st.state !== 'Z' && st.state !== 'X') out.push(Number(d));
+        }
+    }
+    return out;
+}
+
+/** The SDK client's McpError (or any error) as {code, message, data}. */
+export async function rpcError(p) {
+    try {
+        await p;
+    } catch (e) {
+        return { code: e.code, message: e.message, data: e.data };
+    }
+    throw new Error('expected the request to fail with a JSON-RPC error, but it succeeded');
+}
+
+/** Asserts that none of the daemons' stderr holds a sanitizer report (for after() hooks). */
+export function assertNoSanitizerReports(assert, daemons) {
+    for (const d of daemons) {
+        if (!d) continue;
+        const report = sanitizerReport(d.stderr);
+        assert.equal(report, null, `sanitizer report in the stderr of daemon ${d.pid}:\n${report}`);
+    }
 }

@@ -1,0 +1,149 @@
+// Tool pinning: the first tools/list of a server pins every tool's definition in <state>/pins
+// (0600). A changed definition (here: echo's description, via `demo-server --echo-description`)
+// is quarantined (pin = quarantine, the default): hidden from tools/list, refused with a tool
+// error that says how to approve it, sessions get notifications/tools/list_changed; `agentgate
+// approve SERVER TOOL` releases it. With pin = warn the changed tool stays served.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, test } from 'node:test';
+
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+
+import { IS_GATEWAY, assertCleanStop, assertNoSanitizerReports, connectClient, demoSection, fileMode, rawHttp, resultText, sleep, startDaemon, waitFor, within, withLog } from './harness.mjs';
+
+const skip = !IS_GATEWAY && 'gateway only';
+
+const config = (demoDesc, warnDesc) =>
+    '[gateway]\nauth = none\n\n' +
+    demoSection('demo', { args: ['--echo-description', demoDesc] }) +
+    '\n' +
+    demoSection('warned', { args: ['--echo-description', warnDesc], extra: { pin: 'warn' } });
+
+let d;
+const daemons = [];
+const clients = [];
+const wrap = (fn) => withLog(() => d, fn);
+
+after(async () => {
+    for (const c of clients) await c.close();
+    for (const x of daemons) x.kill();
+    assertNoSanitizerReports(assert, daemons);
+});
+
+async function client(opts) {
+    const c = await connectClient(d, opts);
+    clients.push(c);
+    return c;
+}
+const tools = async (c) => (await c.client.listTools()).tools;
+const tool = async (c, name) => (await tools(c)).find((t) => t.name === name);
+const pinsPath = () => path.join(d.stateDir, 'pins');
+const readPins = () => JSON.parse(fs.readFileSync(pinsPath(), 'utf8'));
+
+test('a changed tool is quarantined until `agentgate approve`; pin = warn keeps serving it', { timeout: 45000, skip }, wrap(async () => {
+    d = await startDaemon({ config: config('Echo, version one', 'Warned echo, version one'), tag: 'pin' });
+    daemons.push(d);
+    let changed = 0;
+    const c = await client({ handlers: (cl) => cl.setNotificationHandler(ToolListChangedNotificationSchema, () => changed++) });
+    await waitFor(async () => (await tool(c, 'demo__echo')) && (await tool(c, 'warned__echo')), { timeout: 10000, interval: 100, what: 'both echo tools' });
+    assert.equal((await tool(c, 'demo__echo')).description, 'Echo, version one');
+    assert.equal((await tool(c, 'warned__echo')).description, 'Warned echo, version one');
+
+    // First sight: every tool of both servers is pinned, in a 0600 file.
+    const first = await waitFor(
+        () => {
+            if (!fs.existsSync(pinsPath())) return null;
+            const p = readPins();
+            return p?.servers?.demo?.echo?.sha256 && p?.servers?.warned?.echo?.sha256 ? p : null;
+        },
+        { timeout: 3000, what: '<state>/pins with demo.echo and warned.echo' },
+    );
+    assert.equal(fileMode(pinsPath()), 0o600, 'pins file mode');
+    assert.equal(first.version, 1);
+    assert.match(first.servers.demo.echo.sha256, /^[0-9a-f]{64}$/);
+    assert.ok(first.servers.demo.sum?.sha256, 'every tool is pinned, not just echo');
+    assert.equal(first.servers.demo.echo.pending, undefined, 'nothing pending yet');
+
+    await sleep(300); // let the GET stream open for list_changed
+    const changedBefore = changed;
+
+    // The description changes: reload restarts both (changed) servers.
+    d.writeConfig(config('Echo, version TWO', 'Warned echo, version TWO'));
+    const r = await d.cli(['reload']);
+    assert.equal(r.code, 0, `agentgate reload: ${r.stderr}`);
+
+    await waitFor(async () => (await tool(c, 'warned__echo'))?.description === 'Warned echo, version TWO', {
+        timeout: 10000,
+        interval: 100,
+        what: 'warned__echo with the new description (pin = warn serves it)',
+    });
+    // demo is back (its other tools are listed) and echo is not.
+    await waitFor(
+        async () => {
+            const n = (await tools(c)).map((t) => t.name);
+            return n.includes('demo__sum') && !n.includes('demo__echo');
+        },
+        { timeout: 10000, interval: 100, what: 'demo restarted with demo__echo hidden (quarantined)' },
+    );
+    const names = (await tools(c)).map((t) => t.name);
+    assert.ok(names.includes('demo__sum') && names.includes('demo__sleep'), `the unchanged tools of demo stay listed: ${names.join(', ')}`);
+    await waitFor(() => changed > changedBefore, { timeout: 5000, what: 'notifications/tools/list_changed after the quarantine' });
+
+    const q = await c.client.callTool({ name: 'demo__echo', arguments: { message: 'should not run' } });
+    assert.equal(q.isError, true, JSON.stringify(q));
+    const text = resultText(q);
+    assert.match(text, /quarantined/);
+    assert.match(text, /description/, 'the answer says what changed');
+    assert.match(text, /agentgate approve demo echo/);
+    assert.ok(!text.includes('should not run'), 'the call did not reach the server');
+    assert.equal(resultText(await c.client.callTool({ name: 'warned__echo', arguments: { message: 'warn mode' } })), 'warn mode');
+
+    // The pins file is saved soon after the change was seen.
+    const pend = await waitFor(() => (readPins().servers?.demo?.echo?.pending ? readPins() : null), {
+        timeout: 3000,
+        what: 'a pending definition of demo.echo in <state>/pins',
+    });
+    assert.equal(fileMode(pinsPath()), 0o600, 'pins file mode after the change');
+    assert.equal(pend.servers.demo.echo.sha256, first.servers.demo.echo.sha256, 'the pin itself is unchanged until approved');
+    assert.match(String(pend.servers.demo.echo.pending), /^[0-9a-f]{64}$/, 'the new definition is pending');
+
+    // The quarantine survives a crash: a new daemon on the same state dir still hides it.
+    d = await d.restart();
+    daemons.push(d);
+    const c2 = await client();
+    await waitFor(async () => (await tools(c2)).some((t) => t.name === 'demo__sum'), { timeout: 10000, interval: 100, what: 'demo after the restart' });
+    assert.ok(!(await tool(c2, 'demo__echo')), 'still quarantined after a restart');
+    assert.match(resultText(await c2.client.callTool({ name: 'demo__echo', arguments: { message: 'x' } })), /quarantined/);
+
+    // Approving something that is not pending fails.
+    const none = await rawHttp({ socketPath: d.socket, path: '/agentgate/approve', headers: { 'content-type': 'application/json' }, body: { server: 'demo', tool: 'sum' } });
+    assert.equal(none.status, 404, none.text);
+    assert.equal(none.json?.ok, false, none.text);
+    const bad = await d.cli(['approve', 'demo', 'sum']);
+    assert.notEqual(bad.code, 0, 'approve of a tool with nothing pending fails');
+
+    const ok = await d.cli(['approve', 'demo', 'echo']);
+    assert.equal(ok.code, 0, `agentgate approve demo echo: ${ok.stderr}`);
+    await waitFor(async () => (await tool(c2, 'demo__echo'))?.description === 'Echo, version TWO', {
+        timeout: 5000,
+        interval: 100,
+        what: 'demo__echo listed again with the new description',
+    });
+    assert.equal(resultText(await c2.client.callTool({ name: 'demo__echo', arguments: { message: 'approved' } })), 'approved');
+    const done = await waitFor(() => (readPins().servers?.demo?.echo?.pending === undefined ? readPins() : null), {
+        timeout: 3000,
+        what: 'nothing pending for demo.echo in <state>/pins after approve',
+    });
+    assert.notEqual(done.servers.demo.echo.sha256, first.servers.demo.echo.sha256, 'the pin is the new definition');
+    assert.equal(fileMode(pinsPath()), 0o600);
+
+    // A tool that appears later on a pinned server is pinned, not quarantined.
+    await c2.client.callTool({ name: 'demo__toggle', arguments: {} });
+    await waitFor(async () => !!(await tool(c2, 'demo__extra')), { timeout: 5000, interval: 100, what: 'demo__extra (a new tool) to be listed' });
+    assert.equal(resultText(await within(5000, c2.client.callTool({ name: 'demo__extra', arguments: {} }), 'demo__extra')), 'extra');
+    await waitFor(() => readPins().servers.demo.extra?.sha256, { timeout: 3000, what: 'the new tool in the pins file' });
+
+    for (const x of clients) await x.close();
+    await assertCleanStop(assert, d);
+}));
