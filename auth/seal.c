@@ -9,7 +9,6 @@
 #include <limits.h>
 #include <mbedtls/gcm.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,16 +62,6 @@ GW_STATIC int open_gcm(enum auth_backend b, const unsigned char *key, const unsi
                        const unsigned char *ad, size_t adlen, const unsigned char *in, size_t n,
                        unsigned char *out);
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
-                                                          ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- backends ---- */
 
@@ -132,11 +121,11 @@ static int backend_from_env(char *err, size_t errlen)
         return 0;
     }
     if (strcmp(v, "sodium") != 0) {
-        set_err(err, errlen, "AGENTGATE_AES=%.40s: expected sodium or mbedtls", v);
+        core_set_err(err, errlen, "AGENTGATE_AES=%.40s: expected sodium or mbedtls", v);
         return CORE_EINVAL;
     }
     if (!sodium_aes_usable()) {
-        set_err(err, errlen,
+        core_set_err(err, errlen,
                 "AGENTGATE_AES=sodium: libsodium's AES-256-GCM needs a CPU with AES-NI and "
                 "PCLMUL, which this one lacks; use AGENTGATE_AES=mbedtls or unset it");
         return CORE_EINVAL;
@@ -372,7 +361,7 @@ static int join_path(char *out, size_t cap, const char *dir, const char *name, c
 {
     int w = snprintf(out, cap, "%s/%s", dir, name);
     if (w < 0 || (size_t)w >= cap) {
-        set_err(err, errlen, "state directory path too long: %.200s", dir);
+        core_set_err(err, errlen, "state directory path too long: %.200s", dir);
         return CORE_EINVAL;
     }
     return 0;
@@ -388,27 +377,27 @@ static int read_key_file(const char *path, unsigned char raw[KEY_BYTES], char *e
     if (fd < 0) {
         if (errno == ENOENT)
             return CORE_ENOTFOUND;
-        set_err(err, errlen, "cannot open session key file %s: %s", path, strerror(errno));
+        core_set_err(err, errlen, "cannot open session key file %s: %s", path, strerror(errno));
         return CORE_EINVAL;
     }
     int rc = CORE_EINVAL;
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        set_err(err, errlen, "cannot stat session key file %s: %s", path, strerror(errno));
+        core_set_err(err, errlen, "cannot stat session key file %s: %s", path, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "session key file %s is not a regular file", path);
+        core_set_err(err, errlen, "session key file %s is not a regular file", path);
         goto out;
     }
     if ((st.st_mode & 077) != 0) {
-        set_err(err, errlen,
+        core_set_err(err, errlen,
                 "session key file %s has mode %04o, open to group/others; run `chmod 600 %s`", path,
                 (unsigned)(st.st_mode & 07777), path);
         goto out;
     }
     if (st.st_size != KEY_BYTES) {
-        set_err(err, errlen, "session key file %s is %lld bytes; a key is exactly %d bytes", path,
+        core_set_err(err, errlen, "session key file %s is %lld bytes; a key is exactly %d bytes", path,
                 (long long)st.st_size, KEY_BYTES);
         goto out;
     }
@@ -418,7 +407,7 @@ static int read_key_file(const char *path, unsigned char raw[KEY_BYTES], char *e
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            set_err(err, errlen, "cannot read session key file %s: %s", path,
+            core_set_err(err, errlen, "cannot read session key file %s: %s", path,
                     r < 0 ? strerror(errno) : "file shrank");
             goto out;
         }
@@ -441,7 +430,7 @@ static int write_key_file(const char *path, const unsigned char raw[KEY_BYTES], 
     if (fd < 0) {
         if (errno == EEXIST)
             return CORE_EBUSY;
-        set_err(err, errlen, "cannot create session key file %s: %s", path, strerror(errno));
+        core_set_err(err, errlen, "cannot create session key file %s: %s", path, strerror(errno));
         return CORE_EINVAL;
     }
     const char *what = NULL;
@@ -473,7 +462,7 @@ static int write_key_file(const char *path, const unsigned char raw[KEY_BYTES], 
     }
     if (what != NULL) {
         unlink(path);
-        set_err(err, errlen, "cannot %s session key file %s: %s", what, path, strerror(e));
+        core_set_err(err, errlen, "cannot %s session key file %s: %s", what, path, strerror(e));
         return CORE_EINVAL;
     }
     return 0;
@@ -522,15 +511,15 @@ static uint64_t now_ms(void)
 static int prepare_dir(const char *state_dir, char *cur, size_t cap, char *err, size_t errlen)
 {
     if (sodium_init() < 0) {
-        set_err(err, errlen, "libsodium failed to initialise");
+        core_set_err(err, errlen, "libsodium failed to initialise");
         return CORE_EINVAL;
     }
     if (state_dir == NULL || *state_dir == '\0') {
-        set_err(err, errlen, "no state directory for the session keys");
+        core_set_err(err, errlen, "no state directory for the session keys");
         return CORE_EINVAL;
     }
     if (core_path_mkdirs(state_dir, 0700) != 0) {
-        set_err(err, errlen, "cannot create state directory %s: %s", state_dir, strerror(errno));
+        core_set_err(err, errlen, "cannot create state directory %s: %s", state_dir, strerror(errno));
         return CORE_EINVAL;
     }
     return join_path(cur, cap, state_dir, KEY_FILE, err, errlen);
@@ -561,7 +550,7 @@ int auth_keys_load(const char *state_dir, uint64_t ttl_ms, char *err, size_t err
             rc = read_key_file(path, raw, err, errlen);
         }
         if (rc == CORE_ENOTFOUND || rc == CORE_EBUSY)
-            set_err(err, errlen, "session key file %s exists but cannot be opened", path);
+            core_set_err(err, errlen, "session key file %s exists but cannot be opened", path);
     }
     if (rc != 0) {
         rc = CORE_EINVAL;
@@ -573,7 +562,7 @@ int auth_keys_load(const char *state_dir, uint64_t ttl_ms, char *err, size_t err
     rc = CORE_EINVAL;
     dir = opendir(state_dir);
     if (dir == NULL) {
-        set_err(err, errlen, "cannot list state directory %s: %s", state_dir, strerror(errno));
+        core_set_err(err, errlen, "cannot list state directory %s: %s", state_dir, strerror(errno));
         goto out;
     }
     uint64_t now = now_ms();
@@ -630,20 +619,20 @@ static int retire_current(const char *state_dir, const char *cur, char *old, siz
         if (errno == EEXIST)
             continue;
         if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS && errno != EMLINK) {
-            set_err(err, errlen, "cannot keep %s as %s: %s", cur, old, strerror(errno));
+            core_set_err(err, errlen, "cannot keep %s as %s: %s", cur, old, strerror(errno));
             return CORE_EINVAL;
         }
         struct stat st;
         if (lstat(old, &st) == 0)
             continue;
         if (rename(cur, old) != 0) {
-            set_err(err, errlen, "cannot rename %s to %s: %s", cur, old, strerror(errno));
+            core_set_err(err, errlen, "cannot rename %s to %s: %s", cur, old, strerror(errno));
             return CORE_EINVAL;
         }
         *linked = false;
         return 0;
     }
-    set_err(err, errlen, "cannot retire %s: too many retired keys with recent times", cur);
+    core_set_err(err, errlen, "cannot retire %s: too many retired keys with recent times", cur);
     return CORE_EINVAL;
 }
 
@@ -672,7 +661,7 @@ int auth_keys_rotate(const char *state_dir, char *err, size_t errlen)
     int w = write_key_file(tmp, raw, err, errlen);
     sodium_memzero(raw, sizeof raw);
     if (w == CORE_EBUSY)
-        set_err(err, errlen, "temporary key file %s already exists", tmp);
+        core_set_err(err, errlen, "temporary key file %s already exists", tmp);
     if (w != 0)
         goto out;
     have_tmp = true;
@@ -681,7 +670,7 @@ int auth_keys_rotate(const char *state_dir, char *err, size_t errlen)
     if (have_old == 0 && retire_current(state_dir, cur, old, sizeof old, &linked, err, errlen) != 0)
         goto out;
     if (rename(tmp, cur) != 0) {
-        set_err(err, errlen, "cannot rename %s to %s: %s", tmp, cur, strerror(errno));
+        core_set_err(err, errlen, "cannot rename %s to %s: %s", tmp, cur, strerror(errno));
         if (have_old == 0 && linked)
             unlink(old);
         else if (have_old == 0 && rename(old, cur) != 0)

@@ -1,6 +1,18 @@
 #include "core/err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <uv.h>
+
+void core_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
 
 const char *core_strerror(int code)
 {

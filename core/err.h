@@ -18,6 +18,12 @@ enum {
 /* Returns a static description of a CORE_E* or UV_E* code. */
 const char *core_strerror(int code);
 
+#include <stddef.h>
+/* Formats a one-line message into err[0..errlen) (truncated, NUL-terminated); err may be NULL
+ * or errlen 0, then nothing is written. For the `char *err, size_t errlen` out-parameters. */
+void core_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #define GW_MUST_CHECK __attribute__((warn_unused_result))
 #define GW_UNUSED(x) ((void)(x))
 

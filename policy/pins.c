@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,18 +35,6 @@ static char marker;
 GW_STATIC void pins_describe_change(const cJSON *old_fields, const cJSON *new_fields, char *what,
                                     size_t cap);
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- canonical JSON and hashes ---- */
 
@@ -227,22 +214,22 @@ static bool is_string_object(const cJSON *o)
 static bool validate(const char *path, const cJSON *root, char *err, size_t errlen)
 {
     if (!cJSON_IsObject(root)) {
-        set_err(err, errlen, "%s: not a JSON object", path);
+        core_set_err(err, errlen, "%s: not a JSON object", path);
         return false;
     }
     const cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
     if (!cJSON_IsNumber(ver) || ver->valuedouble != 1) {
-        set_err(err, errlen, "%s: unsupported or missing \"version\" (want 1)", path);
+        core_set_err(err, errlen, "%s: unsupported or missing \"version\" (want 1)", path);
         return false;
     }
     const cJSON *servers = cJSON_GetObjectItemCaseSensitive(root, "servers");
     if (!cJSON_IsObject(servers)) {
-        set_err(err, errlen, "%s: \"servers\" is missing or not an object", path);
+        core_set_err(err, errlen, "%s: \"servers\" is missing or not an object", path);
         return false;
     }
     for (const cJSON *s = servers->child; s != NULL; s = s->next) {
         if (!cJSON_IsObject(s)) {
-            set_err(err, errlen, "%s: server \"%s\" is not an object", path, s->string);
+            core_set_err(err, errlen, "%s: server \"%s\" is not an object", path, s->string);
             return false;
         }
         for (const cJSON *t = s->child; t != NULL; t = t->next) {
@@ -261,7 +248,7 @@ static bool validate(const char *path, const cJSON *root, char *err, size_t errl
             else if (pf != NULL && !is_string_object(pf))
                 why = "\"pending_fields\" is not an object of strings";
             if (why != NULL) {
-                set_err(err, errlen, "%s: server \"%s\" tool \"%s\": %s", path, s->string,
+                core_set_err(err, errlen, "%s: server \"%s\" tool \"%s\": %s", path, s->string,
                         t->string, why);
                 return false;
             }
@@ -284,29 +271,29 @@ int pol_pins_load(const char *path, struct pol_pins **out, char *err, size_t err
             return 0;
         }
         rc = -errno;
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        core_set_err(err, errlen, "%s: %s", path, strerror(errno));
         return rc;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         rc = -errno;
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        core_set_err(err, errlen, "%s: %s", path, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
         rc = CORE_EINVAL;
-        set_err(err, errlen, "%s: not a regular file", path);
+        core_set_err(err, errlen, "%s: not a regular file", path);
         goto out;
     }
     if ((st.st_mode & 077) != 0) {
         rc = CORE_EINVAL;
-        set_err(err, errlen, "%s: mode %04o lets group/others read it; run chmod 600 on it", path,
+        core_set_err(err, errlen, "%s: mode %04o lets group/others read it; run chmod 600 on it", path,
                 (unsigned)(st.st_mode & 07777));
         goto out;
     }
     if (st.st_size > (off_t)PINS_MAX_FILE) {
         rc = CORE_ETOOBIG;
-        set_err(err, errlen, "%s: larger than %u bytes", path, PINS_MAX_FILE);
+        core_set_err(err, errlen, "%s: larger than %u bytes", path, PINS_MAX_FILE);
         goto out;
     }
     size_t size = (size_t)st.st_size;
@@ -318,7 +305,7 @@ int pol_pins_load(const char *path, struct pol_pins **out, char *err, size_t err
             continue;
         if (r < 0) {
             rc = -errno;
-            set_err(err, errlen, "%s: %s", path, strerror(errno));
+            core_set_err(err, errlen, "%s: %s", path, strerror(errno));
             goto out;
         }
         if (r == 0)
@@ -331,7 +318,7 @@ int pol_pins_load(const char *path, struct pol_pins **out, char *err, size_t err
     if (root == NULL) {
         rc = CORE_EPARSE;
         size_t at = end != NULL && end >= text ? (size_t)(end - text) : 0;
-        set_err(err, errlen, "%s: invalid JSON near byte %zu", path, at);
+        core_set_err(err, errlen, "%s: invalid JSON near byte %zu", path, at);
         goto out;
     }
     if (!validate(path, root, err, errlen)) {
@@ -423,17 +410,17 @@ int pol_pins_approve(struct pol_pins *p, const char *server, const char *tool, i
 {
     cJSON *srv = p ? cJSON_GetObjectItemCaseSensitive(p->servers, server) : NULL;
     if (srv == NULL || srv->child == NULL) {
-        set_err(err, errlen, "no tools of server %s are pinned", server);
+        core_set_err(err, errlen, "no tools of server %s are pinned", server);
         return CORE_ENOTFOUND;
     }
     if (tool != NULL) {
         cJSON *pin = cJSON_GetObjectItemCaseSensitive(srv, tool);
         if (pin == NULL) {
-            set_err(err, errlen, "server %s has no pinned tool %s", server, tool);
+            core_set_err(err, errlen, "server %s has no pinned tool %s", server, tool);
             return CORE_ENOTFOUND;
         }
         if (!has_pending(pin)) {
-            set_err(err, errlen, "tool %s of server %s has no change waiting for approval", tool,
+            core_set_err(err, errlen, "tool %s of server %s has no change waiting for approval", tool,
                     server);
             return CORE_ENOTFOUND;
         }
@@ -450,7 +437,7 @@ int pol_pins_approve(struct pol_pins *p, const char *server, const char *tool, i
         }
     }
     if (count == 0) {
-        set_err(err, errlen, "server %s has no changes waiting for approval", server);
+        core_set_err(err, errlen, "server %s has no changes waiting for approval", server);
         return CORE_ENOTFOUND;
     }
     p->dirty = true;
@@ -527,7 +514,7 @@ int pol_pins_save(struct pol_pins *p, const char *path, char *err, size_t errlen
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
         rc = -errno;
-        set_err(err, errlen, "%s: cannot create a temporary file: %s", path, strerror(errno));
+        core_set_err(err, errlen, "%s: cannot create a temporary file: %s", path, strerror(errno));
         goto out;
     }
     rc = write_all(fd, text, strlen(text));
@@ -542,7 +529,7 @@ int pol_pins_save(struct pol_pins *p, const char *path, char *err, size_t errlen
     if (rc == 0 && rename(tmp, path) != 0)
         rc = -errno;
     if (rc != 0) {
-        set_err(err, errlen, "%s: cannot write: %s", path, strerror(-rc));
+        core_set_err(err, errlen, "%s: cannot write: %s", path, strerror(-rc));
         (void)unlink(tmp); /* nothing more to do if this fails too */
         goto out;
     }
