@@ -117,7 +117,7 @@ const char *fed__session_token(struct fed_session *s)
         ttl = 1;
     /* Re-sealed when the state changed, and now and then so that the expiry slides for a
      * client in use (clients adopt the Mcp-Session-Id of every response). */
-    if (s->token && !s->token_stale && now < s->token_iat + ttl / 4)
+    if (s->closing || (s->token && !s->token_stale && now < s->token_iat + ttl / 4))
         return s->token;
     cJSON *st = cJSON_CreateObject();
     cJSON_AddNumberToObject(st, "v", 1);
@@ -243,9 +243,9 @@ static void session_end(struct fed_session *s, bool revoke)
     core_map_str_del(&gw->sessions, s->id, strlen(s->id));
     if (revoke && s->token)
         core_map_str_put(&gw->ended, s->id, strlen(s->id), (void *)(uintptr_t)s->token_exp);
-    drop_token(s);
     while (s->calls)
         fed__call_error(s->calls, -32603, "session ended");
+    drop_token(s);
     fed__router_session_ending(s);
     size_t it = 0;
     uint64_t k;
