@@ -705,7 +705,7 @@ struct hresp {
     size_t chunk_left; /* bytes left in the current chunk */
     const char *body;  /* RS_DONE: the body (in the input, or the de-chunked copy) */
     size_t body_len;
-    char sid[160]; /* Mcp-Session-Id, or "" */
+    char sid[1024]; /* Mcp-Session-Id (agentgate's are sealed tokens of ~300 bytes), or "" */
 };
 
 struct hconn {
@@ -724,9 +724,9 @@ struct hconn {
     int phase;   /* driver state (sessions: 0 initialize next, 1 initialized next) */
     char msg[48];
     size_t msg_len;
-    char sid[160]; /* sessions: the session being initialized */
+    char sid[1024]; /* sessions: the session being initialized */
     char ver[40];  /* sessions: the negotiated protocol version */
-    char hdr[256]; /* sessions: the session's header lines */
+    char hdr[1152]; /* sessions: the session's header lines */
     size_t hdr_len;
 };
 
@@ -1342,7 +1342,7 @@ static uint64_t g_next_id = 1;
 static long g_sess_target;  /* sessions to create */
 static long g_sess_started; /* initialize requests sent */
 static long g_sess_done;    /* sessions initialized */
-static char g_sid[160];     /* the last session created, and its protocol version */
+static char g_sid[1024];     /* the last session created, and its protocol version */
 static char g_ver[40];
 
 static bool sess_next(struct hconn *c, uint64_t now)

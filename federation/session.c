@@ -119,34 +119,30 @@ const char *fed__session_token(struct fed_session *s)
      * client in use (clients adopt the Mcp-Session-Id of every response). */
     if (s->closing || (s->token && !s->token_stale && now < s->token_iat + ttl / 4))
         return s->token;
+    /* Every request carries the token, so empty and default fields are left out. */
     cJSON *st = cJSON_CreateObject();
     cJSON_AddNumberToObject(st, "v", 1);
     cJSON_AddStringToObject(st, "sid", s->id);
     if (s->client)
         cJSON_AddStringToObject(st, "c", s->client);
-    else
-        cJSON_AddNullToObject(st, "c");
     cJSON_AddStringToObject(st, "pv", s->protocol_version ? s->protocol_version : FED_LATEST_VERSION);
-    cJSON_AddItemToObject(st, "caps", s->client_caps ? cJSON_Duplicate(s->client_caps, 1)
-                                                     : cJSON_CreateObject());
+    if (s->client_caps && cJSON_GetArraySize(s->client_caps) > 0)
+        cJSON_AddItemToObject(st, "caps", cJSON_Duplicate(s->client_caps, 1));
     if (fed__mcp_level_name(s->mcp_log_level))
         cJSON_AddStringToObject(st, "ll", fed__mcp_level_name(s->mcp_log_level));
-    else
-        cJSON_AddNullToObject(st, "ll");
-    cJSON *subs = cJSON_AddArrayToObject(st, "subs");
-    size_t it = 0;
-    const char *uri;
-    void *v;
-    while (core_map_str_next(&s->subs, &it, &uri, &v))
-        cJSON_AddItemToArray(subs, cJSON_CreateString(uri));
-    if (s->restore_subs) {
+    if (core_map_str_len(&s->subs) > 0 || s->restore_subs) {
+        cJSON *subs = cJSON_AddArrayToObject(st, "subs");
+        size_t it = 0;
+        const char *uri;
+        void *v;
+        while (core_map_str_next(&s->subs, &it, &uri, &v))
+            cJSON_AddItemToArray(subs, cJSON_CreateString(uri));
         cJSON *u;
         cJSON_ArrayForEach(u, s->restore_subs)
             cJSON_AddItemToArray(subs, cJSON_Duplicate(u, 0));
     }
-    /* Upstream sessions the client's session uses: none for stdio servers; remote upstreams
-     * (Streamable HTTP) will record theirs here. */
-    cJSON_AddObjectToObject(st, "ups");
+    /* "ups": the upstream sessions the client's session uses, once there are remote upstreams
+     * (Streamable HTTP) with session ids of their own; stdio servers have none. */
     cJSON_AddNumberToObject(st, "iat", (double)now);
     cJSON_AddNumberToObject(st, "exp", (double)(now + ttl));
     char *txt = cJSON_PrintUnformatted(st);

@@ -388,8 +388,9 @@ static void on_child_frame(void *ctx, const char *p, size_t n)
                 enum core_json_type t = CORE_JSON_ABSENT;
                 if (env.kind == CORE_RPC_ERROR)
                     c->outcome = "error";
-                else if (core_json_obj_get(p, env.result, "isError", &v, &t) == 0 &&
-                         t == CORE_JSON_TRUE)
+                else if (memmem(p + env.result.off, env.result.len, "\"isError\"", 9) &&
+                         core_json_obj_get(p, env.result, "isError", &v, &t) == 0 &&
+                         t == CORE_JSON_TRUE) /* the full scan only when the key may be there */
                     c->outcome = "tool_error";
                 else
                     c->outcome = "ok";

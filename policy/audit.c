@@ -32,7 +32,6 @@ struct pol_audit {
                            * rotated, so a device is never renamed */
     bool failing;         /* a warning was logged; no more until a write succeeds */
     struct core_buf buf;  /* complete lines waiting for the next flush */
-    struct core_buf line; /* scratch for the record being formatted */
 };
 
 static void warn_once(struct pol_audit *a, const char *what, int e)
@@ -74,7 +73,6 @@ struct pol_audit *pol_audit_open(const char *path, size_t max_bytes, char *err, 
     a->max_bytes = max_bytes;
     a->fd = -1;
     core_buf_init(&a->buf, BUF_LIMIT);
-    core_buf_init(&a->line, BUF_LIMIT);
     int e = open_file(a);
     if (e != 0) {
         if (err != NULL && errlen > 0)
@@ -119,11 +117,11 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 
 /* Appends s as a JSON string (quotes included), or null for NULL. Control characters are
  * escaped and bytes that are not UTF-8 become U+FFFD, so every line is valid JSON. Keeps at most
- * MAX_FIELD input bytes, cut at a character boundary. */
+ * MAX_FIELD input bytes, cut at a character boundary. Runs of plain ASCII go in one append. */
 static int put_str(struct core_buf *b, const char *s)
 {
     if (s == NULL)
-        return core_buf_append_str(b, "null");
+        return core_buf_append(b, "null", 4);
     const unsigned char *p = (const unsigned char *)s;
     size_t n = strlen(s);
     bool cut = n > MAX_FIELD;
@@ -132,6 +130,14 @@ static int put_str(struct core_buf *b, const char *s)
     int rc = core_buf_append(b, "\"", 1);
     size_t i = 0;
     while (rc == 0 && i < n) {
+        size_t run = i;
+        while (run < n && p[run] >= 0x20 && p[run] < 0x7f && p[run] != '"' && p[run] != '\\')
+            run++;
+        if (run > i) {
+            rc = core_buf_append(b, p + i, run - i);
+            i = run;
+            continue;
+        }
         unsigned char c = p[i];
         if (c >= 0x80) {
             size_t len = utf8_len(p + i, n - i);
@@ -163,10 +169,7 @@ static int put_str(struct core_buf *b, const char *s)
             rc = core_buf_append_str(b, "\\t");
             break;
         default:
-            if (c < 0x20 || c == 0x7f)
-                rc = core_buf_appendf(b, "\\u%04x", c);
-            else
-                rc = core_buf_append(b, &c, 1);
+            rc = core_buf_appendf(b, "\\u%04x", c);
         }
         i++;
     }
@@ -177,15 +180,44 @@ static int put_str(struct core_buf *b, const char *s)
     return rc;
 }
 
+/* Appends v in decimal, at least `width` digits (zero-padded). */
+static int put_u64(struct core_buf *b, uint64_t v, int width)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && n < 20);
+    while (n < width && n < 20)
+        tmp[sizeof tmp - 1 - n++] = '0';
+    return core_buf_append(b, tmp + sizeof tmp - n, (size_t)n);
+}
+
+/* The "YYYY-MM-DDTHH:MM:SS" of the last second formatted: records come many per second. */
+static time_t cached_secs = -1;
+static char cached_time[64];
+
 static int format_rec(struct core_buf *b, const struct pol_audit_rec *r)
 {
     time_t secs = (time_t)(r->unix_ms / 1000);
-    struct tm tm;
-    if (gmtime_r(&secs, &tm) == NULL)
-        memset(&tm, 0, sizeof tm);
-    int rc = core_buf_appendf(
-        b, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03uZ\",\"client\":", tm.tm_year + 1900,
-        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(r->unix_ms % 1000));
+    if (secs != cached_secs) {
+        struct tm tm;
+        if (gmtime_r(&secs, &tm) == NULL)
+            memset(&tm, 0, sizeof tm);
+        snprintf(cached_time, sizeof cached_time, "%04d-%02d-%02dT%02d:%02d:%02d",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_secs = secs;
+    }
+    int rc = core_buf_append_str(b, "{\"time\":\"");
+    if (rc == 0)
+        rc = core_buf_append_str(b, cached_time);
+    if (rc == 0)
+        rc = core_buf_append(b, ".", 1);
+    if (rc == 0)
+        rc = put_u64(b, r->unix_ms % 1000, 3);
+    if (rc == 0)
+        rc = core_buf_append_str(b, "Z\",\"client\":");
     if (rc == 0)
         rc = put_str(b, r->client);
     if (rc == 0)
@@ -201,13 +233,27 @@ static int format_rec(struct core_buf *b, const struct pol_audit_rec *r)
     if (rc == 0)
         rc = put_str(b, r->tool);
     if (rc == 0)
-        rc = core_buf_appendf(b, ",\"duration_ms\":%" PRIu64 ".%03u,\"outcome\":",
-                              r->duration_us / 1000, (unsigned)(r->duration_us % 1000));
+        rc = core_buf_append_str(b, ",\"duration_ms\":");
+    if (rc == 0)
+        rc = put_u64(b, r->duration_us / 1000, 1);
+    if (rc == 0)
+        rc = core_buf_append(b, ".", 1);
+    if (rc == 0)
+        rc = put_u64(b, r->duration_us % 1000, 3);
+    if (rc == 0)
+        rc = core_buf_append_str(b, ",\"outcome\":");
     if (rc == 0)
         rc = put_str(b, r->outcome ? r->outcome : "unknown");
     if (rc == 0)
-        rc = core_buf_appendf(b, ",\"bytes_in\":%zu,\"bytes_out\":%zu}\n", r->bytes_in,
-                              r->bytes_out);
+        rc = core_buf_append_str(b, ",\"bytes_in\":");
+    if (rc == 0)
+        rc = put_u64(b, r->bytes_in, 1);
+    if (rc == 0)
+        rc = core_buf_append_str(b, ",\"bytes_out\":");
+    if (rc == 0)
+        rc = put_u64(b, r->bytes_out, 1);
+    if (rc == 0)
+        rc = core_buf_append(b, "}\n", 2);
     return rc;
 }
 
@@ -215,8 +261,9 @@ void pol_audit_record(struct pol_audit *a, const struct pol_audit_rec *r)
 {
     if (a == NULL || r == NULL)
         return;
-    core_buf_reset(&a->line);
-    if (format_rec(&a->line, r) != 0 || core_buf_append(&a->buf, a->line.data, a->line.len) != 0) {
+    size_t mark = a->buf.len;
+    if (format_rec(&a->buf, r) != 0) {
+        a->buf.len = mark; /* no partial line */
         warn_once(a, "record dropped", ENOBUFS);
         return;
     }
@@ -324,7 +371,6 @@ void pol_audit_close(struct pol_audit *a)
     if (a->fd >= 0)
         close(a->fd);
     core_buf_dispose(&a->buf);
-    core_buf_dispose(&a->line);
     core_free(a->path);
     core_free(a);
 }
