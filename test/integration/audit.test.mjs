@@ -10,7 +10,6 @@ import {
     IS_GATEWAY,
     bearer,
     clientSection,
-    connectClient,
     demoSection,
     fileMode,
     randomToken,
@@ -18,11 +17,10 @@ import {
     rpcError,
     sha256Hex,
     sleep,
-    startDaemon,
+    testKit,
+    untilTool,
     waitFor,
-    withLog,
     assertCleanStop,
-    assertNoSanitizerReports,
 } from './harness.mjs';
 
 const skip = !IS_GATEWAY && 'gateway only';
@@ -30,29 +28,13 @@ const T = { timeout: 30000, skip };
 
 const ALICE = randomToken('alice');
 const SECRET = 'do-not-log-me-9f8e7d6c5b4a';
-const daemons = [];
-const clients = [];
-let current;
-const wrap = (fn) => withLog(() => current, fn);
+const kit = testKit('audit');
+const { wrap } = kit;
+after(kit.cleanup);
 
-after(async () => {
-    for (const c of clients) await c.close();
-    for (const d of daemons) d.kill();
-    assertNoSanitizerReports(assert, daemons);
-});
-
-async function start(config, opts = {}) {
-    const d = await startDaemon({ config, tag: 'audit', ...opts });
-    daemons.push(d);
-    current = d;
-    return d;
-}
-async function client(d, opts) {
-    const c = await connectClient(d, opts);
-    clients.push(c);
-    await waitFor(async () => (await c.client.listTools()).tools.some((t) => t.name === 'demo__echo'), { timeout: 10000, interval: 100, what: 'demo__echo' });
-    return c;
-}
+const start = (config, opts) => kit.start({ config, ...opts });
+/** A client whose session already lists demo__echo. */
+const client = async (d, opts) => untilTool(await kit.client(d, opts));
 const auditPath = (d, suffix = '') => path.join(d.stateDir, `audit.jsonl${suffix}`);
 function readLines(p) {
     if (!fs.existsSync(p)) return [];

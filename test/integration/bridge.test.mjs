@@ -25,7 +25,6 @@ import {
     FULL_CAPS,
     IS_GATEWAY,
     TEST_DIR,
-    cmdline,
     everythingSection,
     makeTmp,
     procStat,
@@ -35,6 +34,7 @@ import {
     sleep,
     startDaemon,
     waitFor,
+    serveDaemonsFor,
     within,
 } from './harness.mjs';
 
@@ -100,21 +100,6 @@ async function bridgeClient(args, { env = {}, capabilities = FULL_CAPS, handlers
 }
 
 const viaDaemon = (opts) => bridgeClient(['--socket', daemon.socket, '--client', 'test'], opts);
-
-/** pids of live `agentgate serve` processes whose --socket is sock. */
-function daemonsFor(sock) {
-    const out = [];
-    for (const d of fs.readdirSync('/proc')) {
-        if (!/^\d+$/.test(d)) continue;
-        const argv = cmdline(Number(d));
-        const i = argv.indexOf('--socket');
-        if (argv[1] === 'serve' && i > 0 && argv[i + 1] === sock) {
-            const st = procStat(Number(d));
-            if (st && st.state !== 'Z' && st.state !== 'X') out.push(Number(d));
-        }
-    }
-    return out;
-}
 
 function alive(pid) {
     const st = procStat(pid);
@@ -281,7 +266,7 @@ test('no daemon running: the bridge starts one, detached, logging to the state d
     const s = ownDaemonSetup('bstart');
     const t0 = Date.now();
     const c = await bridgeClient(s.args, { env: s.env });
-    const pids = daemonsFor(s.sock);
+    const pids = serveDaemonsFor(s.sock);
     for (const p of pids) started.add(p);
     assert.equal(pids.length, 1, `daemons for ${s.sock}: ${pids}`);
     assert.equal(resultText(await c.client.callTool({ name: 'demo__echo', arguments: { message: 'cold' } })), 'cold');
@@ -299,7 +284,7 @@ test('no daemon running: the bridge starts one, detached, logging to the state d
 test('two bridges starting at once start exactly one daemon', T, async () => {
     const s = ownDaemonSetup('btwo');
     const [a, b] = await Promise.all([bridgeClient(s.args, { env: s.env }), bridgeClient(s.args, { env: s.env })]);
-    const pids = daemonsFor(s.sock);
+    const pids = serveDaemonsFor(s.sock);
     for (const p of pids) started.add(p);
     assert.equal(pids.length, 1, `daemons for ${s.sock}: ${pids}\n${a.stderr}\n${b.stderr}`);
     assert.equal(resultText(await a.client.callTool({ name: 'demo__echo', arguments: { message: 'a' } })), 'a');
@@ -316,7 +301,7 @@ test('daemon SIGKILLed: requests in flight fail, the next call succeeds on the s
         env: s.env,
         handlers: (cl) => cl.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => updates.push(n.params.uri)),
     });
-    const [first] = daemonsFor(s.sock);
+    const [first] = serveDaemonsFor(s.sock);
     started.add(first);
     assert.ok(first, 'a daemon was started');
     await c.client.subscribeResource({ uri: 'demo://readme' });
@@ -331,7 +316,7 @@ test('daemon SIGKILLed: requests in flight fail, the next call succeeds on the s
     // The same Client object, no new initialize: the bridge restarted the daemon and replayed.
     const res = await within(10000, c.client.callTool({ name: 'demo__echo', arguments: { message: 'after' } }), 'the call after the restart');
     assert.equal(resultText(res), 'after');
-    const now = daemonsFor(s.sock);
+    const now = serveDaemonsFor(s.sock);
     for (const p of now) started.add(p);
     assert.equal(now.length, 1, `daemons after the restart: ${now}`);
     assert.notEqual(now[0], first, 'a new daemon');
@@ -375,7 +360,7 @@ test('a daemon that cannot start: its log tail on stderr, queued requests answer
             assert.equal(m.id, 'init-1');
             assert.equal(m.error.code, -32603);
         }
-        assert.deepEqual(daemonsFor(s.sock), []);
+        assert.deepEqual(serveDaemonsFor(s.sock), []);
     } finally {
         holder.close();
     }
@@ -384,14 +369,14 @@ test('a daemon that cannot start: its log tail on stderr, queued requests answer
 test('daemon stopped with SIGTERM while a client is connected: the bridge starts a new one', T, async () => {
     const s = ownDaemonSetup('bterm');
     const c = await bridgeClient(s.args, { env: s.env });
-    const [first] = daemonsFor(s.sock);
+    const [first] = serveDaemonsFor(s.sock);
     started.add(first);
     assert.equal(resultText(await c.client.callTool({ name: 'demo__echo', arguments: { message: 'one' } })), 'one');
     process.kill(first, 'SIGTERM');
     await waitFor(() => !alive(first), { timeout: 8000, what: 'the first daemon to exit' });
     const res = await within(15000, c.client.callTool({ name: 'demo__echo', arguments: { message: 'two' } }), 'the call after the restart');
     assert.equal(resultText(res), 'two', c.stderr);
-    const now = daemonsFor(s.sock);
+    const now = serveDaemonsFor(s.sock);
     for (const p of now) started.add(p);
     assert.equal(now.length, 1);
     await c.close();

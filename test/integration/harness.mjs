@@ -8,6 +8,9 @@
 //                      the tests themselves, never used by `make test`.
 //   AGENTGATE_TEST_KEEP=1  keep the temporary directories (config, state, logs) for a look.
 //
+// A test file that starts its own daemons and clients takes its scaffolding from testKit()
+// (start, restart, client, wrap, cleanup for after()); untilTool() waits for a federated tool.
+//
 // Daemons are started with `serve --auth none` unless a test asks for auth: 'token' (or null:
 // the config decides); Daemon#restart() simulates a crash (SIGKILL) and starts a new daemon on
 // the same port, socket, state dir and config; Daemon#cli() runs `agentgate reload|approve|
@@ -16,6 +19,7 @@
 // Every daemon gets its own temporary directory (config, state dir, socket), binds only
 // 127.0.0.1 on a free port, and is stopped by pid; nothing else is ever signalled except the
 // process groups of the children it spawned, recorded while it runs.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -793,4 +797,60 @@ export function assertNoSanitizerReports(assert, daemons) {
         const report = sanitizerReport(d.stderr);
         assert.equal(report, null, `sanitizer report in the stderr of daemon ${d.pid}:\n${report}`);
     }
+}
+
+/** Waits until c's tools/list names `name` (its upstream is federated); resolves c. */
+export async function untilTool(c, name = 'demo__echo', timeout = 10000) {
+    await waitFor(async () => (await c.client.listTools()).tools.some((t) => t.name === name), {
+        timeout,
+        interval: 100,
+        what: `${name} in tools/list`,
+    });
+    return c;
+}
+
+/**
+ * The scaffolding of a test file that starts its own daemons and clients:
+ *
+ *     const kit = testKit('tag');
+ *     after(kit.cleanup);
+ *     test('...', T, kit.wrap(async () => { const d = await kit.start({ config }); ... }));
+ *
+ * start(opts) is startDaemon({ tag, ...opts }) and restart(d, opts) is d.restart(opts): both
+ * record the new daemon and make it kit.current, whose stderr tail wrap(fn) adds to a failing
+ * test's message (withLog). client(d, opts) is connectClient(d, opts), recorded; closeClients()
+ * closes them all (idempotent). cleanup() closes the clients, kills every daemon and asserts
+ * that none of their stderr holds a sanitizer report. No method needs `this`, so they can be
+ * passed around or destructured.
+ */
+export function testKit(tag) {
+    const daemons = [];
+    const clients = [];
+    const track = (d) => {
+        daemons.push(d);
+        kit.current = d;
+        return d;
+    };
+    const kit = {
+        current: null,
+        daemons,
+        clients,
+        start: async (opts = {}) => track(await startDaemon({ tag, ...opts })),
+        restart: async (d, opts) => track(await d.restart(opts)),
+        client: async (d, opts) => {
+            const c = await connectClient(d, opts);
+            clients.push(c);
+            return c;
+        },
+        wrap: (fn) => withLog(() => kit.current, fn),
+        closeClients: async () => {
+            for (const c of clients) await c.close();
+        },
+        cleanup: async () => {
+            await kit.closeClients();
+            for (const d of daemons) d.kill();
+            assertNoSanitizerReports(assert, daemons);
+        },
+    };
+    return kit;
 }

@@ -17,7 +17,6 @@ import {
     PROTOCOL_VERSION,
     bearer,
     clientSection,
-    connectClient,
     demoSection,
     randomToken,
     rawHttp,
@@ -25,12 +24,12 @@ import {
     sanitizerReport,
     serveDaemonsFor,
     sha256Hex,
-    startDaemon,
+    testKit,
+    untilTool,
     waitFor,
     within,
     withLog,
     assertCleanStop,
-    assertNoSanitizerReports,
 } from './harness.mjs';
 
 const skip = !IS_GATEWAY && 'gateway only';
@@ -47,39 +46,29 @@ const untilInit = (ms) => ms.some((m) => m.id === 1 && !m.method);
 
 let tokenD; // auth = token, one client alice
 let noneD; // auth = none, alice named by header
-const clients = [];
+const kit = testKit('ident'); // both daemons and the SDK clients
+const { client } = kit;
 const bridges = [];
-let current;
+// Each test names the daemon whose log a failure shows.
 const wrap = (getD, fn) => withLog(getD, fn);
-
-async function waitTools(c, name = 'demo__echo') {
-    await waitFor(async () => (await c.client.listTools()).tools.some((t) => t.name === name), {
-        timeout: 10000,
-        interval: 100,
-        what: `${name} in tools/list`,
-    });
-}
 
 before(async () => {
     if (!IS_GATEWAY) return;
-    tokenD = await startDaemon({
-        tag: 'ident',
+    tokenD = await kit.start({
         auth: 'token',
         config: '[gateway]\nauth = token\n\n' + clientSection('alice', { token_sha256: sha256Hex(ALICE) }) + '\n' + demoSection(),
     });
-    noneD = await startDaemon({
+    noneD = await kit.start({
         tag: 'ident-none',
         config: '[gateway]\nauth = none\n\n' + clientSection('alice', { token_sha256: sha256Hex(ALICE), deny: 'demo__sum' }) + '\n' + demoSection(),
     });
-    current = tokenD;
 });
 
 after(async () => {
-    for (const c of clients) await c.close();
+    await kit.closeClients();
     for (const b of bridges) await b.close();
     // Only daemons a refused bridge may have started for our sockets (never ours).
-    for (const d of [tokenD, noneD]) {
-        if (!d) continue;
+    for (const d of kit.daemons) {
         for (const pid of serveDaemonsFor(d.socket)) {
             if (pid === d.pid) continue;
             try {
@@ -89,20 +78,12 @@ after(async () => {
             }
         }
     }
-    tokenD?.kill();
-    noneD?.kill();
-    assertNoSanitizerReports(assert, [tokenD, noneD]);
+    await kit.cleanup(); // kills both daemons, checks their stderr
     for (const b of bridges) {
         const report = sanitizerReport(b.stderr);
         assert.equal(report, null, `sanitizer report in a bridge's stderr:\n${report}`);
     }
 });
-
-async function client(d, opts) {
-    const c = await connectClient(d, opts);
-    clients.push(c);
-    return c;
-}
 
 // ------------------------------------------------------------------ TCP, auth = token
 
@@ -130,7 +111,7 @@ test('TCP with the right bearer token: the SDK client works', T, wrap(() => toke
     assert.equal(ok.status, 200, ok.text);
     assert.ok(ok.headers['mcp-session-id']);
     const c = await client(tokenD, { headers: bearer(ALICE) });
-    await waitTools(c);
+    await untilTool(c);
     assert.equal(resultText(await c.client.callTool({ name: 'demo__echo', arguments: { message: 'alice over tcp' } })), 'alice over tcp');
 }));
 
@@ -143,7 +124,7 @@ test('/healthz needs no token', T, wrap(() => tokenD, async () => {
 
 test('auth = none: no token needed (anonymous sees everything); X-Agentgate-Client applies that client\'s policy', T, wrap(() => noneD, async () => {
     const anon = await client(noneD);
-    await waitTools(anon);
+    await untilTool(anon);
     const names = (await anon.client.listTools()).tools.map((t) => t.name);
     assert.ok(names.includes('demo__sum') && names.includes('demo__echo'), names.join(', '));
     assert.equal(resultText(await anon.client.callTool({ name: 'demo__echo', arguments: { message: 'anon' } })), 'anon');
@@ -166,7 +147,7 @@ test('Unix socket with [client.*] configured: no name -> 401, unknown name -> 40
     const named = await rawHttp({ socketPath: tokenD.socket, headers: { ...MCP_HEADERS, 'x-agentgate-client': 'alice' }, body: initBody, until: untilInit });
     assert.equal(named.status, 200, named.text);
     const c = await client(tokenD, { via: 'unix', headers: { 'X-Agentgate-Client': 'alice' } });
-    await waitTools(c);
+    await untilTool(c);
     assert.equal(resultText(await c.client.callTool({ name: 'demo__echo', arguments: { message: 'alice over the socket' } })), 'alice over the socket');
 
     // A bearer token is accepted on the socket instead of a name.
@@ -256,7 +237,7 @@ test('bridge --client nobody (not configured) is refused with a clear error', T,
 }));
 
 test('both daemons stop cleanly (exit 0, no sanitizer report)', T, wrap(() => tokenD, async () => {
-    for (const c of clients) await c.close();
+    await kit.closeClients();
     for (const b of bridges) await b.close();
     await assertCleanStop(assert, tokenD);
     await assertCleanStop(assert, noneD);

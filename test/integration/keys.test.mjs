@@ -13,7 +13,6 @@ import {
     MCP_HEADERS,
     PROTOCOL_VERSION,
     bearer,
-    connectClient,
     demoSection,
     fileMode,
     keyIdOf,
@@ -23,40 +22,22 @@ import {
     rawSession,
     resultText,
     sha256Hex,
-    startDaemon,
+    testKit,
     tokenParts,
-    waitFor,
+    untilTool,
     within,
-    withLog,
-    assertNoSanitizerReports,
 } from './harness.mjs';
 
 const skip = !IS_GATEWAY && 'gateway only';
 const T = { timeout: 30000, skip };
 
-const daemons = [];
-const clients = [];
-let current;
-const wrap = (fn) => withLog(() => current, fn);
+const kit = testKit('keys');
+const { wrap, restart } = kit;
+after(kit.cleanup);
 
-after(async () => {
-    for (const c of clients) await c.close();
-    for (const d of daemons) d.kill();
-    assertNoSanitizerReports(assert, daemons);
-});
-
-async function start(config, opts = {}) {
-    const d = await startDaemon({ config, tag: 'keys', ...opts });
-    daemons.push(d);
-    current = d;
-    return d;
-}
-async function client(d, opts) {
-    const c = await connectClient(d, opts);
-    clients.push(c);
-    await waitFor(async () => (await c.client.listTools()).tools.some((t) => t.name === 'demo__echo'), { timeout: 10000, interval: 100, what: 'demo__echo' });
-    return c;
-}
+const start = (config, opts) => kit.start({ config, ...opts });
+/** A client whose session already lists demo__echo. */
+const client = async (d, opts) => untilTool(await kit.client(d, opts));
 const keyPath = (d) => path.join(d.stateDir, 'session.key');
 const echo = async (c, message) => resultText(await within(15000, c.client.callTool({ name: 'demo__echo', arguments: { message } }), `echo ${message}`));
 const anonConfig = '[gateway]\nauth = none\n\n' + demoSection();
@@ -88,9 +69,8 @@ test('a group/other-readable or wrong-size session.key: the daemon refuses to st
         }],
     ]) {
         prepare();
-        const err = await d.restart().then(
+        const err = await restart(d).then(
             (n) => {
-                daemons.push(n);
                 n.kill();
                 return null;
             },
@@ -106,9 +86,7 @@ test('a group/other-readable or wrong-size session.key: the daemon refuses to st
         fs.writeFileSync(keyPath(d), key);
         fs.chmodSync(keyPath(d), 0o600);
     }
-    const n = await d.restart();
-    daemons.push(n);
-    current = n;
+    const n = await restart(d);
     assert.deepEqual(fs.readFileSync(keyPath(n)), key, 'the restored key is used, not replaced');
     const s = await rawSession(n);
     assert.ok(openSessionToken(s.sid, key, ''), 'tokens are sealed with the restored key');
@@ -143,9 +121,7 @@ test('rotate-key with a running daemon: old sessions keep working, new sessions 
     assert.ok(openSessionToken(b.transport.sessionId, newKey, ''));
 
     // Both survive a crash: the retired key is loaded from its file.
-    d = await d.restart();
-    daemons.push(d);
-    current = d;
+    d = await restart(d);
     assert.equal(await echo(a, 'old key after restart'), 'old key after restart');
     assert.equal(await echo(b, 'new key after restart'), 'new key after restart');
 }));

@@ -10,7 +10,7 @@ import { after, test } from 'node:test';
 
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
-import { IS_GATEWAY, assertCleanStop, assertNoSanitizerReports, connectClient, demoSection, fileMode, rawHttp, resultText, sleep, startDaemon, waitFor, within, withLog } from './harness.mjs';
+import { IS_GATEWAY, assertCleanStop, demoSection, fileMode, rawHttp, resultText, sleep, testKit, untilTool, waitFor, within } from './harness.mjs';
 
 const skip = !IS_GATEWAY && 'gateway only';
 
@@ -20,30 +20,19 @@ const config = (demoDesc, warnDesc) =>
     '\n' +
     demoSection('warned', { args: ['--echo-description', warnDesc], extra: { pin: 'warn' } });
 
-let d;
-const daemons = [];
-const clients = [];
-const wrap = (fn) => withLog(() => d, fn);
+let d; // the daemon (restarted once)
+const kit = testKit('pin');
+const { wrap } = kit;
+after(kit.cleanup);
 
-after(async () => {
-    for (const c of clients) await c.close();
-    for (const x of daemons) x.kill();
-    assertNoSanitizerReports(assert, daemons);
-});
-
-async function client(opts) {
-    const c = await connectClient(d, opts);
-    clients.push(c);
-    return c;
-}
+const client = (opts) => kit.client(d, opts);
 const tools = async (c) => (await c.client.listTools()).tools;
 const tool = async (c, name) => (await tools(c)).find((t) => t.name === name);
 const pinsPath = () => path.join(d.stateDir, 'pins');
 const readPins = () => JSON.parse(fs.readFileSync(pinsPath(), 'utf8'));
 
 test('a changed tool is quarantined until `agentgate approve`; pin = warn keeps serving it', { timeout: 45000, skip }, wrap(async () => {
-    d = await startDaemon({ config: config('Echo, version one', 'Warned echo, version one'), tag: 'pin' });
-    daemons.push(d);
+    d = await kit.start({ config: config('Echo, version one', 'Warned echo, version one') });
     let changed = 0;
     const c = await client({ handlers: (cl) => cl.setNotificationHandler(ToolListChangedNotificationSchema, () => changed++) });
     await waitFor(async () => (await tool(c, 'demo__echo')) && (await tool(c, 'warned__echo')), { timeout: 10000, interval: 100, what: 'both echo tools' });
@@ -109,10 +98,9 @@ test('a changed tool is quarantined until `agentgate approve`; pin = warn keeps 
     assert.match(String(pend.servers.demo.echo.pending), /^[0-9a-f]{64}$/, 'the new definition is pending');
 
     // The quarantine survives a crash: a new daemon on the same state dir still hides it.
-    d = await d.restart();
-    daemons.push(d);
+    d = await kit.restart(d);
     const c2 = await client();
-    await waitFor(async () => (await tools(c2)).some((t) => t.name === 'demo__sum'), { timeout: 10000, interval: 100, what: 'demo after the restart' });
+    await untilTool(c2, 'demo__sum');
     assert.ok(!(await tool(c2, 'demo__echo')), 'still quarantined after a restart');
     assert.match(resultText(await c2.client.callTool({ name: 'demo__echo', arguments: { message: 'x' } })), /quarantined/);
 
@@ -144,6 +132,6 @@ test('a changed tool is quarantined until `agentgate approve`; pin = warn keeps 
     assert.equal(resultText(await within(5000, c2.client.callTool({ name: 'demo__extra', arguments: {} }), 'demo__extra')), 'extra');
     await waitFor(() => readPins().servers.demo.extra?.sha256, { timeout: 3000, what: 'the new tool in the pins file' });
 
-    for (const x of clients) await x.close();
+    await kit.closeClients();
     await assertCleanStop(assert, d);
 }));

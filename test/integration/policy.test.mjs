@@ -8,18 +8,15 @@ import {
     IS_GATEWAY,
     bearer,
     clientSection,
-    connectClient,
     demoSection,
     randomToken,
     resultText,
     rpcError,
     sha256Hex,
     sleep,
-    startDaemon,
+    testKit,
     waitFor,
-    withLog,
     assertCleanStop,
-    assertNoSanitizerReports,
 } from './harness.mjs';
 
 const skip = !IS_GATEWAY && 'gateway only';
@@ -42,17 +39,14 @@ const config =
     demoSection('other');
 
 let d;
-const clients = [];
-const C = {};
-const wrap = (fn) => withLog(() => d, fn);
+const C = {}; // a client per name in TOK
+const kit = testKit('policy');
+const { wrap } = kit;
 
 before(async () => {
     if (!IS_GATEWAY) return;
-    d = await startDaemon({ config, tag: 'policy', auth: 'token' });
-    for (const name of Object.keys(TOK)) {
-        C[name] = await connectClient(d, { name, headers: bearer(TOK[name]) });
-        clients.push(C[name]);
-    }
+    d = await kit.start({ config, auth: 'token' });
+    for (const name of Object.keys(TOK)) C[name] = await kit.client(d, { name, headers: bearer(TOK[name]) });
     // Both upstreams federated (dave sees everything).
     await waitFor(
         async () => {
@@ -63,11 +57,7 @@ before(async () => {
     );
 });
 
-after(async () => {
-    for (const c of clients) await c.close();
-    d?.kill();
-    assertNoSanitizerReports(assert, [d]);
-});
+after(kit.cleanup);
 
 const toolNames = async (c) => (await c.client.listTools()).tools.map((t) => t.name).sort();
 const exposed = (prefix, names) => names.map((n) => `${prefix}__${n}`);
@@ -189,6 +179,6 @@ test('rate = 2/s burst 2: the third call at once is -32029 with retryAfterMs, ne
 }));
 
 test('the daemon stops cleanly (exit 0, no sanitizer report)', T, wrap(async () => {
-    for (const c of clients) await c.close();
+    await kit.closeClients();
     await assertCleanStop(assert, d);
 }));

@@ -11,7 +11,6 @@ import {
     IS_GATEWAY,
     bearer,
     clientSection,
-    connectClient,
     demoSection,
     procStat,
     randomToken,
@@ -19,11 +18,10 @@ import {
     resultText,
     sha256Hex,
     sleep,
-    startDaemon,
+    testKit,
+    untilTool,
     waitFor,
-    withLog,
     assertCleanStop,
-    assertNoSanitizerReports,
 } from './harness.mjs';
 
 const skip = !IS_GATEWAY && 'gateway only';
@@ -48,7 +46,9 @@ function config({ servers = ['one'], deny } = {}) {
 let d;
 let c; // alice, connected for the whole file
 let changed = 0;
-const wrap = (fn) => withLog(() => d, fn);
+const kit = testKit('reload');
+const { wrap } = kit;
+after(kit.cleanup);
 
 const names = async () => (await c.client.listTools()).tools.map((t) => t.name);
 const echo = async (prefix, message) => resultText(await c.client.callTool({ name: `${prefix}__echo`, arguments: { message } }));
@@ -70,19 +70,13 @@ async function reload() {
 
 before(async () => {
     if (!IS_GATEWAY) return;
-    d = await startDaemon({ config: config(), tag: 'reload', auth: 'token' });
-    c = await connectClient(d, {
+    d = await kit.start({ config: config(), auth: 'token' });
+    c = await kit.client(d, {
         headers: bearer(ALICE),
         handlers: (cl) => cl.setNotificationHandler(ToolListChangedNotificationSchema, () => changed++),
     });
-    await waitFor(async () => (await names()).includes('one__echo'), { timeout: 10000, interval: 100, what: 'one__echo' });
+    await untilTool(c, 'one__echo');
     await sleep(300); // the GET stream is open
-});
-
-after(async () => {
-    await c?.close();
-    d?.kill();
-    assertNoSanitizerReports(assert, [d]);
 });
 
 test('reload adds a server: its tools appear in the live session, list_changed is sent, the others keep running', T, wrap(async () => {

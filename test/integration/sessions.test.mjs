@@ -15,7 +15,6 @@ import {
     MCP_HEADERS,
     bearer,
     clientSection,
-    connectClient,
     demoSection,
     openSessionToken,
     randomToken,
@@ -24,13 +23,12 @@ import {
     resultText,
     sha256Hex,
     sleep,
-    startDaemon,
     tamperToken,
+    testKit,
     tokenParts,
+    untilTool,
     waitFor,
     within,
-    withLog,
-    assertNoSanitizerReports,
 } from './harness.mjs';
 
 const skip = !IS_GATEWAY && 'gateway only';
@@ -47,36 +45,10 @@ const withClients = (gateway = '') =>
     demoSection();
 const anonymous = (gateway = '') => `[gateway]\nauth = none\n${gateway}\n` + demoSection();
 
-const daemons = [];
-const clients = [];
-let current; // the daemon of the running test, for withLog
-const wrap = (fn) => withLog(() => current, fn);
+const kit = testKit('sess');
+const { start, restart, client, wrap } = kit;
+after(kit.cleanup);
 
-async function start(opts) {
-    const d = await startDaemon({ tag: 'sess', ...opts });
-    daemons.push(d);
-    current = d;
-    return d;
-}
-async function restart(d, opts) {
-    const n = await d.restart(opts);
-    daemons.push(n);
-    current = n;
-    return n;
-}
-async function client(d, opts) {
-    const c = await connectClient(d, opts);
-    clients.push(c);
-    return c;
-}
-/** Waits until the demo upstream's tools are federated. */
-async function ready(c) {
-    await waitFor(async () => (await c.client.listTools()).tools.some((t) => t.name === 'demo__echo'), {
-        timeout: 10000,
-        interval: 100,
-        what: 'demo__echo in tools/list',
-    });
-}
 const echo = async (c, message) => resultText(await within(15000, c.client.callTool({ name: 'demo__echo', arguments: { message } }), `demo__echo ${message}`));
 const sessionKey = (d) => fs.readFileSync(path.join(d.stateDir, 'session.key'));
 const initializes = (c) => c.outbox.filter((m) => m.method === 'initialize').length;
@@ -102,16 +74,10 @@ function assertListed(r, what) {
     assert.ok(rep?.result?.tools?.some((t) => t.name === 'demo__echo'), `${what}: ${r.text.slice(0, 300)}`);
 }
 
-after(async () => {
-    for (const c of clients) await c.close();
-    for (const d of daemons) d.kill();
-    assertNoSanitizerReports(assert, daemons);
-});
-
 test('SIGKILL + restart with the same state dir: the same client continues its session without initialize', T, wrap(async () => {
     let d = await start({ config: withClients(), auth: 'token' });
     const c = await client(d, { headers: bearer(ALICE) });
-    await ready(c);
+    await untilTool(c);
     assert.equal(await echo(c, 'before the crash'), 'before the crash');
     const sid0 = c.transport.sessionId;
     const key = sessionKey(d);
@@ -231,7 +197,7 @@ for (const [first, second] of [
         if (!d) return;
         assertBackendLogged(d, first);
         const c = await client(d);
-        await ready(c);
+        await untilTool(c);
         assert.equal(await echo(c, `sealed by ${first}`), `sealed by ${first}`);
         const key = sessionKey(d);
         assert.ok(openSessionToken(c.transport.sessionId, key, ''), `${first}'s token opens with node's AES-256-GCM`);
@@ -249,7 +215,7 @@ for (const [first, second] of [
 test('logging/setLevel re-seals the token; the level survives SIGKILL + restart', T, wrap(async () => {
     let d = await start({ config: anonymous() });
     const c = await client(d);
-    await ready(c);
+    await untilTool(c);
     await sleep(200); // let the GET stream open
     const before = c.transport.sessionId;
     await c.client.setLoggingLevel('error');
