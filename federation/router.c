@@ -675,6 +675,22 @@ static bool pin_check(struct fed_server *srv, const cJSON *tool, bool first)
     return pc->hidden;
 }
 
+/* Whether a tool of a client's list must be hidden by its pin. A definition equal to the one
+ * the gateway's own fetch checked (known: name -> cached definition) has its verdict already;
+ * anything else (a server answering clients differently) is hashed and checked again. */
+static bool tool_hidden(struct fed_server *srv, const cJSON *tool, struct core_map_str *known,
+                        bool first)
+{
+    const char *name = cJSON_GetObjectItemCaseSensitive(tool, "name")->valuestring;
+    size_t nl = strlen(name);
+    const cJSON *cached = core_map_str_get(known, name, nl);
+    if (cached && cJSON_Compare(tool, cached, 1)) {
+        const struct fed_pin_change *pc = core_map_str_get(&srv->pin_changed, name, nl);
+        return pc && pc->hidden;
+    }
+    return pin_check(srv, tool, first);
+}
+
 static void fan_answer(struct fed_fanout *f)
 {
     f->answered = true;
@@ -698,7 +714,20 @@ static void fan_answer(struct fed_fanout *f)
         struct fed_server *srv = pt->srv;
         if (srv->retired)
             continue;
-        bool first = gw->pins && !pol_pins_has_server(gw->pins, srv->cfg->name);
+        bool pins = l == FED_LIST_TOOLS && gw->pins && srv->cfg->pin != CORE_PIN_OFF;
+        bool first = pins && !pol_pins_has_server(gw->pins, srv->cfg->name);
+        /* The definitions the gateway's own fetch checked already, by name. */
+        struct core_map_str known;
+        core_map_str_init(&known);
+        const struct fed_upstream *cur = pins ? s->inst[srv->index] : NULL;
+        const cJSON *cached = cur ? cur->lists[FED_LIST_TOOLS] : NULL;
+        const cJSON *ci;
+        cJSON_ArrayForEach(ci, cached)
+        {
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(ci, "name");
+            if (cJSON_IsString(n))
+                core_map_str_put(&known, n->valuestring, strlen(n->valuestring), (void *)ci);
+        }
         cJSON *arr = cJSON_GetObjectItemCaseSensitive(pt->result, list_keys[l]);
         cJSON *item;
         while (cJSON_IsArray(arr) && (item = cJSON_DetachItemFromArray(arr, 0)) != NULL) {
@@ -713,7 +742,7 @@ static void fan_answer(struct fed_fanout *f)
             }
             if (l == FED_LIST_TOOLS || l == FED_LIST_PROMPTS) {
                 cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
-                if (!cJSON_IsString(name) || (l == FED_LIST_TOOLS && pin_check(srv, item, first))) {
+                if (!cJSON_IsString(name) || (pins && tool_hidden(srv, item, &known, first))) {
                     cJSON_Delete(item);
                     continue;
                 }
@@ -739,6 +768,7 @@ static void fan_answer(struct fed_fanout *f)
             }
             cJSON_AddItemToArray(items, item);
         }
+        core_map_str_dispose(&known);
         cJSON *next = cJSON_GetObjectItemCaseSensitive(pt->result, "nextCursor");
         if (cJSON_IsString(next)) {
             cJSON *pair = cJSON_CreateArray();
