@@ -14,7 +14,7 @@ struct core_map_u64_slot {
 };
 
 struct core_map_str_slot {
-    char *key;     /* owned copy, NUL-terminated */
+    char *key; /* owned copy, NUL-terminated */
     size_t klen;
     uint64_t hash; /* of the key, kept so that resizing does not rehash the strings */
     void *val;     /* NULL: empty; TOMB: removed */
@@ -222,8 +222,7 @@ static struct core_map_str_slot *str_find(const struct core_map_str *m, const ch
         struct core_map_str_slot *s = &m->slots[i];
         if (s->val == NULL)
             return NULL;
-        if (s->val != TOMB && s->hash == hash && s->klen == klen &&
-            memcmp(s->key, key, klen) == 0)
+        if (s->val != TOMB && s->hash == hash && s->klen == klen && memcmp(s->key, key, klen) == 0)
             return s;
     }
 }

@@ -32,9 +32,9 @@ struct bconn {
     struct fed_session *s;
     enum bconn_state state;
     char client[64];
-    bool uid_known;  /* the peer's uid, from SO_PEERCRED at accept */
+    bool uid_known; /* the peer's uid, from SO_PEERCRED at accept */
     uid_t uid;
-    unsigned id; /* for logs */
+    unsigned id;               /* for logs */
     struct bconn *prev, *next; /* every open connection, so shutdown can close them */
 };
 
@@ -180,8 +180,8 @@ static void on_hello(struct bconn *b, const char *p, size_t n)
     memcpy(b->client, name, nl);
     b->client[nl] = '\0';
     cJSON_Delete(h);
-    struct fed_peer peer = {.is_unix = true, .uid_known = b->uid_known, .uid = b->uid,
-                            .name = b->client};
+    struct fed_peer peer = {
+        .is_unix = true, .uid_known = b->uid_known, .uid = b->uid, .name = b->client};
     const struct core_client_cfg *cc = NULL;
     const char *why = NULL;
     if (fed__identify(b->gw, &peer, &cc, &why) != 0) {

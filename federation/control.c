@@ -107,7 +107,8 @@ int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
         core_log(CORE_LOG_ERROR, "reload", "refused, the running config stays: %s", err);
         return -1;
     }
-    if (gw->state_dir && auth_keys_load(gw->state_dir, ncfg->session_ttl_ms, err, sizeof err) != 0) {
+    if (gw->state_dir &&
+        auth_keys_load(gw->state_dir, ncfg->session_ttl_ms, err, sizeof err) != 0) {
         snprintf(msg, cap, "%s", err);
         core_log(CORE_LOG_ERROR, "reload", "refused, the running config stays: %s", err);
         core_config_free(ncfg);
@@ -230,8 +231,10 @@ int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
                           (ocfg->socket == NULL) != (ncfg->socket == NULL) ||
                           (ocfg->socket && strcmp(ocfg->socket, ncfg->socket) != 0);
     core_config_free(ocfg);
-    snprintf(msg, cap, "reloaded %s: %d server(s) added, %d removed, %d restarted; %d session(s) "
-             "with a changed policy%s", path, added, removed, changed, policy_changed,
+    snprintf(msg, cap,
+             "reloaded %s: %d server(s) added, %d removed, %d restarted; %d session(s) "
+             "with a changed policy%s",
+             path, added, removed, changed, policy_changed,
              listen_changed ? "; listen/socket changes need a restart" : "");
     core_log(CORE_LOG_INFO, "reload", "%s", msg);
     return 0;
@@ -335,6 +338,7 @@ void fed_control_request(struct fed_gateway *gw, struct tp_http_req *req)
         reply_result(req, rc, 404, msg, "approved", n);
         return;
     }
-    fed__http_status(req, 404, "Not found: control endpoints are /agentgate/reload and "
-                               "/agentgate/approve\n");
+    fed__http_status(req, 404,
+                     "Not found: control endpoints are /agentgate/reload and "
+                     "/agentgate/approve\n");
 }

@@ -52,7 +52,8 @@ static bool host_ok(const char *h, bool origin)
         if (p == NULL)
             return false;
         size_t sl = (size_t)(p - h);
-        if (!((sl == 4 && strncasecmp(h, "http", 4) == 0) || (sl == 5 && strncasecmp(h, "https", 5) == 0)))
+        if (!((sl == 4 && strncasecmp(h, "http", 4) == 0) ||
+              (sl == 5 && strncasecmp(h, "https", 5) == 0)))
             return false;
         h = p + 3;
     }
@@ -109,11 +110,12 @@ static void sess_notify(void *ctx, struct fed_session *s, const uv_buf_t *bufs, 
     struct core_buf msg, ev;
     core_buf_init(&msg, 0);
     core_buf_init(&ev, 0);
-    if (concat(&msg, bufs, n) == 0 &&
-        tp_sse_encode(&ev, NULL, "message", msg.data, msg.len) == 0) {
+    if (concat(&msg, bufs, n) == 0 && tp_sse_encode(&ev, NULL, "message", msg.data, msg.len) == 0) {
         if (hs->stream && tp_http_req_queued(hs->stream) > STREAM_BACKLOG_MAX) {
-            core_log(CORE_LOG_WARN, "http", "%.8s: the client is not reading its GET stream; "
-                     "notification dropped", hs->s->id);
+            core_log(CORE_LOG_WARN, "http",
+                     "%.8s: the client is not reading its GET stream; "
+                     "notification dropped",
+                     hs->s->id);
         } else if (hs->stream) {
             uv_buf_t u = uv_buf_init(ev.data, (unsigned)ev.len);
             (void)tp_http_stream_write(hs->stream, &u, 1);
@@ -315,7 +317,8 @@ static void dispatch_one(struct fed_session *s, const char *frame, size_t n,
     }
 }
 
-static void handle_batch(struct fed_session *s, struct tp_http_req *req, const char *body, size_t len)
+static void handle_batch(struct fed_session *s, struct tp_http_req *req, const char *body,
+                         size_t len)
 {
     if (strcmp(s->protocol_version, "2025-03-26") != 0) {
         char msg[160];

@@ -125,7 +125,8 @@ const char *fed__session_token(struct fed_session *s)
     cJSON_AddStringToObject(st, "sid", s->id);
     if (s->client)
         cJSON_AddStringToObject(st, "c", s->client);
-    cJSON_AddStringToObject(st, "pv", s->protocol_version ? s->protocol_version : FED_LATEST_VERSION);
+    cJSON_AddStringToObject(st, "pv",
+                            s->protocol_version ? s->protocol_version : FED_LATEST_VERSION);
     if (s->client_caps && cJSON_GetArraySize(s->client_caps) > 0)
         cJSON_AddItemToObject(st, "caps", cJSON_Duplicate(s->client_caps, 1));
     if (fed__mcp_level_name(s->mcp_log_level))
@@ -138,8 +139,7 @@ const char *fed__session_token(struct fed_session *s)
         while (core_map_str_next(&s->subs, &it, &uri, &v))
             cJSON_AddItemToArray(subs, cJSON_CreateString(uri));
         cJSON *u;
-        cJSON_ArrayForEach(u, s->restore_subs)
-            cJSON_AddItemToArray(subs, cJSON_Duplicate(u, 0));
+        cJSON_ArrayForEach(u, s->restore_subs) cJSON_AddItemToArray(subs, cJSON_Duplicate(u, 0));
     }
     /* "ups": the upstream sessions the client's session uses, once there are remote upstreams
      * (Streamable HTTP) with session ids of their own; stdio servers have none. */
@@ -390,8 +390,9 @@ int fed__error_json(struct core_buf *out, const char *id, size_t id_len, int cod
     cJSON *m = cJSON_CreateString(msg);
     char *esc = cJSON_PrintUnformatted(m);
     cJSON_Delete(m);
-    int rc = core_buf_appendf(out, "{\"jsonrpc\":\"2.0\",\"id\":%.*s,\"error\":{\"code\":%d,\"message\":%s}}",
-                              (int)id_len, id, code, esc);
+    int rc = core_buf_appendf(
+        out, "{\"jsonrpc\":\"2.0\",\"id\":%.*s,\"error\":{\"code\":%d,\"message\":%s}}",
+        (int)id_len, id, code, esc);
     core_free(esc);
     return rc;
 }
