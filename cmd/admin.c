@@ -943,8 +943,17 @@ static int token_create(const struct admin_opts *o, const char *client)
     bool exists = true;
     int rc = read_config(path, &text, &mode);
     if (rc == -ENOENT) {
+        /* A new config starts with what the built-in one serves, so that adding a client does
+         * not take the demo server away. */
         exists = false;
-        rc = 0;
+        char self[PATH_MAX];
+        ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+        self[sl > 0 ? sl : 0] = '\0';
+        rc = core_buf_appendf(&text,
+                              "; agentgate config (created by `agentgate token create`): add your\n"
+                              "; servers as [server.NAME] sections, or run `agentgate import`.\n"
+                              "[server.demo]\ncommand = %s\nargs = [\"demo-server\"]\n",
+                              sl > 0 ? self : "agentgate");
     }
     if (rc != 0) {
         fprintf(stderr, "agentgate: token: cannot read %s: %s\n", path,
@@ -1014,8 +1023,8 @@ static int token_create(const struct admin_opts *o, const char *client)
             client, path, token);
     if (!exists)
         fprintf(stderr,
-                "agentgate: created %s; `agentgate serve` now uses it instead of the "
-                "built-in config\n",
+                "agentgate: created %s with the built-in demo server and this client; "
+                "`agentgate serve` uses it from its next start (TCP clients now need a token)\n",
                 path);
     switch (rr) {
     case RELOAD_DONE:

@@ -16,11 +16,13 @@ import {
     demoSection,
     fileMode,
     keyIdOf,
+    makeTmp,
     openSessionToken,
     randomToken,
     rawHttp,
     rawSession,
     resultText,
+    runBin,
     sha256Hex,
     testKit,
     tokenParts,
@@ -168,4 +170,22 @@ test('token create NAME: prints the token once, stores its SHA-256 in the config
     assert.equal(await echo(c2, 'second token'), 'second token');
     const old = await rawHttp({ port: d.port, headers: { ...MCP_HEADERS, ...bearer(token) }, body: initBody });
     assert.equal(old.status, 401, 'the replaced token no longer authenticates');
+}));
+
+test('token create with no config file yet: the new file keeps the demo server and adds the client', T, wrap(async () => {
+    const dir = makeTmp('keys-new');
+    const r = await runBin(['token', 'create', 'carol', '--socket', path.join(dir, 'none.sock')], {
+        env: { XDG_CONFIG_HOME: path.join(dir, 'config') },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const token = r.stdout.trim();
+    const file = path.join(dir, 'config', 'agentgate', 'agentgate.ini');
+    assert.equal(fileMode(file), 0o600);
+    const text = fs.readFileSync(file, 'utf8');
+    assert.match(text, /^\[server\.demo\]$/m, text);
+    assert.ok(text.includes(sha256Hex(token)), text);
+    // The file as written serves the demo server to that token's holder.
+    const d = await start(text, { auth: 'token' });
+    const c = await client(d, { headers: bearer(token) });
+    assert.equal(await echo(c, 'carol from a fresh config'), 'carol from a fresh config');
 }));
