@@ -187,7 +187,7 @@ int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
             break;
         core_log(CORE_LOG_INFO, "reload", "%.8s: client %s is no longer configured; session ended",
                  gone->id, gone->client);
-        fed__session_end(gone);
+        fed__session_revoke(gone);
     }
     /* Rate buckets of clients that are gone. */
     it = 0;

@@ -1,10 +1,13 @@
 /* The gateway object: servers, sessions, timers, and the orderly shutdown. */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sodium.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "auth/seal.h"
 #include "core/alloc.h"
@@ -75,7 +78,10 @@ void fed__server_unref(struct fed_server *srv)
     core_free(srv);
 }
 
-/* Loads the pins and opens the audit log under the state dir (when there is one). */
+static void load_revoked(struct fed_gateway *gw);
+
+/* Loads the pins and revoked sessions and opens the audit log under the state dir (when there
+ * is one). */
 static void open_state(struct fed_gateway *gw)
 {
     if (gw->state_dir == NULL)
@@ -83,7 +89,10 @@ static void open_state(struct fed_gateway *gw)
     char path[4096], err[512];
     snprintf(path, sizeof path, "%s/pins", gw->state_dir);
     gw->pins_path = core_xstrdup(path);
-    if (pol_pins_load(path, &gw->pins, err, sizeof err) != 0) {
+    snprintf(path, sizeof path, "%s/revoked", gw->state_dir);
+    gw->revoked_path = core_xstrdup(path);
+    load_revoked(gw);
+    if (pol_pins_load(gw->pins_path, &gw->pins, err, sizeof err) != 0) {
         core_log(CORE_LOG_ERROR, "gw", "%s; tool pinning is off until it is fixed", err);
         gw->pins = NULL;
     }
@@ -136,6 +145,56 @@ void fed__gateway_save_pins(struct fed_gateway *gw)
         core_log(CORE_LOG_ERROR, "gw", "cannot save the tool pins: %s", err);
 }
 
+void fed__gateway_revoke(struct fed_gateway *gw, const char *sid, uint64_t exp)
+{
+    core_map_str_put(&gw->ended, sid, strlen(sid), (void *)(uintptr_t)exp);
+    if (gw->revoked_path == NULL)
+        return;
+    int fd = open(gw->revoked_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    char line[64];
+    int n = snprintf(line, sizeof line, "%.32s %" PRIu64 "\n", sid, exp);
+    if (fd < 0 || write(fd, line, (size_t)n) != n)
+        core_log(CORE_LOG_WARN, "sess", "%s: %s; a revoked session could come back after a "
+                 "restart", gw->revoked_path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
+/* Reads <state>/revoked: the ids still unexpired go into gw->ended, and the file is rewritten
+ * without the others. */
+static void load_revoked(struct fed_gateway *gw)
+{
+    FILE *f = fopen(gw->revoked_path, "r");
+    if (f == NULL)
+        return;
+    uint64_t now = fed__unix_now();
+    char sid[40];
+    uint64_t exp;
+    size_t dropped = 0;
+    while (fscanf(f, "%39s %" SCNu64, sid, &exp) == 2) {
+        if (strlen(sid) == 32 && exp > now)
+            core_map_str_put(&gw->ended, sid, 32, (void *)(uintptr_t)exp);
+        else
+            dropped++;
+    }
+    fclose(f);
+    if (dropped == 0)
+        return;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", gw->revoked_path);
+    f = fopen(tmp, "w");
+    if (f == NULL)
+        return;
+    (void)fchmod(fileno(f), 0600);
+    size_t it = 0;
+    const char *k;
+    void *v;
+    while (core_map_str_next(&gw->ended, &it, &k, &v))
+        fprintf(f, "%s %" PRIu64 "\n", k, (uint64_t)(uintptr_t)v);
+    if (fclose(f) == 0)
+        (void)rename(tmp, gw->revoked_path);
+}
+
 /* Forgets ended-session ids whose tokens have expired anyway. */
 static void purge_ended(struct fed_gateway *gw)
 {
@@ -177,10 +236,7 @@ static void on_tick(uv_timer_t *t)
             if (s->calls == NULL && s->streams == 0 && now - s->last_seen >= SESSION_IDLE_MS) {
                 core_log(CORE_LOG_INFO, "sess", "%.8s: idle for an hour; %s", s->id,
                          s->token ? "evicted (its token can bring it back)" : "forgotten");
-                if (s->token)
-                    fed__session_evict(s);
-                else
-                    fed__session_end(s);
+                fed__session_end(s);
                 it = 0;
             }
         }
@@ -256,6 +312,7 @@ static void maybe_done(struct fed_gateway *gw)
     fed__gateway_save_pins(gw);
     pol_pins_free(gw->pins);
     core_free(gw->pins_path);
+    core_free(gw->revoked_path);
     pol_audit_close(gw->audit);
     core_free(gw->auth_override);
     core_config_free(gw->cfg);

@@ -212,8 +212,11 @@ struct fed_session *fed__session_find(struct fed_gateway *gw, const char *id);
 /* Ends the session: in-flight calls are detached, isolated upstreams stopped, subscriptions
  * dropped. Frees it. */
 void fed__session_end(struct fed_session *s);
-/* Forgets the session without revoking it: a token session comes back on its next request. */
-void fed__session_evict(struct fed_session *s);
+/* Ends the session and revokes its token for good (DELETE, a client removed from the config):
+ * its tokens stay refused until they would have expired, across restarts too. Plain
+ * fed__session_end leaves a token session to come back on its next request (idle eviction,
+ * shutdown). */
+void fed__session_revoke(struct fed_session *s);
 /* The session's current token, sealed anew when its state changed or it is getting old.
  * NULL when sealing failed. */
 const char *fed__session_token(struct fed_session *s);
@@ -366,7 +369,8 @@ struct fed_gateway {
     size_t n_servers;
     struct core_map_str sessions; /* id -> struct fed_session */
     struct core_map_str tokens;   /* a session's current token -> struct fed_session */
-    struct core_map_str ended;    /* ids of sessions ended here -> (void *)expiry (unix s) */
+    struct core_map_str ended;    /* revoked session ids -> (void *)expiry (unix s) */
+    char *revoked_path;           /* <state>/revoked: the same, one "SID EXP" line each */
     struct core_map_str buckets;  /* client name -> struct pol_bucket (rate limits) */
     struct pol_pins *pins;        /* NULL without a state dir */
     char *pins_path;
@@ -386,6 +390,9 @@ struct fed_gateway {
 uint64_t fed__now(const struct fed_gateway *gw);
 /* Wall clock, unix seconds (token times). */
 uint64_t fed__unix_now(void);
+/* Refuses the session id's tokens until exp (unix s), in this process and, through
+ * <state>/revoked, the next ones. */
+void fed__gateway_revoke(struct fed_gateway *gw, const char *sid, uint64_t exp);
 /* Writes the pins file when something changed. */
 void fed__gateway_save_pins(struct fed_gateway *gw);
 /* Called when an upstream instance has been freed (shutdown bookkeeping). */

@@ -559,7 +559,7 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
     } else if (strcmp(method, "DELETE") == 0) {
         struct fed_session *s = find_session(gw, req, client);
         if (s) {
-            fed__session_end(s);
+            fed__session_revoke(s);
             (void)tp_http_respond(req, 200, NULL, 0, NULL, 0);
         }
     } else {

@@ -238,7 +238,7 @@ static void session_end(struct fed_session *s, bool revoke)
     struct fed_gateway *gw = s->gw;
     core_map_str_del(&gw->sessions, s->id, strlen(s->id));
     if (revoke && s->token)
-        core_map_str_put(&gw->ended, s->id, strlen(s->id), (void *)(uintptr_t)s->token_exp);
+        fed__gateway_revoke(gw, s->id, s->token_exp);
     while (s->calls)
         fed__call_error(s->calls, -32603, "session ended");
     drop_token(s);
@@ -270,12 +270,12 @@ static void session_end(struct fed_session *s, bool revoke)
 
 void fed__session_end(struct fed_session *s)
 {
-    session_end(s, true);
+    session_end(s, false);
 }
 
-void fed__session_evict(struct fed_session *s)
+void fed__session_revoke(struct fed_session *s)
 {
-    session_end(s, false);
+    session_end(s, true);
 }
 
 /* ---- calls ------------------------------------------------------------------------------ */

@@ -140,10 +140,14 @@ test('tampered, random, foreign and other-client tokens are 404 Session not foun
     // None of that hurt the genuine session.
     assertListed(await listWith(d, tok, bearer(ALICE)), 'the genuine token afterwards');
 
-    // DELETE ends the session: 404 afterwards (in this process).
+    // DELETE ends the session for good: 404 afterwards, also after kill -9 and a restart, while
+    // another session of the same daemon carries on.
     const del = await rawHttp({ port: d.port, method: 'DELETE', headers: { ...bearer(ALICE), 'mcp-session-id': tok } });
     assert.ok(del.status >= 200 && del.status < 300, `DELETE: HTTP ${del.status} ${del.text}`);
     assertSessionNotFound(await listWith(d, tok, bearer(ALICE)), 'a deleted session');
+    const d2 = await restart(d);
+    assertSessionNotFound(await listWith(d2, tok, bearer(ALICE)), 'a deleted session after a restart');
+    await waitFor(async () => (await listWith(d2, b.sid, bearer(BOB))).status === 200, { timeout: 10000, what: 'bob\'s session after the restart' });
 }));
 
 test('an expired token (session_ttl = 2s, 3 s later) is 404 Session not found', T, wrap(async () => {
