@@ -1312,8 +1312,10 @@ int br_bridge_main(int argc, char **argv)
     br->state_dir_opt = opt_state;
     br->lock_fd = -1;
 
-    /* Paths handed to a daemon we start are absolute: it runs in "/". */
-    char config_abs[PATH_MAX];
+    /* Paths handed to a daemon we start are absolute: it runs in "/". Without --config, the
+     * default config file (when there is one) says where the daemon's socket is, as for serve. */
+    char config_abs[PATH_MAX], default_config[PATH_MAX];
+    opt_config = core_path_config(opt_config, default_config, sizeof default_config);
     if (opt_config) {
         if (realpath(opt_config, config_abs) == NULL) {
             fprintf(stderr, "agentgate: bridge: config %s: %s\n", opt_config, strerror(errno));

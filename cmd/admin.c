@@ -1,7 +1,7 @@
 /* `agentgate reload | approve | rotate-key | token create`: small commands around the daemon.
  *
  * They find the config, the state directory and the socket exactly as `serve` does
- * (cmd_config_path, cmd_state_dir, cmd_socket_path in cmd/serve.c) and talk to the daemon's
+ * (core_path_config, core_path_state, core_path_socket in core/paths.c) and talk to the daemon's
  * control endpoints (POST /agentgate/...) over its Unix socket with a small blocking HTTP/1.1
  * client. Results go to stdout, errors and hints to stderr. */
 #include "cmd/admin.h"
@@ -94,7 +94,7 @@ GW_MUST_CHECK static int find_socket(const struct admin_opts *o, char *sock, siz
     struct core_config *cfg = NULL;
     if (o->socket == NULL) {
         char buf[PATH_MAX];
-        const char *path = cmd_config_path(o->config, buf, sizeof buf);
+        const char *path = core_path_config(o->config, buf, sizeof buf);
         char err[512];
         if (path != NULL && core_config_load(path, &cfg, err, sizeof err) != 0) {
             fprintf(stderr, "agentgate: %s\n(pass --socket PATH to reach the daemon anyway)\n",
@@ -102,7 +102,7 @@ GW_MUST_CHECK static int find_socket(const struct admin_opts *o, char *sock, siz
             return 1;
         }
     }
-    int rc = cmd_socket_path(o->socket, cfg, sock, cap);
+    int rc = core_path_socket(o->socket, cfg, sock, cap);
     core_config_free(cfg);
     if (rc != 0) {
         fprintf(stderr, "agentgate: the socket path is too long\n");
@@ -524,7 +524,7 @@ static void approve_usage(FILE *f)
 static int approve_offline(const struct admin_opts *o, const char *server, const char *tool)
 {
     char state[PATH_MAX], path[PATH_MAX + 8];
-    cmd_state_dir(o->state, state, sizeof state);
+    core_path_state(o->state, state, sizeof state);
     snprintf(path, sizeof path, "%s/pins", state);
     char err[512];
     struct pol_pins *p = NULL;
@@ -618,7 +618,7 @@ int cmd_rotate_key(int argc, char **argv)
         return rc == 1 ? 0 : rc;
     core_alloc_hook_cjson();
     char state[PATH_MAX];
-    cmd_state_dir(o.state, state, sizeof state);
+    core_path_state(o.state, state, sizeof state);
     if (core_path_mkdirs(state, 0700) != 0) {
         fprintf(stderr, "agentgate: cannot create state directory %s: %s\n", state,
                 strerror(errno));
@@ -1009,7 +1009,7 @@ static int token_create(const struct admin_opts *o, const char *client)
     /* Tell a running daemon; its socket as serve would find it with this config. */
     char sock[PATH_MAX] = "", msg[1024];
     enum reload_result rr = RELOAD_FAILED;
-    if (cmd_socket_path(o->socket, cfg, sock, sizeof sock) == 0)
+    if (core_path_socket(o->socket, cfg, sock, sizeof sock) == 0)
         rr = daemon_reload(sock, msg, sizeof msg);
     else
         snprintf(msg, sizeof msg, "the socket path is too long");

@@ -48,34 +48,6 @@ static void serve_usage(FILE *f)
                "SIGHUP (or `agentgate reload`) re-reads the config without dropping sessions.\n");
 }
 
-const char *cmd_config_path(const char *opt_config, char *buf, size_t cap)
-{
-    if (opt_config != NULL)
-        return opt_config;
-    if (core_path_default_config(buf, cap) == 0 && access(buf, F_OK) == 0)
-        return buf;
-    return NULL;
-}
-
-void cmd_state_dir(const char *opt_state, char *out, size_t cap)
-{
-    if (opt_state != NULL)
-        snprintf(out, cap, "%s", opt_state);
-    else
-        core_path_default_state(out, cap);
-}
-
-int cmd_socket_path(const char *opt_socket, const struct core_config *cfg, char *out, size_t cap)
-{
-    const char *s = opt_socket ? opt_socket : cfg ? cfg->socket : NULL;
-    if (s != NULL && strcmp(s, "off") == 0)
-        s = "";
-    if (s == NULL)
-        return core_path_default_socket(out, cap);
-    int n = snprintf(out, cap, "%s", s);
-    return n >= 0 && (size_t)n < cap ? 0 : -1;
-}
-
 /* Splits "HOST:PORT" / "[V6]:PORT" into a numeric host and a port. */
 static int split_listen(const char *s, char *host, size_t cap, int *port)
 {
@@ -252,7 +224,7 @@ int cmd_serve(int argc, char **argv)
 
     /* The config: explicit, else the default path if it exists, else the built-in default. */
     char cfg_path[PATH_MAX];
-    const char *path = cmd_config_path(opt_config, cfg_path, sizeof cfg_path);
+    const char *path = core_path_config(opt_config, cfg_path, sizeof cfg_path);
     struct core_config *cfg = NULL;
     if (path) {
         char err[512];
@@ -284,7 +256,7 @@ int cmd_run_gateway(struct cmd_run *r)
     core_log_set_level(cfg->log_level);
 
     char state[PATH_MAX];
-    cmd_state_dir(opt_state, state, sizeof state);
+    core_path_state(opt_state, state, sizeof state);
     if (core_path_mkdirs(state, 0700) != 0) {
         fprintf(stderr, "agentgate: cannot create state directory %s: %s\n", state, strerror(errno));
         core_config_free(cfg);
@@ -295,7 +267,7 @@ int cmd_run_gateway(struct cmd_run *r)
     if (listen && (listen[0] == '\0' || strcmp(listen, "off") == 0))
         listen = NULL;
     char sock[PATH_MAX];
-    if (cmd_socket_path(opt_socket, cfg, sock, sizeof sock) != 0) {
+    if (core_path_socket(opt_socket, cfg, sock, sizeof sock) != 0) {
         fprintf(stderr, "agentgate: the socket path is too long\n");
         core_config_free(cfg);
         return 2;

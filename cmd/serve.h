@@ -1,25 +1,7 @@
 #ifndef GW_CMD_SERVE_H
 #define GW_CMD_SERVE_H
 
-#include <stddef.h>
-
-#include "core/err.h"
-
 struct core_config;
-
-/* Where serve and the admin commands (cmd/admin.c) find things, so that they agree. */
-
-/* The config file to load: opt_config when given, else the default path
- * ($XDG_CONFIG_HOME/agentgate/agentgate.ini) when that file exists, written into buf (cap
- * bytes). Returns opt_config, buf, or NULL: no file, the built-in config applies. */
-const char *cmd_config_path(const char *opt_config, char *buf, size_t cap);
-/* The state directory: opt_state when given, else the default. Does not create it. */
-void cmd_state_dir(const char *opt_state, char *out, size_t cap);
-/* The daemon's Unix socket: opt_socket when given, else the config's `socket` key (cfg may be
- * NULL: no config), else the default. Writes "" when that is "off". Returns 0, or -1 when the
- * path does not fit in cap bytes. */
-GW_MUST_CHECK int cmd_socket_path(const char *opt_socket, const struct core_config *cfg, char *out,
-                                  size_t cap);
 
 /* `agentgate serve`: argv[0] is "serve". Returns the exit status. */
 int cmd_serve(int argc, char **argv);

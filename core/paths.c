@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "core/config.h"
 
 int core_path_xdg(char *out, size_t cap, const char *var, const char *home_rel, const char *leaf)
 {
@@ -62,4 +65,32 @@ int core_path_default_socket(char *out, size_t cap)
     else
         n = snprintf(out, cap, "/tmp/agentgate-%u/agentgate.sock", (unsigned)getuid());
     return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+const char *core_path_config(const char *opt_config, char *buf, size_t cap)
+{
+    if (opt_config != NULL)
+        return opt_config;
+    if (core_path_default_config(buf, cap) == 0 && access(buf, F_OK) == 0)
+        return buf;
+    return NULL;
+}
+
+void core_path_state(const char *opt_state, char *out, size_t cap)
+{
+    if (opt_state != NULL)
+        snprintf(out, cap, "%s", opt_state);
+    else
+        core_path_default_state(out, cap);
+}
+
+int core_path_socket(const char *opt_socket, const struct core_config *cfg, char *out, size_t cap)
+{
+    const char *s = opt_socket ? opt_socket : cfg ? cfg->socket : NULL;
+    if (s != NULL && strcmp(s, "off") == 0)
+        s = "";
+    if (s == NULL)
+        return core_path_default_socket(out, cap);
+    int n = snprintf(out, cap, "%s", s);
+    return n >= 0 && (size_t)n < cap ? 0 : -1;
 }

@@ -21,4 +21,18 @@ void core_path_default_state(char *out, size_t cap);
  * or -1 (too long). */
 GW_MUST_CHECK int core_path_default_socket(char *out, size_t cap);
 
+/* Where every command (serve, bridge, the admin commands) finds things, so that they agree. */
+struct core_config;
+/* The config file to load: opt_config when given, else the default path
+ * ($XDG_CONFIG_HOME/agentgate/agentgate.ini) when that file exists, written into buf (cap
+ * bytes). Returns opt_config, buf, or NULL: no file, the built-in config applies. */
+const char *core_path_config(const char *opt_config, char *buf, size_t cap);
+/* The state directory: opt_state when given, else the default. Does not create it. */
+void core_path_state(const char *opt_state, char *out, size_t cap);
+/* The daemon's Unix socket: opt_socket when given, else the config's `socket` key (cfg may be
+ * NULL: no config), else the default. Writes "" when that is "off". Returns 0, or -1 when the
+ * path does not fit in cap bytes. */
+GW_MUST_CHECK int core_path_socket(const char *opt_socket, const struct core_config *cfg,
+                                   char *out, size_t cap);
+
 #endif

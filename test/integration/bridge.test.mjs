@@ -281,6 +281,22 @@ test('no daemon running: the bridge starts one, detached, logging to the state d
     await stopPid(pids[0]);
 });
 
+test('no --config: the bridge reads the default config file and finds the socket it names', T, async () => {
+    const s = ownDaemonSetup('bdefault');
+    // The socket is named only in $XDG_CONFIG_HOME/agentgate/agentgate.ini, not where the
+    // default socket would be.
+    const file = path.join(s.env.XDG_CONFIG_HOME, 'agentgate', 'agentgate.ini');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, `[gateway]\nlisten = off\nsocket = ${s.sock}\n\n` + demoSection());
+    const c = await bridgeClient(['--state-dir', s.stateDir], { env: s.env });
+    const pids = serveDaemonsFor(s.sock);
+    for (const p of pids) started.add(p);
+    assert.equal(pids.length, 1, `daemons for ${s.sock}: ${pids}\n${c.stderr}`);
+    assert.equal(resultText(await c.client.callTool({ name: 'demo__echo', arguments: { message: 'default config' } })), 'default config');
+    await c.close();
+    await stopPid(pids[0]);
+});
+
 test('two bridges starting at once start exactly one daemon', T, async () => {
     const s = ownDaemonSetup('btwo');
     const [a, b] = await Promise.all([bridgeClient(s.args, { env: s.env }), bridgeClient(s.args, { env: s.env })]);
