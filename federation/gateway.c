@@ -285,7 +285,9 @@ void fed__gateway_lists_changed(struct fed_gateway *gw, struct fed_upstream *up,
     void *v;
     while (core_map_str_next(&gw->sessions, &it, &k, &v)) {
         struct fed_session *s = v;
-        if (up == NULL || s->inst[up->srv->index] == up)
+        /* A server the session's client may not use changes nothing it can see. */
+        if (up == NULL || (s->inst[up->srv->index] == up &&
+                           pol_client_has_server(s->ccfg, up->srv->cfg->name)))
             s->list_changed |= mask;
     }
     fed__gateway_flush_soon(gw);

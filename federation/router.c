@@ -1453,7 +1453,8 @@ static void upstream_log(struct fed_upstream *up, const char *frame, size_t n,
     void *v;
     while (core_map_str_next(&up->gw->sessions, &it, &k, &v)) {
         struct fed_session *s = v;
-        if (!s->initialized || s->inst[up->srv->index] != up)
+        if (!s->initialized || s->inst[up->srv->index] != up ||
+            !pol_client_has_server(s->ccfg, up->srv->cfg->name))
             continue;
         int want = s->mcp_log_level >= 0 ? s->mcp_log_level : DEFAULT_LOG_LEVEL;
         if (idx < want)

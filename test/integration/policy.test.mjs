@@ -178,6 +178,16 @@ test('rate = 2/s burst 2: the third call at once is -32029 with retryAfterMs, ne
     many.forEach((r, i) => assert.equal(resultText(r), `d${i}`));
 }));
 
+test('a server\'s log messages reach only clients that may use that server', T, wrap(async () => {
+    const text = 'other-log-5c2e';
+    const seen = (c) => c.notifications('notifications/message').some((m) => JSON.stringify(m.params).includes(text));
+    assert.equal(resultText(await C.dave.client.callTool({ name: 'other__log', arguments: { level: 'emergency', text } })), 'logged');
+    // bob may use `other` and shares its process with dave: the message reaches him too.
+    await waitFor(() => seen(C.dave) && seen(C.bob), { timeout: 3000, what: 'the log message at dave and bob' });
+    await sleep(300);
+    assert.ok(!seen(C.alice), 'alice (servers = demo) got a log message of `other`');
+}));
+
 test('the daemon stops cleanly (exit 0, no sanitizer report)', T, wrap(async () => {
     await kit.closeClients();
     await assertCleanStop(assert, d);
