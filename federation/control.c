@@ -99,6 +99,7 @@ int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
     char err[1024];
     if (path[0] == '\0') {
         snprintf(msg, cap, "running the built-in config: there is no file to re-read");
+        core_log(CORE_LOG_WARN, "reload", "%s", msg);
         return -1;
     }
     int rc = core_config_load(path, &ncfg, err, sizeof err);
