@@ -32,6 +32,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/file.h"
 #include "core/paths.h"
 #include "core/err.h"
 
@@ -250,81 +251,6 @@ static int make_parent_dirs(const char *path)
     }
     if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
         return -errno;
-    return 0;
-}
-
-static void fsync_parent(const char *path)
-{
-    char dir[PATH_MAX];
-    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
-        return;
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        return;
-    if (slash == dir)
-        slash[1] = '\0';
-    else
-        *slash = '\0';
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    (void)fsync(fd); /* best effort: the rename itself already happened */
-    close(fd);
-}
-
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* Writes data to a new temporary file next to path with the given mode and fsyncs it. On
- * success *tmp_out holds its name (caller frees) and the file exists. */
-static int write_temp(const char *path, const char *data, size_t len, mode_t mode, char **tmp_out)
-{
-    size_t n = strlen(path) + sizeof(".agentgate-tmp-XXXXXX");
-    char *tmp = core_xmalloc(n);
-    snprintf(tmp, n, "%s.agentgate-tmp-XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int rc = -errno;
-        core_free(tmp);
-        return rc;
-    }
-    int rc = 0;
-    if (fchmod(fd, mode) != 0)
-        rc = -errno;
-    if (rc == 0)
-        rc = write_all(fd, data, len);
-    if (rc == 0 && fsync(fd) != 0)
-        rc = -errno;
-    if (close(fd) != 0 && rc == 0)
-        rc = -errno;
-    if (rc) {
-        unlink(tmp);
-        core_free(tmp);
-        return rc;
-    }
-    *tmp_out = tmp;
-    return 0;
-}
-
-static int commit_temp(const char *tmp, const char *path)
-{
-    if (rename(tmp, path) != 0) {
-        int rc = -errno;
-        unlink(tmp);
-        return rc;
-    }
-    fsync_parent(path);
     return 0;
 }
 
@@ -1121,7 +1047,7 @@ static int rewrite_client(struct import *im, cJSON *doc, const char *key, const 
     if (rc == 0 && fchmod(fd, mode) != 0)
         rc = -errno;
     if (rc == 0)
-        rc = write_all(fd, original, original_len);
+        rc = core_file_write_all(fd, original, original_len);
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
     if (fd >= 0 && close(fd) != 0 && rc == 0)
@@ -1139,9 +1065,9 @@ static int rewrite_client(struct import *im, cJSON *doc, const char *key, const 
     print_json(&out, doc, 0);
     put(&out, "\n");
     char *tmp = NULL;
-    rc = write_temp(path, out.data, out.len, mode, &tmp);
+    rc = core_file_write_temp(path, out.data, out.len, mode, &tmp);
     if (rc == 0) {
-        rc = commit_temp(tmp, path);
+        rc = core_file_commit(tmp, path);
         core_free(tmp);
     }
     core_buf_dispose(&out);
@@ -1254,7 +1180,7 @@ static int write_config(struct import *im, bool existed, mode_t mode)
         }
     }
     char *tmp = NULL;
-    rc = write_temp(path, im->text.data, im->text.len, mode, &tmp);
+    rc = core_file_write_temp(path, im->text.data, im->text.len, mode, &tmp);
     if (rc) {
         fprintf(stderr, "agentgate: cannot write %s: %s\n", path, strerror(-rc));
         return 1;
@@ -1274,7 +1200,7 @@ static int write_config(struct import *im, bool existed, mode_t mode)
         core_free(tmp);
         return 1;
     }
-    rc = commit_temp(tmp, path);
+    rc = core_file_commit(tmp, path);
     core_free(tmp);
     if (rc) {
         fprintf(stderr, "agentgate: cannot replace %s: %s\n", path, strerror(-rc));

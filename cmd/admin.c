@@ -29,6 +29,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/file.h"
 #include "core/paths.h"
 #include "policy/pins.h"
 
@@ -844,71 +845,6 @@ out:
     return rc;
 }
 
-/* Replaces the file at path with data (n bytes) with the given mode: a temporary file in the
- * same directory, fsync, rename, fsync of the directory. Returns 0 or -errno. */
-GW_MUST_CHECK static int write_atomic(const char *path, const char *data, size_t n, mode_t mode)
-{
-    char dir[PATH_MAX], tmp[PATH_MAX + 32];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    const char *base = path;
-    if (slash == NULL) {
-        snprintf(dir, sizeof dir, ".");
-    } else {
-        base = path + (slash - dir) + 1;
-        if (slash == dir)
-            slash[1] = '\0';
-        else
-            *slash = '\0';
-    }
-    if (snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX", dir, base) >= (int)sizeof tmp)
-        return -ENAMETOOLONG;
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = 0;
-    if (fchmod(fd, mode) != 0) {
-        rc = -errno;
-        goto fail;
-    }
-    for (size_t off = 0; off < n;) {
-        ssize_t w = write(fd, data + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            rc = -errno;
-            goto fail;
-        }
-        off += (size_t)w;
-    }
-    if (fsync(fd) != 0) {
-        rc = -errno;
-        goto fail;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        rc = -errno;
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        rc = -errno;
-        goto fail;
-    }
-    /* Make the rename itself durable; failing here does not undo the new file. */
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd); /* best effort: the new file is in place either way */
-        close(dfd);
-    }
-    return 0;
-fail:
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    return rc;
-}
-
 /* Writes a fresh token "agt_" + base64url(32 random bytes) into out (size >= 64). */
 static void make_token(char *out, size_t cap)
 {
@@ -1000,7 +936,7 @@ static int token_create(const struct admin_opts *o, const char *client)
             }
         }
     }
-    rc = write_atomic(path, next.data, next.len, mode);
+    rc = core_file_write_atomic(path, next.data, next.len, mode);
     if (rc != 0) {
         fprintf(stderr, "agentgate: token: cannot write %s: %s\n", path, core_strerror(rc));
         goto wipe;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/file.h"
 #include "core/map.h"
 
 /* Largest pins file we read; thousands of tools take well under 1 MiB. */
@@ -466,35 +467,6 @@ bool pol_pins_dirty(const struct pol_pins *p)
     return p != NULL && p->dirty;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, data, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        data += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-/* fsyncs the directory holding path, so the rename itself survives a crash. Best effort. */
-static void sync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash == NULL   ? core_xstrdup(".")
-                : slash == path ? core_xstrdup("/")
-                                : core_xstrndup(path, (size_t)(slash - path));
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd); /* best effort: the file itself is already synced */
-        close(fd);
-    }
-    core_free(dir);
-}
-
 int pol_pins_save(struct pol_pins *p, const char *path, char *err, size_t errlen)
 {
     int rc = 0;
@@ -506,39 +478,18 @@ int pol_pins_save(struct pol_pins *p, const char *path, char *err, size_t errlen
     cJSON_Delete(dup);
     if (text == NULL)
         abort();
-    size_t plen = strlen(path);
-    char *tmp = core_xmalloc(plen + 8);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".XXXXXX", 8);
-    /* mkostemp creates the file with mode 0600. */
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        rc = -errno;
-        core_set_err(err, errlen, "%s: cannot create a temporary file: %s", path, strerror(errno));
-        goto out;
-    }
-    rc = write_all(fd, text, strlen(text));
-    if (rc == 0)
-        rc = write_all(fd, "\n", 1);
-    if (rc == 0 && fchmod(fd, 0600) != 0)
-        rc = -errno;
-    if (rc == 0 && fsync(fd) != 0)
-        rc = -errno;
-    if (close(fd) != 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
+    /* The text and its final newline, written whole or not at all. */
+    size_t len = strlen(text);
+    text[len] = '\n'; /* replaces the NUL: the buffer is not a string any more */
+    rc = core_file_write_atomic(path, text, len + 1, 0600);
     if (rc != 0) {
         core_set_err(err, errlen, "%s: cannot write: %s", path, strerror(-rc));
-        (void)unlink(tmp); /* nothing more to do if this fails too */
         goto out;
     }
-    sync_dir(path);
     p->dirty = false;
     core_map_str_dispose(&p->fresh);
     core_map_str_init(&p->fresh);
 out:
-    core_free(tmp);
     cJSON_free(text);
     return rc;
 }

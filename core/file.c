@@ -1,0 +1,98 @@
+#include "core/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+
+int core_file_write_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int core_file_write_temp(const char *path, const void *data, size_t n, mode_t mode,
+                         char **tmp_out)
+{
+    size_t len = strlen(path) + sizeof(".agentgate-tmp-XXXXXX");
+    char *tmp = core_xmalloc(len);
+    snprintf(tmp, len, "%s.agentgate-tmp-XXXXXX", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        int rc = -errno;
+        core_free(tmp);
+        return rc;
+    }
+    int rc = 0;
+    if (fchmod(fd, mode) != 0) /* exact, whatever the umask */
+        rc = -errno;
+    if (rc == 0)
+        rc = core_file_write_all(fd, data, n);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc != 0) {
+        (void)unlink(tmp);
+        core_free(tmp);
+        return rc;
+    }
+    *tmp_out = tmp;
+    return 0;
+}
+
+/* fsyncs the directory holding path, so that the rename itself survives a crash. */
+static void sync_parent(const char *path)
+{
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return;
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    (void)fsync(fd); /* best effort: the new file is in place either way */
+    close(fd);
+}
+
+int core_file_commit(const char *tmp, const char *path)
+{
+    if (rename(tmp, path) != 0) {
+        int rc = -errno;
+        (void)unlink(tmp);
+        return rc;
+    }
+    sync_parent(path);
+    return 0;
+}
+
+int core_file_write_atomic(const char *path, const void *data, size_t n, mode_t mode)
+{
+    char *tmp = NULL;
+    int rc = core_file_write_temp(path, data, n, mode, &tmp);
+    if (rc == 0)
+        rc = core_file_commit(tmp, path);
+    core_free(tmp);
+    return rc;
+}
