@@ -22,8 +22,9 @@ const struct core_client_cfg *fed__client_named(const struct fed_gateway *gw, co
     return NULL;
 }
 
-const struct core_client_cfg *fed__client_by_token(const struct fed_gateway *gw, const char *tok,
-                                                   size_t n)
+/* The client whose token_sha256 is the SHA-256 of tok, or NULL. */
+static const struct core_client_cfg *client_by_token(const struct fed_gateway *gw,
+                                                     const char *tok, size_t n)
 {
     char hex[65];
     auth_sha256_hex(tok, n, hex);
@@ -59,7 +60,7 @@ int fed__identify(const struct fed_gateway *gw, const struct fed_peer *peer,
         return 403;
     }
     if (tok) {
-        *client = fed__client_by_token(gw, tok, strlen(tok));
+        *client = client_by_token(gw, tok, strlen(tok));
         if (*client == NULL) {
             *why = "Unauthorized: unknown bearer token\n";
             return 401;

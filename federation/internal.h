@@ -337,8 +337,6 @@ struct fed_peer {
 /* auth = none is in force (serve --auth, else the config). */
 bool fed__auth_none(const struct fed_gateway *gw);
 const struct core_client_cfg *fed__client_named(const struct fed_gateway *gw, const char *name);
-const struct core_client_cfg *fed__client_by_token(const struct fed_gateway *gw, const char *tok,
-                                                   size_t n);
 /* Returns 0 with *client (NULL = anonymous), or an HTTP status (401, 403) with a one-line
  * reason for the peer. Socket peers must run as our uid; TCP needs a bearer token unless
  * auth = none. */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "test/tmpdir.h"
 #include "core/buf.h"
 #include "core/log.h"
 
@@ -18,33 +19,16 @@ static long live_at_start;
 static char dir[64];
 static char path[128];
 
-static void rm_tree(const char *d)
-{
-    DIR *dh = opendir(d);
-    if (dh == NULL)
-        return;
-    char p[512];
-    for (struct dirent *e = readdir(dh); e != NULL; e = readdir(dh)) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", d, e->d_name);
-        ck_assert_int_eq(unlink(p), 0);
-    }
-    closedir(dh);
-    ck_assert_int_eq(rmdir(d), 0);
-}
-
 static void setup(void)
 {
     live_at_start = core_alloc_live();
-    snprintf(dir, sizeof dir, "/tmp/ag-audit-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    tmpdir_make(dir, sizeof dir, "audit");
     snprintf(path, sizeof path, "%s/audit.jsonl", dir);
 }
 
 static void teardown(void)
 {
-    rm_tree(dir);
+    tmpdir_remove(dir);
     ck_assert_int_eq(core_alloc_live(), live_at_start);
 }
 
