@@ -35,6 +35,8 @@ const char *core_strerror(int code)
         return "protocol error";
     case CORE_EBUSY:
         return "busy";
+    case CORE_EDUP:
+        return "duplicate key";
     default:
         return uv_strerror(code);
     }

@@ -13,6 +13,7 @@ enum {
     CORE_ETIMEDOUT = -10006, /* a deadline passed */
     CORE_EPROTO = -10007,    /* the peer broke the protocol */
     CORE_EBUSY = -10008,     /* try again later */
+    CORE_EDUP = -10009,      /* a JSON key appears more than once where it is read */
 };
 
 /* Returns a static description of a CORE_E* or UV_E* code. */

@@ -492,25 +492,39 @@ bool core_json_str_eq(const char *p, struct core_span s, const char *want)
     return w == want_len;
 }
 
-/* Tells which recorded member a key token names. Keys are compared decoded, so "\u0069d" is
- * "id" here exactly as it is for cJSON and for the peer; a key that only looks different
- * must not slip past the gateway. */
-static enum member member_of(const char *p, struct core_span key)
+/* Decodes a key token into buf when it could name a recorded member (at most cap-1 decoded
+ * bytes); returns the decoded length, or -1 when it is longer (then it names none). Keys are
+ * compared decoded, so "\u0069d" is "id" here exactly as it is for cJSON and for the peer: a
+ * key that only looks different must not slip past the gateway. */
+static int key_text(const char *p, struct core_span key, char *buf, size_t cap, const char **out)
 {
     const char *s = p + key.off + 1;
     size_t len = key.len - 2;
-    char buf[16];
 
-    /* Even written as \uXXXX escapes throughout, a recorded name takes at most 7 * 6 bytes. */
-    if (len > 7 * 6)
-        return M_OTHER;
-    if (memchr(s, '\\', len) != NULL) {
-        int rc = core_json_unescape(p + key.off, key.len, buf, sizeof(buf));
-        if (rc < 0)
-            return M_OTHER;
-        s = buf;
-        len = (size_t)rc;
+    /* Even written as \uXXXX escapes throughout, a recorded name takes at most 6 bytes a
+     * character. */
+    if (len > (cap - 1) * 6)
+        return -1;
+    if (memchr(s, '\\', len) == NULL) {
+        if (len > cap - 1)
+            return -1;
+        *out = s;
+        return (int)len;
     }
+    int rc = core_json_unescape(p + key.off, key.len, buf, cap);
+    if (rc < 0)
+        return -1;
+    *out = buf;
+    return rc;
+}
+
+/* Tells which recorded top-level member a key token names. */
+static enum member member_of(const char *p, struct core_span key)
+{
+    char buf[8];
+    const char *s;
+    int len = key_text(p, key, buf, sizeof buf, &s);
+
     switch (len) {
     case 2:
         return memcmp(s, "id", 2) == 0 ? M_ID : M_OTHER;
@@ -529,6 +543,39 @@ static enum member member_of(const char *p, struct core_span key)
     default:
         return M_OTHER;
     }
+}
+
+static const char *const param_names[CORE_P_COUNT] = {
+    [CORE_P_NAME] = "name",
+    [CORE_P_URI] = "uri",
+    [CORE_P_CURSOR] = "cursor",
+    [CORE_P_META] = "_meta",
+    [CORE_P_REF] = "ref",
+    [CORE_P_LEVEL] = "level",
+    [CORE_P_REQUEST_ID] = "requestId",
+    [CORE_P_REASON] = "reason",
+    [CORE_P_PROGRESS_TOKEN] = "progressToken",
+    [CORE_P_PROTOCOL_VERSION] = "protocolVersion",
+    [CORE_P_CAPABILITIES] = "capabilities",
+    [CORE_P_CLIENT_INFO] = "clientInfo",
+};
+
+/* Which recorded params member a key token names, or -1. */
+static int param_of(const char *p, struct core_span key)
+{
+    char buf[16];
+    const char *s;
+    int len = key_text(p, key, buf, sizeof buf, &s);
+
+    if (len < 3)
+        return -1;
+    /* The first letter and the length tell the names apart before one memcmp. */
+    for (int k = 0; k < CORE_P_COUNT; k++) {
+        const char *nm = param_names[k];
+        if (nm[0] == s[0] && strlen(nm) == (size_t)len && memcmp(nm, s, (size_t)len) == 0)
+            return k;
+    }
+    return -1;
 }
 
 /* Sets kind (and method_str) once the whole text is known to be valid. The rules are JSON-RPC
@@ -570,9 +617,30 @@ static void classify(const char *p, struct core_rpc_env *e)
     e->kind = has_result ? CORE_RPC_RESULT : CORE_RPC_ERROR;
 }
 
-/* Scans the top-level object whose '{' is at p[i], recording the envelope members. Returns
- * the position after the closing '}', or SCAN_FAIL. */
-static size_t scan_envelope(const char *p, size_t n, size_t i, struct core_rpc_env *e)
+static void note_dup(struct core_rpc_env *e, const char *key)
+{
+    if (!e->dup) {
+        e->dup = true;
+        e->dup_key = key;
+    }
+}
+
+/* Records one member into *slot, noticing a repeat. */
+static void record(struct core_rpc_env *e, struct core_span *slot, struct core_span val,
+                   const char *key)
+{
+    if (slot->len > 0)
+        note_dup(e, key);
+    *slot = val;
+}
+
+/* Walks the members of the object whose '{' is at p[i], `depth` containers deep (itself
+ * included), calling visit for each. Returns the position after the closing '}', or
+ * SCAN_FAIL. */
+static size_t walk_object(const char *p, size_t n, size_t i, unsigned depth,
+                          void (*visit)(const char *p, struct core_span key, struct core_span val,
+                                        void *ctx),
+                          void *ctx)
 {
     struct core_span key;
     struct core_span val;
@@ -581,35 +649,91 @@ static size_t scan_envelope(const char *p, size_t n, size_t i, struct core_rpc_e
 
     i++;
     for (;;) {
-        rc = member_next(p, n, &i, first, 1, &key, &val);
+        rc = member_next(p, n, &i, first, depth, &key, &val);
         if (rc != 1)
             break;
         first = false;
-        switch (member_of(p, key)) {
+        visit(p, key, val, ctx);
+    }
+    return rc == 0 ? i : SCAN_FAIL;
+}
+
+static void visit_param(const char *p, struct core_span key, struct core_span val, void *ctx)
+{
+    struct core_rpc_env *e = ctx;
+    int k = param_of(p, key);
+    if (k >= 0)
+        record(e, &e->param[k], val, param_names[k]);
+}
+
+/* Scans the top-level object whose '{' is at p[i], recording the envelope members and, when
+ * params is an object, its recorded members, in the same pass. Returns the position after the
+ * closing '}', or SCAN_FAIL. */
+static size_t scan_envelope(const char *p, size_t n, size_t i, struct core_rpc_env *e)
+{
+    struct core_span key;
+    bool first = true;
+    bool seen_jsonrpc = false;
+
+    i++;
+    for (;;) {
+        size_t j = skip_ws(p, n, i);
+        if (j >= n)
+            return SCAN_FAIL;
+        if (p[j] == '}')
+            return j + 1;
+        if (!first) {
+            if (p[j] != ',')
+                return SCAN_FAIL;
+            j++;
+        }
+        first = false;
+        j = scan_key(p, n, j, &key);
+        if (j == SCAN_FAIL)
+            return SCAN_FAIL;
+        j = skip_ws(p, n, j);
+        if (j >= n)
+            return SCAN_FAIL;
+        enum member m = member_of(p, key);
+        size_t start = j;
+        if (m == M_PARAMS && p[j] == '{') {
+            if (e->params.len > 0) /* a second params object: its members start afresh */
+                memset(e->param, 0, sizeof e->param);
+            j = walk_object(p, n, j, 2, visit_param, e);
+        } else {
+            j = skip_value(p, n, j, 1);
+        }
+        if (j == SCAN_FAIL)
+            return SCAN_FAIL;
+        struct core_span val = {start, j - start};
+        i = j;
+        switch (m) {
         case M_JSONRPC:
+            if (seen_jsonrpc)
+                note_dup(e, "jsonrpc");
+            seen_jsonrpc = true;
             e->has_jsonrpc = core_json_str_eq(p, val, "2.0");
             break;
         case M_ID:
-            e->id = val;
+            record(e, &e->id, val, "id");
             e->id_type = type_of(p[val.off]);
             break;
         case M_METHOD:
-            e->method = val;
+            record(e, &e->method, val, "method");
             break;
         case M_PARAMS:
-            e->params = val;
+            record(e, &e->params, val, "params");
             break;
         case M_RESULT:
-            e->result = val;
+            record(e, &e->result, val, "result");
             break;
         case M_ERROR:
-            e->error = val;
+            record(e, &e->error, val, "error");
             break;
         case M_OTHER:
             break;
         }
     }
-    return rc == 0 ? i : SCAN_FAIL;
 }
 
 int core_rpc_scan(const char *p, size_t n, struct core_rpc_env *env)
@@ -689,24 +813,29 @@ int core_json_obj_get(const char *p, struct core_span obj, const char *key, stru
     struct core_span v;
     struct core_span found = {0, 0};
     bool first = true;
+    bool dup = false;
     int rc;
 
     if (i >= n || p[i] != '{')
         return CORE_EPARSE;
     i++;
-    /* All members are visited so that, as in core_rpc_scan, the last duplicate wins. */
+    /* Every member is visited: a repeated key is refused, never resolved by position. */
     for (;;) {
         rc = member_next(p, n, &i, first, 1, &k, &v);
         if (rc != 1)
             break;
         first = false;
-        if (core_json_str_eq(p, k, key))
+        if (core_json_str_eq(p, k, key)) {
+            dup = dup || found.len > 0;
             found = v;
+        }
     }
     if (rc < 0)
         return CORE_EPARSE;
     if (found.len == 0)
         return CORE_ENOTFOUND;
+    if (dup)
+        return CORE_EDUP;
     *val = found;
     if (type != NULL)
         *type = type_of(p[found.off]);

@@ -38,6 +38,24 @@ struct core_span {
 
 #define CORE_RPC_METHOD_MAX 128
 
+/* The members of an object `params` that the gateway reads to decide anything. The scan records
+ * where each sits, so routing never scans params again, and notices when one is repeated. */
+enum core_rpc_param {
+    CORE_P_NAME = 0,          /* tools/call, prompts/get */
+    CORE_P_URI,               /* resources/ requests, notifications/resources/updated */
+    CORE_P_CURSOR,            /* list requests */
+    CORE_P_META,              /* _meta (its progressToken) */
+    CORE_P_REF,               /* completion/complete */
+    CORE_P_LEVEL,             /* logging/setLevel, notifications/message */
+    CORE_P_REQUEST_ID,        /* notifications/cancelled */
+    CORE_P_REASON,            /* notifications/cancelled */
+    CORE_P_PROGRESS_TOKEN,    /* notifications/progress */
+    CORE_P_PROTOCOL_VERSION,  /* initialize */
+    CORE_P_CAPABILITIES,      /* initialize */
+    CORE_P_CLIENT_INFO,       /* initialize */
+    CORE_P_COUNT,
+};
+
 struct core_rpc_env {
     enum core_rpc_kind kind;
     struct core_span id;       /* the id value's exact bytes, e.g. `17`, `"abc"` */
@@ -50,6 +68,14 @@ struct core_rpc_env {
      * A method longer than CORE_RPC_METHOD_MAX-1 bytes makes the frame CORE_RPC_INVALID. */
     char method_str[CORE_RPC_METHOD_MAX];
     bool has_jsonrpc;          /* "jsonrpc":"2.0" was present */
+    /* The members of params named by enum core_rpc_param (value spans; len 0 = absent). Only
+     * recorded when params is an object. */
+    struct core_span param[CORE_P_COUNT];
+    /* A recorded member (a top-level one, or one of param[]) appears more than once: the frame
+     * means different things to parsers that keep the first and those that keep the last, so
+     * the gateway must refuse it. dup_key names the first repeated key seen. */
+    bool dup;
+    const char *dup_key;       /* static string, NULL unless dup */
 };
 
 /* Scans one complete JSON text p[0..n). Validates the whole text's JSON syntax (nesting depth
@@ -57,7 +83,8 @@ struct core_rpc_env {
  * Returns 0 and fills *env (kind may be CORE_RPC_INVALID for valid JSON that is not a
  * JSON-RPC message, e.g. a string, or an object with neither method nor id),
  * or CORE_EPARSE for malformed JSON (env then untouched). Leading/trailing whitespace is allowed.
- * Duplicate members: the last one wins. Keys are compared decoded ("\u0069d" is "id").
+ * A repeated top-level member or recorded params member sets env->dup (the spans then hold the
+ * last one; callers must refuse such a frame). Keys are compared decoded ("\u0069d" is "id").
  * Allocates nothing. UTF-8 is not validated, and \u escapes may hold lone surrogates.
  * Classification is strict; these are CORE_RPC_INVALID:
  * - an id that is not a string, number or null (a null id is accepted everywhere; MCP forbids
@@ -83,9 +110,10 @@ GW_MUST_CHECK int core_json_unescape(const char *tok, size_t n, char *out, size_
 bool core_json_str_eq(const char *p, struct core_span s, const char *want);
 
 /* Finds a member of the JSON object at p[span] by key (top level of that object only, keys
- * compared decoded, the last duplicate wins). Returns 0 and writes the value's span (offsets
- * relative to p) and type (type may be NULL), CORE_ENOTFOUND, or CORE_EPARSE when the span
- * does not hold an object. The object must already be valid JSON. */
+ * compared decoded). Returns 0 and writes the value's span (offsets relative to p) and type
+ * (type may be NULL), CORE_ENOTFOUND, CORE_EDUP when the key appears more than once (nothing
+ * written: what it means depends on the reader), or CORE_EPARSE when the span does not hold an
+ * object. The object must already be valid JSON. */
 int core_json_obj_get(const char *p, struct core_span obj, const char *key, struct core_span *val,
                       enum core_json_type *type);
 

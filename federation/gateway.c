@@ -43,8 +43,6 @@ struct fed_server *fed__server_new(struct fed_gateway *gw, const struct core_ser
     srv->cfg = core_server_cfg_dup(cfg);
     srv->index = index;
     srv->refs = 1; /* gw->servers' own reference, dropped when retired */
-    core_map_str_init(&srv->renamed[0]);
-    core_map_str_init(&srv->renamed[1]);
     core_map_str_init(&srv->pin_changed);
     return srv;
 }
@@ -61,13 +59,6 @@ void fed__server_unref(struct fed_server *srv)
     size_t it = 0;
     const char *k;
     void *v;
-    for (int l = 0; l < 2; l++) {
-        it = 0;
-        while (core_map_str_next(&srv->renamed[l], &it, &k, &v))
-            core_free(v);
-        core_map_str_dispose(&srv->renamed[l]);
-    }
-    it = 0;
     while (core_map_str_next(&srv->pin_changed, &it, &k, &v)) {
         struct fed_pin_change *pc = v;
         core_free(pc->what);

@@ -54,9 +54,6 @@ struct fed_server {
     int refs;                    /* upstream instances and list fan-outs that point here */
     bool retired;
     struct fed_upstream *shared; /* the one instance when isolation = shared */
-    /* Exposed names that are not simply prefix + "__" + name (shortened or sanitised):
-     * exposed -> original (owned char *), per list (tools, prompts). */
-    struct core_map_str renamed[2];
     /* Tools whose definition differs from their pin: original name -> struct fed_pin_change. */
     struct core_map_str pin_changed;
 };
@@ -117,6 +114,9 @@ struct fed_upstream {
     cJSON *lists[FED_LIST_COUNT];
     uint64_t list_hash[FED_LIST_COUNT];
     bool list_known[FED_LIST_COUNT];
+    /* Exposed name -> the upstream's own name (borrowed from lists[]), for tools (0) and
+     * prompts (1): what routes. Rebuilt whenever those lists are replaced. */
+    struct core_map_str names[2];
     int lists_fetching;        /* internal list fetches in flight */
     /* The upstream missed the list deadline: client lists get its cached list at once while an
      * internal fetch refreshes it; cleared when a fetch answers within the deadline again. */
@@ -153,6 +153,11 @@ int fed__upstream_write(struct fed_upstream *up, const uv_buf_t *bufs, unsigned 
 void fed__upstream_notify(struct fed_upstream *up, const char *method, cJSON *params);
 /* True when the upstream advertised this capability (top-level key of capabilities). */
 bool fed__upstream_has_cap(const struct fed_upstream *up, const char *cap);
+/* The upstream's own name of the tool (kind 0) or prompt (1) its cached list exposes as
+ * `exposed` (borrowed until the list changes), or NULL. *known tells whether that list is
+ * known at all. */
+const char *fed__upstream_name_of(const struct fed_upstream *up, int kind, const char *exposed,
+                                  bool *known);
 /* Whether uri is in its resource list, or matches one of its templates (returns the length
  * of the matched literal prefix, for the longest-prefix choice; 0 = no match). */
 size_t fed__upstream_res_match(const struct fed_upstream *up, const char *uri, bool *exact);

@@ -408,6 +408,16 @@ static void handle_post(struct fed_gateway *gw, struct tp_http_req *req,
         fed__http_rpc_error(req, 400, -32600, "Invalid Request");
         return;
     }
+    /* A repeated key the gateway reads: refused before anything happens (no session is made).
+     * Only a request whose id and method are single gets its JSON-RPC error from the router,
+     * so the client can match it. */
+    if (env.dup && (env.kind != CORE_RPC_REQUEST || strcmp(env.method_str, "initialize") == 0 ||
+                    strcmp(env.dup_key, "id") == 0 || strcmp(env.dup_key, "method") == 0)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "Invalid Request: duplicate \"%s\" key", env.dup_key);
+        fed__http_rpc_error(req, 400, -32600, msg);
+        return;
+    }
     if (env.kind == CORE_RPC_REQUEST && strcmp(env.method_str, "initialize") == 0) {
         struct fed_session *s = fed__session_new(gw, &sess_ops, NULL);
         s->ops_ctx = make_http_sess(s);

@@ -86,19 +86,33 @@ static bool span_uint(const char *p, struct core_span sp, uint64_t *out)
     return true;
 }
 
-/* Decodes the string member `key` of the object at span obj. */
-static bool get_str(const char *frame, struct core_span obj, const char *key, char *out, size_t cap,
-                    struct core_span *where)
+/* Decodes the JSON string at span v (a recorded member, or absent) into out. False when it is
+ * absent, not a string, does not fit, or holds a NUL (which would make the C string say less
+ * than the peer sent). */
+static bool span_str(const char *frame, struct core_span v, char *out, size_t cap)
+{
+    if (v.len < 2 || frame[v.off] != '"')
+        return false;
+    int rc = core_json_unescape(frame + v.off, v.len, out, cap);
+    return rc >= 0 && strlen(out) == (size_t)rc;
+}
+
+/* The string member `key` of the object at span obj: 1 (decoded into out; where = its span,
+ * may be NULL), 0 when absent or not a string, or CORE_EDUP when the key is repeated. */
+static int member_str(const char *frame, struct core_span obj, const char *key, char *out,
+                      size_t cap, struct core_span *where)
 {
     struct core_span v;
-    enum core_json_type t;
-    if (obj.len == 0 || core_json_obj_get(frame, obj, key, &v, &t) != 0 || t != CORE_JSON_STRING)
-        return false;
-    if (core_json_unescape(frame + v.off, v.len, out, cap) < 0)
-        return false;
+    if (obj.len == 0)
+        return 0;
+    int rc = core_json_obj_get(frame, obj, key, &v, NULL);
+    if (rc == CORE_EDUP)
+        return rc;
+    if (rc != 0 || !span_str(frame, v, out, cap))
+        return 0;
     if (where)
         *where = v;
-    return true;
+    return 1;
 }
 
 /* Writes one frame to an upstream: the parts, then "\n". Raw newlines can only be JSON
@@ -165,6 +179,14 @@ struct repl {
 static void forward(struct fed_call *c, struct fed_upstream *up, const char *frame,
                     const struct core_rpc_env *env, struct repl *r, size_t nr)
 {
+    /* The progress token is read and rewritten: it must mean one thing. */
+    struct core_span meta = env->param[CORE_P_META], tok;
+    enum core_json_type tt = CORE_JSON_ABSENT;
+    if (meta.len && frame[meta.off] == '{' &&
+        core_json_obj_get(frame, meta, "progressToken", &tok, &tt) == CORE_EDUP) {
+        fed__call_error(c, -32600, "Invalid Request: duplicate \"progressToken\" key in _meta");
+        return;
+    }
     if (!fed__upstream_is_ready(up)) {
         call_errorf(c, -32603, "server '%s' is not ready (%s)", up->srv->cfg->name,
                     fed__up_state_name(up->state));
@@ -180,12 +202,7 @@ static void forward(struct fed_call *c, struct fed_upstream *up, const char *fra
     for (size_t i = 0; i < nr && na < 3; i++)
         all[na++] = r[i];
     char tokbuf[24];
-    struct core_span meta, tok;
-    enum core_json_type mt, tt;
-    if (env->params.len && core_json_obj_get(frame, env->params, "_meta", &meta, &mt) == 0 &&
-        mt == CORE_JSON_OBJECT &&
-        core_json_obj_get(frame, meta, "progressToken", &tok, &tt) == 0 &&
-        (tt == CORE_JSON_STRING || tt == CORE_JSON_NUMBER)) {
+    if (tt == CORE_JSON_STRING || tt == CORE_JSON_NUMBER) {
         core_free(c->progress_token);
         c->progress_token = core_xmemdup(frame + tok.off, tok.len);
         c->progress_token_len = tok.len;
@@ -230,53 +247,56 @@ static void forward(struct fed_call *c, struct fed_upstream *up, const char *fra
 
 /* ---- names and routing -------------------------------------------------------------------- */
 
-static struct fed_upstream *resolve_any(struct fed_session *s, int kind, const char *exposed,
-                                        char *orig, size_t cap);
-
 /* The instance serving an exposed tool (kind 0) or prompt (1) name for this session, with the
- * upstream's own name in orig; NULL when unknown or hidden from the session's client by its
- * policy (then *denied is the instance it would have been). */
-static struct fed_upstream *resolve_name(struct fed_session *s, int kind, const char *exposed,
-                                         char *orig, size_t cap, struct fed_upstream **denied)
+ * upstream's own name in *orig (borrowed from the instance's cached list, or `fallback`). Only
+ * exposed names route: a server's name is looked up in the exposed names of its cached list;
+ * while that list is not known yet, only a name that is exposed as itself (prefix + "__" +
+ * name, nothing sanitised or shortened) routes. Servers are tried in config order, as lists
+ * are merged, so the first server exposing a name serves it. */
+static struct fed_upstream *resolve_any(struct fed_session *s, int kind, const char *exposed,
+                                        const char **orig, char fallback[NAME_BUF])
 {
-    struct fed_upstream *up = resolve_any(s, kind, exposed, orig, cap);
+    struct fed_gateway *gw = s->gw;
+    for (size_t i = 0; i < gw->n_servers; i++) {
+        struct fed_upstream *up = s->inst[i];
+        const char *pre = gw->servers[i]->cfg->prefix;
+        size_t pl = strlen(pre);
+        if (up == NULL || (pl && (strncmp(exposed, pre, pl) != 0 || exposed[pl] != '_' ||
+                                  exposed[pl + 1] != '_')))
+            continue;
+        bool known;
+        const char *o = fed__upstream_name_of(up, kind, exposed, &known);
+        if (o) {
+            *orig = o;
+            return up;
+        }
+        if (known)
+            continue;
+        const char *raw = exposed + (pl ? pl + 2 : 0);
+        char check[65];
+        if (strlen(raw) < NAME_BUF && !fed__name_expose(pre, raw, check) &&
+            strcmp(check, exposed) == 0) {
+            snprintf(fallback, NAME_BUF, "%s", raw);
+            *orig = fallback;
+            return up;
+        }
+    }
+    return NULL;
+}
+
+/* resolve_any, and NULL when the session's client may not use the name (then *denied is the
+ * instance it would have been). Policy is checked on the exposed name. */
+static struct fed_upstream *resolve_name(struct fed_session *s, int kind, const char *exposed,
+                                         const char **orig, char fallback[NAME_BUF],
+                                         struct fed_upstream **denied)
+{
+    struct fed_upstream *up = resolve_any(s, kind, exposed, orig, fallback);
     *denied = NULL;
     if (up && !pol_client_allows(s->ccfg, up->srv->cfg->name, exposed)) {
         *denied = up;
         return NULL;
     }
     return up;
-}
-
-static struct fed_upstream *resolve_any(struct fed_session *s, int kind, const char *exposed,
-                                        char *orig, size_t cap)
-{
-    struct fed_gateway *gw = s->gw;
-    size_t el = strlen(exposed);
-    for (size_t i = 0; i < gw->n_servers; i++) {
-        const char *o = core_map_str_get(&gw->servers[i]->renamed[kind], exposed, el);
-        if (o) {
-            snprintf(orig, cap, "%s", o);
-            return s->inst[i];
-        }
-    }
-    const char *sep = strstr(exposed, "__");
-    if (sep) {
-        size_t pl = (size_t)(sep - exposed);
-        for (size_t i = 0; i < gw->n_servers; i++) {
-            const char *pre = gw->servers[i]->cfg->prefix;
-            if (pre[0] && strlen(pre) == pl && memcmp(pre, exposed, pl) == 0) {
-                snprintf(orig, cap, "%s", sep + 2);
-                return s->inst[i];
-            }
-        }
-    }
-    for (size_t i = 0; i < gw->n_servers; i++)
-        if (gw->servers[i]->cfg->prefix[0] == '\0') {
-            snprintf(orig, cap, "%s", exposed);
-            return s->inst[i];
-        }
-    return NULL;
 }
 
 static struct fed_upstream *route_uri(struct fed_session *s, const char *uri)
@@ -529,8 +549,9 @@ static void sync_upstream_level(struct fed_upstream *up)
 static void handle_set_level(struct fed_call *c, const char *frame, const struct core_rpc_env *env)
 {
     char level[32];
-    int idx = get_str(frame, env->params, "level", level, sizeof level, NULL) ? fed__mcp_level_index(level)
-                                                                            : -1;
+    int idx = span_str(frame, env->param[CORE_P_LEVEL], level, sizeof level)
+                  ? fed__mcp_level_index(level)
+                  : -1;
     if (idx < 0) {
         fed__call_error(c, -32602, "params.level must be one of debug, info, notice, warning, "
                                    "error, critical, alert, emergency");
@@ -747,12 +768,7 @@ static void fan_answer(struct fed_fanout *f)
                     continue;
                 }
                 char exposed[65];
-                if (fed__name_expose(srv->cfg->prefix, name->valuestring, exposed)) {
-                    struct core_map_str *m = &srv->renamed[l == FED_LIST_TOOLS ? 0 : 1];
-                    if (core_map_str_get(m, exposed, strlen(exposed)) == NULL)
-                        core_map_str_put(m, exposed, strlen(exposed),
-                                         core_xstrdup(name->valuestring));
-                }
+                (void)fed__name_expose(srv->cfg->prefix, name->valuestring, exposed);
                 if (!pol_client_allows(s->ccfg, srv->cfg->name, exposed)) {
                     cJSON_Delete(item);
                     continue;
@@ -839,12 +855,11 @@ static cJSON *open_cursor(struct fed_gateway *gw, const char *frame, const struc
                           enum fed_list l, bool *bad)
 {
     *bad = false;
-    struct core_span v;
-    enum core_json_type t;
-    if (env->params.len == 0 || core_json_obj_get(frame, env->params, "cursor", &v, &t) != 0)
+    struct core_span v = env->param[CORE_P_CURSOR];
+    if (v.len == 0)
         return NULL;
     *bad = true;
-    if (t != CORE_JSON_STRING || v.len < 2)
+    if (frame[v.off] != '"' || v.len < 2)
         return NULL;
     struct core_buf plain;
     core_buf_init(&plain, 65536);
@@ -968,14 +983,15 @@ static void handle_named(struct fed_call *c, const char *frame, const struct cor
                          int kind, bool (*hook)(struct fed_call *c, struct fed_upstream *up,
                                                 const char *exposed, const char *orig))
 {
-    char exposed[NAME_BUF], orig[NAME_BUF];
-    struct core_span at;
-    if (!get_str(frame, env->params, "name", exposed, sizeof exposed, &at)) {
+    char exposed[NAME_BUF], fallback[NAME_BUF];
+    const char *orig;
+    struct core_span at = env->param[CORE_P_NAME];
+    if (!span_str(frame, at, exposed, sizeof exposed)) {
         fed__call_error(c, -32602, "params.name must be a string");
         return;
     }
     struct fed_upstream *denied;
-    struct fed_upstream *up = resolve_name(c->sess, kind, exposed, orig, sizeof orig, &denied);
+    struct fed_upstream *up = resolve_name(c->sess, kind, exposed, &orig, fallback, &denied);
     if (c->audit) {
         c->audit_tool = core_xstrdup(exposed);
         if (up || denied)
@@ -1049,8 +1065,9 @@ static void handle_call(struct fed_call *c, const char *frame, size_t n,
         if (!pol_bucket_take(b, cc->rate_per_sec, cc->rate_burst, fed__now(gw) + 1, &retry)) {
             if (c->audit) {
                 char exposed[NAME_BUF];
-                c->audit_tool = core_xstrdup(get_str(frame, env->params, "name", exposed,
-                                                     sizeof exposed, NULL) ? exposed : "");
+                c->audit_tool = core_xstrdup(
+                    span_str(frame, env->param[CORE_P_NAME], exposed, sizeof exposed) ? exposed
+                                                                                      : "");
             }
             c->outcome = "rate_limited";
             struct core_buf b2;
@@ -1097,7 +1114,7 @@ static void subscribe(struct fed_session *s, struct fed_upstream *up, const char
 static void handle_resource(struct fed_call *c, const char *frame, const struct core_rpc_env *env)
 {
     char *uri = core_xmalloc(URI_BUF);
-    if (!get_str(frame, env->params, "uri", uri, URI_BUF, NULL)) {
+    if (!span_str(frame, env->param[CORE_P_URI], uri, URI_BUF)) {
         core_free(uri);
         fed__call_error(c, -32602, "params.uri must be a string");
         return;
@@ -1145,23 +1162,32 @@ static void handle_resource(struct fed_call *c, const char *frame, const struct 
 
 static void handle_complete(struct fed_call *c, const char *frame, const struct core_rpc_env *env)
 {
-    struct core_span ref;
-    enum core_json_type t;
+    struct core_span ref = env->param[CORE_P_REF];
     char type[32];
-    if (env->params.len == 0 || core_json_obj_get(frame, env->params, "ref", &ref, &t) != 0 ||
-        t != CORE_JSON_OBJECT || !get_str(frame, ref, "type", type, sizeof type, NULL)) {
+    int rc = ref.len && frame[ref.off] == '{'
+                 ? member_str(frame, ref, "type", type, sizeof type, NULL)
+                 : 0;
+    if (rc == CORE_EDUP) {
+        fed__call_error(c, -32600, "Invalid Request: duplicate \"type\" key in params.ref");
+        return;
+    }
+    if (rc != 1) {
         fed__call_error(c, -32602, "params.ref must be an object with a type");
         return;
     }
     if (strcmp(type, "ref/prompt") == 0) {
-        char exposed[NAME_BUF], orig[NAME_BUF];
+        char exposed[NAME_BUF], fallback[NAME_BUF];
+        const char *orig;
         struct core_span at;
-        if (!get_str(frame, ref, "name", exposed, sizeof exposed, &at)) {
-            fed__call_error(c, -32602, "params.ref.name must be a string");
+        rc = member_str(frame, ref, "name", exposed, sizeof exposed, &at);
+        if (rc != 1) {
+            fed__call_error(c, rc == CORE_EDUP ? -32600 : -32602,
+                            rc == CORE_EDUP ? "Invalid Request: duplicate \"name\" key in params.ref"
+                                            : "params.ref.name must be a string");
             return;
         }
         struct fed_upstream *denied;
-        struct fed_upstream *up = resolve_name(c->sess, 1, exposed, orig, sizeof orig, &denied);
+        struct fed_upstream *up = resolve_name(c->sess, 1, exposed, &orig, fallback, &denied);
         if (up == NULL) {
             call_errorf(c, -32602, "Unknown prompt: %s", exposed);
             return;
@@ -1180,9 +1206,14 @@ static void handle_complete(struct fed_call *c, const char *frame, const struct 
     if (strcmp(type, "ref/resource") == 0) {
         char *uri = core_xmalloc(URI_BUF);
         struct fed_upstream *up = NULL;
-        if (get_str(frame, ref, "uri", uri, URI_BUF, NULL))
+        rc = member_str(frame, ref, "uri", uri, URI_BUF, NULL);
+        if (rc == 1)
             up = route_uri(c->sess, uri);
         core_free(uri);
+        if (rc == CORE_EDUP) {
+            fed__call_error(c, -32600, "Invalid Request: duplicate \"uri\" key in params.ref");
+            return;
+        }
         if (up == NULL) {
             fed__call_error(c, -32602, "params.ref.uri names no known resource or template");
             return;
@@ -1197,6 +1228,17 @@ void fed_router_request(struct fed_call *c, const char *frame, size_t n,
                         const struct core_rpc_env *env)
 {
     const char *m = env->method_str;
+    if (env->dup) {
+        /* A key read twice means one thing to the gateway and another to a server whose
+         * parser keeps the other copy: nothing of it goes anywhere. */
+        if (strcmp(env->dup_key, "id") == 0) {
+            core_free(c->id);
+            c->id = core_xstrdup("null");
+            c->id_len = 4;
+        }
+        call_errorf(c, -32600, "Invalid Request: duplicate \"%s\" key", env->dup_key);
+        return;
+    }
     if ((c->sess->init_waiting || c->sess->restoring) && strcmp(m, "ping") != 0 &&
         strcmp(m, "initialize") != 0) {
         /* Keep the order a pipelining client expects: nothing is answered before initialize. */
@@ -1236,13 +1278,16 @@ void fed_router_request(struct fed_call *c, const char *frame, size_t n,
 void fed_router_notification(struct fed_session *s, const char *frame, const struct core_rpc_env *env)
 {
     const char *m = env->method_str;
+    if (env->dup) {
+        core_log(CORE_LOG_INFO, "router", "%.8s: notification with a duplicate \"%s\" key dropped",
+                 s->id, env->dup_key);
+        return;
+    }
     if (strcmp(m, "notifications/initialized") == 0) {
         s->initialized = true;
     } else if (strcmp(m, "notifications/cancelled") == 0) {
-        struct core_span rid;
-        enum core_json_type t;
-        if (env->params.len == 0 ||
-            core_json_obj_get(frame, env->params, "requestId", &rid, &t) != 0)
+        struct core_span rid = env->param[CORE_P_REQUEST_ID];
+        if (rid.len == 0)
             return;
         for (struct fed_call *c = s->calls; c; c = c->next) {
             if (c->id_len != rid.len || memcmp(c->id, frame + rid.off, rid.len) != 0)
@@ -1252,7 +1297,7 @@ void fed_router_notification(struct fed_session *s, const char *frame, const str
                 cJSON *params = cJSON_CreateObject();
                 cJSON_AddNumberToObject(params, "requestId", (double)c->pend->id);
                 char reason[256];
-                if (get_str(frame, env->params, "reason", reason, sizeof reason, NULL))
+                if (span_str(frame, env->param[CORE_P_REASON], reason, sizeof reason))
                     cJSON_AddStringToObject(params, "reason", reason);
                 core_log(CORE_LOG_DEBUG, "router", "%.8s: cancel of %s forwarded to %s as %" PRIu64,
                          s->id, c->method, up->name, c->pend->id);
@@ -1276,6 +1321,12 @@ void fed_router_response(struct fed_session *s, const char *frame, size_t n,
                          const struct core_rpc_env *env)
 {
     uint64_t id;
+    if (env->dup) {
+        /* Its answer to the server would not be the one the gateway read. */
+        core_log(CORE_LOG_INFO, "router", "%.8s: response with a duplicate \"%s\" key dropped",
+                 s->id, env->dup_key);
+        return;
+    }
     struct fed_s2c *r = span_uint(frame, env->id, &id) ? core_map_u64_del(&s->s2c, id) : NULL;
     if (r == NULL) {
         core_log(CORE_LOG_DEBUG, "router", "%.8s: response to unknown id dropped", s->id);
@@ -1420,12 +1471,9 @@ static void upstream_request(struct fed_upstream *up, const char *frame, size_t 
 static void upstream_progress(struct fed_upstream *up, const char *frame, size_t n,
                               const struct core_rpc_env *env)
 {
-    struct core_span tok;
-    enum core_json_type t;
+    struct core_span tok = env->param[CORE_P_PROGRESS_TOKEN];
     uint64_t id;
-    if (env->params.len == 0 ||
-        core_json_obj_get(frame, env->params, "progressToken", &tok, &t) != 0 ||
-        !span_uint(frame, tok, &id))
+    if (!span_uint(frame, tok, &id))
         return;
     struct fed_pending *p = core_map_u64_get(&up->pending, id);
     if (p == NULL || p->kind != FED_PEND_FORWARD || p->call == NULL || !p->call->progress_token)
@@ -1443,8 +1491,9 @@ static void upstream_log(struct fed_upstream *up, const char *frame, size_t n,
                          const struct core_rpc_env *env)
 {
     char level[32];
-    int idx = get_str(frame, env->params, "level", level, sizeof level, NULL) ? fed__mcp_level_index(level)
-                                                                            : -1;
+    int idx = span_str(frame, env->param[CORE_P_LEVEL], level, sizeof level)
+                  ? fed__mcp_level_index(level)
+                  : -1;
     if (idx < 0 || up->srv->retired)
         return;
     uv_buf_t whole = uv_buf_init((char *)frame, (unsigned)n);
@@ -1475,7 +1524,7 @@ static void upstream_updated(struct fed_upstream *up, const char *frame, size_t 
                              const struct core_rpc_env *env)
 {
     char *uri = core_xmalloc(URI_BUF);
-    if (get_str(frame, env->params, "uri", uri, URI_BUF, NULL)) {
+    if (span_str(frame, env->param[CORE_P_URI], uri, URI_BUF)) {
         uv_buf_t whole = uv_buf_init((char *)frame, (unsigned)n);
         size_t ul = strlen(uri), it = 0;
         const char *k;
@@ -1492,9 +1541,8 @@ static void upstream_updated(struct fed_upstream *up, const char *frame, size_t 
 static void upstream_cancelled(struct fed_upstream *up, const char *frame, size_t n,
                                const struct core_rpc_env *env)
 {
-    struct core_span rid;
-    enum core_json_type t;
-    if (env->params.len == 0 || core_json_obj_get(frame, env->params, "requestId", &rid, &t) != 0)
+    struct core_span rid = env->param[CORE_P_REQUEST_ID];
+    if (rid.len == 0)
         return;
     size_t it = 0;
     const char *k;
@@ -1600,18 +1648,6 @@ void fed__router_list_updated(struct fed_upstream *up, enum fed_list l, bool cha
         const cJSON *item;
         cJSON_ArrayForEach(item, up->lists[l])
             (void)pin_check(up->srv, item, first);
-    }
-    if (l == FED_LIST_TOOLS || l == FED_LIST_PROMPTS) {
-        struct core_map_str *m = &up->srv->renamed[l == FED_LIST_TOOLS ? 0 : 1];
-        const cJSON *item;
-        cJSON_ArrayForEach(item, up->lists[l])
-        {
-            const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
-            char exposed[65];
-            if (cJSON_IsString(name) && fed__name_expose(up->srv->cfg->prefix, name->valuestring, exposed) &&
-                core_map_str_get(m, exposed, strlen(exposed)) == NULL)
-                core_map_str_put(m, exposed, strlen(exposed), core_xstrdup(name->valuestring));
-        }
     }
     if (changed)
         fed__gateway_lists_changed(up->gw, up, 1u << l);

@@ -86,11 +86,47 @@ struct fed_upstream *fed__upstream_new(struct fed_server *srv, struct fed_sessio
     up->next_id = 1;
     core_map_u64_init(&up->pending);
     core_map_str_init(&up->sub_count);
+    core_map_str_init(&up->names[0]);
+    core_map_str_init(&up->names[1]);
     uv_timer_init(up->gw->loop, &up->timer);
     up->handles = 1;
     up->gw->live_upstreams++;
     fed__server_ref(srv);
     return up;
+}
+
+/* Replaces cached list l (items taken; NULL = unknown) and, for tools and prompts, the
+ * exposed names that route to them. Within one list the first item exposing a name wins, as
+ * in the merged lists clients see. */
+static void list_set(struct fed_upstream *up, enum fed_list l, cJSON *items)
+{
+    cJSON_Delete(up->lists[l]);
+    up->lists[l] = items;
+    up->list_known[l] = items != NULL;
+    if (l != FED_LIST_TOOLS && l != FED_LIST_PROMPTS)
+        return;
+    struct core_map_str *m = &up->names[l == FED_LIST_TOOLS ? 0 : 1];
+    core_map_str_dispose(m);
+    core_map_str_init(m);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, items)
+    {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+        char exposed[65];
+        if (!cJSON_IsString(name))
+            continue;
+        (void)fed__name_expose(up->srv->cfg->prefix, name->valuestring, exposed);
+        size_t el = strlen(exposed);
+        if (core_map_str_get(m, exposed, el) == NULL)
+            core_map_str_put(m, exposed, el, name->valuestring);
+    }
+}
+
+const char *fed__upstream_name_of(const struct fed_upstream *up, int kind, const char *exposed,
+                                  bool *known)
+{
+    *known = up->list_known[kind == 0 ? FED_LIST_TOOLS : FED_LIST_PROMPTS];
+    return core_map_str_get(&up->names[kind == 0 ? 0 : 1], exposed, strlen(exposed));
 }
 
 static void clear_session_state(struct fed_upstream *up)
@@ -113,7 +149,9 @@ static void maybe_free(struct fed_upstream *up)
         return;
     clear_session_state(up);
     for (int l = 0; l < FED_LIST_COUNT; l++)
-        cJSON_Delete(up->lists[l]);
+        list_set(up, (enum fed_list)l, NULL);
+    core_map_str_dispose(&up->names[0]);
+    core_map_str_dispose(&up->names[1]);
     core_map_u64_dispose(&up->pending);
     size_t it = 0;
     const char *k;
@@ -353,8 +391,14 @@ static void on_child_frame(void *ctx, const char *p, size_t n)
 {
     struct fed_upstream *up = ctx;
     struct core_rpc_env env;
-    if (core_rpc_scan(p, n, &env) != 0 || env.kind == CORE_RPC_INVALID ||
-        env.kind == CORE_RPC_BATCH) {
+    int rc = core_rpc_scan(p, n, &env);
+    if (rc == 0 && env.dup) {
+        /* Clients would read the other copy of the key than the gateway routed on. */
+        core_log(CORE_LOG_ERROR, "up", "%s: frame with a duplicate \"%s\" key dropped", up->name,
+                 env.dup_key);
+        return;
+    }
+    if (rc != 0 || env.kind == CORE_RPC_INVALID || env.kind == CORE_RPC_BATCH) {
         core_log(CORE_LOG_ERROR, "up", "%s: invalid frame on stdout (%zu bytes: %.*s%s)", up->name,
                  n, (int)(n > 80 ? 80 : n), p, n > 80 ? "..." : "");
         if (up->child && !up->closing)
@@ -597,10 +641,8 @@ static void list_done(struct fed_upstream *up, struct list_fetch *f, bool ok)
     /* A first list counts as a change: sessions that began before this upstream was ready
      * learn about its tools this way. */
     bool changed = !up->list_known[l] || h != up->list_hash[l];
-    cJSON_Delete(up->lists[l]);
-    up->lists[l] = f->items;
+    list_set(up, l, f->items);
     up->list_hash[l] = h;
-    up->list_known[l] = true;
     core_free(f);
     fed__router_list_updated(up, l, changed);
 }
@@ -650,9 +692,7 @@ static void fetch_page(struct fed_upstream *up, struct list_fetch *f, const char
 void fed__upstream_fetch_list(struct fed_upstream *up, enum fed_list l)
 {
     if (!fed__upstream_has_cap(up, list_caps[l])) {
-        cJSON_Delete(up->lists[l]);
-        up->lists[l] = NULL;
-        up->list_known[l] = false;
+        list_set(up, l, NULL);
         return;
     }
     struct list_fetch *f = core_xcalloc(1, sizeof *f);

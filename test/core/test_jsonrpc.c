@@ -428,24 +428,90 @@ START_TEST(test_jsonrpc_member)
     env = scan_ok("{\"method\":\"a\"}");
     ck_assert(!env.has_jsonrpc);
     ck_assert_int_eq(env.kind, CORE_RPC_NOTIFICATION);
-    /* The last duplicate wins. */
+    ck_assert(!env.dup);
+    /* A repeated jsonrpc member is a duplicate like any other recorded key. */
     env = scan_ok("{\"jsonrpc\":\"2.0\",\"jsonrpc\":\"1.0\",\"method\":\"a\"}");
-    ck_assert(!env.has_jsonrpc);
-    env = scan_ok("{\"jsonrpc\":\"1.0\",\"jsonrpc\":\"2.0\",\"method\":\"a\"}");
-    ck_assert(env.has_jsonrpc);
+    ck_assert(env.dup);
+    ck_assert_str_eq(env.dup_key, "jsonrpc");
 }
 END_TEST
 
-START_TEST(test_duplicates_last_wins)
+START_TEST(test_duplicates_flagged)
 {
+    /* Top-level members: the spans hold the last, and the frame is marked. */
     const char *s = "{\"id\":1,\"method\":\"a\",\"id\":\"two\",\"method\":\"b\",\"params\":[1],"
                     "\"params\":{\"x\":1}}";
     struct core_rpc_env env = scan_ok(s);
     ck_assert_int_eq(env.kind, CORE_RPC_REQUEST);
+    ck_assert(env.dup);
+    ck_assert_str_eq(env.dup_key, "id");
     ck_assert_span(s, env.id, "\"two\"");
-    ck_assert_int_eq(env.id_type, CORE_JSON_STRING);
     ck_assert_str_eq(env.method_str, "b");
     ck_assert_span(s, env.params, "{\"x\":1}");
+    static const struct {
+        const char *text;
+        const char *key;
+    } cases[] = {
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"touch\","
+         "\"name\":\"demo__echo\"}}",
+         "name"},
+        /* Spelled differently, the same key once decoded. */
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"touch\","
+         "\"n\\u0061me\":\"demo__echo\"}}",
+         "name"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/read\",\"params\":{\"uri\":\"a://x\","
+         "\"uri\":\"a://y\"}}",
+         "uri"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"completion/complete\",\"params\":{\"ref\":{},"
+         "\"argument\":{},\"ref\":{}}}",
+         "ref"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{\"cursor\":\"a\","
+         "\"cursor\":\"b\"}}",
+         "cursor"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{\"_meta\":{},\"_meta\":{}}}",
+         "_meta"},
+        {"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,"
+         "\"progress\":1,\"progressToken\":2}}",
+         "progressToken"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{},\"result\":{}}", "result"},
+        {"{\"jsonrpc\":\"2.0\",\"i\\u0064\":1,\"id\":2,\"result\":{}}", "id"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        env = scan_ok(cases[i].text);
+        ck_assert_msg(env.dup, "no duplicate seen in %s", cases[i].text);
+        ck_assert_str_eq(env.dup_key, cases[i].key);
+    }
+    /* Repeats the gateway does not read, and the same key in different objects, are fine. */
+    static const char *const fine[] = {
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\","
+        "\"arguments\":{\"name\":1,\"name\":2},\"x\":1,\"x\":2}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"id\":1,\"id\":2}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":[{\"name\":1},{\"name\":2}]}",
+    };
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        env = scan_ok(fine[i]);
+        ck_assert_msg(!env.dup, "duplicate reported in %s", fine[i]);
+    }
+}
+END_TEST
+
+START_TEST(test_params_recorded)
+{
+    const char *s = "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{"
+                    "\"arguments\":{\"uri\":\"inner\"},\"n\\u0061me\":\"demo__echo\","
+                    "\"_meta\":{\"progressToken\":\"p\"},\"cursor\":null}}";
+    struct core_rpc_env env = scan_ok(s);
+    ck_assert(!env.dup);
+    ck_assert_span(s, env.param[CORE_P_NAME], "\"demo__echo\"");
+    ck_assert_span(s, env.param[CORE_P_META], "{\"progressToken\":\"p\"}");
+    ck_assert_span(s, env.param[CORE_P_CURSOR], "null");
+    /* Only params' own members are recorded, not those of objects inside it. */
+    ck_assert_uint_eq(env.param[CORE_P_URI].len, 0);
+    ck_assert_uint_eq(env.param[CORE_P_PROGRESS_TOKEN].len, 0);
+    /* params that is not an object records nothing. */
+    env = scan_ok("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":[\"name\"]}");
+    for (int k = 0; k < CORE_P_COUNT; k++)
+        ck_assert_uint_eq(env.param[k].len, 0);
 }
 END_TEST
 
@@ -542,9 +608,11 @@ START_TEST(test_obj_get)
     ck_assert_span(s, v, "true");
     ck_assert_int_eq(t, CORE_JSON_TRUE);
 
-    ck_assert_int_eq(core_json_obj_get(s, env.params, "d", &v, &t), 0);
-    ck_assert_span(s, v, "null");
-    ck_assert_int_eq(t, CORE_JSON_NULL);
+    /* A repeated key has no single meaning: refused, nothing written. */
+    struct core_span before = {77, 88};
+    v = before;
+    ck_assert_int_eq(core_json_obj_get(s, env.params, "d", &v, &t), CORE_EDUP);
+    ck_assert_uint_eq(v.off, 77);
 
     ck_assert_int_eq(core_json_obj_get(s, env.params, "num", &v, &t), 0);
     ck_assert_int_eq(t, CORE_JSON_NUMBER);
@@ -712,7 +780,8 @@ static Suite *jsonrpc_suite(void)
     tcase_add_test(tc, test_escaped_keys_and_method);
     tcase_add_test(tc, test_method_length);
     tcase_add_test(tc, test_jsonrpc_member);
-    tcase_add_test(tc, test_duplicates_last_wins);
+    tcase_add_test(tc, test_duplicates_flagged);
+    tcase_add_test(tc, test_params_recorded);
     tcase_add_test(tc, test_batch);
     tcase_add_test(tc, test_obj_get);
     tcase_add_test(tc, test_unescape);
