@@ -183,6 +183,7 @@ static struct core_config *config_new(void)
     cfg->session_ttl_ms = 24 * 3600 * 1000;
     cfg->audit = true;
     cfg->audit_max = 10 * 1024 * 1024;
+    cfg->max_sessions = 16384;
     return cfg;
 }
 
@@ -194,12 +195,13 @@ static void server_init(struct core_server_cfg *srv, const char *name, int line)
     srv->args = empty_list();
     srv->env = empty_list();
     srv->prefix = core_xstrdup(name);
-    srv->isolation = CORE_ISOLATION_SHARED;
+    srv->isolation = CORE_ISOLATION_DEFAULT;
     srv->restart = CORE_RESTART_ON_FAILURE;
     srv->request_timeout_ms = 300000;
     srv->roots = empty_list();
     srv->max_frame = 16 * 1024 * 1024;
     srv->pin = CORE_PIN_QUARANTINE;
+    srv->max_instances = 16;
 }
 
 static void server_dispose(struct core_server_cfg *srv)
@@ -218,6 +220,7 @@ static void client_init(struct core_client_cfg *c, const char *name, int line)
     memset(c, 0, sizeof(*c));
     c->name = core_xstrdup(name);
     c->line = line;
+    c->max_sessions = 1024;
 }
 
 static void client_dispose(struct core_client_cfg *c)
@@ -257,6 +260,7 @@ struct core_config *core_config_default(const char *self_exe)
     srv->args = core_xcalloc(2, sizeof(char *));
     srv->args[0] = core_xstrdup("demo-server");
     srv->n_args = 1;
+    srv->isolation = CORE_ISOLATION_SHARED;
     return cfg;
 }
 
@@ -302,7 +306,7 @@ bool core_server_cfg_equal(const struct core_server_cfg *a, const struct core_se
            str_equal(a->prefix, b->prefix) && a->isolation == b->isolation &&
            a->restart == b->restart && a->request_timeout_ms == b->request_timeout_ms &&
            list_equal(a->roots, a->n_roots, b->roots, b->n_roots) && a->max_frame == b->max_frame &&
-           a->pin == b->pin;
+           a->pin == b->pin && a->max_instances == b->max_instances;
 }
 
 struct core_server_cfg *core_server_cfg_dup(const struct core_server_cfg *srv)
@@ -334,7 +338,8 @@ bool core_client_cfg_equal(const struct core_client_cfg *a, const struct core_cl
            list_equal(a->servers, a->n_servers, b->servers, b->n_servers) &&
            list_equal(a->allow, a->n_allow, b->allow, b->n_allow) &&
            list_equal(a->deny, a->n_deny, b->deny, b->n_deny) &&
-           a->rate_per_sec == b->rate_per_sec && a->rate_burst == b->rate_burst;
+           a->rate_per_sec == b->rate_per_sec && a->rate_burst == b->rate_burst &&
+           a->max_sessions == b->max_sessions;
 }
 
 /* ---- values ---- */
@@ -640,6 +645,24 @@ static int set_size(struct parser *p, const char *key, const char *raw, const ch
     return 0;
 }
 
+/* A whole number from 1 to max. */
+static int set_count(struct parser *p, const char *key, const char *raw, const char *v,
+                     unsigned max, unsigned *out)
+{
+    char q[EXCERPT_MAX];
+    unsigned long n = 0;
+    bool ok = v[0] != '\0';
+    for (const char *c = v; ok && *c; c++) {
+        ok = is_digit(*c) && n <= max;
+        n = n * 10 + (unsigned long)(*c - '0');
+    }
+    if (!ok || n < 1 || n > max)
+        return fail(p, p->line, "%s: '%s' is not a whole number from 1 to %u", key,
+                    excerpt(q, sizeof(q), raw), max);
+    *out = (unsigned)n;
+    return 0;
+}
+
 /* Stores v (takes ownership) in *slot. */
 static void set_string(char **slot, char *v)
 {
@@ -721,6 +744,8 @@ static int set_gateway(struct parser *p, const char *key, const char *raw)
         rc = set_duration(p, key, raw, v, &cfg->list_timeout_ms);
     } else if (strcmp(key, "session_ttl") == 0) {
         rc = set_duration(p, key, raw, v, &cfg->session_ttl_ms);
+    } else if (strcmp(key, "max_sessions") == 0) {
+        rc = set_count(p, key, raw, v, 1000000, &cfg->max_sessions);
     } else {
         rc = set_duration(p, key, raw, v, &cfg->idle_timeout_ms);
     }
@@ -788,11 +813,15 @@ static int set_server(struct parser *p, const char *key, const char *raw)
     } else if (strcmp(key, "isolation") == 0) {
         if (strcmp(v, "shared") == 0)
             srv->isolation = CORE_ISOLATION_SHARED;
+        else if (strcmp(v, "client") == 0)
+            srv->isolation = CORE_ISOLATION_CLIENT;
         else if (strcmp(v, "session") == 0)
             srv->isolation = CORE_ISOLATION_SESSION;
         else
-            rc = fail(p, p->line, "isolation: '%s' is not shared or session",
+            rc = fail(p, p->line, "isolation: '%s' is not shared, client or session",
                       excerpt(q, sizeof(q), raw));
+    } else if (strcmp(key, "max_instances") == 0) {
+        rc = set_count(p, key, raw, v, 4096, &srv->max_instances);
     } else if (strcmp(key, "restart") == 0) {
         if (strcmp(v, "on-failure") == 0)
             srv->restart = CORE_RESTART_ON_FAILURE;
@@ -1021,6 +1050,8 @@ static int set_client(struct parser *p, const char *key, const char *raw)
         crypto_hash_sha256(digest, (const unsigned char *)token, strlen(token));
         sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
         rc = set_token(p, key, hex);
+    } else if (strcmp(key, "max_sessions") == 0) {
+        rc = set_count(p, key, raw, v, 1000000, &c->max_sessions);
     } else {
         if (!parse_rate(v, &c->rate_per_sec, &c->rate_burst))
             rc = fail(p, p->line,
@@ -1039,12 +1070,12 @@ static bool is_known_key(enum section section, const char *key)
 {
     static const char *const gateway[] = {
         "listen",       "socket",      "log_level", "auth",      "max_body", "list_timeout",
-        "idle_timeout", "session_ttl", "audit",     "audit_max", NULL};
+        "idle_timeout", "session_ttl", "audit",     "audit_max", "max_sessions", NULL};
     static const char *const server[] = {
-        "command",         "args",  "cwd",       "prefix", "isolation", "restart",
-        "request_timeout", "roots", "max_frame", "pin",    NULL};
-    static const char *const client[] = {"token_sha256", "token_env", "servers", "allow",
-                                         "deny",         "rate",      NULL};
+        "command",         "args",  "cwd",       "prefix", "isolation",     "restart",
+        "request_timeout", "roots", "max_frame", "pin",    "max_instances", NULL};
+    static const char *const client[] = {"token_sha256", "token_env", "servers",      "allow",
+                                         "deny",         "rate",      "max_sessions", NULL};
     if (section == SECTION_SERVER && strncmp(key, "env.", 4) == 0)
         return true;
     const char *const *known = section == SECTION_GATEWAY  ? gateway
@@ -1379,6 +1410,12 @@ int core_config_parse(const char *text, size_t len, const char *name, struct cor
         (void)finish_section(&p); /* the error, if any, is in p */
     if (!p.failed)
         (void)check_references(&p); /* likewise */
+    /* Where clients have identities of their own, a server's child is theirs alone unless the
+     * config says otherwise: one principal's data must not reach another through it. */
+    for (size_t i = 0; !p.failed && i < p.cfg->n_servers; i++)
+        if (p.cfg->servers[i].isolation == CORE_ISOLATION_DEFAULT)
+            p.cfg->servers[i].isolation =
+                p.cfg->n_clients > 0 ? CORE_ISOLATION_CLIENT : CORE_ISOLATION_SHARED;
 
     forget_keys(&p);
     core_free(p.keys);

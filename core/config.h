@@ -9,7 +9,10 @@
 #include "core/err.h"
 
 enum core_isolation {
-    CORE_ISOLATION_SHARED = 0,  /* one child serves every client session */
+    CORE_ISOLATION_DEFAULT = 0, /* not set: `client` when the config has [client.*] sections,
+                                 * else `shared` (resolved when the whole file is read) */
+    CORE_ISOLATION_SHARED,      /* one child serves every client session */
+    CORE_ISOLATION_CLIENT,      /* one child per client identity, shared by its sessions */
     CORE_ISOLATION_SESSION,     /* one child per client session */
 };
 
@@ -43,6 +46,7 @@ struct core_server_cfg {
     size_t n_roots;
     size_t max_frame;    /* longest stdio frame from the child, default 16 MiB */
     enum core_pin pin;   /* default CORE_PIN_QUARANTINE */
+    unsigned max_instances; /* isolation = client/session: children at most, default 16 */
 };
 
 /* A [client.NAME] section: an identity and the policy applied to it. */
@@ -60,6 +64,7 @@ struct core_client_cfg {
     size_t n_deny;
     double rate_per_sec; /* tools/call token bucket refill per second; 0 = unlimited */
     double rate_burst;   /* bucket capacity (whole calls, >= 1); 0 when unlimited */
+    unsigned max_sessions; /* live sessions of this client at most, default 1024 */
 };
 
 struct core_config {
@@ -75,6 +80,7 @@ struct core_config {
     uint64_t session_ttl_ms;    /* lifetime of a sealed session token, default 24 h */
     bool audit;                 /* write audit.jsonl, default true */
     size_t audit_max;           /* audit.jsonl size before rotation, default 10 MiB */
+    unsigned max_sessions;      /* live sessions in total, default 16384 */
     struct core_server_cfg *servers; /* config order */
     size_t n_servers;
     struct core_client_cfg *clients; /* config order; names and token hashes are unique */

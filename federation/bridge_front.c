@@ -195,8 +195,15 @@ static void on_hello(struct bconn *b, const char *p, size_t n)
         bconn_close(b);
         return;
     }
-    b->s = fed__session_new(b->gw, &sess_ops, b);
-    fed__session_set_client(b->s, cc);
+    char full[300];
+    b->s = fed__session_new(b->gw, cc, &sess_ops, b, full, sizeof full);
+    if (b->s == NULL) {
+        char msg[340];
+        snprintf(msg, sizeof msg, "agentgate: refused: %s", full);
+        send_error(b, -32001, msg);
+        bconn_close(b);
+        return;
+    }
     set_state(b, BC_OPEN);
     core_log(CORE_LOG_INFO, "bridge", "b%u: client '%s' attached as session %.8s", b->id,
              b->client[0] ? b->client : "anonymous", b->s->id);

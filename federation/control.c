@@ -23,30 +23,23 @@ static struct fed_server *find_live(struct fed_gateway *gw, const char *name)
     return NULL;
 }
 
-/* Moves a session onto the new server table: kept servers keep their instance, new ones get
- * theirs, the instances of removed ones stop; subscriptions follow a server that restarted. */
+/* Moves a session onto the new server table (already gw->servers): kept servers keep their
+ * instance, instances of removed or changed servers are released, and the session gets the
+ * instances its (new) policy calls for; subscriptions follow a server that restarted. */
 static void remap_session(struct fed_session *s, struct fed_server **old, size_t n_old,
                           struct fed_server **neu, size_t n_new)
 {
     struct fed_upstream **inst = core_xcalloc(n_new ? n_new : 1, sizeof *inst);
-    for (size_t j = 0; j < n_new; j++) {
-        struct fed_server *srv = neu[j];
+    for (size_t j = 0; j < n_new; j++)
         for (size_t k = 0; k < n_old; k++)
-            if (old[k] == srv)
+            if (old[k] == neu[j]) {
                 inst[j] = s->inst[k];
-        if (inst[j])
-            continue;
-        if (srv->cfg->isolation == CORE_ISOLATION_SESSION) {
-            inst[j] = fed__upstream_new(srv, s);
-            fed__upstream_start(inst[j]);
-        } else {
-            inst[j] = srv->shared;
-        }
-    }
+                s->inst[k] = NULL;
+            }
     /* Subscriptions held on instances that go away move to the server of the same name. */
     size_t n_subs = core_map_str_len(&s->subs), m = 0;
     char **uris = core_xcalloc(n_subs ? n_subs : 1, sizeof *uris);
-    struct fed_upstream **ups = core_xcalloc(n_subs ? n_subs : 1, sizeof *ups);
+    char **names = core_xcalloc(n_subs ? n_subs : 1, sizeof *names);
     size_t it = 0;
     const char *uri;
     void *v;
@@ -54,15 +47,21 @@ static void remap_session(struct fed_session *s, struct fed_server **old, size_t
         struct fed_upstream *up = v;
         if (up->srv->retired) {
             uris[m] = core_xstrdup(uri);
-            ups[m++] = up;
+            names[m++] = core_xstrdup(up->srv->cfg->name);
         }
     }
+    for (size_t i = 0; i < m; i++)
+        core_map_str_del(&s->subs, uris[i], strlen(uris[i]));
+    for (size_t k = 0; k < n_old; k++)
+        fed__session_release_instance(s, k);
+    core_free(s->inst);
+    s->inst = inst;
+    (void)fed__session_sync_instances(s, NULL); /* a server at its cap is logged there */
     for (size_t i = 0; i < m; i++) {
         size_t ul = strlen(uris[i]);
-        core_map_str_del(&s->subs, uris[i], ul);
         struct fed_upstream *to = NULL;
         for (size_t j = 0; j < n_new; j++)
-            if (strcmp(neu[j]->cfg->name, ups[i]->srv->cfg->name) == 0)
+            if (strcmp(neu[j]->cfg->name, names[i]) == 0)
                 to = inst[j];
         if (to) {
             uintptr_t count = (uintptr_t)core_map_str_get(&to->sub_count, uris[i], ul);
@@ -75,16 +74,10 @@ static void remap_session(struct fed_session *s, struct fed_server **old, size_t
             s->token_stale = true;
         }
         core_free(uris[i]);
+        core_free(names[i]);
     }
     core_free(uris);
-    core_free(ups);
-    for (size_t k = 0; k < n_old; k++)
-        if (old[k]->retired && s->inst[k] && s->inst[k]->owner == s) {
-            s->inst[k]->owner = NULL;
-            fed__upstream_close(s->inst[k], "its server was removed or changed by a reload");
-        }
-    core_free(s->inst);
-    s->inst = inst;
+    core_free(names);
 }
 
 int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
@@ -148,22 +141,14 @@ int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
         core_log(CORE_LOG_INFO, "reload", "%s: %s", old[k]->cfg->name,
                  still ? "changed; restarting" : "removed; stopping");
     }
-    for (size_t j = 0; j < n_new; j++)
-        if (neu[j]->shared == NULL && neu[j]->cfg->isolation == CORE_ISOLATION_SHARED) {
-            neu[j]->shared = fed__upstream_new(neu[j], NULL);
-            fed__upstream_start(neu[j]->shared);
-        }
-    /* Sessions: the new server table, and the new client policies. */
-    size_t it = 0;
-    const char *k;
-    void *v;
-    while (core_map_str_next(&gw->sessions, &it, &k, &v))
-        remap_session(v, old, n_old, neu, n_new);
-    gw->servers = neu;
-    gw->n_servers = n_new;
+    /* The new client policies first, and sessions of clients that are gone end while the
+     * server table they were bound with is still in place. */
     struct core_config *ocfg = gw->cfg;
     gw->cfg = ncfg;
     int policy_changed = 0;
+    size_t it = 0;
+    const char *k;
+    void *v;
     for (;;) {
         struct fed_session *gone = NULL;
         it = 0;
@@ -190,6 +175,17 @@ int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
                  gone->id, gone->client);
         fed__session_revoke(gone);
     }
+    for (size_t j = 0; j < n_new; j++)
+        if (neu[j]->shared == NULL && neu[j]->cfg->isolation == CORE_ISOLATION_SHARED) {
+            neu[j]->shared = fed__upstream_new(neu[j], NULL);
+            fed__upstream_start(neu[j]->shared);
+        }
+    /* Sessions: the new server table. */
+    gw->servers = neu;
+    gw->n_servers = n_new;
+    it = 0;
+    while (core_map_str_next(&gw->sessions, &it, &k, &v))
+        remap_session(v, old, n_old, neu, n_new);
     /* Rate buckets of clients that are gone. */
     it = 0;
     while (core_map_str_next(&gw->buckets, &it, &k, &v))

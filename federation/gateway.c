@@ -43,6 +43,7 @@ struct fed_server *fed__server_new(struct fed_gateway *gw, const struct core_ser
     srv->cfg = core_server_cfg_dup(cfg);
     srv->index = index;
     srv->refs = 1; /* gw->servers' own reference, dropped when retired */
+    core_map_str_init(&srv->by_client);
     core_map_str_init(&srv->pin_changed);
     return srv;
 }
@@ -65,6 +66,7 @@ void fed__server_unref(struct fed_server *srv)
         core_free(pc);
     }
     core_map_str_dispose(&srv->pin_changed);
+    core_map_str_dispose(&srv->by_client);
     core_server_cfg_free(srv->cfg);
     core_free(srv);
 }
@@ -110,6 +112,7 @@ struct fed_gateway *fed_gateway_new(uv_loop_t *loop, struct core_config *cfg,
     for (size_t i = 0; i < cfg->n_servers; i++)
         gw->servers[i] = fed__server_new(gw, &cfg->servers[i], i);
     core_map_str_init(&gw->sessions);
+    core_map_str_init(&gw->client_sessions);
     core_map_str_init(&gw->tokens);
     core_map_str_init(&gw->ended);
     core_map_str_init(&gw->buckets);
@@ -204,18 +207,12 @@ static void on_tick(uv_timer_t *t)
 {
     struct fed_gateway *gw = container_of(t, struct fed_gateway, tick);
     uint64_t now = fed__now(gw);
-    for (size_t i = 0; i < gw->n_servers; i++)
-        if (gw->servers[i]->shared)
-            fed__upstream_sweep(gw->servers[i]->shared, now);
+    /* Failing a request answers a call, which never frees an instance on the spot. */
+    for (struct fed_upstream *up = gw->ups; up; up = up->next)
+        fed__upstream_sweep(up, now);
     size_t it = 0;
     const char *k;
     void *v;
-    while (core_map_str_next(&gw->sessions, &it, &k, &v)) {
-        struct fed_session *s = v;
-        for (size_t i = 0; i < gw->n_servers; i++)
-            if (s->inst[i] && s->inst[i]->owner == s)
-                fed__upstream_sweep(s->inst[i], now);
-    }
     fed__router_check_deferred(gw);
     fed__gateway_save_pins(gw);
     pol_audit_flush(gw->audit);
@@ -227,6 +224,12 @@ static void on_tick(uv_timer_t *t)
             if (s->calls == NULL && s->streams == 0 && now - s->last_seen >= SESSION_IDLE_MS) {
                 core_log(CORE_LOG_INFO, "sess", "%.8s: idle for an hour; %s", s->id,
                          s->token ? "evicted (its token can bring it back)" : "forgotten");
+                fed__session_end(s);
+                it = 0;
+            } else if (s->token && s->calls == NULL && fed__unix_now() >= s->token_exp) {
+                /* Every token it ever had has expired: nobody can use it again, so its
+                 * children stop now rather than at the idle sweep. */
+                core_log(CORE_LOG_INFO, "sess", "%.8s: its tokens expired; ended", s->id);
                 fed__session_end(s);
                 it = 0;
             }
@@ -294,6 +297,7 @@ static void maybe_done(struct fed_gateway *gw)
         fed__server_unref(gw->servers[i]);
     core_free(gw->servers);
     core_map_str_dispose(&gw->sessions);
+    core_map_str_dispose(&gw->client_sessions);
     core_map_str_dispose(&gw->tokens);
     core_map_str_dispose(&gw->ended);
     size_t it = 0;

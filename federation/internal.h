@@ -54,6 +54,9 @@ struct fed_server {
     int refs;                    /* upstream instances and list fan-outs that point here */
     bool retired;
     struct fed_upstream *shared; /* the one instance when isolation = shared */
+    struct core_map_str by_client; /* isolation = client: client name ("" = anonymous) ->
+                                      its instance */
+    unsigned n_private;          /* live client and session instances (max_instances) */
     /* Tools whose definition differs from their pin: original name -> struct fed_pin_change. */
     struct core_map_str pin_changed;
 };
@@ -87,6 +90,8 @@ struct fed_pending {
     fed_reply_cb cb;       /* INTERNAL */
     void *ctx;
     uint64_t deadline;     /* loop time in ms; 0 = none */
+    uint64_t serial;       /* FORWARD: the serial of the session that sent it, kept when the
+                              call goes away, so server->client messages can be attributed */
 };
 
 /* A running (or restartable) instance of a server: one child process and its MCP session. */
@@ -94,6 +99,12 @@ struct fed_upstream {
     struct fed_gateway *gw;
     struct fed_server *srv;
     struct fed_session *owner; /* isolation = session: the session it serves, else NULL */
+    char *client_key;          /* isolation = client: the client it serves ("" anonymous) */
+    unsigned users;            /* sessions using it (fed__session_sync_instances) */
+    /* Client name ("" = anonymous) -> (void *)(uintptr_t) sessions of that client using it:
+     * more than one key means the child is shared between principals. */
+    struct core_map_str idents;
+    struct fed_upstream *prev, *next; /* in gw->ups */
     char name[96];             /* for logs: server name, plus the session for isolated ones */
     enum fed_up_state state;
     struct tp_child *child;
@@ -149,6 +160,9 @@ struct fed_pending *fed__upstream_pend(struct fed_upstream *up, struct fed_call 
 void fed__upstream_unpend(struct fed_upstream *up, struct fed_pending *p);
 /* Writes raw bytes (one or more complete frames with their newlines). */
 int fed__upstream_write(struct fed_upstream *up, const uv_buf_t *bufs, unsigned n);
+/* Appends one line to the server's log file (<state>/logs/NAME.log), for what reaches no
+ * client. */
+void fed__upstream_log_line(struct fed_upstream *up, const char *p, size_t n);
 /* Sends a notification (params taken; may be NULL). */
 void fed__upstream_notify(struct fed_upstream *up, const char *method, cJSON *params);
 /* True when the upstream advertised this capability (top-level key of capabilities). */
@@ -180,6 +194,7 @@ struct fed_s2c {
 
 struct fed_session {
     struct fed_gateway *gw;
+    uint64_t serial;            /* unique in this process, never reused (fed_pending.serial) */
     char id[33];                /* 128 random bits in hex; Streamable HTTP clients hold it sealed
                                    in a token (see fed__session_token) */
     char *client;               /* the client identity ([client.NAME]), NULL = anonymous */
@@ -209,10 +224,22 @@ struct fed_session {
     bool closing;
 };
 
-/* Creates a session with the front's channel (ops/ops_ctx) and registers it. */
 void fed__s2c_free(struct fed_s2c *r);
-struct fed_session *fed__session_new(struct fed_gateway *gw, const struct fed_session_ops *ops,
-                                     void *ops_ctx);
+/* Creates a session of `client` (NULL = anonymous) with the front's channel (ops/ops_ctx),
+ * registers it and binds it to its instances. Makes room under max_sessions (total and per
+ * client) by evicting the least recently used idle token session. Returns NULL, with a
+ * one-line reason in why, when there is no room or a server the client may use is at its
+ * max_instances; nothing is left behind then. */
+struct fed_session *fed__session_new(struct fed_gateway *gw, const struct core_client_cfg *client,
+                                     const struct fed_session_ops *ops, void *ops_ctx, char *why,
+                                     size_t whylen);
+/* Binds s to one instance per server its client's policy includes (client and session
+ * instances start as needed) and releases those of servers it may no longer use. Returns 0, or
+ * CORE_EBUSY when a server was at max_instances (*full is the first; s goes without it). */
+int fed__session_sync_instances(struct fed_session *s, const struct fed_server **full);
+/* s stops using its instance of server i (which stops with its last user when it is a client
+ * or session instance); s->inst[i] becomes NULL. */
+void fed__session_release_instance(struct fed_session *s, size_t i);
 struct fed_session *fed__session_find(struct fed_gateway *gw, const char *id);
 /* Ends the session: in-flight calls are detached, isolated upstreams stopped, subscriptions
  * dropped. Frees it. */
@@ -230,8 +257,6 @@ const char *fed__session_token(struct fed_session *s);
 struct fed_session *fed__session_open(struct fed_gateway *gw, const struct core_client_cfg *client,
                                       const char *tok, const struct fed_session_ops *ops,
                                       void *(*make_ctx)(struct fed_session *s));
-/* Binds a new session to a client identity (NULL = anonymous). */
-void fed__session_set_client(struct fed_session *s, const struct core_client_cfg *client);
 /* Sends an unsolicited message (complete JSON text, no newline) to the session's stream. */
 void fed__session_notify(struct fed_session *s, const uv_buf_t *bufs, unsigned n);
 bool fed__session_has_cap(const struct fed_session *s, const char *cap);
@@ -371,6 +396,10 @@ struct fed_gateway {
     struct fed_server **servers;
     size_t n_servers;
     struct core_map_str sessions; /* id -> struct fed_session */
+    struct core_map_str client_sessions; /* client name ("" anonymous) -> (void *)(uintptr_t)
+                                            its live sessions */
+    uint64_t next_serial;
+    struct fed_upstream *ups;     /* every live instance (request deadlines) */
     struct core_map_str tokens;   /* a session's current token -> struct fed_session */
     struct core_map_str ended;    /* revoked session ids -> (void *)expiry (unix s) */
     char *revoked_path;           /* <state>/revoked: the same, one "SID EXP" line each */

@@ -419,9 +419,19 @@ static void handle_post(struct fed_gateway *gw, struct tp_http_req *req,
         return;
     }
     if (env.kind == CORE_RPC_REQUEST && strcmp(env.method_str, "initialize") == 0) {
-        struct fed_session *s = fed__session_new(gw, &sess_ops, NULL);
+        char why[300];
+        struct fed_session *s = fed__session_new(gw, client, &sess_ops, NULL, why, sizeof why);
+        if (s == NULL) {
+            struct core_buf b;
+            core_buf_init(&b, 0);
+            if (fed__error_json(&b, body + env.id.off, env.id.len, -32603, why) == 0)
+                (void)tp_http_respond_simple(req, 503, "application/json", b.data);
+            else
+                fed__http_status(req, 503, "too many sessions\n");
+            core_buf_dispose(&b);
+            return;
+        }
         s->ops_ctx = make_http_sess(s);
-        fed__session_set_client(s, client);
         dispatch_one(s, body, len, &env, req, NULL, NULL);
         return;
     }

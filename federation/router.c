@@ -1310,7 +1310,8 @@ void fed_router_notification(struct fed_session *s, const char *frame, const str
         }
     } else if (strcmp(m, "notifications/roots/list_changed") == 0) {
         for (size_t i = 0; i < s->gw->n_servers; i++)
-            if (s->inst[i] && s->inst[i]->owner == s && fed__upstream_is_ready(s->inst[i]))
+            if (s->inst[i] && (s->inst[i]->owner == s || s->inst[i]->client_key) &&
+                fed__upstream_is_ready(s->inst[i]))
                 fed__upstream_notify(s->inst[i], m, NULL);
     } else {
         core_log(CORE_LOG_DEBUG, "router", "%.8s: notification %s ignored", s->id, m);
@@ -1391,19 +1392,55 @@ static void reply_roots(struct fed_upstream *up, const char *frame, const struct
     core_free(txt);
 }
 
-/* The client request that a server->client request most likely belongs to: stdio frames carry
- * no association, so it is the newest request in flight on that upstream whose client is still
- * listening. With isolation = session this is exact. */
-static struct fed_call *target_call(struct fed_upstream *up)
+/* True when sessions of more than one client identity use this instance: then a message it
+ * sends outside any association must not be guessed onto one of them. */
+static bool shared_between_clients(const struct fed_upstream *up)
 {
+    return core_map_str_len(&up->idents) > 1;
+}
+
+/* The client request a server->client message (request or log line) belongs to, or NULL.
+ * Stdio frames carry no association, so:
+ * - a message whose params._meta.progressToken is the token the gateway gave one of the
+ *   upstream's requests belongs to that request;
+ * - otherwise, on an instance used by one client identity only, the newest request in flight
+ *   (one principal either way; with isolation = session it is exact);
+ * - otherwise only when every request in flight on the instance comes from one session (calls
+ *   whose client went away count too: their data must not reach the others). *unattributed
+ *   tells that case from "nothing in flight". */
+static struct fed_call *attribute(struct fed_upstream *up, const char *frame,
+                                  const struct core_rpc_env *env, bool *unattributed)
+{
+    *unattributed = false;
+    struct core_span meta = env->param[CORE_P_META], tok;
+    uint64_t id;
+    if (meta.len && frame[meta.off] == '{' &&
+        core_json_obj_get(frame, meta, "progressToken", &tok, NULL) == 0 &&
+        span_uint(frame, tok, &id)) {
+        struct fed_pending *p = core_map_u64_get(&up->pending, id);
+        if (p && p->kind == FED_PEND_FORWARD)
+            return p->call && p->call->ops ? p->call : NULL;
+    }
     struct fed_pending *best = NULL;
+    uint64_t serial = 0;
+    bool several = false;
     size_t it = 0;
     uint64_t k;
     void *v;
     while (core_map_u64_next(&up->pending, &it, &k, &v)) {
         struct fed_pending *p = v;
-        if (p->kind == FED_PEND_FORWARD && p->call && p->call->ops && (!best || p->id > best->id))
+        if (p->kind != FED_PEND_FORWARD)
+            continue;
+        if (serial == 0)
+            serial = p->serial;
+        else if (p->serial != serial)
+            several = true;
+        if (p->call && p->call->ops && (!best || p->id > best->id))
             best = p;
+    }
+    if (several && shared_between_clients(up)) {
+        *unattributed = true;
+        return NULL;
     }
     return best ? best->call : NULL;
 }
@@ -1447,15 +1484,26 @@ static void upstream_request(struct fed_upstream *up, const char *frame, size_t 
         reply_upstream_error(up, frame, env, -32601, msg);
         return;
     }
-    struct fed_call *c = target_call(up);
+    bool unattributed;
+    struct fed_call *c = attribute(up, frame, env, &unattributed);
     if (strcmp(cap, "roots") == 0 && (c == NULL || !fed__session_has_cap(c->sess, "roots"))) {
         /* Outside a request (or for a client without roots): the server's configured roots. */
         reply_roots(up, frame, env);
         return;
     }
     if (c == NULL) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "no client request is in flight to route %s to", m);
+        char msg[400];
+        if (unattributed)
+            snprintf(msg, sizeof msg,
+                     "agentgate cannot tell which client %s is for: clients with their own "
+                     "identities have calls in flight on this shared server. Name the request's "
+                     "progress token in params._meta, or set isolation = client in [server.%s]",
+                     m, up->srv->cfg->name);
+        else
+            snprintf(msg, sizeof msg, "no client request is in flight to route %s to", m);
+        if (unattributed)
+            core_log(CORE_LOG_WARN, "router", "%s: %s not delivered: several clients have calls "
+                     "in flight (isolation = client would keep them apart)", up->name, m);
         reply_upstream_error(up, frame, env, -32603, msg);
         return;
     }
@@ -1497,6 +1545,21 @@ static void upstream_log(struct fed_upstream *up, const char *frame, size_t n,
     if (idx < 0 || up->srv->retired)
         return;
     uv_buf_t whole = uv_buf_init((char *)frame, (unsigned)n);
+    if (shared_between_clients(up)) {
+        /* Several principals use this child: the line goes to the session it belongs to, or,
+         * when that cannot be told, to the server's log file and nobody else. */
+        bool unattributed;
+        struct fed_call *c = attribute(up, frame, env, &unattributed);
+        struct fed_session *s = c ? c->sess : NULL;
+        if (s == NULL) {
+            fed__upstream_log_line(up, frame, n);
+            return;
+        }
+        int want = s->mcp_log_level >= 0 ? s->mcp_log_level : DEFAULT_LOG_LEVEL;
+        if (s->initialized && idx >= want)
+            fed__call_message(c, &whole, 1);
+        return;
+    }
     size_t it = 0;
     const char *k;
     void *v;

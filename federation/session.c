@@ -9,16 +9,166 @@
 #include "core/log.h"
 #include "federation/internal.h"
 #include "policy/audit.h"
+#include "policy/policy.h"
+
+/* ---- instances ---------------------------------------------------------------------------- */
+
+static const char *client_key(const struct fed_session *s)
+{
+    return s->client ? s->client : "";
+}
+
+/* Adds d (+1 or -1) to a per-key count kept in m as (void *)(uintptr_t); a zero count goes. */
+static void count_add(struct core_map_str *m, const char *key, int d)
+{
+    size_t kl = strlen(key);
+    uintptr_t n = (uintptr_t)core_map_str_get(m, key, kl);
+    if (d < 0 && n <= 1)
+        core_map_str_del(m, key, kl);
+    else
+        core_map_str_put(m, key, kl, (void *)(d > 0 ? n + 1 : n - 1));
+}
+
+/* The instance of srv for s, made and started when its isolation needs a new one; NULL when
+ * srv is at max_instances (*full set). */
+static struct fed_upstream *acquire(struct fed_session *s, struct fed_server *srv, bool *full)
+{
+    const char *key = client_key(s);
+    enum core_isolation iso = srv->cfg->isolation;
+    bool private = iso == CORE_ISOLATION_CLIENT || iso == CORE_ISOLATION_SESSION;
+    struct fed_upstream *up = NULL;
+    *full = false;
+    if (!private)
+        up = srv->shared;
+    else if (iso == CORE_ISOLATION_CLIENT)
+        up = core_map_str_get(&srv->by_client, key, strlen(key));
+    if (up == NULL && private) {
+        if (srv->n_private >= srv->cfg->max_instances) {
+            *full = true;
+            return NULL;
+        }
+        up = fed__upstream_new(srv, iso == CORE_ISOLATION_SESSION ? s : NULL);
+        if (iso == CORE_ISOLATION_CLIENT) {
+            up->client_key = core_xstrdup(key);
+            snprintf(up->name, sizeof up->name, "%s[%s]", srv->cfg->name,
+                     key[0] ? key : "anonymous");
+            core_map_str_put(&srv->by_client, key, strlen(key), up);
+        }
+        srv->n_private++;
+        fed__upstream_start(up);
+    }
+    if (up) {
+        up->users++;
+        count_add(&up->idents, key, +1);
+    }
+    return up;
+}
+
+void fed__session_release_instance(struct fed_session *s, size_t i)
+{
+    struct fed_upstream *up = s->inst[i];
+    s->inst[i] = NULL;
+    if (up == NULL)
+        return;
+    up->users--;
+    count_add(&up->idents, client_key(s), -1);
+    bool mine = up->owner == s;
+    if (!mine && !(up->client_key && up->users == 0))
+        return;
+    if (up->client_key) {
+        struct core_map_str *m = &up->srv->by_client;
+        if (core_map_str_get(m, up->client_key, strlen(up->client_key)) == up)
+            core_map_str_del(m, up->client_key, strlen(up->client_key));
+    }
+    up->owner = NULL;
+    up->srv->n_private--;
+    fed__upstream_close(up, mine ? "session ended" : "its client's last session ended");
+}
+
+int fed__session_sync_instances(struct fed_session *s, const struct fed_server **full)
+{
+    struct fed_gateway *gw = s->gw;
+    int rc = 0;
+    for (size_t i = 0; i < gw->n_servers; i++) {
+        struct fed_server *srv = gw->servers[i];
+        /* No child is started, or kept, for a server the client's policy excludes. */
+        if (!pol_client_has_server(s->ccfg, srv->cfg->name)) {
+            fed__session_release_instance(s, i);
+            continue;
+        }
+        if (s->inst[i])
+            continue;
+        bool at_cap;
+        s->inst[i] = acquire(s, srv, &at_cap);
+        if (at_cap) {
+            core_log(CORE_LOG_WARN, "sess",
+                     "%.8s: server %s has %u instances already (max_instances); none for this "
+                     "session",
+                     s->id, srv->cfg->name, srv->cfg->max_instances);
+            if (rc == 0 && full)
+                *full = srv;
+            rc = CORE_EBUSY;
+        }
+    }
+    return rc;
+}
+
+/* ---- the session table --------------------------------------------------------------------- */
+
+/* A session nothing depends on right now: a token session (its client can bring it back) with
+ * no call in flight and no open stream. */
+static bool evictable(const struct fed_session *s)
+{
+    return s->token != NULL && s->calls == NULL && s->streams == 0 && !s->closing;
+}
+
+/* True when a new session of `client` fits under max_sessions, in total and for the client,
+ * after evicting the least recently used idle session if needed. */
+static bool make_room(struct fed_gateway *gw, const struct core_client_cfg *client)
+{
+    const char *key = client ? client->name : "";
+    unsigned cap_client = client ? client->max_sessions : 0;
+    for (;;) {
+        size_t total = core_map_str_len(&gw->sessions);
+        uintptr_t mine = (uintptr_t)core_map_str_get(&gw->client_sessions, key, strlen(key));
+        bool over_total = total >= gw->cfg->max_sessions;
+        bool over_client = cap_client && mine >= cap_client;
+        if (!over_total && !over_client)
+            return true;
+        struct fed_session *lru = NULL;
+        size_t it = 0;
+        const char *k;
+        void *v;
+        while (core_map_str_next(&gw->sessions, &it, &k, &v)) {
+            struct fed_session *s = v;
+            /* Over the total, anyone's idle session may go; over the client's own cap, only
+             * one of its own. */
+            if (!evictable(s) || (!over_total && strcmp(client_key(s), key) != 0))
+                continue;
+            if (lru == NULL || s->last_seen < lru->last_seen)
+                lru = s;
+        }
+        if (lru == NULL)
+            return false;
+        core_log(CORE_LOG_INFO, "sess", "%.8s: evicted to make room (max_sessions); its token "
+                 "can bring it back", lru->id);
+        fed__session_end(lru);
+    }
+}
 
 static struct fed_session *session_alloc(struct fed_gateway *gw, const char *id,
+                                         const struct core_client_cfg *client,
                                          const struct fed_session_ops *ops, void *ops_ctx)
 {
     struct fed_session *s = core_xcalloc(1, sizeof *s);
     s->gw = gw;
+    s->serial = ++gw->next_serial;
     if (id)
         snprintf(s->id, sizeof s->id, "%s", id);
     else
         auth_random_hex(s->id, 16);
+    s->client = client ? core_xstrdup(client->name) : NULL;
+    s->ccfg = client;
     s->mcp_log_level = -1;
     s->ops = ops;
     s->ops_ctx = ops_ctx;
@@ -27,32 +177,46 @@ static struct fed_session *session_alloc(struct fed_gateway *gw, const char *id,
     core_map_str_init(&s->subs);
     core_map_u64_init(&s->s2c);
     s->inst = core_xcalloc(gw->n_servers ? gw->n_servers : 1, sizeof *s->inst);
-    for (size_t i = 0; i < gw->n_servers; i++) {
-        struct fed_server *srv = gw->servers[i];
-        if (srv->cfg->isolation == CORE_ISOLATION_SESSION) {
-            s->inst[i] = fed__upstream_new(srv, s);
-            fed__upstream_start(s->inst[i]);
-        } else {
-            s->inst[i] = srv->shared;
-        }
-    }
     core_map_str_put(&gw->sessions, s->id, strlen(s->id), s);
+    count_add(&gw->client_sessions, client_key(s), +1);
     return s;
 }
 
-struct fed_session *fed__session_new(struct fed_gateway *gw, const struct fed_session_ops *ops,
-                                     void *ops_ctx)
+/* Binds a new session to its instances; on failure ends it (quietly: the front owns nothing of
+ * it yet) and writes why. */
+static bool bind_new(struct fed_session *s, char *why, size_t whylen)
 {
-    struct fed_session *s = session_alloc(gw, NULL, ops, ops_ctx);
-    core_log(CORE_LOG_INFO, "sess", "%.8s: new session", s->id);
-    return s;
+    const struct fed_server *full = NULL;
+    if (fed__session_sync_instances(s, &full) == 0)
+        return true;
+    core_set_err(why, whylen,
+                 "server '%s' runs %u instances already (its max_instances); end other sessions "
+                 "or raise max_instances in [server.%s]",
+                 full->cfg->name, full->cfg->max_instances, full->cfg->name);
+    s->ops = NULL;
+    fed__session_end(s);
+    return false;
 }
 
-void fed__session_set_client(struct fed_session *s, const struct core_client_cfg *client)
+struct fed_session *fed__session_new(struct fed_gateway *gw, const struct core_client_cfg *client,
+                                     const struct fed_session_ops *ops, void *ops_ctx, char *why,
+                                     size_t whylen)
 {
-    core_free(s->client);
-    s->client = client ? core_xstrdup(client->name) : NULL;
-    s->ccfg = client;
+    if (!make_room(gw, client)) {
+        bool total = core_map_str_len(&gw->sessions) >= gw->cfg->max_sessions;
+        core_set_err(why, whylen, "too many sessions (max_sessions = %u%s%s), none of them idle",
+                     total || client == NULL ? gw->cfg->max_sessions : client->max_sessions,
+                     total || client == NULL ? "" : " for client ",
+                     total || client == NULL ? "" : client->name);
+        core_log(CORE_LOG_WARN, "sess", "new session refused: %s", why);
+        return NULL;
+    }
+    struct fed_session *s = session_alloc(gw, NULL, client, ops, ops_ctx);
+    if (!bind_new(s, why, whylen))
+        return NULL;
+    core_log(CORE_LOG_INFO, "sess", "%.8s: new session (client %s)", s->id,
+             s->client ? s->client : "anonymous");
+    return s;
 }
 
 void fed__s2c_free(struct fed_s2c *r)
@@ -208,9 +372,20 @@ struct fed_session *fed__session_open(struct fed_gateway *gw, const struct core_
         cJSON_Delete(st);
         return same_client(s, client) && s->ops == ops ? s : NULL;
     }
-    s = session_alloc(gw, sid->valuestring, ops, NULL);
+    char why[300];
+    if (!make_room(gw, client)) {
+        core_log(CORE_LOG_WARN, "sess", "%.8s: not restored: too many sessions (max_sessions)",
+                 sid->valuestring);
+        cJSON_Delete(st);
+        return NULL;
+    }
+    s = session_alloc(gw, sid->valuestring, client, ops, NULL);
+    if (!bind_new(s, why, sizeof why)) {
+        core_log(CORE_LOG_WARN, "sess", "%.8s: not restored: %s", sid->valuestring, why);
+        cJSON_Delete(st);
+        return NULL;
+    }
     s->ops_ctx = make_ctx(s);
-    fed__session_set_client(s, client);
     s->protocol_version = core_xstrdup(pv->valuestring);
     cJSON *caps = cJSON_DetachItemFromObjectCaseSensitive(st, "caps");
     s->client_caps = cJSON_IsObject(caps) ? caps : (cJSON_Delete(caps), cJSON_CreateObject());
@@ -252,10 +427,8 @@ static void session_end(struct fed_session *s, bool revoke)
     core_map_u64_dispose(&s->s2c);
     core_map_str_dispose(&s->subs);
     for (size_t i = 0; i < gw->n_servers; i++)
-        if (s->inst[i] && s->inst[i]->owner == s) {
-            s->inst[i]->owner = NULL;
-            fed__upstream_close(s->inst[i], "session ended");
-        }
+        fed__session_release_instance(s, i);
+    count_add(&gw->client_sessions, client_key(s), -1);
     if (s->ops && s->ops->ended)
         s->ops->ended(s->ops_ctx, s);
     core_log(CORE_LOG_INFO, "sess", "%.8s: %s", s->id, revoke ? "ended" : "evicted");

@@ -163,14 +163,23 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req,
         {"Cache-Control", "no-cache"},
         {"X-Accel-Buffering", "no"},
     };
+    char why[300];
+    struct fed_session *s = fed__session_new(gw, client, &sess_ops, NULL, why, sizeof why);
+    if (s == NULL) {
+        char text[320];
+        snprintf(text, sizeof text, "%s\n", why);
+        fed__http_status(req, 503, text);
+        return;
+    }
     if (tp_http_stream_start(req, 200, h, 3) != 0) {
         /* The connection is already gone; the close callback (none set) finishes the request. */
+        s->ops = NULL;
+        fed__session_end(s);
         return;
     }
     struct sse_sess *ss = core_xcalloc(1, sizeof *ss);
     uv_timer_init(gw->loop, &ss->ping);
-    struct fed_session *s = fed__session_new(gw, &sess_ops, ss);
-    fed__session_set_client(s, client);
+    s->ops_ctx = ss;
     ss->s = s;
     ss->stream = req;
     snprintf(ss->id, sizeof ss->id, "%s", s->id);

@@ -88,6 +88,11 @@ struct fed_upstream *fed__upstream_new(struct fed_server *srv, struct fed_sessio
     core_map_str_init(&up->sub_count);
     core_map_str_init(&up->names[0]);
     core_map_str_init(&up->names[1]);
+    core_map_str_init(&up->idents);
+    up->next = up->gw->ups;
+    if (up->next)
+        up->next->prev = up;
+    up->gw->ups = up;
     uv_timer_init(up->gw->loop, &up->timer);
     up->handles = 1;
     up->gw->live_upstreams++;
@@ -152,6 +157,14 @@ static void maybe_free(struct fed_upstream *up)
         list_set(up, (enum fed_list)l, NULL);
     core_map_str_dispose(&up->names[0]);
     core_map_str_dispose(&up->names[1]);
+    core_map_str_dispose(&up->idents);
+    core_free(up->client_key);
+    if (up->prev)
+        up->prev->next = up->next;
+    else
+        up->gw->ups = up->next;
+    if (up->next)
+        up->next->prev = up->prev;
     core_map_u64_dispose(&up->pending);
     size_t it = 0;
     const char *k;
@@ -185,6 +198,7 @@ struct fed_pending *fed__upstream_pend(struct fed_upstream *up, struct fed_call 
 {
     struct fed_pending *p = pend_new(up, FED_PEND_FORWARD, 0);
     p->call = call;
+    p->serial = call->sess->serial;
     return p;
 }
 
@@ -298,6 +312,12 @@ static int write_message(struct fed_upstream *up, const char *head, const char *
     core_buf_dispose(&b);
     cJSON_Delete(params);
     return rc;
+}
+
+void fed__upstream_log_line(struct fed_upstream *up, const char *p, size_t n)
+{
+    if (up->child)
+        tp_child_log_line(up->child, p, n);
 }
 
 void fed__upstream_notify(struct fed_upstream *up, const char *method, cJSON *params)

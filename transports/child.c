@@ -606,6 +606,15 @@ static void log_append(struct tp_child *c, const char *p, size_t n)
     log_pump(c);
 }
 
+void tp_child_log_line(struct tp_child *c, const char *p, size_t n)
+{
+    /* A frame read from stdout holds no newline (the framing splits at them), so it is one
+     * line as it is. */
+    if (c->closing || memchr(p, '\n', n) != NULL)
+        return;
+    log_append(c, p, n);
+}
+
 static void ring_drop_line(struct tp_child *c)
 {
     while (c->ring_len > 0) {

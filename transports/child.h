@@ -59,6 +59,10 @@ void tp_child_kill(struct tp_child *c);
 int tp_child_pid(const struct tp_child *c);
 /* True once on_exit has fired. */
 bool tp_child_exited(const struct tp_child *c);
+/* Appends p[0..n) (one line: text with a newline is ignored) to the child's log file after
+ * what it wrote to stderr so far, the way its stderr lines go there (bounded, written off the
+ * loop). Nothing happens without a log file. */
+void tp_child_log_line(struct tp_child *c, const char *p, size_t n);
 /* Copies up to cap-1 bytes of the most recent stderr output (whole lines) into out. */
 size_t tp_child_stderr_tail(const struct tp_child *c, char *out, size_t cap);
 /* Frees a child whose on_exit has fired (or that never started). Handles close asynchronously;

@@ -668,7 +668,7 @@ START_TEST(test_server_values)
     core_config_free(cfg);
 
     check_error_is("[server.a]\ncommand = c\nisolation = per-session\n",
-                   "t.ini:3: isolation: 'per-session' is not shared or session");
+                   "t.ini:3: isolation: 'per-session' is not shared, client or session");
     check_error_is("[server.a]\ncommand = c\nrestart = sometimes\n",
                    "t.ini:3: restart: 'sometimes' is not always, on-failure or never");
     check_error("[server.a]\ncommand = c\nrequest_timeout = 5 m\n", 3,
@@ -1638,6 +1638,47 @@ static void check_example5(const struct core_config *cfg)
     ck_assert(c->rate_burst == 2);
 }
 
+START_TEST(test_isolation_and_limits)
+{
+    /* Without clients a server's child is shared; with them it is each client's own, unless
+     * the section says otherwise. */
+    struct core_config *cfg = parse_ok("[server.a]\ncommand = x\n");
+    ck_assert_int_eq(cfg->servers[0].isolation, CORE_ISOLATION_SHARED);
+    ck_assert_uint_eq(cfg->servers[0].max_instances, 16);
+    ck_assert_uint_eq(cfg->max_sessions, 16384);
+    core_config_free(cfg);
+    cfg = parse_ok("[server.a]\ncommand = x\n[server.b]\ncommand = y\nisolation = shared\n"
+                   "[server.c]\ncommand = z\nisolation = session\nmax_instances = 3\n"
+                   "[client.me]\nmax_sessions = 7\n[gateway]\nmax_sessions = 100\n");
+    ck_assert_int_eq(cfg->servers[0].isolation, CORE_ISOLATION_CLIENT);
+    ck_assert_int_eq(cfg->servers[1].isolation, CORE_ISOLATION_SHARED);
+    ck_assert_int_eq(cfg->servers[2].isolation, CORE_ISOLATION_SESSION);
+    ck_assert_uint_eq(cfg->servers[2].max_instances, 3);
+    ck_assert_uint_eq(cfg->clients[0].max_sessions, 7);
+    ck_assert_uint_eq(cfg->max_sessions, 100);
+    core_config_free(cfg);
+    cfg = parse_ok("[client.me]\n[server.a]\ncommand = x\nisolation = client\n");
+    ck_assert_int_eq(cfg->servers[0].isolation, CORE_ISOLATION_CLIENT);
+    ck_assert_uint_eq(cfg->clients[0].max_sessions, 1024);
+    core_config_free(cfg);
+    check_error("[server.a]\ncommand = x\nmax_instances = 0\n", 3,
+                "max_instances: '0' is not a whole number from 1 to 4096");
+    check_error("[server.a]\ncommand = x\nmax_instances = 2x\n", 3,
+                "max_instances: '2x' is not a whole number from 1 to 4096");
+    check_error("[server.a]\ncommand = x\nmax_instances = 99999999999999999999\n", 3,
+                "is not a whole number from 1 to 4096");
+    check_error("[gateway]\nmax_sessions = -1\n", 2,
+                "max_sessions: '-1' is not a whole number from 1 to 1000000");
+    check_error("[client.c]\nmax_sessions =\n", 2, "max_sessions:");
+    /* A changed limit restarts the server on reload. */
+    struct core_config *a = parse_ok("[server.a]\ncommand = x\n");
+    struct core_config *b = parse_ok("[server.a]\ncommand = x\nmax_instances = 2\n");
+    ck_assert(!core_server_cfg_equal(&a->servers[0], &b->servers[0]));
+    core_config_free(a);
+    core_config_free(b);
+}
+END_TEST
+
 START_TEST(test_example5)
 {
     setenv("CFG_TOKEN", "abc", 1);
@@ -1715,6 +1756,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_server_equal_dup);
     tcase_add_test(tc, test_client_equal);
     tcase_add_test(tc, test_example5);
+    tcase_add_test(tc, test_isolation_and_limits);
     suite_add_tcase(s, tc);
     return s;
 }

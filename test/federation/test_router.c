@@ -143,7 +143,7 @@ static void got_free(struct got *g)
 
 static struct fed_session *new_session(struct fixture *f)
 {
-    struct fed_session *s = fed__session_new(f->gw, &sops, NULL);
+    struct fed_session *s = fed__session_new(f->gw, NULL, &sops, NULL, NULL, 0);
     struct got *g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":"
                                 "{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},"
                                 "\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}");
