@@ -80,7 +80,9 @@ int fed__identify(const struct fed_gateway *gw, const struct fed_peer *peer,
         }
         return 0;
     }
-    if (peer->is_unix && gw->cfg->n_clients > 0) {
+    /* With identities configured, nobody is anonymous: an unnamed peer would get no policy
+     * at all, on the socket and (auth = none) on TCP alike. */
+    if (gw->cfg->n_clients > 0) {
         *why = "Unauthorized: name your client (X-Agentgate-Client header, or agentgate bridge "
                "--client NAME)\n";
         return 401;

@@ -122,12 +122,13 @@ test('/healthz needs no token', T, wrap(() => tokenD, async () => {
 
 // ------------------------------------------------------------------ TCP, auth = none
 
-test('auth = none: no token needed (anonymous sees everything); X-Agentgate-Client applies that client\'s policy', T, wrap(() => noneD, async () => {
-    const anon = await client(noneD);
-    await untilTool(anon);
-    const names = (await anon.client.listTools()).tools.map((t) => t.name);
-    assert.ok(names.includes('demo__sum') && names.includes('demo__echo'), names.join(', '));
-    assert.equal(resultText(await anon.client.callTool({ name: 'demo__echo', arguments: { message: 'anon' } })), 'anon');
+test('auth = none with [client.*] sections: no token needed, but the client must be named (X-Agentgate-Client applies its policy)', T, wrap(() => noneD, async () => {
+    // Unnamed, a TCP request would have no policy at all: refused like on the socket.
+    const anon = await rawHttp({ port: noneD.port, headers: MCP_HEADERS, body: initBody });
+    assert.equal(anon.status, 401, anon.text);
+    assert.match(anon.text, /name your client/);
+    const unknown = await rawHttp({ port: noneD.port, headers: { ...MCP_HEADERS, 'x-agentgate-client': 'mallory' }, body: initBody });
+    assert.equal(unknown.status, 401, unknown.text);
 
     const alice = await client(noneD, { headers: { 'X-Agentgate-Client': 'alice' } });
     const an = (await alice.client.listTools()).tools.map((t) => t.name);
