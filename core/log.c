@@ -38,7 +38,53 @@ void core_log_set_file(FILE *f)
     log_file = f;
 }
 
+static void log_vwrite(int level, const char *module, const char *prefix, const char *fmt,
+                       va_list ap) __attribute__((format(printf, 4, 0)));
+
 void core_log_write(int level, const char *module, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(level, module, "", fmt, ap);
+    va_end(ap);
+}
+
+#define LIMIT_BURST 10.0
+#define LIMIT_EVERY_MS 1000.0
+
+void core_log_limited_write(struct core_log_limit *lim, int level, const char *module,
+                            const char *fmt, ...)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (!lim->started) {
+        lim->started = true;
+        lim->tokens = LIMIT_BURST;
+        lim->last_ms = now;
+    }
+    lim->tokens += (double)(now - lim->last_ms) / LIMIT_EVERY_MS;
+    if (lim->tokens > LIMIT_BURST)
+        lim->tokens = LIMIT_BURST;
+    lim->last_ms = now;
+    if (lim->tokens < 1.0) {
+        lim->suppressed++;
+        return;
+    }
+    lim->tokens -= 1.0;
+    char prefix[64] = "";
+    if (lim->suppressed > 0)
+        snprintf(prefix, sizeof prefix, "(%llu similar lines suppressed) ",
+                 (unsigned long long)lim->suppressed);
+    lim->suppressed = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(level, module, prefix, fmt, ap);
+    va_end(ap);
+}
+
+static void log_vwrite(int level, const char *module, const char *prefix, const char *fmt,
+                       va_list ap)
 {
     FILE *f = log_file ? log_file : stderr;
     struct timeval tv;
@@ -48,14 +94,11 @@ void core_log_write(int level, const char *module, const char *fmt, ...)
     char ts[32];
     strftime(ts, sizeof ts, "%H:%M:%S", &tm);
     char line[2048];
-    int n = snprintf(line, sizeof line, "%s.%03d %-5s %-6s ", ts, (int)(tv.tv_usec / 1000),
-                     names[level < 0 ? 0 : level > 4 ? 4 : level], module);
-    if (n < 0)
+    int n = snprintf(line, sizeof line, "%s.%03d %-5s %-6s %s", ts, (int)(tv.tv_usec / 1000),
+                     names[level < 0 ? 0 : level > 4 ? 4 : level], module, prefix);
+    if (n < 0 || (size_t)n >= sizeof line - 2)
         return;
-    va_list ap;
-    va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    va_end(ap);
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof line - 2)
         len = sizeof line - 2;

@@ -2,6 +2,8 @@
 #ifndef GW_CORE_LOG_H
 #define GW_CORE_LOG_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 enum core_log_level {
@@ -21,6 +23,27 @@ void core_log_set_level(int level);
 void core_log_set_file(FILE *f);
 void core_log_write(int level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A budget of log lines for one noisy source (a server, a stream): at most `burst` lines,
+ * refilled at one line every `every_ms`; lines past it are counted, and the next line that
+ * gets through says how many were suppressed. Zero-initialised it allows 10 lines, then one a
+ * second. */
+struct core_log_limit {
+    /* private: use core_log_limited */
+    uint64_t last_ms;   /* monotonic ms of the last refill */
+    double tokens;
+    uint64_t suppressed;
+    bool started;
+};
+
+/* core_log through a budget (see struct core_log_limit). */
+void core_log_limited_write(struct core_log_limit *lim, int level, const char *module,
+                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define core_log_limited(lim, level, mod, ...)                                                     \
+    do {                                                                                           \
+        if ((level) <= core_log_level)                                                             \
+            core_log_limited_write((lim), (level), (mod), __VA_ARGS__);                            \
+    } while (0)
 
 /* The level is checked before the arguments are evaluated. `mod` is a short module name. */
 #define core_log(level, mod, ...)                                                                  \

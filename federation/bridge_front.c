@@ -14,9 +14,10 @@
 
 #define BRIDGE_MAX_FRAME (16u << 20)
 #define BRIDGE_HELLO_MAX 1024
-/* A bridge that stops reading loses messages past this instead of growing the daemon. */
-#define BRIDGE_BACKLOG_MAX (32u << 20)
-#define FRAMES_PER_READ 64
+/* A bridge whose output waits past this stops being read (back-pressure), and resumes below
+ * half of it. Notifications are dropped earlier (FED_NOTIFY_STREAM_MAX) and the connection is
+ * closed past FED_STREAM_HARD_MAX (the bridge reconnects and replays its session). */
+#define BRIDGE_READ_PAUSE (8u << 20)
 
 /* Connection states. */
 enum bconn_state {
@@ -36,6 +37,10 @@ struct bconn {
     uid_t uid;
     unsigned id;               /* for logs */
     struct bconn *prev, *next; /* every open connection, so shutdown can close them */
+    size_t out_bytes;          /* allocated for writes not yet done */
+    bool read_paused;          /* reading stopped until out_bytes drains */
+    struct fed_drops drops;
+    char who[24];              /* "bridge b12", for logs */
 };
 
 struct bwrite {
@@ -57,6 +62,12 @@ static void set_state(struct bconn *b, enum bconn_state st)
 static void on_pipe_closed(uv_handle_t *h)
 {
     struct bconn *b = h->data;
+    /* The session ends only now, from the loop: a close may start inside one of its calls'
+     * answers, which ending it there would free under the caller. */
+    struct fed_session *s = b->s;
+    b->s = NULL;
+    if (s)
+        fed__session_end(s); /* its calls are answered into the void: we are closed */
     core_framer_dispose(&b->in);
     core_free(b);
 }
@@ -73,31 +84,50 @@ static void bconn_close(struct bconn *b)
     if (b->next)
         b->next->prev = b->prev;
     b->prev = b->next = NULL;
-    struct fed_session *s = b->s;
-    b->s = NULL;
-    if (s)
-        fed__session_end(s); /* its calls are answered into the void: we are closing */
     uv_close((uv_handle_t *)&b->pipe, on_pipe_closed);
 }
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
 static void on_written(uv_write_t *req, int status)
 {
     struct bwrite *w = container_of(req, struct bwrite, req);
+    /* Write callbacks run before the pipe's close callback: b is still there. */
+    struct bconn *b = req->handle->data;
+    size_t cost = sizeof *w + w->len;
+    b->out_bytes -= cost;
+    b->gw->backlog -= cost;
     if (status < 0 && status != UV_ECANCELED)
         core_log(CORE_LOG_DEBUG, "bridge", "write: %s", uv_strerror(status));
     core_free(w);
+    if (b->state == BC_CLOSING || b->out_bytes > FED_NOTIFY_STREAM_MAX / 2)
+        return;
+    fed__backlog_drained(&b->drops, b->who);
+    if (b->read_paused && b->out_bytes < BRIDGE_READ_PAUSE / 2) {
+        b->read_paused = false;
+        if (uv_read_start((uv_stream_t *)&b->pipe, on_alloc, on_read) != 0)
+            bconn_close(b);
+    }
 }
 
-/* Writes one frame (the parts, then "\n") with one copy and one uv_write. */
-static void send_frame(struct bconn *b, const uv_buf_t *bufs, unsigned n)
+/* Writes one frame (the parts, then "\n") with one copy and one uv_write. A droppable frame
+ * (a notification or a server's request) is dropped when the bridge does not keep up; any
+ * frame past the hard bound closes the connection instead of growing the daemon. */
+static void send_frame(struct bconn *b, const uv_buf_t *bufs, unsigned n, bool droppable)
 {
     if (b->state == BC_CLOSING)
         return;
     size_t len = 1;
     for (unsigned i = 0; i < n; i++)
         len += bufs[i].len;
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&b->pipe) > BRIDGE_BACKLOG_MAX) {
-        core_log(CORE_LOG_WARN, "bridge", "b%u: the bridge is not reading; message dropped", b->id);
+    if (droppable && !fed__backlog_room(b->gw, b->out_bytes + len, FED_NOTIFY_STREAM_MAX, 0, &b->drops,
+                                        b->who))
+        return;
+    if (b->out_bytes > FED_STREAM_HARD_MAX) {
+        core_log(CORE_LOG_WARN, "bridge", "b%u: the bridge is not reading its answers (%zu bytes "
+                 "waiting); closing", b->id, b->out_bytes);
+        bconn_close(b);
         return;
     }
     struct bwrite *w = core_xmalloc(sizeof *w + len);
@@ -118,6 +148,14 @@ static void send_frame(struct bconn *b, const uv_buf_t *bufs, unsigned n)
         core_free(w);
         core_log(CORE_LOG_DEBUG, "bridge", "b%u: write: %s", b->id, uv_strerror(rc));
         bconn_close(b);
+        return;
+    }
+    b->out_bytes += sizeof *w + len;
+    b->gw->backlog += sizeof *w + len;
+    if (!b->read_paused && b->out_bytes > BRIDGE_READ_PAUSE) {
+        /* Its answers pile up: stop taking requests until it reads them. */
+        b->read_paused = true;
+        (void)uv_read_stop((uv_stream_t *)&b->pipe); /* always 0 */
     }
 }
 
@@ -127,7 +165,7 @@ static void send_error(struct bconn *b, int code, const char *msg)
     core_buf_init(&e, 0);
     if (fed__error_json(&e, "null", 4, code, msg) == 0) {
         uv_buf_t u = uv_buf_init(e.data, (unsigned)e.len);
-        send_frame(b, &u, 1);
+        send_frame(b, &u, 1, false);
     }
     core_buf_dispose(&e);
 }
@@ -137,15 +175,21 @@ static void send_error(struct bconn *b, int code, const char *msg)
 static void call_message(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
 {
     (void)c;
-    send_frame(ctx, bufs, n);
+    send_frame(ctx, bufs, n, true);
 }
 
-static const struct fed_call_ops call_ops = {.message = call_message, .respond = call_message};
+static void call_respond(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
+{
+    (void)c;
+    send_frame(ctx, bufs, n, false);
+}
+
+static const struct fed_call_ops call_ops = {.message = call_message, .respond = call_respond};
 
 static void sess_notify(void *ctx, struct fed_session *s, const uv_buf_t *bufs, unsigned n)
 {
     (void)s;
-    send_frame(ctx, bufs, n);
+    send_frame(ctx, bufs, n, true);
 }
 
 static void sess_ended(void *ctx, struct fed_session *s)
@@ -286,6 +330,7 @@ void fed_bridge_accept(struct fed_gateway *gw, int fd, const char *initial, size
     struct bconn *b = core_xcalloc(1, sizeof *b);
     b->gw = gw;
     b->id = ++next_id;
+    snprintf(b->who, sizeof b->who, "bridge b%u", b->id);
     snprintf(b->client, sizeof b->client, "?");
     core_framer_init(&b->in, BRIDGE_MAX_FRAME);
     uv_pipe_init(gw->loop, &b->pipe, 0);

@@ -287,6 +287,33 @@ void fed__gateway_lists_changed(struct fed_gateway *gw, struct fed_upstream *up,
     fed__gateway_flush_soon(gw);
 }
 
+/* ---- backlog ----------------------------------------------------------------------------- */
+
+bool fed__backlog_room(struct fed_gateway *gw, size_t conn, size_t conn_max, size_t http_total,
+                       struct fed_drops *d, const char *who)
+{
+    bool total_ok = gw->backlog + http_total <= FED_NOTIFY_TOTAL_MAX;
+    if (conn <= conn_max && total_ok)
+        return true;
+    if (d->run++ == 0)
+        core_log(CORE_LOG_WARN, "gw",
+                 "%s: the client is not reading (%zu bytes waiting%s); notifications are dropped "
+                 "until it catches up",
+                 who, conn, total_ok ? "" : ", and the daemon's total is at its bound");
+    d->total++;
+    gw->dropped++;
+    return false;
+}
+
+void fed__backlog_drained(struct fed_drops *d, const char *who)
+{
+    if (d->run == 0)
+        return;
+    core_log(CORE_LOG_INFO, "gw", "%s: the client caught up; %" PRIu64 " notifications were dropped",
+             who, d->run);
+    d->run = 0;
+}
+
 /* ---- shutdown ---------------------------------------------------------------------------- */
 
 static void maybe_done(struct fed_gateway *gw)

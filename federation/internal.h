@@ -12,6 +12,7 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/jsonrpc.h"
+#include "core/log.h"
 #include "core/map.h"
 #include "federation/gateway.h"
 
@@ -57,6 +58,7 @@ struct fed_server {
     struct core_map_str by_client; /* isolation = client: client name ("" = anonymous) ->
                                       its instance */
     unsigned n_private;          /* live client and session instances (max_instances) */
+    struct core_log_limit log_limit; /* what its lists make the daemon log */
     /* Tools whose definition differs from their pin: original name -> struct fed_pin_change. */
     struct core_map_str pin_changed;
 };
@@ -105,6 +107,7 @@ struct fed_upstream {
      * more than one key means the child is shared between principals. */
     struct core_map_str idents;
     struct fed_upstream *prev, *next; /* in gw->ups */
+    struct core_log_limit log_limit; /* what its traffic makes the daemon log */
     char name[96];             /* for logs: server name, plus the session for isolated ones */
     enum fed_up_state state;
     struct tp_child *child;
@@ -400,6 +403,8 @@ struct fed_gateway {
                                             its live sessions */
     uint64_t next_serial;
     struct fed_upstream *ups;     /* every live instance (request deadlines) */
+    size_t backlog;               /* bytes bridges' writes and sessions' queues hold */
+    uint64_t dropped;             /* notifications dropped for clients that did not read */
     struct core_map_str tokens;   /* a session's current token -> struct fed_session */
     struct core_map_str ended;    /* revoked session ids -> (void *)expiry (unix s) */
     char *revoked_path;           /* <state>/revoked: the same, one "SID EXP" line each */
@@ -435,6 +440,29 @@ void fed__gateway_flush_soon(struct fed_gateway *gw);
 /* Marks lists (bitmask of 1 << enum fed_list) changed for every session using `up` (NULL =
  * all sessions) and schedules the coalesced notifications. */
 void fed__gateway_lists_changed(struct fed_gateway *gw, struct fed_upstream *up, unsigned mask);
+
+/* ---- memory held for clients that do not read -------------------------------------------- */
+
+/* Counted in bytes actually allocated. Past the per-stream or the total bound notifications are
+ * dropped; past the hard bound a stream that must not lose messages is closed. */
+#define FED_NOTIFY_STREAM_MAX (1u << 20)
+#define FED_NOTIFY_TOTAL_MAX (64u << 20)
+#define FED_STREAM_HARD_MAX (64u << 20)
+
+/* Drops of one stream: one warning when a run of drops starts, one line when it ends. */
+struct fed_drops {
+    uint64_t run;   /* dropped since the stream last kept up */
+    uint64_t total; /* over the stream's life */
+};
+
+/* Whether a notification may be queued on a stream that would then hold `conn` bytes (at most
+ * conn_max), while HTTP connections hold `http_total` in all (the gateway adds what bridges and
+ * session queues hold). False: drop it; it is counted in d and gw->dropped, and the first of a
+ * run is logged. */
+bool fed__backlog_room(struct fed_gateway *gw, size_t conn, size_t conn_max, size_t http_total,
+                       struct fed_drops *d, const char *who);
+/* The stream is keeping up again: a run of drops ends with one line saying how many. */
+void fed__backlog_drained(struct fed_drops *d, const char *who);
 
 struct tp_http_req;
 /* POST /agentgate/reload and /agentgate/approve (Unix socket only). */

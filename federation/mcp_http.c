@@ -13,15 +13,17 @@
 #include "transports/http.h"
 #include "transports/sse.h"
 
-#define QUEUE_MAX_BYTES (1u << 20) /* unsolicited messages kept while no GET stream is open */
-/* A client that stops reading its stream loses messages past this instead of growing us. */
-#define STREAM_BACKLOG_MAX (16u << 20)
+/* Unsolicited messages kept for a session while no GET stream is open (bytes allocated; the
+ * queues of all sessions count in the gateway's total too). */
+#define QUEUE_MAX_BYTES (256u << 10)
 
 /* The front's state of a session: its GET stream and what waits for one. */
 struct http_sess {
     struct fed_session *s;
     struct tp_http_req *stream; /* the open GET stream, or NULL */
     struct core_buf queue;      /* SSE-encoded events waiting for a stream */
+    struct fed_drops drops;
+    char who[40];               /* "session 1a2b3c4d", for logs */
 };
 
 /* One POST carrying a request: JSON unless something must be said before the response. */
@@ -30,6 +32,7 @@ struct http_call {
     struct fed_call *call;
     struct http_batch *batch;
     bool streaming;
+    struct fed_drops drops;
 };
 
 /* A 2025-03-26 batch: the responses are collected and sent as one array. */
@@ -103,30 +106,61 @@ static int concat(struct core_buf *b, const uv_buf_t *bufs, unsigned n)
 
 /* ---- session channel: the GET stream ------------------------------------------------------ */
 
+/* SSE-encodes the message parts into ev. */
+static int sse_event(struct core_buf *ev, const uv_buf_t *bufs, unsigned n)
+{
+    struct core_buf msg;
+    core_buf_init(&msg, 0);
+    int rc = concat(&msg, bufs, n);
+    if (rc == 0)
+        rc = tp_sse_encode(ev, NULL, "message", msg.data, msg.len);
+    core_buf_dispose(&msg);
+    return rc;
+}
+
+/* Whether a notification may still be written to an open stream, counting what its connection
+ * and every HTTP connection hold. */
+static bool stream_room(struct fed_gateway *gw, struct tp_http_req *req, struct fed_drops *d,
+                        const char *who)
+{
+    size_t mine = tp_http_req_queued(req);
+    if (!fed__backlog_room(gw, mine, FED_NOTIFY_STREAM_MAX, tp_http_req_server_queued(req), d, who))
+        return false;
+    if (mine <= FED_NOTIFY_STREAM_MAX / 2)
+        fed__backlog_drained(d, who);
+    return true;
+}
+
+/* Empties a session's queue and gives its memory back. */
+static void queue_clear(struct http_sess *hs)
+{
+    hs->s->gw->backlog -= hs->queue.cap;
+    core_buf_dispose(&hs->queue);
+    core_buf_init(&hs->queue, QUEUE_MAX_BYTES);
+}
+
 static void sess_notify(void *ctx, struct fed_session *s, const uv_buf_t *bufs, unsigned n)
 {
-    (void)s;
     struct http_sess *hs = ctx;
-    struct core_buf msg, ev;
-    core_buf_init(&msg, 0);
+    struct fed_gateway *gw = s->gw;
+    if (hs->stream && !stream_room(gw, hs->stream, &hs->drops, hs->who))
+        return;
+    struct core_buf ev;
     core_buf_init(&ev, 0);
-    if (concat(&msg, bufs, n) == 0 && tp_sse_encode(&ev, NULL, "message", msg.data, msg.len) == 0) {
-        if (hs->stream && tp_http_req_queued(hs->stream) > STREAM_BACKLOG_MAX) {
-            core_log(CORE_LOG_WARN, "http",
-                     "%.8s: the client is not reading its GET stream; "
-                     "notification dropped",
-                     hs->s->id);
-        } else if (hs->stream) {
-            uv_buf_t u = uv_buf_init(ev.data, (unsigned)ev.len);
-            (void)tp_http_stream_write(hs->stream, &u, 1);
-        } else if (hs->queue.len + ev.len <= QUEUE_MAX_BYTES) {
-            if (core_buf_append(&hs->queue, ev.data, ev.len) != 0)
-                core_log(CORE_LOG_WARN, "http", "%.8s: notification dropped", hs->s->id);
-        } else {
-            core_log(CORE_LOG_WARN, "http", "%.8s: no GET stream; notification dropped", hs->s->id);
-        }
+    if (sse_event(&ev, bufs, n) != 0) {
+        core_buf_dispose(&ev);
+        return;
     }
-    core_buf_dispose(&msg);
+    if (hs->stream) {
+        uv_buf_t u = uv_buf_init(ev.data, (unsigned)ev.len);
+        (void)tp_http_stream_write(hs->stream, &u, 1);
+    } else if (fed__backlog_room(gw, hs->queue.len + ev.len, QUEUE_MAX_BYTES, 0, &hs->drops,
+                                 hs->who)) {
+        /* No stream yet: kept for the next GET, within the session's and the total bound. */
+        size_t cap = hs->queue.cap;
+        if (core_buf_append(&hs->queue, ev.data, ev.len) == 0)
+            gw->backlog += hs->queue.cap - cap;
+    }
     core_buf_dispose(&ev);
 }
 
@@ -140,6 +174,7 @@ static void sess_ended(void *ctx, struct fed_session *s)
         tp_http_req_set_close_cb(req, NULL, NULL);
         tp_http_stream_end(req);
     }
+    queue_clear(hs);
     core_buf_dispose(&hs->queue);
     core_free(hs);
 }
@@ -172,10 +207,15 @@ static void on_call_req_close(void *ud, struct tp_http_req *req)
     hc_free(hc);
 }
 
-static void call_message(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
+/* Writes one message of the call to its stream (started if need be). Notifications and
+ * server requests (`droppable`) give way when the client does not keep up; the response never
+ * does, and one request's connection carries one response. */
+static void call_write(struct http_call *hc, struct fed_call *c, const uv_buf_t *bufs, unsigned n,
+                       bool droppable)
 {
-    struct http_call *hc = ctx;
     if (hc->req == NULL)
+        return;
+    if (droppable && hc->streaming && !stream_room(c->sess->gw, hc->req, &hc->drops, "a POST stream"))
         return;
     if (!hc->streaming) {
         const char *tok = fed__session_token(c->sess);
@@ -189,15 +229,18 @@ static void call_message(void *ctx, struct fed_call *c, const uv_buf_t *bufs, un
             return;
         hc->streaming = true;
     }
-    struct core_buf msg, ev;
-    core_buf_init(&msg, 0);
+    struct core_buf ev;
     core_buf_init(&ev, 0);
-    if (concat(&msg, bufs, n) == 0 && tp_sse_encode(&ev, NULL, "message", msg.data, msg.len) == 0) {
+    if (sse_event(&ev, bufs, n) == 0) {
         uv_buf_t u = uv_buf_init(ev.data, (unsigned)ev.len);
         (void)tp_http_stream_write(hc->req, &u, 1);
     }
-    core_buf_dispose(&msg);
     core_buf_dispose(&ev);
+}
+
+static void call_message(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
+{
+    call_write(ctx, c, bufs, n, true);
 }
 
 static void call_respond(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
@@ -207,7 +250,7 @@ static void call_respond(void *ctx, struct fed_call *c, const uv_buf_t *bufs, un
     if (req) {
         tp_http_req_set_close_cb(req, NULL, NULL);
         if (hc->streaming) {
-            call_message(hc, c, bufs, n);
+            call_write(hc, c, bufs, n, false);
             tp_http_stream_end(req);
         } else {
             const char *tok = fed__session_token(c->sess);
@@ -372,6 +415,7 @@ static void *make_http_sess(struct fed_session *s)
     struct http_sess *hs = core_xcalloc(1, sizeof *hs);
     core_buf_init(&hs->queue, QUEUE_MAX_BYTES);
     hs->s = s;
+    snprintf(hs->who, sizeof hs->who, "session %.8s", s->id);
     return hs;
 }
 
@@ -480,7 +524,7 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req,
     if (hs->queue.len) {
         uv_buf_t u = uv_buf_init(hs->queue.data, (unsigned)hs->queue.len);
         (void)tp_http_stream_write(req, &u, 1);
-        core_buf_reset(&hs->queue);
+        queue_clear(hs);
     } else if (tp_sse_comment(&first, "stream open") == 0) {
         /* Flush the headers to the client at once. */
         uv_buf_t u = uv_buf_init(first.data, (unsigned)first.len);

@@ -16,6 +16,7 @@
 #define NAME_BUF 1024
 #define URI_BUF 8192
 #define DEFAULT_LOG_LEVEL 1 /* "info" for sessions that never sent logging/setLevel */
+#define S2C_MAX 64          /* server->client requests waiting for one session's answers */
 
 static const char *const list_methods[FED_LIST_COUNT] = {
     "tools/list", "prompts/list", "resources/list", "resources/templates/list"};
@@ -774,8 +775,9 @@ static void fan_answer(struct fed_fanout *f)
                     continue;
                 }
                 if (core_map_str_get(&seen, exposed, strlen(exposed))) {
-                    core_log(CORE_LOG_WARN, "router", "%s: %s exposed twice; keeping the first",
-                             srv->cfg->name, exposed);
+                    core_log_limited(&srv->log_limit, CORE_LOG_WARN, "router",
+                                     "%s: %s exposed twice; keeping the first", srv->cfg->name,
+                                     exposed);
                     cJSON_Delete(item);
                     continue;
                 }
@@ -825,8 +827,9 @@ static void on_fan_part(void *ctx, struct fed_upstream *up, int err, const char 
     } else if (err == 0 && env->kind == CORE_RPC_RESULT) {
         pt->result = cJSON_ParseWithLength(frame + env->result.off, env->result.len);
     } else {
-        core_log(CORE_LOG_WARN, "router", "%s: %s left out of the answer: %s", up->name,
-                 list_methods[f->list], err ? core_strerror(err) : "the server answered an error");
+        core_log_limited(&up->log_limit, CORE_LOG_WARN, "router",
+                         "%s: %s left out of the answer: %s", up->name, list_methods[f->list],
+                         err ? core_strerror(err) : "the server answered an error");
         if (err == CORE_ETIMEDOUT)
             mark_late(up, f->list);
     }
@@ -842,8 +845,9 @@ static void on_fan_deadline(uv_timer_t *t)
         return;
     for (size_t i = 0; i < f->n; i++)
         if (!f->parts[i].done) {
-            core_log(CORE_LOG_WARN, "router", "%s: %s left out of the answer: past the deadline",
-                     f->parts[i].up->name, list_methods[f->list]);
+            core_log_limited(&f->parts[i].up->log_limit, CORE_LOG_WARN, "router",
+                             "%s: %s left out of the answer: past the deadline",
+                             f->parts[i].up->name, list_methods[f->list]);
             mark_late(f->parts[i].up, f->list);
         }
     fan_answer(f);
@@ -1392,6 +1396,10 @@ static void reply_roots(struct fed_upstream *up, const char *frame, const struct
     core_free(txt);
 }
 
+/* Internal (GW_STATIC, reached by the tests). */
+GW_STATIC struct fed_call *router_attribute(struct fed_upstream *up, const char *frame,
+                                           const struct core_rpc_env *env, bool *unattributed);
+
 /* True when sessions of more than one client identity use this instance: then a message it
  * sends outside any association must not be guessed onto one of them. */
 static bool shared_between_clients(const struct fed_upstream *up)
@@ -1408,8 +1416,8 @@ static bool shared_between_clients(const struct fed_upstream *up)
  * - otherwise only when every request in flight on the instance comes from one session (calls
  *   whose client went away count too: their data must not reach the others). *unattributed
  *   tells that case from "nothing in flight". */
-static struct fed_call *attribute(struct fed_upstream *up, const char *frame,
-                                  const struct core_rpc_env *env, bool *unattributed)
+GW_STATIC struct fed_call *router_attribute(struct fed_upstream *up, const char *frame,
+                                           const struct core_rpc_env *env, bool *unattributed)
 {
     *unattributed = false;
     struct core_span meta = env->param[CORE_P_META], tok;
@@ -1485,7 +1493,7 @@ static void upstream_request(struct fed_upstream *up, const char *frame, size_t 
         return;
     }
     bool unattributed;
-    struct fed_call *c = attribute(up, frame, env, &unattributed);
+    struct fed_call *c = router_attribute(up, frame, env, &unattributed);
     if (strcmp(cap, "roots") == 0 && (c == NULL || !fed__session_has_cap(c->sess, "roots"))) {
         /* Outside a request (or for a client without roots): the server's configured roots. */
         reply_roots(up, frame, env);
@@ -1502,8 +1510,10 @@ static void upstream_request(struct fed_upstream *up, const char *frame, size_t 
         else
             snprintf(msg, sizeof msg, "no client request is in flight to route %s to", m);
         if (unattributed)
-            core_log(CORE_LOG_WARN, "router", "%s: %s not delivered: several clients have calls "
-                     "in flight (isolation = client would keep them apart)", up->name, m);
+            core_log_limited(&up->log_limit, CORE_LOG_WARN, "router",
+                             "%s: %s not delivered: several clients have calls in flight "
+                             "(isolation = client would keep them apart)",
+                             up->name, m);
         reply_upstream_error(up, frame, env, -32603, msg);
         return;
     }
@@ -1511,6 +1521,13 @@ static void upstream_request(struct fed_upstream *up, const char *frame, size_t 
         char msg[200];
         snprintf(msg, sizeof msg, "the client did not declare the %s capability", cap);
         reply_upstream_error(up, frame, env, -32601, msg);
+        return;
+    }
+    if (core_map_u64_len(&c->sess->s2c) >= S2C_MAX) {
+        /* Each waits in the session's table until the client answers: a server must not be
+         * able to grow it without bound. */
+        reply_upstream_error(up, frame, env, -32603,
+                             "too many requests are waiting for this client's answers");
         return;
     }
     relay_request(c, up, frame, n, env);
@@ -1549,7 +1566,7 @@ static void upstream_log(struct fed_upstream *up, const char *frame, size_t n,
         /* Several principals use this child: the line goes to the session it belongs to, or,
          * when that cannot be told, to the server's log file and nobody else. */
         bool unattributed;
-        struct fed_call *c = attribute(up, frame, env, &unattributed);
+        struct fed_call *c = router_attribute(up, frame, env, &unattributed);
         struct fed_session *s = c ? c->sess : NULL;
         if (s == NULL) {
             fed__upstream_log_line(up, frame, n);
@@ -1659,7 +1676,8 @@ void fed__router_upstream_message(struct fed_upstream *up, const char *frame, si
     } else if (strcmp(m, "notifications/cancelled") == 0)
         upstream_cancelled(up, frame, n, env);
     else
-        core_log(CORE_LOG_DEBUG, "router", "%s: notification %s dropped", up->name, m);
+        core_log_limited(&up->log_limit, CORE_LOG_DEBUG, "router", "%s: notification %s dropped",
+                         up->name, m);
 }
 
 /* ---- upstream state ---------------------------------------------------------------------- */

@@ -13,8 +13,6 @@
 #include "transports/http.h"
 #include "transports/sse.h"
 
-/* A client that stops reading its stream loses messages past this instead of growing us. */
-#define STREAM_BACKLOG_MAX (16u << 20)
 /* Idle streams get a comment this often, so proxies and clients keep them open. */
 #define PING_MS 15000
 
@@ -26,28 +24,51 @@ struct sse_sess {
     struct tp_http_req *stream; /* the GET stream, or NULL once it closed or was ended */
     uv_timer_t ping;            /* keep-alive comments; closed when the session ends */
     char id[33];                /* for logs after the session is gone */
+    struct fed_drops drops;
+    char who[40];               /* "legacy SSE session 1a2b3c4d", for logs */
+    bool overflow;              /* past the hard bound: the stream ends at the next ping tick */
 };
+
+static void on_ping(uv_timer_t *t);
 
 static const struct fed_session_ops sess_ops;
 
-/* Writes already encoded SSE bytes to the stream, unless it is gone or backed up. */
-static void stream_put(struct sse_sess *ss, const char *p, size_t n, const char *what)
+/* Writes already encoded SSE bytes to the stream, unless it is gone or backed up. The one
+ * stream carries everything here, responses too: a droppable message (a notification or a
+ * server's request, or a ping) gives way when the client does not keep up; anything past the
+ * hard bound ends the stream, and with it the session, instead of growing the daemon. */
+static void stream_put(struct sse_sess *ss, const char *p, size_t n, const char *what,
+                       bool droppable)
 {
     if (ss->stream == NULL) {
         core_log(CORE_LOG_DEBUG, "sse", "%.8s: no stream; %s dropped", ss->id, what);
         return;
     }
-    if (tp_http_req_queued(ss->stream) > STREAM_BACKLOG_MAX) {
-        core_log(CORE_LOG_WARN, "sse", "%.8s: the client is not reading its stream; %s dropped",
-                 ss->id, what);
+    size_t mine = tp_http_req_queued(ss->stream);
+    struct fed_gateway *gw = ss->s ? ss->s->gw : NULL;
+    if (droppable && gw &&
+        !fed__backlog_room(gw, mine, FED_NOTIFY_STREAM_MAX,
+                           tp_http_req_server_queued(ss->stream), &ss->drops, ss->who))
+        return;
+    if (ss->overflow)
+        return;
+    if (mine > FED_STREAM_HARD_MAX) {
+        /* Ended from the timer: this may run inside a call's answer, which ending the session
+         * here would free under it. */
+        core_log(CORE_LOG_WARN, "sse", "%.8s: the client is not reading its stream (%zu bytes "
+                 "waiting); closing it", ss->id, mine);
+        ss->overflow = true;
+        uv_timer_start(&ss->ping, on_ping, 0, PING_MS);
         return;
     }
+    if (mine <= FED_NOTIFY_STREAM_MAX / 2)
+        fed__backlog_drained(&ss->drops, ss->who);
     uv_buf_t u = uv_buf_init((char *)p, (unsigned)n);
     (void)tp_http_stream_write(ss->stream, &u, 1);
 }
 
 /* Sends one JSON-RPC message (complete JSON text in pieces) as a `message` event. */
-static void send_message(struct sse_sess *ss, const uv_buf_t *bufs, unsigned n)
+static void send_message(struct sse_sess *ss, const uv_buf_t *bufs, unsigned n, bool droppable)
 {
     if (ss->stream == NULL)
         return;
@@ -60,7 +81,7 @@ static void send_message(struct sse_sess *ss, const uv_buf_t *bufs, unsigned n)
     if (rc == 0)
         rc = tp_sse_encode(&ev, NULL, "message", msg.data, msg.len);
     if (rc == 0)
-        stream_put(ss, ev.data, ev.len, "message");
+        stream_put(ss, ev.data, ev.len, "message", droppable);
     else
         core_log(CORE_LOG_WARN, "sse", "%.8s: message dropped: %s", ss->id, core_strerror(rc));
     core_buf_dispose(&msg);
@@ -70,7 +91,7 @@ static void send_message(struct sse_sess *ss, const uv_buf_t *bufs, unsigned n)
 static void send_text(struct sse_sess *ss, const char *json)
 {
     uv_buf_t u = uv_buf_init((char *)json, (unsigned)strlen(json));
-    send_message(ss, &u, 1);
+    send_message(ss, &u, 1, false);
 }
 
 /* ---- lifetime -------------------------------------------------------------------------------- */
@@ -84,10 +105,17 @@ static void on_ping_close(uv_handle_t *h)
 static void on_ping(uv_timer_t *t)
 {
     struct sse_sess *ss = container_of(t, struct sse_sess, ping);
+    if (ss->overflow) {
+        if (ss->s) {
+            ss->s->streams--;
+            fed__session_end(ss->s); /* sess_ended ends the stream and closes the timer */
+        }
+        return;
+    }
     struct core_buf b;
     core_buf_init(&b, 0);
     if (tp_sse_comment(&b, "ping") == 0)
-        stream_put(ss, b.data, b.len, "ping");
+        stream_put(ss, b.data, b.len, "ping", true);
     core_buf_dispose(&b);
 }
 
@@ -108,7 +136,7 @@ static void on_stream_close(void *ud, struct tp_http_req *req)
 static void sess_notify(void *ctx, struct fed_session *s, const uv_buf_t *bufs, unsigned n)
 {
     (void)s;
-    send_message(ctx, bufs, n);
+    send_message(ctx, bufs, n, true);
 }
 
 /* The session is ending (client gone, idle, or gateway shutdown): end the stream if it is
@@ -137,13 +165,13 @@ static const struct fed_session_ops sess_ops = {.notify = sess_notify, .ended = 
 static void call_message(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
 {
     (void)c;
-    send_message(ctx, bufs, n);
+    send_message(ctx, bufs, n, true);
 }
 
 static void call_respond(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
 {
     (void)c;
-    send_message(ctx, bufs, n);
+    send_message(ctx, bufs, n, false);
 }
 
 static const struct fed_call_ops call_ops = {.message = call_message, .respond = call_respond};
@@ -183,6 +211,7 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req,
     ss->s = s;
     ss->stream = req;
     snprintf(ss->id, sizeof ss->id, "%s", s->id);
+    snprintf(ss->who, sizeof ss->who, "legacy SSE session %.8s", s->id);
     s->streams++;
     tp_http_req_set_close_cb(req, on_stream_close, ss);
     uv_timer_start(&ss->ping, on_ping, PING_MS, PING_MS);
@@ -194,7 +223,7 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req,
     struct core_buf ev;
     core_buf_init(&ev, 0);
     if (tp_sse_encode(&ev, NULL, "endpoint", uri, strlen(uri)) == 0)
-        stream_put(ss, ev.data, ev.len, "endpoint");
+        stream_put(ss, ev.data, ev.len, "endpoint", false);
     core_buf_dispose(&ev);
 }
 

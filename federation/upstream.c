@@ -414,8 +414,8 @@ static void on_child_frame(void *ctx, const char *p, size_t n)
     int rc = core_rpc_scan(p, n, &env);
     if (rc == 0 && env.dup) {
         /* Clients would read the other copy of the key than the gateway routed on. */
-        core_log(CORE_LOG_ERROR, "up", "%s: frame with a duplicate \"%s\" key dropped", up->name,
-                 env.dup_key);
+        core_log_limited(&up->log_limit, CORE_LOG_ERROR, "up",
+                         "%s: frame with a duplicate \"%s\" key dropped", up->name, env.dup_key);
         return;
     }
     if (rc != 0 || env.kind == CORE_RPC_INVALID || env.kind == CORE_RPC_BATCH) {
@@ -437,8 +437,9 @@ static void on_child_frame(void *ctx, const char *p, size_t n)
         }
         struct fed_pending *pd = ok ? core_map_u64_del(&up->pending, id) : NULL;
         if (pd == NULL) {
-            core_log(CORE_LOG_DEBUG, "up", "%s: reply to unknown id %.*s dropped", up->name,
-                     (int)(env.id.len > 40 ? 40 : env.id.len), p + env.id.off);
+            core_log_limited(&up->log_limit, CORE_LOG_DEBUG, "up",
+                             "%s: reply to unknown id %.*s dropped", up->name,
+                             (int)(env.id.len > 40 ? 40 : env.id.len), p + env.id.off);
             return;
         }
         if (pd->kind == FED_PEND_INTERNAL) {

@@ -141,9 +141,15 @@ static void got_free(struct got *g)
     core_free(g);
 }
 
-static struct fed_session *new_session(struct fixture *f)
+/* Internal (GW_STATIC) in federation/router.c. */
+struct fed_call *router_attribute(struct fed_upstream *up, const char *frame,
+                                  const struct core_rpc_env *env, bool *unattributed);
+
+static struct fed_session *session_of(struct fixture *f, const struct core_client_cfg *client)
 {
-    struct fed_session *s = fed__session_new(f->gw, NULL, &sops, NULL, NULL, 0);
+    char why[300];
+    struct fed_session *s = fed__session_new(f->gw, client, &sops, NULL, why, sizeof why);
+    ck_assert_msg(s != NULL, "%s", why);
     struct got *g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":"
                                 "{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},"
                                 "\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}");
@@ -152,6 +158,11 @@ static struct fed_session *new_session(struct fixture *f)
     ck_assert_ptr_nonnull(strstr(g->response, "\"protocolVersion\":\"2025-06-18\""));
     got_free(g);
     return s;
+}
+
+static struct fed_session *new_session(struct fixture *f)
+{
+    return session_of(f, NULL);
 }
 
 START_TEST(test_id_types_round_trip)
@@ -295,6 +306,160 @@ START_TEST(test_crash_fails_inflight_and_restarts)
 END_TEST
 
 /* Two upstreams, one answering tools/list two tools a page: the gateway's cursors walk both. */
+START_TEST(test_duplicate_keys_never_reach_the_server)
+{
+    struct fixture f;
+    setup(&f);
+    struct fed_session *s = new_session(&f);
+    struct fed_upstream *up = f.gw->servers[0]->shared;
+    static const char *const frames[] = {
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"demo__touch\","
+        "\"name\":\"demo__echo\",\"arguments\":{\"message\":\"x\"}}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"resources/read\",\"params\":{\"uri\":\"demo://readme\","
+        "\"u\\u0072i\":\"demo://items/1\"}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"demo__echo\","
+        "\"arguments\":{\"message\":\"x\"},\"_meta\":{\"progressToken\":1,\"progressToken\":2}}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"completion/complete\",\"params\":{\"ref\":{\"type\":"
+        "\"ref/prompt\",\"name\":\"demo__greeting\",\"name\":\"x\"},\"argument\":{\"name\":\"n\","
+        "\"value\":\"v\"}}}",
+    };
+    for (size_t i = 0; i < sizeof frames / sizeof frames[0]; i++) {
+        struct got *g = send_req(s, frames[i]);
+        /* Answered at once, and nothing went to the upstream. */
+        ck_assert_msg(g->responded, "frame %zu not answered at once", i);
+        ck_assert_msg(strstr(g->response, "\"code\":-32600") != NULL, "%s", g->response);
+        ck_assert_ptr_nonnull(strstr(g->response, "duplicate"));
+        ck_assert_uint_eq(core_map_u64_len(&up->pending), 0);
+        got_free(g);
+    }
+    /* A repeated id: the answer cannot name one, so its id is null. */
+    struct got *g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":5,\"id\":6,\"method\":\"ping\"}");
+    ck_assert_ptr_nonnull(strstr(g->response, "\"id\":null"));
+    got_free(g);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_only_exposed_names_route)
+{
+    struct fixture f;
+    setup(&f);
+    struct fed_session *s = new_session(&f);
+    /* Names that would be sanitised on the way out are not exposed names. */
+    static const char *const raw[] = {"demo__echo ", "demo__ec ho", "demo__echo\\u0000x", "echo",
+                                      "demo__"};
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        char frame[300];
+        snprintf(frame, sizeof frame,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"%s\","
+                 "\"arguments\":{\"message\":\"x\"}}}",
+                 raw[i]);
+        struct got *g = send_req(s, frame);
+        ck_assert_msg(g->responded, "%s not answered at once", raw[i]);
+        ck_assert_msg(strstr(g->response, "\"isError\":true") != NULL ||
+                          strstr(g->response, "\"error\"") != NULL,
+                      "%s: %s", raw[i], g->response);
+        got_free(g);
+    }
+    teardown(&f);
+}
+END_TEST
+
+/* The upstream id of the forwarded request of session s on up. */
+static uint64_t pending_of(struct fed_upstream *up, struct fed_session *s)
+{
+    size_t it = 0;
+    uint64_t k;
+    void *v;
+    while (core_map_u64_next(&up->pending, &it, &k, &v)) {
+        struct fed_pending *p = v;
+        if (p->kind == FED_PEND_FORWARD && p->serial == s->serial)
+            return p->id;
+    }
+    return 0;
+}
+
+START_TEST(test_attribution_on_a_shared_child)
+{
+    char ini[5000];
+    snprintf(ini, sizeof ini,
+             "[server.demo]\ncommand = %s\nargs = [\"demo-server\"]\nisolation = shared\n"
+             "[client.a]\n[client.b]\n",
+             self_exe);
+    struct fixture f;
+    setup_cfg(&f, ini);
+    struct fed_upstream *up = f.gw->servers[0]->shared;
+    struct fed_session *sa = session_of(&f, &f.gw->cfg->clients[0]);
+    struct fed_session *sb = session_of(&f, &f.gw->cfg->clients[1]);
+#define SLEEP_REQ(ms)                                                                              \
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"demo__sleep\","          \
+    "\"arguments\":{\"ms\":" #ms "}}}"
+    struct got *ga = send_req(sa, SLEEP_REQ(600));
+    struct got *gb = send_req(sb, SLEEP_REQ(200));
+    uint64_t ida = pending_of(up, sa);
+    ck_assert_uint_ne(ida, 0);
+    bool unattributed;
+    const char *ask = "{\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"method\":\"sampling/createMessage\","
+                      "\"params\":{\"messages\":[]}}";
+    struct core_rpc_env env;
+    ck_assert_int_eq(core_rpc_scan(ask, strlen(ask), &env), 0);
+    /* Two identities in flight: nobody gets it, and the caller can say why. */
+    ck_assert_ptr_null(router_attribute(up, ask, &env, &unattributed));
+    ck_assert(unattributed);
+    /* The progress token the gateway gave alice's request names it. */
+    char named[400];
+    snprintf(named, sizeof named,
+             "{\"jsonrpc\":\"2.0\",\"id\":\"s2\",\"method\":\"sampling/createMessage\",\"params\":"
+             "{\"messages\":[],\"_meta\":{\"progressToken\":%llu}}}",
+             (unsigned long long)ida);
+    ck_assert_int_eq(core_rpc_scan(named, strlen(named), &env), 0);
+    struct fed_call *c = router_attribute(up, named, &env, &unattributed);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_eq(c->sess, sa);
+    /* Once b's call is done, a's session is the only one in flight. */
+    run_until(&f, &gb->responded, 3000);
+    ck_assert(gb->responded);
+    ck_assert_int_eq(core_rpc_scan(ask, strlen(ask), &env), 0);
+    c = router_attribute(up, ask, &env, &unattributed);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_eq(c->sess, sa);
+    run_until(&f, &ga->responded, 3000);
+    ck_assert(ga->responded);
+    /* Nothing in flight: nobody, but not for want of attribution. */
+    ck_assert_ptr_null(router_attribute(up, ask, &env, &unattributed));
+    ck_assert(!unattributed);
+    got_free(ga);
+    got_free(gb);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_one_identity_gets_its_newest_call)
+{
+    struct fixture f;
+    setup(&f);
+    struct fed_upstream *up = f.gw->servers[0]->shared;
+    struct fed_session *s1 = new_session(&f);
+    struct fed_session *s2 = new_session(&f);
+    struct got *g1 = send_req(s1, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":"
+                                  "{\"name\":\"demo__sleep\",\"arguments\":{\"ms\":300}}}");
+    struct got *g2 = send_req(s2, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":"
+                                  "{\"name\":\"demo__sleep\",\"arguments\":{\"ms\":300}}}");
+    const char *ask = "{\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"method\":\"roots/list\"}";
+    struct core_rpc_env env;
+    ck_assert_int_eq(core_rpc_scan(ask, strlen(ask), &env), 0);
+    bool unattributed;
+    struct fed_call *c = router_attribute(up, ask, &env, &unattributed);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_eq(c->sess, s2);
+    run_until(&f, &g1->responded, 3000);
+    run_until(&f, &g2->responded, 3000);
+    got_free(g1);
+    got_free(g2);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_pagination_across_upstreams)
 {
     char ini[10000];
@@ -431,6 +596,10 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_crash_fails_inflight_and_restarts);
     tcase_add_test(tc, test_pagination_across_upstreams);
     tcase_add_test(tc, test_late_upstream_left_out_then_cached);
+    tcase_add_test(tc, test_duplicate_keys_never_reach_the_server);
+    tcase_add_test(tc, test_only_exposed_names_route);
+    tcase_add_test(tc, test_attribution_on_a_shared_child);
+    tcase_add_test(tc, test_one_identity_gets_its_newest_call);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -1,0 +1,100 @@
+// A server flooding notifications while clients stop reading must not grow the daemon without
+// bound (issue 9, item 6): what it holds for streams that do not drain is counted in bytes
+// allocated and bounded per stream and in total, the excess is dropped with one warning per
+// stream (not one log line per notification), and everyone else is still served.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { after, test } from 'node:test';
+
+import { IS_GATEWAY, NODE, PROTOCOL_VERSION, rawSession, resultText, serverSection, sleep, testKit, untilTool, waitFor } from './harness.mjs';
+
+const skip = !IS_GATEWAY && 'gateway only';
+const HOSTILE = path.join(path.dirname(new URL(import.meta.url).pathname), 'hostile-server.mjs');
+const kit = testKit('flood');
+after(kit.cleanup);
+
+const rssMiB = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+const lines = (text) => text.split('\n').length;
+
+/** A raw HTTP request on its own socket that is never read: the daemon's writes to it stall. */
+function stalled(port, head, body = '') {
+    return new Promise((resolve, reject) => {
+        const s = net.connect({ port, host: '127.0.0.1' }, () => {
+            s.write(head + body);
+            s.pause(); // no more reading: the kernel buffers fill, then the daemon's queue
+            resolve(s);
+        });
+        s.on('error', reject);
+    });
+}
+
+test('stalled GET streams and a stalled POST stream under a notification flood: memory stays bounded, logs stay short', { timeout: 240000, skip }, kit.wrap(async () => {
+    const config = '[gateway]\naudit = off\n\n' + serverSection('evil', { command: NODE, args: [HOSTILE], prefix: 'evil' });
+    const d = await kit.start({ config });
+    const ctl = await kit.client(d, { name: 'controller' });
+    await untilTool(ctl, 'evil__flood');
+    await ctl.client.setLoggingLevel('emergency'); // the controller does not want the flood itself
+    // Four sessions whose GET streams nobody reads.
+    const sockets = [];
+    for (let i = 0; i < 4; i++) {
+        const r = await rawSession(d);
+        sockets.push(
+            await stalled(
+                d.port,
+                `GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:${d.port}\r\nAccept: text/event-stream\r\nMcp-Session-Id: ${r.sid}\r\nMCP-Protocol-Version: ${PROTOCOL_VERSION}\r\n\r\n`,
+            ),
+        );
+    }
+    // And a session whose own call's response stream nobody reads: the flood rides on it.
+    const p = await rawSession(d);
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'evil__flood', arguments: { count: 60000, size: 200 } } });
+    await sleep(300);
+    const rss0 = rssMiB(d.pid);
+    const log0 = lines(d.stderr);
+    sockets.push(
+        await stalled(
+            d.port,
+            `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${d.port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: ${p.sid}\r\nMCP-Protocol-Version: ${p.version}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`,
+            body,
+        ),
+    );
+    // The controller's own flood reaches the four GET streams (its own level filters it out).
+    const t0 = Date.now();
+    const r = await ctl.client.callTool({ name: 'evil__flood', arguments: { count: 150000, size: 100 } }, undefined, { timeout: 200000 });
+    assert.equal(resultText(r), 'flooded');
+    await sleep(1000);
+    const grown = rssMiB(d.pid) - rss0;
+    const logged = lines(d.stderr) - log0;
+    console.log(`# flood: grew ${grown.toFixed(1)} MiB, ${logged} log lines, ${Date.now() - t0} ms`);
+    // 150,000 notifications to each of four streams and 60,000 of 200 bytes on the POST
+    // stream: about 70 MB of events, hundreds of MB at one pooled block each.
+    assert.ok(grown < 120, `the daemon grew by ${grown.toFixed(1)} MiB under the flood (in ${Date.now() - t0} ms)`);
+    assert.ok(logged < 100, `the flood wrote ${logged} daemon log lines`);
+    assert.match(d.stderr, /the client is not reading .*notifications are dropped until it catches up/);
+    // Everyone else is still served at once.
+    const echo = await ctl.client.callTool({ name: 'evil__echo', arguments: { still: 'here' } });
+    assert.match(resultText(echo), /"still":"here"/);
+    for (const s of sockets) s.destroy();
+}));
+
+test('sessions without a GET stream queue a bounded amount each, and all of them together too', { timeout: 120000, skip }, kit.wrap(async () => {
+    const config = '[gateway]\naudit = off\n\n' + serverSection('evil', { command: NODE, args: [HOSTILE], prefix: 'evil' });
+    const d = await kit.start({ config });
+    const ctl = await kit.client(d, { name: 'controller' });
+    await untilTool(ctl, 'evil__flood');
+    await ctl.client.setLoggingLevel('emergency');
+    // 200 sessions that never open a GET stream: their notifications are kept for them.
+    for (let i = 0; i < 200; i++) await rawSession(d);
+    await sleep(300);
+    const rss0 = rssMiB(d.pid);
+    const r = await ctl.client.callTool({ name: 'evil__flood', arguments: { count: 20000, size: 300 } }, undefined, { timeout: 100000 });
+    assert.equal(resultText(r), 'flooded');
+    await sleep(500);
+    const grown = rssMiB(d.pid) - rss0;
+    console.log(`# queues: grew ${grown.toFixed(1)} MiB`);
+    // Unbounded, that is 200 sessions x 1 MiB; bounded, 256 KiB each and 64 MiB in all.
+    assert.ok(grown < 100, `the daemon grew by ${grown.toFixed(1)} MiB`);
+    await waitFor(() => /notifications are dropped/.test(d.stderr), { what: 'the drop warning' });
+}));
