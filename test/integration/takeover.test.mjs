@@ -9,7 +9,7 @@
 //     refuses), then with the socket moved into a private directory of ours (only the
 //     SO_PEERCRED check is left to refuse). Each exits 1 naming uid 65534.
 //
-// Runs a process as uid 65534 with setpriv, so it needs root; skipped otherwise.
+// Acting as uid 65534 (chown, setpriv) needs root; those tests are skipped otherwise.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -20,8 +20,8 @@ import { BIN, IS_GATEWAY, NODE, PROTOCOL_VERSION, makeTmp, runBin, sanitizerRepo
 
 const NOBODY = 65534;
 const isRoot = process.getuid?.() === 0;
-const skip = (!IS_GATEWAY && 'gateway only') || (!isRoot && 'needs root to run a listener as uid 65534');
-const T = { timeout: 60000, skip };
+const T = { timeout: 60000, skip: (!IS_GATEWAY && 'gateway only') || (!isRoot && 'needs root to act as uid 65534') };
+const T_ANY = { timeout: 60000, skip: !IS_GATEWAY && 'gateway only' }; // for tests that need no other uid
 const ME = process.geteuid?.() ?? 0;
 
 const initLine =
@@ -163,7 +163,7 @@ test('(a) a foreign $TMPDIR/agentgate-UID (uid 65534, 0777): serve, bridge and r
     assert.deepEqual(serveDaemonsFor(path.join(base, 'agentgate.sock')), [], 'no daemon was started there');
 });
 
-test('(a) an open (0777) or symlinked $TMPDIR/agentgate-UID of our own is refused too', T, async () => {
+test('(a) an open (0777) or symlinked $TMPDIR/agentgate-UID of our own is refused too', T_ANY, async () => {
     const tmp = makeTmp('takeover-a2');
     const env = fallbackEnv(tmp);
     const base = path.join(tmp, `agentgate-${ME}`);
