@@ -1,8 +1,8 @@
 #include "core/paths.h"
 
 #include <errno.h>
-#include <stdbool.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -57,7 +57,10 @@ int core_path_tmp_base(char *out, size_t cap)
     if (tmp == NULL || tmp[0] != '/')
         tmp = "/tmp";
     /* The effective uid: it is the one that owns what we create and that the checks expect. */
-    int n = snprintf(out, cap, "%s/agentgate-%u", tmp, (unsigned)geteuid());
+    unsigned uid = (unsigned)geteuid();
+    int n = snprintf(out, cap, "%s/agentgate-%u", tmp, uid);
+    if (n < 0 || (size_t)n >= cap) /* a TMPDIR too long to use: as if it were not set */
+        n = snprintf(out, cap, "/tmp/agentgate-%u", uid);
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
@@ -66,9 +69,10 @@ void core_path_default_state(char *out, size_t cap)
     if (core_path_xdg(out, cap, "XDG_STATE_HOME", ".local/state", "agentgate") == 0)
         return;
     char base[PATH_MAX];
-    if (core_path_tmp_base(base, sizeof base) != 0)
-        snprintf(base, sizeof base, "/tmp/agentgate-%u", (unsigned)geteuid());
-    snprintf(out, cap, "%s/state", base);
+    if (core_path_tmp_base(base, sizeof base) == 0)
+        snprintf(out, cap, "%s/state", base);
+    else if (cap > 0)
+        out[0] = '\0'; /* cannot happen: PATH_MAX holds "/tmp/agentgate-UID" */
 }
 
 int core_path_default_socket(char *out, size_t cap)

@@ -16,9 +16,10 @@ GW_MUST_CHECK int core_path_mkdirs(const char *path, mode_t mode);
 /* $XDG_CONFIG_HOME/agentgate/agentgate.ini (else ~/.config/...). Returns 0 or -1. */
 GW_MUST_CHECK int core_path_default_config(char *out, size_t cap);
 /* The fallback directory for the socket (and for the state when there is no HOME either):
- * "$TMPDIR/agentgate-EUID" when $TMPDIR is an absolute path, else "/tmp/agentgate-EUID". It sits
- * in a directory every user can write to, so core_path_check_private_dir checks it before
- * anything inside it is used. Returns 0 or -1 (too long). */
+ * "$TMPDIR/agentgate-EUID" when $TMPDIR is an absolute path (and short enough for cap), else
+ * "/tmp/agentgate-EUID". It sits in a directory every user can write to, so
+ * core_path_check_private_dir checks it before anything inside it is used. Returns 0, or -1 when
+ * even the /tmp form does not fit in cap. */
 GW_MUST_CHECK int core_path_tmp_base(char *out, size_t cap);
 /* $XDG_STATE_HOME/agentgate (else ~/.local/state/agentgate, else TMP_BASE/state). */
 void core_path_default_state(char *out, size_t cap);
