@@ -372,11 +372,20 @@ static int join_path(char *out, size_t cap, const char *dir, const char *name, c
  * message in err; raw holds nothing on failure. */
 static int read_key_file(const char *path, unsigned char raw[KEY_BYTES], char *err, size_t errlen)
 {
-    /* O_NONBLOCK so that a FIFO planted there cannot block us before fstat refuses it. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    /* O_NONBLOCK so that a FIFO planted there cannot block us before fstat refuses it;
+     * O_NOFOLLOW so that a symlink there is refused rather than read through: a key is only
+     * ever the file in the state directory. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT)
             return CORE_ENOTFOUND;
+        if (errno == ELOOP) {
+            core_set_err(err, errlen,
+                         "session key file %s is a symbolic link, which agentgate does not "
+                         "follow; remove it",
+                         path);
+            return CORE_EINVAL;
+        }
         core_set_err(err, errlen, "cannot open session key file %s: %s", path, strerror(errno));
         return CORE_EINVAL;
     }
@@ -426,7 +435,8 @@ out:
 static int write_key_file(const char *path, const unsigned char raw[KEY_BYTES], char *err,
                           size_t errlen)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    /* O_EXCL already fails on any existing entry, a symlink included; O_NOFOLLOW says so. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         if (errno == EEXIST)
             return CORE_EBUSY;
@@ -518,10 +528,10 @@ static int prepare_dir(const char *state_dir, char *cur, size_t cap, char *err, 
         core_set_err(err, errlen, "no state directory for the session keys");
         return CORE_EINVAL;
     }
-    if (core_path_mkdirs(state_dir, 0700) != 0) {
-        core_set_err(err, errlen, "cannot create state directory %s: %s", state_dir, strerror(errno));
+    /* The keys are only as private as the directory: one that others can write to (or that is
+     * someone else's) is refused. */
+    if (core_path_ensure_private_dir(state_dir, err, errlen) != 0)
         return CORE_EINVAL;
-    }
     return join_path(cur, cap, state_dir, KEY_FILE, err, errlen);
 }
 

@@ -36,14 +36,16 @@ GW_MUST_CHECK int auth_set_backend(enum auth_backend b);
 /* The implementation in use: "libsodium" or "mbedtls" (static string). */
 const char *auth_backend_name(void);
 
-/* Loads the key ring from state_dir (created with mode 0700 if missing):
+/* Loads the key ring from state_dir (created with mode 0700 if missing; refused unless it is a
+ * private directory, see core_path_ensure_private_dir):
  * - session.key, the current key: exactly 32 bytes. When missing it is created with 32 random
  *   bytes, mode 0600, O_EXCL, and fsync'd.
  * - session.key.<UNIXTIME>, retired keys (UNIXTIME = when rotation retired them), kept while
  *   UNIXTIME * 1000 + ttl_ms is in the future; older ones are deleted.
  * Any key file with group/other permission bits (mode & 077), a size other than 32 bytes, or
- * that is not a regular file is refused with a one-line message in err naming the file (and for
- * permissions its octal mode and the `chmod 600 FILE` fix).
+ * that is not a regular file (a symlink is refused, not followed) is refused with a one-line
+ * message in err naming the file (and for permissions its octal mode and the `chmod 600 FILE`
+ * fix).
  * The environment variable AGENTGATE_AES=sodium|mbedtls forces a backend (auto = default).
  * The ring is replaced only on success; on failure the previous ring stays in use.
  * err (may be NULL when errlen is 0) gets a message on failure. Returns 0 or CORE_EINVAL. */

@@ -26,10 +26,12 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/file.h"
 #include "core/frame.h"
 #include "core/jsonrpc.h"
 #include "core/log.h"
 #include "core/paths.h"
+#include "core/peer.h"
 
 #define MOD "bridge"
 
@@ -146,6 +148,7 @@ static void daemon_gone(struct bridge *br, const char *why);
 static void start_sock_read(struct bridge *br);
 static void start_stdin_read(struct bridge *br);
 static void arm(struct bridge *br, uint64_t ms);
+static void give_up(struct bridge *br, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static const char *state_name(enum br_state st)
 {
@@ -817,9 +820,26 @@ static void release_lock(struct bridge *br)
     br->spawned = NULL;
 }
 
-/* A connection is open on fd: hello, then the replay or straight to pumping. */
+/* A connection is open on fd: check who listens, then hello, then the replay or straight to
+ * pumping. */
 static void attach(struct bridge *br, int fd)
 {
+    /* Whoever listens gets the client's every request: it must be us. A listener of another
+     * user (a socket planted where ours should be) gets nothing, not even the hello, and
+     * retrying cannot help. */
+    uid_t me = geteuid(), peer = me;
+    if (core_peer_uid(fd, &peer) != 0) {
+        int e = errno;
+        close(fd);
+        give_up(br, "%s: cannot tell who listens: %s", br->sock_path, strerror(e));
+        return;
+    }
+    if (peer != me) {
+        close(fd);
+        give_up(br, "%s: the listener runs as uid %u, not as you (uid %u); refusing to talk to it",
+                br->sock_path, (unsigned)peer, (unsigned)me);
+        return;
+    }
     release_lock(br);
     uv_timer_stop(&br->timer);
     br->deadline = 0;
@@ -892,8 +912,8 @@ static void print_log_tail(struct bridge *br)
     char dir[PATH_MAX], path[PATH_MAX + 16];
     state_dir(br, dir, sizeof dir);
     snprintf(path, sizeof path, "%s/daemon.log", dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    int fd;
+    if (core_file_open(path, O_RDONLY, 0, &fd, NULL, 0) != 0)
         return;
     char tail[4096];
     off_t end = lseek(fd, 0, SEEK_END);
@@ -945,22 +965,27 @@ static void on_proc_exit(uv_process_t *p, int64_t status, int sig)
     }
 }
 
-/* Starts `<self> serve ...` detached. Returns 0 or a UV_E* code. */
-GW_MUST_CHECK static int spawn_daemon(struct bridge *br)
+/* Starts `<self> serve ...` detached. Returns 0 or a UV_E* code with a message in err. */
+GW_MUST_CHECK static int spawn_daemon(struct bridge *br, char *err, size_t errlen)
 {
     char self[PATH_MAX];
     ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (sl <= 0)
+    if (sl <= 0) {
+        core_set_err(err, errlen, "cannot find our own binary: %s", strerror(errno));
         return uv_translate_sys_error(errno);
+    }
     self[sl] = '\0';
     char dir[PATH_MAX], logp[PATH_MAX + 16];
     state_dir(br, dir, sizeof dir);
-    if (core_path_mkdirs(dir, 0700) != 0)
-        return uv_translate_sys_error(errno);
+    /* As serve checks it: daemon.log must not land in (or through) someone else's directory. */
+    int rc = core_path_ensure_private_dir(dir, err, errlen);
+    if (rc != 0)
+        return rc;
     snprintf(logp, sizeof logp, "%s/daemon.log", dir);
-    int logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (logfd < 0)
-        return uv_translate_sys_error(errno);
+    int logfd;
+    rc = core_file_open(logp, O_WRONLY | O_CREAT | O_APPEND, 0600, &logfd, err, errlen);
+    if (rc != 0)
+        return rc;
 
     char *args[12];
     int n = 0;
@@ -996,9 +1021,10 @@ GW_MUST_CHECK static int spawn_daemon(struct bridge *br)
 
     struct br_proc *bp = core_xcalloc(1, sizeof *bp);
     bp->br = br;
-    int rc = uv_spawn(&br->loop, &bp->proc, &opts);
+    rc = uv_spawn(&br->loop, &bp->proc, &opts);
     close(logfd);
     if (rc != 0) {
+        core_set_err(err, errlen, "%s: %s", self, uv_strerror(rc));
         uv_close((uv_handle_t *)&bp->proc, on_proc_closed);
         return rc;
     }
@@ -1010,32 +1036,34 @@ GW_MUST_CHECK static int spawn_daemon(struct bridge *br)
     return 0;
 }
 
-/* Takes start.lock without blocking: 0, UV_EAGAIN when another bridge holds it, or an error. */
-GW_MUST_CHECK static int take_lock(struct bridge *br)
+/* Takes start.lock without blocking: 0, UV_EAGAIN when another bridge holds it, or an error
+ * with a message in err. */
+GW_MUST_CHECK static int take_lock(struct bridge *br, char *err, size_t errlen)
 {
     char dir[PATH_MAX], path[PATH_MAX + 16];
-    snprintf(dir, sizeof dir, "%s", br->sock_path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof dir, "%s", slash ? "/" : ".");
-    if (core_path_mkdirs(dir, 0700) != 0)
-        return uv_translate_sys_error(errno);
+    if (core_path_dir_of(br->sock_path, dir, sizeof dir) != 0) {
+        core_set_err(err, errlen, "%s: path too long", br->sock_path);
+        return UV_ENAMETOOLONG;
+    }
+    /* The daemon we start will listen here: the directory must be ours alone. */
+    int rc = core_path_ensure_private_dir(dir, err, errlen);
+    if (rc != 0)
+        return rc;
     snprintf(path, sizeof path, "%s/start.lock", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return uv_translate_sys_error(errno);
+    int fd;
+    rc = core_file_open(path, O_RDWR | O_CREAT, 0600, &fd, err, errlen);
+    if (rc != 0)
+        return rc;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int err = errno;
+        int e = errno;
         close(fd);
-        return err == EWOULDBLOCK ? UV_EAGAIN : uv_translate_sys_error(err);
+        core_set_err(err, errlen, "%s: %s", path, strerror(e));
+        return e == EWOULDBLOCK ? UV_EAGAIN : uv_translate_sys_error(e);
     }
     br->lock_fd = fd;
     return 0;
 }
 
-static void give_up(struct bridge *br, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void give_up(struct bridge *br, const char *fmt, ...)
 {
     va_list ap;
@@ -1096,7 +1124,8 @@ static void connect_tick(struct bridge *br)
         return;
     }
     if (br->lock_fd < 0) {
-        rc = take_lock(br);
+        char err[PATH_MAX + 200];
+        rc = take_lock(br, err, sizeof err);
         if (rc == UV_EAGAIN) {
             /* Another bridge is starting the daemon: keep polling the socket. */
             if (br->deadline == 0)
@@ -1109,7 +1138,7 @@ static void connect_tick(struct bridge *br)
             return;
         }
         if (rc != 0) {
-            give_up(br, "cannot lock the start of the daemon: %s", uv_strerror(rc));
+            give_up(br, "cannot lock the start of the daemon: %s", err);
             return;
         }
         /* Whoever held the lock before us may have started one meanwhile. */
@@ -1117,9 +1146,9 @@ static void connect_tick(struct bridge *br)
             attach(br, fd);
             return;
         }
-        rc = spawn_daemon(br);
+        rc = spawn_daemon(br, err, sizeof err);
         if (rc != 0) {
-            give_up(br, "cannot start the daemon: %s", uv_strerror(rc));
+            give_up(br, "cannot start the daemon: %s", err);
             return;
         }
         br->deadline = now + SPAWN_WAIT_MS;
@@ -1355,6 +1384,17 @@ int br_bridge_main(int argc, char **argv)
     if (n < 0 || (size_t)n >= sizeof br->sock_path) {
         fprintf(stderr, "agentgate: bridge: socket path too long\n");
         return 2;
+    }
+    /* Nothing goes to a socket in a directory that someone else owns or can write to: they
+     * could listen there in the daemon's place. A missing directory is made (0700) before a
+     * daemon is started in it (take_lock). */
+    char sock_dir[PATH_MAX], perr[PATH_MAX + 200];
+    if (core_path_dir_of(br->sock_path, sock_dir, sizeof sock_dir) == 0) {
+        int prc = core_path_check_private_dir(sock_dir, perr, sizeof perr);
+        if (prc != 0 && prc != -ENOENT) {
+            fprintf(stderr, "agentgate: bridge: %s\n", perr);
+            return 1;
+        }
     }
 
     uv_loop_init(&br->loop);

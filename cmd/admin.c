@@ -31,6 +31,7 @@
 #include "core/config.h"
 #include "core/file.h"
 #include "core/paths.h"
+#include "core/peer.h"
 #include "policy/pins.h"
 
 #define CTL_TIMEOUT_MS 10000     /* whole control request: connect, write, read */
@@ -145,20 +146,38 @@ GW_MUST_CHECK static int wait_fd(int fd, short events, uint64_t deadline)
     }
 }
 
-/* Connects to the Unix socket at path. Returns 0 and a non-blocking fd in *out, or
- * CORE_ETIMEDOUT or -errno (see is_no_daemon). */
-GW_MUST_CHECK static int ctl_connect(const char *path, uint64_t deadline, int *out)
+/* Connects to the daemon's Unix socket at path, and only to ours: the socket's directory must
+ * pass core_path_check_private_dir and the listener must run as our effective uid
+ * (SO_PEERCRED), both checked before a byte is sent. Returns 0 and a non-blocking fd in *out;
+ * CORE_ETIMEDOUT or -errno (see is_no_daemon); or CORE_EINVAL for a directory or listener that
+ * is not ours. err gets one line on failure. */
+GW_MUST_CHECK static int ctl_connect(const char *path, uint64_t deadline, int *out, char *err,
+                                     size_t errlen)
 {
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     size_t n = strlen(path);
-    if (n >= sizeof sa.sun_path)
+    if (n >= sizeof sa.sun_path) {
+        core_set_err(err, errlen, "cannot connect to %s: %s", path, strerror(ENAMETOOLONG));
         return -ENAMETOOLONG;
+    }
     memcpy(sa.sun_path, path, n + 1);
+    char dir[PATH_MAX];
+    if (core_path_dir_of(path, dir, sizeof dir) == 0) {
+        int rc = core_path_check_private_dir(dir, err, errlen);
+        if (rc == -ENOENT) { /* no directory, no daemon */
+            core_set_err(err, errlen, "cannot connect to %s: %s", path, strerror(ENOENT));
+            return rc;
+        }
+        if (rc != 0)
+            return CORE_EINVAL;
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
+    if (fd < 0) {
+        core_set_err(err, errlen, "cannot connect to %s: %s", path, strerror(errno));
         return -errno;
+    }
     int rc = 0;
     while (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         if (errno == EINTR)
@@ -173,6 +192,21 @@ GW_MUST_CHECK static int ctl_connect(const char *path, uint64_t deadline, int *o
         } else {
             rc = -errno;
         }
+        core_set_err(err, errlen, "cannot connect to %s: %s", path, core_strerror(rc));
+        close(fd);
+        return rc;
+    }
+    uid_t me = geteuid(), peer = me;
+    if (core_peer_uid(fd, &peer) != 0) {
+        rc = -errno;
+        core_set_err(err, errlen, "%s: cannot tell who listens: %s", path, strerror(errno));
+    } else if (peer != me) {
+        rc = CORE_EINVAL;
+        core_set_err(err, errlen,
+                     "%s: the listener runs as uid %u, not as you (uid %u); refusing to talk to it",
+                     path, (unsigned)peer, (unsigned)me);
+    }
+    if (rc != 0) {
         close(fd);
         return rc;
     }
@@ -272,17 +306,16 @@ struct ctl_reply {
 
 /* POSTs a JSON body to `target` on the daemon's socket and reads the whole answer. Returns 0
  * (reply filled; the caller frees reply->json), or a negative code with a message in err
- * (is_no_daemon tells when nothing listens). */
+ * (is_no_daemon tells when nothing listens; CORE_EINVAL, only from ctl_connect, that the
+ * socket's directory or its listener is not ours and nothing was sent). */
 GW_MUST_CHECK static int ctl_post(const char *sock, const char *target, const char *body,
                                   struct ctl_reply *reply, char *err, size_t errlen)
 {
     uint64_t deadline = now_ms() + CTL_TIMEOUT_MS;
     int fd = -1;
-    int rc = ctl_connect(sock, deadline, &fd);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot connect to %s: %s", sock, core_strerror(rc));
+    int rc = ctl_connect(sock, deadline, &fd, err, errlen);
+    if (rc != 0)
         return rc;
-    }
     struct core_buf b;
     core_buf_init(&b, CTL_MAX_REPLY);
     size_t blen = strlen(body);
@@ -428,6 +461,8 @@ enum reload_result {
     RELOAD_NO_DAEMON, /* nothing listens on the socket, or the socket is off */
     RELOAD_REFUSED,   /* msg = the daemon's error (e.g. "FILE:LINE: ...") */
     RELOAD_FAILED,    /* msg = what went wrong talking to it */
+    RELOAD_UNSAFE,    /* msg = why the socket is not the daemon's (another user's listener or
+                       * directory); nothing was sent */
 };
 
 /* Asks the daemon on sock ("" = off) to reload. */
@@ -440,6 +475,8 @@ static enum reload_result daemon_reload(const char *sock, char *msg, size_t cap)
     int rc = ctl_post(sock, "/agentgate/reload", "{}", &r, msg, cap);
     if (is_no_daemon(rc))
         return RELOAD_NO_DAEMON;
+    if (rc == CORE_EINVAL)
+        return RELOAD_UNSAFE;
     if (rc != 0)
         return RELOAD_FAILED;
     enum reload_result res;
@@ -499,6 +536,7 @@ int cmd_reload(int argc, char **argv)
         fprintf(stderr, "agentgate: reload refused: %s\n", msg);
         return 1;
     case RELOAD_FAILED:
+    case RELOAD_UNSAFE:
         break;
     }
     fprintf(stderr, "agentgate: reload: %s\n", msg);
@@ -527,10 +565,16 @@ static int approve_offline(const struct admin_opts *o, const char *server, const
     char state[PATH_MAX], path[PATH_MAX + 8];
     core_path_state(o->state, state, sizeof state);
     snprintf(path, sizeof path, "%s/pins", state);
-    char err[512];
+    char err[PATH_MAX + 200];
     struct pol_pins *p = NULL;
     int n = 0;
-    int rc = pol_pins_load(path, &p, err, sizeof err);
+    /* The pins decide what is trusted: only from (and into) a directory that is ours alone. A
+     * missing one holds no pins, which pol_pins_load reports as such. */
+    int rc = core_path_check_private_dir(state, err, sizeof err);
+    if (rc == -ENOENT)
+        rc = 0;
+    if (rc == 0)
+        rc = pol_pins_load(path, &p, err, sizeof err);
     if (rc == 0)
         rc = pol_pins_approve(p, server, tool, &n, err, sizeof err);
     if (rc == 0)
@@ -618,14 +662,12 @@ int cmd_rotate_key(int argc, char **argv)
     if (rc != 0)
         return rc == 1 ? 0 : rc;
     core_alloc_hook_cjson();
-    char state[PATH_MAX];
+    char state[PATH_MAX], err[PATH_MAX + 200];
     core_path_state(o.state, state, sizeof state);
-    if (core_path_mkdirs(state, 0700) != 0) {
-        fprintf(stderr, "agentgate: cannot create state directory %s: %s\n", state,
-                strerror(errno));
+    if (core_path_ensure_private_dir(state, err, sizeof err) != 0) {
+        fprintf(stderr, "agentgate: rotate-key: %s\n", err);
         return 1;
     }
-    char err[512];
     if (auth_keys_rotate(state, err, sizeof err) != 0) {
         fprintf(stderr, "agentgate: rotate-key: %s\n", err);
         return 1;
@@ -658,6 +700,12 @@ int cmd_rotate_key(int argc, char **argv)
     case RELOAD_FAILED:
         fprintf(stderr, "agentgate: the daemon was not told (%s); run `agentgate reload`\n", msg);
         break;
+    case RELOAD_UNSAFE:
+        fprintf(stderr,
+                "agentgate: rotate-key: %s\nagentgate: the key was rotated; no daemon "
+                "was told\n",
+                msg);
+        return 1;
     }
     return 0;
 }
@@ -979,6 +1027,12 @@ static int token_create(const struct admin_opts *o, const char *client)
         fprintf(stderr, "agentgate: the daemon was not reloaded (%s); run `agentgate reload`\n",
                 msg);
         break;
+    case RELOAD_UNSAFE:
+        fprintf(stderr,
+                "agentgate: token: %s\nagentgate: the token is stored; no daemon was "
+                "told\n",
+                msg);
+        goto wipe;
     }
     status = 0;
 wipe:

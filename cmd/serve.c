@@ -255,10 +255,15 @@ int cmd_run_gateway(struct cmd_run *r)
     const char *self = r->self, *path = r->cfg_path;
     core_log_set_level(cfg->log_level);
 
-    char state[PATH_MAX];
+    /* The state and socket directories must be ours alone (made 0700 when missing), before
+     * anything is created in them: whoever can write there could plant a listener or symlinks
+     * to redirect the keys, pins, logs and audit log. */
+    char state[PATH_MAX], logs[PATH_MAX + 8], perr[PATH_MAX + 200];
     core_path_state(opt_state, state, sizeof state);
-    if (core_path_mkdirs(state, 0700) != 0) {
-        fprintf(stderr, "agentgate: cannot create state directory %s: %s\n", state, strerror(errno));
+    snprintf(logs, sizeof logs, "%s/logs", state);
+    if (core_path_ensure_private_dir(state, perr, sizeof perr) != 0 ||
+        core_path_ensure_private_dir(logs, perr, sizeof perr) != 0) {
+        fprintf(stderr, "agentgate: %s\n", perr);
         core_config_free(cfg);
         return 1;
     }
@@ -275,16 +280,15 @@ int cmd_run_gateway(struct cmd_run *r)
     const char *sockp = sock[0] != '\0' ? sock : NULL;
     if (sockp) {
         char dir[PATH_MAX];
-        snprintf(dir, sizeof dir, "%s", sockp);
-        char *slash = strrchr(dir, '/');
-        if (slash && slash != dir) {
-            *slash = '\0';
-            if (core_path_mkdirs(dir, 0700) != 0) {
-                fprintf(stderr, "agentgate: cannot create socket directory %s: %s\n", dir,
-                        strerror(errno));
-                core_config_free(cfg);
-                return 1;
-            }
+        int prc = core_path_dir_of(sockp, dir, sizeof dir);
+        if (prc != 0)
+            snprintf(perr, sizeof perr, "%s: path too long", sockp);
+        else
+            prc = core_path_ensure_private_dir(dir, perr, sizeof perr);
+        if (prc != 0) {
+            fprintf(stderr, "agentgate: %s\n", perr);
+            core_config_free(cfg);
+            return 1;
         }
     }
     char host[256] = "";

@@ -11,6 +11,50 @@
 
 #include "core/alloc.h"
 
+int core_file_open(const char *path, int flags, mode_t mode, int *fd_out, char *err, size_t errlen)
+{
+    /* O_NONBLOCK only for the open itself: a FIFO planted at path would otherwise block it
+     * until someone opens the other end. Regular files ignore it. */
+    int fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, mode);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP) {
+            core_set_err(err, errlen,
+                         "%s: is a symbolic link, which agentgate does not follow; "
+                         "remove it",
+                         path);
+            return -ELOOP;
+        }
+        if (e == ENXIO || e == EISDIR) { /* a FIFO without a reader, a device, a directory */
+            core_set_err(err, errlen, "%s: not a regular file", path);
+            return CORE_EINVAL;
+        }
+        core_set_err(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        core_set_err(err, errlen, "%s: %s", path, strerror(errno));
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = CORE_EINVAL;
+        core_set_err(err, errlen, "%s: not a regular file", path);
+    } else {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+            rc = -errno;
+            core_set_err(err, errlen, "%s: %s", path, strerror(errno));
+        }
+    }
+    if (rc != 0) {
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
 int core_file_write_all(int fd, const void *data, size_t n)
 {
     const char *p = data;

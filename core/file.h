@@ -1,4 +1,5 @@
-/* Writing files so that a crash leaves either the old content or the new, never half of it. */
+/* Opening state files without following symlinks, and writing files so that a crash leaves
+ * either the old content or the new, never half of it. */
 #ifndef GW_CORE_FILE_H
 #define GW_CORE_FILE_H
 
@@ -7,6 +8,16 @@
 
 #include "core/err.h"
 
+/* Opens the regular file at path for agentgate's own state (audit log, revoked, logs, pins):
+ * open(2) with flags (O_RDONLY, O_WRONLY | O_APPEND | O_CREAT, ...) plus O_NOFOLLOW, O_CLOEXEC
+ * and O_NOCTTY, and mode for a file it creates. A symlink at path is refused, never followed
+ * (symlinks in the directories above are: core_path_check_private_dir covers those), and so is
+ * anything but a regular file; a FIFO cannot block the open. On success *fd_out is the
+ * descriptor, in blocking mode (the caller closes it). Returns 0; -ENOENT when path does not
+ * exist (without O_CREAT); -ELOOP for a symlink; CORE_EINVAL for a FIFO, device, socket or
+ * directory; or another -errno; on failure err gets one line naming the file. */
+GW_MUST_CHECK int core_file_open(const char *path, int flags, mode_t mode, int *fd_out, char *err,
+                                 size_t errlen);
 /* Writes all n bytes to fd (retrying short writes and EINTR). Returns 0 or -errno. */
 GW_MUST_CHECK int core_file_write_all(int fd, const void *data, size_t n);
 /* Writes data to a new temporary file next to path ("PATH.agentgate-tmp-XXXXXX") with the given
@@ -15,9 +26,12 @@ GW_MUST_CHECK int core_file_write_all(int fd, const void *data, size_t n);
 GW_MUST_CHECK int core_file_write_temp(const char *path, const void *data, size_t n, mode_t mode,
                                        char **tmp_out);
 /* Renames tmp over path and fsyncs the directory (best effort). On failure tmp is unlinked.
- * Returns 0 or -errno. */
+ * rename(2) replaces the directory entry at path: a symlink there is replaced by the new file,
+ * never followed, so its target is left untouched. Returns 0 or -errno. */
 GW_MUST_CHECK int core_file_commit(const char *tmp, const char *path);
-/* Both: replaces the file at path with data. Returns 0 or -errno. */
+/* Both: replaces the file at path with data (a symlink at path is replaced, not followed; the
+ * temporary file is made with O_EXCL, so a planted name cannot redirect it). Returns 0 or
+ * -errno. */
 GW_MUST_CHECK int core_file_write_atomic(const char *path, const void *data, size_t n,
                                          mode_t mode);
 

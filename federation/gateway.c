@@ -11,6 +11,8 @@
 
 #include "auth/seal.h"
 #include "core/alloc.h"
+#include "core/buf.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "federation/internal.h"
 #include "policy/audit.h"
@@ -93,7 +95,10 @@ static void open_state(struct fed_gateway *gw)
         snprintf(path, sizeof path, "%s/audit.jsonl", gw->state_dir);
         gw->audit = pol_audit_open(path, gw->cfg->audit_max, err, sizeof err);
         if (gw->audit == NULL)
-            core_log(CORE_LOG_ERROR, "gw", "audit log: %s", err);
+            core_log(CORE_LOG_ERROR, "gw",
+                     "audit log: %s; calls are not audited until it is "
+                     "fixed and the daemon restarts",
+                     err);
     }
 }
 
@@ -144,10 +149,16 @@ void fed__gateway_revoke(struct fed_gateway *gw, const char *sid, uint64_t exp)
     core_map_str_put(&gw->ended, sid, strlen(sid), (void *)(uintptr_t)exp);
     if (gw->revoked_path == NULL)
         return;
-    int fd = open(gw->revoked_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    int fd = -1;
+    char why[600];
     char line[64];
     int n = snprintf(line, sizeof line, "%.32s %" PRIu64 "\n", sid, exp);
-    if (fd < 0 || write(fd, line, (size_t)n) != n)
+    /* core_file_open: a symlink planted at the path is refused, not appended through. */
+    if (core_file_open(gw->revoked_path, O_WRONLY | O_APPEND | O_CREAT, 0600, &fd, why,
+                       sizeof why) != 0)
+        core_log(CORE_LOG_WARN, "sess", "%s; a revoked session could come back after a restart",
+                 why);
+    else if (write(fd, line, (size_t)n) != n)
         core_log(CORE_LOG_WARN, "sess", "%s: %s; a revoked session could come back after a "
                  "restart", gw->revoked_path, strerror(errno));
     if (fd >= 0)
@@ -158,9 +169,20 @@ void fed__gateway_revoke(struct fed_gateway *gw, const char *sid, uint64_t exp)
  * without the others. */
 static void load_revoked(struct fed_gateway *gw)
 {
-    FILE *f = fopen(gw->revoked_path, "r");
-    if (f == NULL)
+    int fd;
+    char why[600];
+    int rc = core_file_open(gw->revoked_path, O_RDONLY, 0, &fd, why, sizeof why);
+    if (rc != 0) {
+        if (rc != -ENOENT)
+            core_log(CORE_LOG_WARN, "sess", "%s; sessions revoked before this start can come back",
+                     why);
         return;
+    }
+    FILE *f = fdopen(fd, "r");
+    if (f == NULL) {
+        close(fd);
+        return;
+    }
     uint64_t now = fed__unix_now();
     char sid[40];
     uint64_t exp;
@@ -174,19 +196,22 @@ static void load_revoked(struct fed_gateway *gw)
     fclose(f);
     if (dropped == 0)
         return;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", gw->revoked_path);
-    f = fopen(tmp, "w");
-    if (f == NULL)
-        return;
-    (void)fchmod(fileno(f), 0600);
+    /* Rewritten through a fresh temporary file (O_EXCL) renamed over the old one, so no
+     * planted name is followed. */
+    struct core_buf b;
+    core_buf_init(&b, 0);
     size_t it = 0;
     const char *k;
     void *v;
-    while (core_map_str_next(&gw->ended, &it, &k, &v))
-        fprintf(f, "%s %" PRIu64 "\n", k, (uint64_t)(uintptr_t)v);
-    if (fclose(f) == 0)
-        (void)rename(tmp, gw->revoked_path);
+    rc = 0;
+    while (rc == 0 && core_map_str_next(&gw->ended, &it, &k, &v))
+        rc = core_buf_appendf(&b, "%s %" PRIu64 "\n", k, (uint64_t)(uintptr_t)v);
+    if (rc == 0)
+        rc = core_file_write_atomic(gw->revoked_path, b.data ? b.data : "", b.len, 0600);
+    if (rc != 0)
+        core_log(CORE_LOG_DEBUG, "sess", "%s: not compacted: %s", gw->revoked_path,
+                 core_strerror(rc));
+    core_buf_dispose(&b);
 }
 
 /* Forgets ended-session ids whose tokens have expired anyway. */

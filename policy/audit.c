@@ -16,6 +16,7 @@
 
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/file.h"
 #include "core/log.h"
 
 #define FLUSH_AT (64u << 10) /* buffered bytes that trigger a flush from pol_audit_record */
@@ -28,8 +29,6 @@ struct pol_audit {
     int fd;               /* -1 while closed after a failure; reopened by the next flush */
     size_t size;          /* bytes in the current file, for rotation */
     size_t max_bytes;     /* 0 = never rotate */
-    bool regular;         /* the file is a regular file; anything else (a FIFO, /dev/...) is never
-                           * rotated, so a device is never renamed */
     bool failing;         /* a warning was logged; no more until a write succeeds */
     struct core_buf buf;  /* complete lines waiting for the next flush */
 };
@@ -43,26 +42,34 @@ static void warn_once(struct pol_audit *a, const char *what, int e)
              a->path, what, strerror(e));
 }
 
-/* Opens the current file for appending and learns its size. Returns 0 or an errno value. */
-static int open_file(struct pol_audit *a)
+/* The same for a message that already names the file. */
+static void warn_once_msg(struct pol_audit *a, const char *why)
 {
-    int fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return errno;
+    if (a->failing)
+        return;
+    a->failing = true;
+    core_log(CORE_LOG_WARN, "audit", "%s; audit records are dropped until it works again", why);
+}
+
+/* Opens the current file for appending and learns its size. Only a regular file is used: a
+ * symlink planted at the path is refused rather than followed (it could point at any file the
+ * daemon's user can write), and a FIFO or device is refused too. Returns 0, or a negative code
+ * with a one-line message in why. */
+static int open_file(struct pol_audit *a, char *why, size_t whylen)
+{
+    int fd;
+    int rc = core_file_open(a->path, O_WRONLY | O_APPEND | O_CREAT, 0600, &fd, why, whylen);
+    if (rc != 0)
+        return rc;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
+    if (fstat(fd, &st) != 0 || ((st.st_mode & 077) != 0 && fchmod(fd, 0600) != 0)) {
+        rc = -errno;
+        core_set_err(why, whylen, "%s: %s", a->path, strerror(errno));
         close(fd);
-        return e;
-    }
-    if (S_ISREG(st.st_mode) && (st.st_mode & 077) != 0 && fchmod(fd, 0600) != 0) {
-        int e = errno;
-        close(fd);
-        return e;
+        return rc;
     }
     a->fd = fd;
-    a->regular = S_ISREG(st.st_mode);
-    a->size = a->regular ? (size_t)st.st_size : 0;
+    a->size = (size_t)st.st_size;
     return 0;
 }
 
@@ -73,10 +80,7 @@ struct pol_audit *pol_audit_open(const char *path, size_t max_bytes, char *err, 
     a->max_bytes = max_bytes;
     a->fd = -1;
     core_buf_init(&a->buf, BUF_LIMIT);
-    int e = open_file(a);
-    if (e != 0) {
-        if (err != NULL && errlen > 0)
-            snprintf(err, errlen, "%s: %s", path, strerror(e));
+    if (open_file(a, err, errlen) != 0) {
         pol_audit_close(a);
         return NULL;
     }
@@ -271,30 +275,33 @@ void pol_audit_record(struct pol_audit *a, const struct pol_audit_rec *r)
         pol_audit_flush(a);
 }
 
-/* audit.jsonl -> .1, .1 -> .2, .2 -> .3 (the old .3 is replaced), then a fresh file.
- * Returns 0 or an errno value (with a->fd closed). */
-static int rotate(struct pol_audit *a)
+/* audit.jsonl -> .1, .1 -> .2, .2 -> .3 (the old .3 is replaced), then a fresh file. rename(2)
+ * moves directory entries, so a symlink among them is moved or replaced, never followed.
+ * Returns 0, or a negative code with a message in why (with a->fd closed). */
+static int rotate(struct pol_audit *a, char *why, size_t whylen)
 {
     close(a->fd);
     a->fd = -1;
     size_t plen = strlen(a->path);
     char *from = core_xmalloc(plen + 8);
     char *to = core_xmalloc(plen + 8);
-    int e = 0;
-    for (int i = N_KEEP - 1; i >= 0 && e == 0; i--) {
+    int rc = 0;
+    for (int i = N_KEEP - 1; i >= 0 && rc == 0; i--) {
         if (i == 0)
             snprintf(from, plen + 8, "%s", a->path);
         else
             snprintf(from, plen + 8, "%s.%d", a->path, i);
         snprintf(to, plen + 8, "%s.%d", a->path, i + 1);
-        if (rename(from, to) != 0 && errno != ENOENT)
-            e = errno;
+        if (rename(from, to) != 0 && errno != ENOENT) {
+            rc = -errno;
+            core_set_err(why, whylen, "%s: cannot rotate: %s", a->path, strerror(errno));
+        }
     }
     core_free(from);
     core_free(to);
-    if (e == 0)
-        e = open_file(a);
-    return e;
+    if (rc == 0)
+        rc = open_file(a, why, whylen);
+    return rc;
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -317,23 +324,22 @@ void pol_audit_flush(struct pol_audit *a)
         return;
     const char *p = a->buf.data;
     size_t left = a->buf.len;
+    char why[600];
     while (left > 0) {
-        int e = a->fd < 0 ? open_file(a) : 0;
-        if (e != 0) {
-            warn_once(a, "cannot open", e);
+        if (a->fd < 0 && open_file(a, why, sizeof why) != 0) {
+            warn_once_msg(a, why);
             break;
         }
         size_t chunk = left;
-        if (a->max_bytes > 0 && a->regular) {
+        if (a->max_bytes > 0) {
             /* Whole lines that still fit under the cap. */
             size_t room = a->size < a->max_bytes ? a->max_bytes - a->size : 0;
             size_t span = room < left ? room : left;
             const char *nl = span ? memrchr(p, '\n', span) : NULL;
             chunk = nl ? (size_t)(nl - p) + 1 : 0;
             if (chunk == 0 && a->size > 0) {
-                e = rotate(a);
-                if (e != 0) {
-                    warn_once(a, "cannot rotate", e);
+                if (rotate(a, why, sizeof why) != 0) {
+                    warn_once_msg(a, why);
                     break;
                 }
                 continue;
@@ -344,7 +350,7 @@ void pol_audit_flush(struct pol_audit *a)
                 chunk = nl ? (size_t)(nl - p) + 1 : left;
             }
         }
-        e = write_all(a->fd, p, chunk);
+        int e = write_all(a->fd, p, chunk);
         if (e != 0) {
             warn_once(a, "cannot write", e);
             /* Reopen next time, which also re-reads the size after a partial write. */

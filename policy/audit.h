@@ -6,7 +6,8 @@
  *        "bytes_in":123,"bytes_out":456}
  * A NULL string field is written as null (client null = anonymous). Strings are JSON-escaped,
  * bytes that are not UTF-8 become U+FFFD, and a string longer than 512 bytes is cut and ends in
- * "...". Only a regular file is rotated (a FIFO or device path never is). */
+ * "...". Only a regular file is used: a symlink at the path is refused, not followed, and so is a
+ * FIFO or device. */
 #ifndef GW_POLICY_AUDIT_H
 #define GW_POLICY_AUDIT_H
 
@@ -29,10 +30,11 @@ struct pol_audit_rec {
 };
 
 /* Opens (creating it with mode 0600, or tightening an existing file to 0600) the log at path for
- * appending. max_bytes is the size past which the file is rotated (0 = never rotate); a single
- * line longer than that still goes whole into a fresh file. Returns a new log (the caller owns
- * it: pol_audit_close), or NULL with a one-line message in err (NUL-terminated, truncated to
- * errlen; err may be NULL) when the file cannot be opened. */
+ * appending; a symlink or anything but a regular file at path is refused (core_file_open).
+ * max_bytes is the size past which the file is rotated (0 = never rotate); a single line longer
+ * than that still goes whole into a fresh file. Returns a new log (the caller owns it:
+ * pol_audit_close), or NULL with a one-line message in err (NUL-terminated, truncated to errlen;
+ * err may be NULL) when the file cannot be opened. */
 struct pol_audit *pol_audit_open(const char *path, size_t max_bytes, char *err, size_t errlen);
 
 /* Formats one line into the memory buffer; flushes when the buffer passes 64 KiB. Never fails:

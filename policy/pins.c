@@ -262,28 +262,23 @@ int pol_pins_load(const char *path, struct pol_pins **out, char *err, size_t err
 {
     int rc = 0;
     char *text = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            cJSON *root = cJSON_CreateObject();
-            cJSON_AddNumberToObject(root, "version", 1);
-            cJSON_AddObjectToObject(root, "servers");
-            *out = pins_new(root);
-            return 0;
-        }
-        rc = -errno;
-        core_set_err(err, errlen, "%s: %s", path, strerror(errno));
-        return rc;
+    /* A symlink at path is refused, not followed: the pins decide which tool definitions are
+     * trusted, so they come only from the file in the (private) state directory. */
+    int fd;
+    rc = core_file_open(path, O_RDONLY, 0, &fd, err, errlen);
+    if (rc == -ENOENT) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddNumberToObject(root, "version", 1);
+        cJSON_AddObjectToObject(root, "servers");
+        *out = pins_new(root);
+        return 0;
     }
+    if (rc != 0)
+        return rc == -ELOOP ? CORE_EINVAL : rc;
     struct stat st;
     if (fstat(fd, &st) != 0) {
         rc = -errno;
         core_set_err(err, errlen, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = CORE_EINVAL;
-        core_set_err(err, errlen, "%s: not a regular file", path);
         goto out;
     }
     if ((st.st_mode & 077) != 0) {

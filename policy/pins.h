@@ -21,11 +21,11 @@
 struct pol_pins;
 
 /* Loads the pins file at path into a new set (*out, free with pol_pins_free). A missing file
- * gives an empty set. Returns 0; CORE_EINVAL for a file that is not a regular file or whose mode
- * has group/other bits (message names the file and its mode); CORE_EPARSE for a file that is not
- * valid pins JSON; CORE_ETOOBIG for a file over 64 MiB; or a UV_E* code when it cannot be read.
- * On failure a one-line message goes to err (NUL-terminated, truncated to errlen; err may be
- * NULL) and *out is not written. */
+ * gives an empty set. Returns 0; CORE_EINVAL for a symlink at path (refused, not followed), a
+ * file that is not a regular file, or one whose mode has group/other bits (message names the file
+ * and its mode); CORE_EPARSE for a file that is not valid pins JSON; CORE_ETOOBIG for a file over
+ * 64 MiB; or a UV_E* code when it cannot be read. On failure a one-line message goes to err
+ * (NUL-terminated, truncated to errlen; err may be NULL) and *out is not written. */
 GW_MUST_CHECK int pol_pins_load(const char *path, struct pol_pins **out, char *err, size_t errlen);
 
 /* Frees the set; NULL does nothing. Unsaved changes are lost. */
@@ -67,7 +67,8 @@ bool pol_pins_has_server(const struct pol_pins *p, const char *server);
 bool pol_pins_dirty(const struct pol_pins *p);
 
 /* Writes the set to path (mode 0600) through a temporary file in the same directory that is
- * fsynced and renamed over path, so readers see the old or the new file, never a mix. Returns 0
+ * fsynced and renamed over path, so readers see the old or the new file, never a mix (a symlink
+ * at path is replaced by the file, never followed). Returns 0
  * and clears the dirty mark, or a UV_E* code with a one-line message in err (the set stays
  * dirty and path untouched). */
 GW_MUST_CHECK int pol_pins_save(struct pol_pins *p, const char *path, char *err, size_t errlen);

@@ -25,6 +25,7 @@
 
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/file.h"
 #include "core/frame.h"
 #include "core/log.h"
 
@@ -842,11 +843,12 @@ int tp_child_spawn(uv_loop_t *loop, const struct tp_child_opts *opts,
     init_handle(c, (uv_handle_t *)&c->err);
 
     if (opts->log_path != NULL) {
-        /* A small synchronous open, like the fork itself; the writes go to the thread pool. */
-        c->log_fd = open(opts->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-        if (c->log_fd < 0) {
-            core_log(CORE_LOG_WARN, "child", "%s: cannot open %s: %s", c->name, opts->log_path,
-                     strerror(errno));
+        /* A small synchronous open, like the fork itself; the writes go to the thread pool.
+         * core_file_open: a symlink planted at the log's path is refused, not written through. */
+        char why[600];
+        if (core_file_open(opts->log_path, O_WRONLY | O_APPEND | O_CREAT, 0600, &c->log_fd, why,
+                           sizeof why) != 0) {
+            core_log(CORE_LOG_WARN, "child", "%s: cannot open its log: %s", c->name, why);
         }
     }
 

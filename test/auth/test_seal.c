@@ -705,6 +705,63 @@ START_TEST(test_refuse_wrong_size)
 }
 END_TEST
 
+/* A symlink at a key file's name is refused, never read through, and rotation does not write
+ * through it either; nor is a state directory that is a symlink or open to others used. */
+START_TEST(test_refuse_symlinks)
+{
+    char err[512] = "";
+    ck_assert_int_eq(load(0, err, sizeof err), 0);
+    struct core_buf tok;
+    core_buf_init(&tok, 0);
+    seal_str("kept", &tok);
+
+    /* A key someone else chose, in a file that passes every other check. */
+    unsigned char theirs[32], now[64];
+    memset(theirs, 0x5a, sizeof theirs);
+    write_file("elsewhere", theirs, sizeof theirs, 0600);
+    char key[256], target[256];
+    path_in(key, sizeof key, "session.key");
+    path_in(target, sizeof target, "elsewhere");
+    ck_assert_int_eq(unlink(key), 0);
+    ck_assert_int_eq(symlink(target, key), 0);
+    assert_refused("session.key", "symbolic link", NULL, &tok);
+    ck_assert_int_eq(auth_keys_rotate(dir, err, sizeof err), CORE_EINVAL);
+    ck_assert_msg(strstr(err, "symbolic link") != NULL, "%s", err);
+    struct stat st;
+    ck_assert_int_eq(lstat(key, &st), 0);
+    ck_assert(S_ISLNK(st.st_mode));
+    ck_assert_uint_eq(read_file("elsewhere", now, sizeof now), 32);
+    ck_assert(memcmp(now, theirs, 32) == 0);
+    ck_assert_int_eq(unlink(key), 0);
+
+    /* A retired key name, too (with a fresh key: the old one is gone). */
+    ck_assert_int_eq(load(0, err, sizeof err), 0);
+    core_buf_reset(&tok);
+    seal_str("kept", &tok);
+    char name[64], rpath[256];
+    snprintf(name, sizeof name, "session.key.%lld", (long long)time(NULL));
+    path_in(rpath, sizeof rpath, name);
+    ck_assert_int_eq(symlink(target, rpath), 0);
+    assert_refused(name, "symbolic link", NULL, &tok);
+    ck_assert_int_eq(unlink(rpath), 0);
+    ck_assert_int_eq(load(0, err, sizeof err), 0);
+
+    /* The state directory itself. */
+    char link[256];
+    path_in(link, sizeof link, "state-link");
+    ck_assert_int_eq(symlink(dir, link), 0);
+    ck_assert_int_eq(auth_keys_load(link, 0, err, sizeof err), CORE_EINVAL);
+    ck_assert_msg(strstr(err, link) != NULL && strstr(err, "symbolic link") != NULL, "%s", err);
+    ck_assert_int_eq(chmod(dir, 0777), 0);
+    ck_assert_int_eq(load(0, err, sizeof err), CORE_EINVAL);
+    ck_assert_msg(strstr(err, "0777") != NULL, "%s", err);
+    ck_assert_int_eq(auth_keys_rotate(dir, err, sizeof err), CORE_EINVAL);
+    ck_assert_int_eq(chmod(dir, 0700), 0);
+    assert_opens(&tok, "kept");
+    core_buf_dispose(&tok);
+}
+END_TEST
+
 START_TEST(test_rotation)
 {
     char err[512] = "";
@@ -926,6 +983,7 @@ static Suite *seal_suite(void)
     tcase_add_test(tc, test_key_file_created_and_reloaded);
     tcase_add_test(tc, test_refuse_permissions);
     tcase_add_test(tc, test_refuse_wrong_size);
+    tcase_add_test(tc, test_refuse_symlinks);
     tcase_add_test(tc, test_rotation);
     tcase_add_test(tc, test_retired_expiry);
     tcase_add_test(tc, test_env_backend);

@@ -158,33 +158,40 @@ test('Unix socket with [client.*] configured: no name -> 401, unknown name -> 40
 
 test('Unix socket peer with another uid: 403', { ...T, skip: skip || (process.getuid?.() !== 0 && 'needs root to run a child as uid 65534') }, wrap(() => tokenD, async () => {
     // Let uid 65534 reach the socket at all: the refusal must come from the daemon's peer check.
+    // The modes are put back afterwards: the bridge tests below refuse a socket directory that
+    // others can write to.
+    const modes = [tokenD.socket, path.dirname(tokenD.socket), tokenD.dir].map((p) => [p, fs.statSync(p).mode & 0o7777]);
     fs.chmodSync(tokenD.dir, 0o755);
     fs.chmodSync(path.dirname(tokenD.socket), 0o777);
     fs.chmodSync(tokenD.socket, 0o666);
-    const script = `
-        const http = require('node:http');
-        const body = ${JSON.stringify(JSON.stringify(initBody))};
-        const req = http.request({ socketPath: ${JSON.stringify(tokenD.socket)}, method: 'POST', path: '/mcp',
-            headers: { host: 'localhost', 'content-type': 'application/json', accept: 'application/json, text/event-stream',
-                       'x-agentgate-client': 'alice', 'content-length': Buffer.byteLength(body) } },
-            (res) => { console.log('STATUS ' + res.statusCode + ' UID ' + process.getuid()); res.resume(); res.on('end', () => process.exit(0)); });
-        req.on('error', (e) => { console.log('ERROR ' + e.code + ' ' + e.message); process.exit(0); });
-        req.end(body);
-        setTimeout(() => { console.log('TIMEOUT'); process.exit(0); }, 5000);
-    `;
-    const out = await new Promise((resolve, reject) => {
-        const p = spawn(NODE, ['-e', script], { uid: 65534, gid: 65534, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
-        let o = '';
-        p.stdout.on('data', (d) => (o += d));
-        p.stderr.on('data', (d) => (o += d));
-        p.on('error', reject);
-        p.on('exit', () => resolve(o));
-    });
-    assert.match(out, /UID 65534/, `the child ran as uid 65534: ${out}`);
-    assert.match(out, /STATUS 403/, `a peer with another uid: ${out}`);
-    // The daemon is unharmed, and a same-uid peer still works.
-    const named = await rawHttp({ socketPath: tokenD.socket, headers: { ...MCP_HEADERS, 'x-agentgate-client': 'alice' }, body: initBody, until: untilInit });
-    assert.equal(named.status, 200, named.text);
+    try {
+        const script = `
+            const http = require('node:http');
+            const body = ${JSON.stringify(JSON.stringify(initBody))};
+            const req = http.request({ socketPath: ${JSON.stringify(tokenD.socket)}, method: 'POST', path: '/mcp',
+                headers: { host: 'localhost', 'content-type': 'application/json', accept: 'application/json, text/event-stream',
+                           'x-agentgate-client': 'alice', 'content-length': Buffer.byteLength(body) } },
+                (res) => { console.log('STATUS ' + res.statusCode + ' UID ' + process.getuid()); res.resume(); res.on('end', () => process.exit(0)); });
+            req.on('error', (e) => { console.log('ERROR ' + e.code + ' ' + e.message); process.exit(0); });
+            req.end(body);
+            setTimeout(() => { console.log('TIMEOUT'); process.exit(0); }, 5000);
+        `;
+        const out = await new Promise((resolve, reject) => {
+            const p = spawn(NODE, ['-e', script], { uid: 65534, gid: 65534, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+            let o = '';
+            p.stdout.on('data', (d) => (o += d));
+            p.stderr.on('data', (d) => (o += d));
+            p.on('error', reject);
+            p.on('exit', () => resolve(o));
+        });
+        assert.match(out, /UID 65534/, `the child ran as uid 65534: ${out}`);
+        assert.match(out, /STATUS 403/, `a peer with another uid: ${out}`);
+        // The daemon is unharmed, and a same-uid peer still works.
+        const named = await rawHttp({ socketPath: tokenD.socket, headers: { ...MCP_HEADERS, 'x-agentgate-client': 'alice' }, body: initBody, until: untilInit });
+        assert.equal(named.status, 200, named.text);
+    } finally {
+        for (const [p, m] of modes) fs.chmodSync(p, m);
+    }
 }));
 
 // ------------------------------------------------------------------ the bridge

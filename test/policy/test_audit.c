@@ -4,9 +4,11 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -356,18 +358,28 @@ START_TEST(test_escaping)
 }
 END_TEST
 
-/* A file that cannot be written: one warning, records dropped, no crash; a later success says
- * so once. */
+/* A file that cannot be written (here: past RLIMIT_FSIZE, so write(2) fails with EFBIG): one
+ * warning, records dropped, no crash; a later success says so once. */
 START_TEST(test_write_failure)
 {
     char logpath[160];
     snprintf(logpath, sizeof logpath, "%s/log", dir);
     FILE *logf = fopen(logpath, "w");
     ck_assert_ptr_nonnull(logf);
+    setvbuf(logf, NULL, _IONBF, 0);
     core_log_set_file(logf);
+    core_log_set_level(CORE_LOG_INFO);
+
+    /* The test runs in its own forked process: the limit and the signal stay there. */
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit old, lim;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 8192; /* the audit file stops growing here; the log stays far below */
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
 
     char err[256];
-    struct pol_audit *a = pol_audit_open("/dev/full", 1000, err, sizeof err);
+    struct pol_audit *a = pol_audit_open(path, 0, err, sizeof err);
     ck_assert_msg(a != NULL, "%s", err);
     struct pol_audit_rec r = rec("echo");
     for (int i = 0; i < 2000; i++) {
@@ -375,20 +387,85 @@ START_TEST(test_write_failure)
         if (i % 7 == 0)
             pol_audit_flush(a);
     }
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_le(st.st_size, 8192);
+
+    off_t stuck = st.st_size;
+
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    pol_audit_record(a, &r);
+    pol_audit_flush(a);
+    pol_audit_record(a, &r);
     pol_audit_close(a);
     core_log_set_file(NULL);
-    /* A device is never rotated (renamed). */
-    ck_assert_int_ne(access("/dev/full.1", F_OK), 0);
-    ck_assert_int_eq(access("/dev/full", F_OK), 0);
     fclose(logf);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_gt(st.st_size, stuck); /* the last two records */
 
     char *text = slurp(logpath, NULL);
     ck_assert_ptr_nonnull(text);
-    int warnings = 0;
-    for (char *p = strstr(text, "/dev/full"); p != NULL; p = strstr(p + 1, "/dev/full"))
+    int warnings = 0, again = 0;
+    for (char *p = strstr(text, "dropped until"); p != NULL; p = strstr(p + 1, "dropped until"))
         warnings++;
-    ck_assert_msg(warnings == 1, "log: %s", text);
+    for (char *p = strstr(text, "writing again"); p != NULL; p = strstr(p + 1, "writing again"))
+        again++;
+    ck_assert_msg(warnings == 1 && again == 1, "log: %s", text);
+    ck_assert_ptr_nonnull(strstr(text, path));
     ck_assert_ptr_nonnull(strstr(text, "warn"));
+    core_free(text);
+}
+END_TEST
+
+/* A symlink planted at the log's path is refused, not written through, and so is anything but a
+ * regular file; the file the link points at stays as it was. */
+START_TEST(test_symlink_and_special_files_refused)
+{
+    char target[160], err[256];
+    snprintf(target, sizeof target, "%s/precious", dir);
+    FILE *f = fopen(target, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("precious\n", f);
+    fclose(f);
+    ck_assert_int_eq(chmod(target, 0644), 0);
+    ck_assert_int_eq(symlink(target, path), 0);
+
+    struct pol_audit *a = pol_audit_open(path, 0, err, sizeof err);
+    ck_assert_ptr_null(a);
+    ck_assert_msg(strstr(err, path) != NULL && strstr(err, "symbolic link") != NULL, "%s", err);
+    size_t len = 0;
+    char *text = slurp(target, &len);
+    ck_assert_str_eq(text, "precious\n");
+    core_free(text);
+    struct stat st;
+    ck_assert_int_eq(stat(target, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0644); /* not even chmod'ed through the link */
+    ck_assert_int_eq(unlink(path), 0);
+
+    /* A FIFO must not block the open; a device is refused too. */
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    ck_assert_ptr_null(pol_audit_open(path, 0, err, sizeof err));
+    ck_assert_msg(strstr(err, "not a regular file") != NULL, "%s", err);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_ptr_null(pol_audit_open("/dev/full", 0, err, sizeof err));
+    ck_assert_msg(strstr(err, "not a regular file") != NULL, "%s", err);
+
+    /* Rotation moves directory entries: a symlink at audit.jsonl.1 is replaced, not followed. */
+    char one[160];
+    snprintf(one, sizeof one, "%s.1", path);
+    ck_assert_int_eq(symlink(target, one), 0);
+    a = pol_audit_open(path, 300, err, sizeof err);
+    ck_assert_msg(a != NULL, "%s", err);
+    struct pol_audit_rec r = rec("echo");
+    for (int i = 0; i < 3; i++) {
+        pol_audit_record(a, &r);
+        pol_audit_flush(a);
+    }
+    pol_audit_close(a);
+    ck_assert_int_eq(lstat(one, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    text = slurp(target, NULL);
+    ck_assert_str_eq(text, "precious\n");
     core_free(text);
 }
 END_TEST
@@ -404,6 +481,7 @@ static Suite *audit_suite(void)
     tcase_add_test(tc, test_rotation);
     tcase_add_test(tc, test_escaping);
     tcase_add_test(tc, test_write_failure);
+    tcase_add_test(tc, test_symlink_and_special_files_refused);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -395,6 +395,52 @@ START_TEST(test_load_refusals)
 }
 END_TEST
 
+/* A symlink planted at the pins path is not read through (the pins say what is trusted), and a
+ * save replaces the link with the file instead of writing through it. */
+START_TEST(test_symlink_not_followed)
+{
+    char target[160], err[256];
+    snprintf(target, sizeof target, "%s/elsewhere", dir);
+    static const char theirs[] = "{\"version\":1,\"servers\":{}}";
+    FILE *f = fopen(target, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(theirs, f);
+    fclose(f);
+    ck_assert_int_eq(chmod(target, 0600), 0); /* a file that would load if it were followed */
+    ck_assert_int_eq(symlink(target, path), 0);
+
+    struct pol_pins *p = (struct pol_pins *)&p;
+    struct pol_pins *const sentinel = p;
+    ck_assert_int_eq(pol_pins_load(path, &p, err, sizeof err), CORE_EINVAL);
+    ck_assert_ptr_eq(p, sentinel);
+    ck_assert_msg(strstr(err, path) != NULL && strstr(err, "symbolic link") != NULL, "%s", err);
+    ck_assert_ptr_null(strchr(err, '\n'));
+
+    /* Saving over the link (e.g. approve on a fresh set) leaves the target alone. */
+    ck_assert_int_eq(unlink(path), 0);
+    p = load_ok();
+    cJSON *t = tool(ECHO);
+    ck_assert_int_eq(pol_pins_check(p, "s", t, NULL, 0), POL_PIN_FIRST);
+    cJSON_Delete(t);
+    ck_assert_int_eq(symlink(target, path), 0);
+    save_ok(p);
+    pol_pins_free(p);
+    struct stat st;
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    char buf[128];
+    f = fopen(target, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    ck_assert_str_eq(buf, theirs);
+    p = load_ok();
+    ck_assert(pol_pins_has_server(p, "s"));
+    pol_pins_free(p);
+}
+END_TEST
+
 /* The hash covers the canonical JSON: key order (at any depth) does not matter, and the value is
  * SHA-256 of the sorted, unformatted text. */
 START_TEST(test_key_order)
@@ -468,6 +514,7 @@ static Suite *pins_suite(void)
     tcase_add_test(tc, test_approve);
     tcase_add_test(tc, test_save_load_roundtrip);
     tcase_add_test(tc, test_load_refusals);
+    tcase_add_test(tc, test_symlink_not_followed);
     tcase_add_test(tc, test_key_order);
     suite_add_tcase(s, tc);
     return s;
