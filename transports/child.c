@@ -41,6 +41,9 @@ extern char **environ;
 #define SCRATCH_SIZE 8192
 #define PARENT_ENV "AGENTGATE_PARENT_PID"
 
+/* Internal (GW_STATIC, reached by the tests). */
+GW_STATIC char **child_build_env(char *const *base, const struct tp_child_opts *opts, char *extra);
+
 /* The stop sequence. Each STOP_* stage lasts stop_grace_ms unless the child is gone first. */
 enum child_state {
     CHILD_RUNNING,   /* spawned; stdin open; no stop requested */
@@ -714,33 +717,95 @@ size_t tp_child_stderr_tail(const struct tp_child *c, char *out, size_t cap)
 
 /* ---- spawn ------------------------------------------------------------------------------- */
 
-static bool env_key_eq(const char *a, const char *b)
+/* What a child inherits from the daemon's environment when it does not inherit everything.
+ * The aim is what any program needs (its PATH, home, user, shell, terminal, locale, time zone
+ * and temporary and XDG directories) and what the usual launchers need to fetch and start a
+ * server: npx/node (NODE_OPTIONS, NODE_PATH, extra CA certificates, npm's and nvm's settings)
+ * and uvx/python (uv's settings, an active virtualenv), plus CA bundles and proxies (both
+ * spellings, since tools differ) for their downloads. NODE_OPTIONS matters beyond npx: on old
+ * Node versions the MCP SDK needs a flag from it. npm_config_* and UV_* may carry a private
+ * registry's credentials and a proxy URL may carry a password; they pass anyway, because the
+ * launcher cannot start the server without them and they are the user's own settings for
+ * every package download, not one section's secret (a name the config uses as a secret is
+ * still denied). Anything else, API keys above all, reaches a server only through its env.*,
+ * env_pass or env_inherit = all. A trailing '*' matches every name with that prefix. One line
+ * per purpose, hence no clang-format. */
+/* clang-format off */
+static const char *const default_env[] = {
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "TMPDIR", "XDG_*",
+    "LANG", "LANGUAGE", "LC_*",
+    "NODE_OPTIONS", "NODE_PATH", "NODE_EXTRA_CA_CERTS", "npm_config_*", "NPM_CONFIG_*",
+    "NVM_DIR", "NVM_BIN",
+    "UV_*", "VIRTUAL_ENV",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+    "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+    NULL,
+};
+/* clang-format on */
+
+/* Length of the name in "NAME=VALUE" (the whole string when it has no '='). */
+static size_t env_name_len(const char *entry)
 {
-    const char *ea = strchr(a, '=');
-    const char *eb = strchr(b, '=');
-    size_t la = ea ? (size_t)(ea - a) : strlen(a);
-    size_t lb = eb ? (size_t)(eb - b) : strlen(b);
-    return la == lb && memcmp(a, b, la) == 0;
+    const char *eq = strchr(entry, '=');
+    return eq ? (size_t)(eq - entry) : strlen(entry);
 }
 
-/* The child's environment: ours, minus keys that env_add replaces, plus env_add, plus extra.
- * The strings are borrowed; only the array is allocated. */
-static char **build_env(char *const *env_add, char *extra)
+/* True when the name (n bytes) is pat, or starts with pat's prefix when pat ends in '*'. */
+static bool env_name_matches(const char *name, size_t n, const char *pat)
 {
+    size_t plen = strlen(pat);
+    if (plen > 0 && pat[plen - 1] == '*')
+        return n >= plen - 1 && memcmp(name, pat, plen - 1) == 0;
+    return n == plen && memcmp(name, pat, n) == 0;
+}
+
+/* True when the name matches an entry of the NULL-terminated list (NULL: no entries). */
+static bool env_name_listed(const char *name, size_t n, const char *const *list)
+{
+    for (size_t i = 0; list != NULL && list[i] != NULL; i++) {
+        if (env_name_matches(name, n, list[i]))
+            return true;
+    }
+    return false;
+}
+
+static bool env_key_eq(const char *a, const char *b)
+{
+    size_t la = env_name_len(a);
+    return la == env_name_len(b) && memcmp(a, b, la) == 0;
+}
+
+/* The child's environment: what it inherits from `base` (the daemon's environ; see
+ * struct tp_child_opts for the rules), minus names that env_add or extra set, plus env_add,
+ * plus extra. The strings are borrowed; only the array is allocated (caller frees). */
+GW_STATIC char **child_build_env(char *const *base, const struct tp_child_opts *opts, char *extra)
+{
+    char *const *env_add = opts->env_add;
     size_t n_env = 0;
     size_t n_add = 0;
-    while (environ != NULL && environ[n_env] != NULL)
+    while (base != NULL && base[n_env] != NULL)
         n_env++;
     while (env_add != NULL && env_add[n_add] != NULL)
         n_add++;
     char **env = core_xcalloc(n_env + n_add + 2, sizeof *env);
     size_t k = 0;
     for (size_t i = 0; i < n_env; i++) {
-        bool replaced = extra != NULL && env_key_eq(environ[i], extra);
+        const char *e = base[i];
+        size_t n = env_name_len(e);
+        if (n == 0 || e[n] != '=')
+            continue; /* not NAME=VALUE: nothing a program could look up */
+        /* The deny list wins over every way of inheriting, never over env_add. */
+        if (env_name_listed(e, n, (const char *const *)opts->env_deny))
+            continue;
+        if (!opts->env_inherit_all && !env_name_listed(e, n, default_env) &&
+            !env_name_listed(e, n, (const char *const *)opts->env_pass))
+            continue;
+        bool replaced = extra != NULL && env_key_eq(e, extra);
         for (size_t j = 0; j < n_add && !replaced; j++)
-            replaced = env_key_eq(environ[i], env_add[j]);
+            replaced = env_key_eq(e, env_add[j]);
         if (!replaced)
-            env[k++] = environ[i];
+            env[k++] = base[i];
     }
     for (size_t j = 0; j < n_add; j++) {
         bool dup = false;
@@ -847,7 +912,7 @@ int tp_child_spawn(uv_loop_t *loop, const struct tp_child_opts *opts,
         snprintf(parent_env, sizeof parent_env, "%s=%ld", PARENT_ENV, (long)getpid());
         extra = parent_env;
     }
-    char **env = build_env(opts->env_add, extra);
+    char **env = child_build_env(environ, opts, extra);
     char **args = build_args(opts);
 
     uv_stdio_container_t stdio[3];

@@ -16,7 +16,16 @@ struct tp_child_opts {
     const char *name;      /* for logs */
     const char *file;      /* program (looked up in PATH) */
     char *const *args;     /* argv[1..], NULL-terminated */
-    char *const *env_add;  /* "K=V" added to (or replacing in) the daemon's environment; may be NULL */
+    /* The environment: env_add, on top of what the child inherits from the daemon's own
+     * environment. By default (env_inherit_all false) it inherits only a small default set
+     * (PATH, HOME, locale, what npx/node and uvx/python need; see default_env in child.c) and
+     * the names env_pass lists; with env_inherit_all, everything. A name in env_deny is never
+     * inherited, in either mode; env_add still sets it. env_pass and env_deny entries are
+     * names, or a prefix followed by one '*' that matches every name starting with it. */
+    char *const *env_add;  /* "K=V" set over the inherited ones; may be NULL */
+    bool env_inherit_all;  /* inherit all of ours but env_deny, not just the default set */
+    char *const *env_pass; /* extra names or "PREFIX*" inherited in default mode; may be NULL */
+    char *const *env_deny; /* names or "PREFIX*" never inherited (secrets); may be NULL */
     const char *cwd;       /* NULL = inherit */
     size_t max_frame;      /* longest stdout frame; 0 = 16 MiB */
     const char *log_path;  /* stderr lines are appended here; NULL = not kept on disk */
