@@ -12,6 +12,7 @@
  * the memory, so free is safe from inside any of our callbacks. */
 #include "transports/child.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -980,6 +982,64 @@ void tp_child_free(struct tp_child *c)
     try_finish(c);
 }
 
+/* ---- descriptors ------------------------------------------------------------------------- */
+
+/* close_range(2) came with glibc 2.34 (the system call with Linux 5.9, CLOSE_RANGE_CLOEXEC
+ * with 5.11); older systems take the walks below. */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+#define HAVE_CLOSE_RANGE 1
+#endif
+
+static void fd_drop(int fd, bool cloexec)
+{
+    if (!cloexec) {
+        (void)close(fd); /* EBADF: it was not open */
+        return;
+    }
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && !(flags & FD_CLOEXEC))
+        (void)fcntl(fd, F_SETFD, flags | FD_CLOEXEC); /* it is open: this cannot fail */
+}
+
+/* Closes every descriptor from 3 up, or with cloexec marks it close-on-exec. */
+static void fds_above_stderr(bool cloexec)
+{
+#ifdef HAVE_CLOSE_RANGE
+    if (close_range(3, ~0U, cloexec ? CLOSE_RANGE_CLOEXEC : 0) == 0)
+        return;
+#endif
+    /* Only the open ones, from /proc: there may be a million possible numbers. Closing while
+     * reading is fine here, since the kernel lists /proc/self/fd by descriptor number. */
+    DIR *d = opendir("/proc/self/fd");
+    if (d != NULL) {
+        int self = dirfd(d);
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            char *end = NULL;
+            errno = 0;
+            long fd = strtol(e->d_name, &end, 10);
+            if (errno != 0 || end == e->d_name || *end != '\0' || fd < 3 || fd > INT_MAX ||
+                fd == self)
+                continue;
+            fd_drop((int)fd, cloexec);
+        }
+        closedir(d);
+        return;
+    }
+    /* No /proc (a chroot, an early boot): every number the process may have open. */
+    struct rlimit rl;
+    int max = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        max = rl.rlim_cur < (rlim_t)INT_MAX ? (int)rl.rlim_cur : INT_MAX;
+    for (int fd = 3; fd < max; fd++)
+        fd_drop(fd, cloexec);
+}
+
+void tp_child_cloexec_inherited(void)
+{
+    fds_above_stderr(true);
+}
+
 /* ---- trampoline -------------------------------------------------------------------------- */
 
 int tp_child_exec_main(int argc, char **argv)
@@ -1002,6 +1062,10 @@ int tp_child_exec_main(int argc, char **argv)
             return 1;
         unsetenv(PARENT_ENV);
     }
+    /* libuv's spawn leaves alone every descriptor that is not close-on-exec, which includes
+     * whatever the daemon itself inherited: nothing but stdin, stdout and stderr may reach a
+     * server. */
+    fds_above_stderr(false);
     execvp(argv[1], argv + 1);
     int e = errno;
     fprintf(stderr, "agentgate __exec: %s: %s\n", argv[1], strerror(e));

@@ -74,10 +74,18 @@ size_t tp_child_stderr_tail(const struct tp_child *c, char *out, size_t cap);
  * no callback fires after this call. */
 void tp_child_free(struct tp_child *c);
 
+/* Marks every open descriptor above 2 close-on-exec. Descriptors the daemon opens itself are
+ * close-on-exec already; this is for those it inherited from whatever started it (a shell, a
+ * service manager, a test), which would otherwise reach every child spawned without the
+ * trampoline. Call once at start, before any child is spawned. Cannot fail: without
+ * close_range(2) or /proc it walks every descriptor number below RLIMIT_NOFILE. */
+void tp_child_cloexec_inherited(void);
+
 /* The trampoline's entry point for `agentgate __exec PROGRAM ARGS...`, called with main's
  * argv shifted by one (argv[0] = "__exec", argv[1] = PROGRAM). Sets PR_SET_PDEATHSIG (SIGKILL),
  * returns 1 at once if the parent that spawned it (AGENTGATE_PARENT_PID, which it then removes
- * from the environment) is already gone, and execs PROGRAM (PATH lookup) with ARGS.
+ * from the environment) is already gone, closes every descriptor above 2 (so nothing the
+ * daemon inherited or opened reaches the server), and execs PROGRAM (PATH lookup) with ARGS.
  * Returns only on failure, the exit status to use: 2 usage, 1 parent gone, 127 PROGRAM not
  * found, 126 other exec errors. */
 int tp_child_exec_main(int argc, char **argv);

@@ -708,6 +708,61 @@ START_TEST(test_env_inherit_spawn_trampoline)
 }
 END_TEST
 
+/* Spawns `sh` listing its own open descriptors (ls -l /proc/PID/fd) and returns whether any
+ * of them points at `path`. */
+static bool child_sees_file(const char *trampoline, const char *path)
+{
+    char *args[] = {"-c", "ls -l /proc/$$/fd", NULL};
+    struct tp_child_opts o = {.file = "sh", .args = args, .self_exe = trampoline};
+    struct run r;
+    run_init(&r);
+    ck_assert_int_eq(spawn(&r, &o), 0);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_uint_gt(r.n_frames, 3); /* a total line and stdin, stdout, stderr at least */
+    bool seen = false;
+    for (size_t i = 0; i < r.n_frames; i++)
+        seen |= strstr(r.frames[i], path) != NULL;
+    run_finish(&r);
+    return seen;
+}
+
+/* A descriptor the daemon inherited without close-on-exec (as a shell or a test harness may
+ * hand over): the trampoline closes it before exec'ing the server. */
+START_TEST(test_inherited_fd_closed)
+{
+    char *dir = make_tmpdir();
+    char marker[PATH_MAX];
+    snprintf(marker, sizeof marker, "%s/leak-marker", dir);
+    int fd = open(marker, O_WRONLY | O_CREAT, 0600); /* no O_CLOEXEC, on purpose */
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(dup2(fd, 47), 47);
+    ck_assert_int_eq(fcntl(47, F_GETFD) & FD_CLOEXEC, 0);
+
+    /* Spawned directly the child sees both, which shows the probe works. */
+    ck_assert(child_sees_file(NULL, marker));
+    /* Through the trampoline it sees neither. */
+    ck_assert(!child_sees_file(self_exe, marker));
+
+    /* What the daemon calls at start marks them close-on-exec (and leaves stdio alone), so a
+     * direct spawn does not leak them either. */
+    int err_flags = fcntl(2, F_GETFD);
+    tp_child_cloexec_inherited();
+    ck_assert_int_ne(fcntl(47, F_GETFD) & FD_CLOEXEC, 0);
+    ck_assert_int_ne(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
+    ck_assert_int_eq(fcntl(2, F_GETFD), err_flags);
+    ck_assert(!child_sees_file(NULL, marker));
+    ck_assert(!child_sees_file(self_exe, marker));
+    /* Still open in the daemon itself. */
+    ck_assert_int_eq(write(47, "x", 1), 1);
+
+    close(47);
+    close(fd);
+    rm_rf(dir);
+    core_free(dir);
+}
+END_TEST
+
 START_TEST(test_pdeathsig_set)
 {
     struct run r;
@@ -908,6 +963,7 @@ static Suite *child_suite(void)
     tcase_add_test(tc, test_env_add_and_pass);
     tcase_add_test(tc, test_env_inherit_spawn);
     tcase_add_test(tc, test_env_inherit_spawn_trampoline);
+    tcase_add_test(tc, test_inherited_fd_closed);
     tcase_add_test(tc, test_pdeathsig_set);
     tcase_add_test(tc, test_pdeathsig_kills);
     tcase_add_test(tc, test_trampoline_parent_check);
