@@ -6,7 +6,8 @@
 // and hands to it as fds 3 and 7) never reach a server.
 //
 // The daemon is spawned here rather than by the harness, which gives it only stdin, stdout and
-// stderr.
+// stderr. `agentgate wrap` runs its one command with the whole environment, except the
+// variable its bearer token may come from.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -16,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 
-import { BIN, Daemon, IS_GATEWAY, NODE, assertCleanStop, assertNoSanitizerReports, bearer, clientSection, connectClient, freePort, makeTmp, randomToken, resultText, serverSection, sha256Hex, untilTool, waitFor } from './harness.mjs';
+import { BIN, Daemon, IS_GATEWAY, NODE, assertCleanStop, assertNoSanitizerReports, bearer, clientSection, connectClient, freePort, makeTmp, randomToken, resultText, serverSection, sha256Hex, startDaemon, untilTool, waitFor } from './harness.mjs';
 
 const skip = !IS_GATEWAY && 'gateway only';
 const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'env-probe-server.mjs');
@@ -55,7 +56,7 @@ function tcpAccepts(port) {
  * `agentgate serve` on `config` with `env` over ours and `extra` as its descriptors 3, 4, ...
  * (numbers: our open descriptors, shared; 'ignore': not open).
  */
-async function startDaemon({ config, env, extra }) {
+async function startWithFds({ config, env, extra }) {
     const dir = makeTmp('env');
     const port = await freePort();
     const socket = path.join(dir, 'run', 'agentgate.sock');
@@ -79,8 +80,9 @@ async function startDaemon({ config, env, extra }) {
 
 /** Calls SERVER__probe: {env, fds} of that server's process. */
 async function probe(c, server) {
-    const r = await c.client.callTool({ name: `${server}__probe`, arguments: {} });
-    assert.ok(!r.isError, `${server}__probe: ${JSON.stringify(r)}`);
+    const name = server ? `${server}__probe` : 'probe';
+    const r = await c.client.callTool({ name, arguments: {} });
+    assert.ok(!r.isError, `${name}: ${JSON.stringify(r)}`);
     return JSON.parse(resultText(r));
 }
 
@@ -114,7 +116,7 @@ test('servers get the default set, their env.* and env_pass; never another secti
     const fd = fs.openSync(marker, 'w');
     let d;
     try {
-        d = await startDaemon({ config: config('AG_TEST_PASS_*, AG_TEST_EXACT'), env, extra: [fd, 'ignore', 'ignore', 'ignore', fd] });
+        d = await startWithFds({ config: config('AG_TEST_PASS_*, AG_TEST_EXACT'), env, extra: [fd, 'ignore', 'ignore', 'ignore', fd] });
     } finally {
         fs.closeSync(fd);
     }
@@ -182,6 +184,27 @@ test('servers get the default set, their env.* and env_pass; never another secti
     assert.equal(again.env.AG_TEST_PASS_ONE, undefined, 'plain: the old env_pass is gone');
     assert.equal(again.env.AG_TEST_CLIENT_TOKEN, undefined);
 
+    await c.close();
+    await assertCleanStop(assert, d);
+}));
+
+test('wrap: the command inherits the whole environment but not the token variable', { timeout: 30000, skip }, wrap(async () => {
+    const token = randomToken('wrap');
+    const d = await startDaemon({
+        tag: 'env-wrap',
+        auth: null,
+        env: { AGENTGATE_WRAP_TOKEN: token, AG_TEST_NOISE: 'noise' },
+        argv: ({ port, stateDir }) => ['wrap', '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--', NODE, PROBE],
+    });
+    daemons.push(d);
+    current = d;
+    const c = await connectClient(d, { headers: bearer(token) });
+    clients.push(c);
+    await untilTool(c, 'probe');
+    const p = await probe(c, null);
+    assert.equal(p.env.AG_TEST_NOISE, 'noise', 'the whole environment');
+    assert.equal(p.env.AGENTGATE_WRAP_TOKEN, undefined, 'the bearer token variable');
+    assert.deepEqual(Object.entries(p.env).filter(([, v]) => v.includes(token)), [], 'the token under any name');
     await c.close();
     await assertCleanStop(assert, d);
 }));
