@@ -20,6 +20,7 @@
 #include "federation/bridge_front.h"
 #include "federation/gateway.h"
 #include "federation/mcp_http.h"
+#include "transports/child.h"
 #include "transports/http.h"
 
 struct serve {
@@ -254,6 +255,10 @@ int cmd_run_gateway(struct cmd_run *r)
     const char *opt_listen = r->listen, *opt_socket = r->socket, *opt_state = r->state_dir;
     const char *self = r->self, *path = r->cfg_path;
     core_log_set_level(cfg->log_level);
+    /* Whatever started us may have left descriptors open without close-on-exec; marked now,
+     * before the loop, the listeners or any child exist, none of them can reach a server,
+     * with or without the __exec trampoline (which closes everything above stderr too). */
+    tp_child_cloexec_inherited();
 
     /* The state and socket directories must be ours alone (made 0700 when missing), before
      * anything is created in them: whoever can write there could plant a listener or symlinks

@@ -136,7 +136,9 @@ int cmd_wrap(int argc, char **argv)
     }
 
     /* A one-server config: the name is the command's base name, with no prefix so the tools
-     * keep their own names. */
+     * keep their own names. The command is run from the user's own shell, like `env CMD`, with
+     * no config file that could give it env_pass: it inherits the whole environment, except
+     * the variable our bearer token may come from. */
     const char *base = strrchr(argv[i], '/');
     base = base ? base + 1 : argv[i];
     char name[65];
@@ -150,7 +152,7 @@ int cmd_wrap(int argc, char **argv)
     char ini[512];
     snprintf(ini, sizeof ini,
              "[gateway]\nsocket = off\n[server.%s]\ncommand = placeholder\nprefix =\n"
-             "isolation = %s\n",
+             "isolation = %s\nenv_inherit = all\n",
              name, isolation);
     struct core_config *cfg;
     char err[256];
@@ -158,6 +160,9 @@ int cmd_wrap(int argc, char **argv)
         fprintf(stderr, "agentgate: wrap: %s\n", err);
         return 2;
     }
+    cfg->secret_env = core_xrealloc(cfg->secret_env, (cfg->n_secret_env + 2) * sizeof(char *));
+    cfg->secret_env[cfg->n_secret_env++] = core_xstrdup("AGENTGATE_WRAP_TOKEN");
+    cfg->secret_env[cfg->n_secret_env] = NULL;
     /* The command and its arguments are taken exactly, never through the INI syntax. */
     struct core_server_cfg *sc = &cfg->servers[0];
     core_free(sc->command);

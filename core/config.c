@@ -46,6 +46,7 @@
 #define SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 #define EXCERPT_MAX 48       /* bytes of a quoted value in an error message */
 #define RATE_MAX 1000000000u /* calls per unit, and burst: far above any sane limit */
+#define ENV_MARKER "${env:"  /* starts a reference to the daemon's environment in a value */
 
 enum section {
     SECTION_NONE = 0, /* before the first header: keys are an error */
@@ -56,8 +57,9 @@ enum section {
 
 /* Lines of a client's keys that later checks point at; 0 = key absent. */
 struct client_lines {
-    int token;   /* token_sha256 or token_env */
-    int servers; /* servers */
+    int token;        /* token_sha256 or token_env */
+    int servers;      /* servers */
+    size_t token_env; /* 1 + index of its token_env name in cfg->secret_env; 0 = none */
 };
 
 struct seen_key {
@@ -73,7 +75,8 @@ struct parser {
     int line;   /* the line handed out last, which is the one inih is working on */
     struct core_config *cfg;
     size_t servers_cap;
-    int *prefix_lines; /* per server: line of its prefix key, or of its header */
+    int *prefix_lines;   /* per server: line of its prefix key, or of its header */
+    int *env_pass_lines; /* per server: line of its env_pass key, 0 when absent */
     size_t clients_cap;
     struct client_lines *client_lines; /* per client */
     int listen_line;                   /* line of [gateway] listen, 0 when absent */
@@ -184,6 +187,7 @@ static struct core_config *config_new(void)
     cfg->audit = true;
     cfg->audit_max = 10 * 1024 * 1024;
     cfg->max_sessions = 16384;
+    cfg->secret_env = empty_list();
     return cfg;
 }
 
@@ -202,6 +206,9 @@ static void server_init(struct core_server_cfg *srv, const char *name, int line)
     srv->max_frame = 16 * 1024 * 1024;
     srv->pin = CORE_PIN_QUARANTINE;
     srv->max_instances = 16;
+    srv->env_inherit = CORE_ENV_INHERIT_DEFAULT;
+    srv->env_pass = empty_list();
+    srv->secret_env = empty_list();
 }
 
 static void server_dispose(struct core_server_cfg *srv)
@@ -213,6 +220,8 @@ static void server_dispose(struct core_server_cfg *srv)
     core_free(srv->cwd);
     core_free(srv->prefix);
     free_list(srv->roots);
+    free_list(srv->env_pass);
+    free_list(srv->secret_env);
 }
 
 static void client_init(struct core_client_cfg *c, const char *name, int line)
@@ -241,6 +250,7 @@ void core_config_free(struct core_config *cfg)
     for (size_t i = 0; i < cfg->n_clients; i++)
         client_dispose(&cfg->clients[i]);
     core_free(cfg->clients);
+    free_list(cfg->secret_env);
     core_free(cfg->path);
     core_free(cfg->listen);
     core_free(cfg->socket);
@@ -306,7 +316,10 @@ bool core_server_cfg_equal(const struct core_server_cfg *a, const struct core_se
            str_equal(a->prefix, b->prefix) && a->isolation == b->isolation &&
            a->restart == b->restart && a->request_timeout_ms == b->request_timeout_ms &&
            list_equal(a->roots, a->n_roots, b->roots, b->n_roots) && a->max_frame == b->max_frame &&
-           a->pin == b->pin && a->max_instances == b->max_instances;
+           a->pin == b->pin && a->max_instances == b->max_instances &&
+           a->env_inherit == b->env_inherit &&
+           list_equal(a->env_pass, a->n_env_pass, b->env_pass, b->n_env_pass) &&
+           list_equal(a->secret_env, a->n_secret_env, b->secret_env, b->n_secret_env);
 }
 
 struct core_server_cfg *core_server_cfg_dup(const struct core_server_cfg *srv)
@@ -320,6 +333,8 @@ struct core_server_cfg *core_server_cfg_dup(const struct core_server_cfg *srv)
     copy->cwd = srv->cwd != NULL ? core_xstrdup(srv->cwd) : NULL;
     copy->prefix = srv->prefix != NULL ? core_xstrdup(srv->prefix) : NULL;
     copy->roots = list_dup(srv->roots, srv->n_roots);
+    copy->env_pass = list_dup(srv->env_pass, srv->n_env_pass);
+    copy->secret_env = list_dup(srv->secret_env, srv->n_secret_env);
     return copy;
 }
 
@@ -525,10 +540,23 @@ static bool is_loopback(const char *s)
     return inet_pton(AF_INET, host, addr) == 1 && addr[0] == 127;
 }
 
+/* Adds the first len bytes of name to the NULL-terminated list of *n strings, unless they are
+ * there already. */
+static void add_unique(char ***list, size_t *n, const char *name, size_t len)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (strlen((*list)[i]) == len && memcmp((*list)[i], name, len) == 0)
+            return;
+    }
+    *list = core_xrealloc(*list, (*n + 2) * sizeof(char *));
+    (*list)[(*n)++] = core_xstrndup(name, len);
+    (*list)[*n] = NULL;
+}
+
 /* Expands ${env:NAME} in s into *out (caller frees). Reports errors for `key`. */
 static int expand(struct parser *p, const char *key, const char *s, char **out)
 {
-    static const char marker[] = "${env:";
+    static const char marker[] = ENV_MARKER;
     struct core_buf b;
     char q[EXCERPT_MAX];
     int rc = 0;
@@ -776,6 +804,42 @@ static int set_env(struct parser *p, struct core_server_cfg *srv, const char *ke
     srv->env = core_xrealloc(srv->env, (srv->n_env + 2) * sizeof(char *));
     srv->env[srv->n_env++] = core_buf_take(&b, NULL);
     srv->env[srv->n_env] = NULL;
+    /* The variables this value came from hold this server's secrets: no other server may
+     * inherit them. raw has passed expand(), so every marker is well formed. */
+    for (const char *d = strstr(raw, ENV_MARKER); d != NULL; d = strstr(d, ENV_MARKER)) {
+        const char *name_start = d + sizeof(ENV_MARKER) - 1;
+        const char *close = strchr(name_start, '}');
+        add_unique(&srv->secret_env, &srv->n_secret_env, name_start, (size_t)(close - name_start));
+        d = close + 1;
+    }
+    return 0;
+}
+
+static int set_comma_list(struct parser *p, const char *key, const char *raw, char ***list,
+                          size_t *n);
+
+/* env_pass: variable names, or a prefix of one and a trailing '*'. A lone '*' would be
+ * env_inherit = all in disguise, and is refused so that there is one way to say it. */
+static int set_env_pass(struct parser *p, struct core_server_cfg *srv, const char *key,
+                        const char *raw)
+{
+    char q[EXCERPT_MAX];
+    int rc = set_comma_list(p, key, raw, &srv->env_pass, &srv->n_env_pass);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < srv->n_env_pass; i++) {
+        const char *item = srv->env_pass[i];
+        size_t n = strlen(item);
+        if (strcmp(item, "*") == 0)
+            return fail(p, p->line, "env_pass: '*' would pass everything; use env_inherit = all");
+        if (n > 1 && item[n - 1] == '*')
+            n--;
+        if (!is_env_name(item, n))
+            return fail(p, p->line,
+                        "env_pass: '%s' is not a variable name or a name prefix ending in '*'",
+                        excerpt(q, sizeof(q), item));
+    }
+    p->env_pass_lines[p->cfg->n_servers - 1] = p->line;
     return 0;
 }
 
@@ -789,6 +853,8 @@ static int set_server(struct parser *p, const char *key, const char *raw)
         return set_list(p, key, raw, &srv->roots, &srv->n_roots);
     if (strncmp(key, "env.", 4) == 0)
         return set_env(p, srv, key, raw);
+    if (strcmp(key, "env_pass") == 0)
+        return set_env_pass(p, srv, key, raw);
 
     char *v = NULL;
     int rc = expand(p, key, raw, &v);
@@ -841,6 +907,14 @@ static int set_server(struct parser *p, const char *key, const char *raw)
             srv->pin = CORE_PIN_OFF;
         else
             rc = fail(p, p->line, "pin: '%s' is not quarantine, warn or off",
+                      excerpt(q, sizeof(q), raw));
+    } else if (strcmp(key, "env_inherit") == 0) {
+        if (strcmp(v, "default") == 0)
+            srv->env_inherit = CORE_ENV_INHERIT_DEFAULT;
+        else if (strcmp(v, "all") == 0)
+            srv->env_inherit = CORE_ENV_INHERIT_ALL;
+        else
+            rc = fail(p, p->line, "env_inherit: '%s' is not default or all",
                       excerpt(q, sizeof(q), raw));
     } else if (strcmp(key, "request_timeout") == 0) {
         rc = set_duration(p, key, raw, v, &srv->request_timeout_ms);
@@ -1050,6 +1124,11 @@ static int set_client(struct parser *p, const char *key, const char *raw)
         crypto_hash_sha256(digest, (const unsigned char *)token, strlen(token));
         sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
         rc = set_token(p, key, hex);
+        if (rc == 0) {
+            /* Unique: a second client with the same token_env has the same token, refused. */
+            add_unique(&p->cfg->secret_env, &p->cfg->n_secret_env, v, strlen(v));
+            p->client_lines[last].token_env = p->cfg->n_secret_env;
+        }
     } else if (strcmp(key, "max_sessions") == 0) {
         rc = set_count(p, key, raw, v, 1000000, &c->max_sessions);
     } else {
@@ -1072,8 +1151,9 @@ static bool is_known_key(enum section section, const char *key)
         "listen",       "socket",      "log_level", "auth",      "max_body", "list_timeout",
         "idle_timeout", "session_ttl", "audit",     "audit_max", "max_sessions", NULL};
     static const char *const server[] = {
-        "command",         "args",  "cwd",       "prefix", "isolation",     "restart",
-        "request_timeout", "roots", "max_frame", "pin",    "max_instances", NULL};
+        "command",       "args",      "cwd",      "prefix",   "isolation",
+        "restart",       "request_timeout", "roots", "max_frame", "pin",
+        "env_inherit",   "env_pass",  "max_instances", NULL};
     static const char *const client[] = {"token_sha256", "token_env", "servers",      "allow",
                                          "deny",         "rate",      "max_sessions", NULL};
     if (section == SECTION_SERVER && strncmp(key, "env.", 4) == 0)
@@ -1213,9 +1293,11 @@ static int on_section(struct parser *p, const char *s, size_t n)
             p->servers_cap = p->servers_cap ? p->servers_cap * 2 : 4;
             cfg->servers = core_xrealloc(cfg->servers, p->servers_cap * sizeof(*cfg->servers));
             p->prefix_lines = core_xrealloc(p->prefix_lines, p->servers_cap * sizeof(int));
+            p->env_pass_lines = core_xrealloc(p->env_pass_lines, p->servers_cap * sizeof(int));
         }
         server_init(&cfg->servers[cfg->n_servers], sname, p->line);
         p->prefix_lines[cfg->n_servers] = p->line;
+        p->env_pass_lines[cfg->n_servers] = 0;
         cfg->n_servers++;
         p->section = SECTION_SERVER;
     } else if (strncmp(name, "client.", 7) == 0) {
@@ -1253,7 +1335,49 @@ out:
     return rc;
 }
 
-/* Checks what may refer to a section further down: every server a client names exists. */
+/* Whether name is listed in the NULL-terminated list. */
+static bool list_has(char *const *list, const char *name)
+{
+    for (size_t i = 0; list != NULL && list[i] != NULL; i++) {
+        if (strcmp(list[i], name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* An env_pass naming another section's secret would be refused at spawn anyway; saying so
+ * here beats a server that silently lacks a variable. Globs are not checked: they are meant
+ * to catch families of variables, and the secrets among them are filtered out at spawn. */
+static int check_env_pass(struct parser *p)
+{
+    const struct core_config *cfg = p->cfg;
+    for (size_t i = 0; i < cfg->n_servers; i++) {
+        const struct core_server_cfg *srv = &cfg->servers[i];
+        for (size_t j = 0; j < srv->n_env_pass; j++) {
+            const char *name = srv->env_pass[j];
+            for (size_t k = 0; k < cfg->n_clients; k++) {
+                size_t t = p->client_lines[k].token_env;
+                if (t != 0 && strcmp(cfg->secret_env[t - 1], name) == 0)
+                    return fail(p, p->env_pass_lines[i],
+                                "env_pass: %s is the token_env of [client.%s] (line %d); a "
+                                "client's token never reaches a server",
+                                name, cfg->clients[k].name, p->client_lines[k].token);
+            }
+            for (size_t k = 0; k < cfg->n_servers; k++) {
+                if (k != i && list_has(cfg->servers[k].secret_env, name))
+                    return fail(p, p->env_pass_lines[i],
+                                "env_pass: %s is a secret of [server.%s] (its env.* reads "
+                                "${env:%s}), which no other server inherits; give this server "
+                                "its own env.%s = ${env:%s}",
+                                name, cfg->servers[k].name, name, name, name);
+            }
+        }
+    }
+    return 0;
+}
+
+/* Checks what may refer to a section further down: every server a client names exists, and
+ * no env_pass names another section's secret. */
 static int check_references(struct parser *p)
 {
     const struct core_config *cfg = p->cfg;
@@ -1270,7 +1394,7 @@ static int check_references(struct parser *p)
                             excerpt(q, sizeof(q), c->servers[j]));
         }
     }
-    return 0;
+    return check_env_pass(p);
 }
 
 /* ---- lines ---- */
@@ -1420,6 +1544,7 @@ int core_config_parse(const char *text, size_t len, const char *name, struct cor
     forget_keys(&p);
     core_free(p.keys);
     core_free(p.prefix_lines);
+    core_free(p.env_pass_lines);
     core_free(p.client_lines);
     if (p.failed) {
         core_config_free(p.cfg);

@@ -29,6 +29,15 @@ enum core_pin {
     CORE_PIN_OFF,            /* no pinning for this server */
 };
 
+/* What a server inherits from the daemon's environment, besides its own env.* (which always
+ * reaches it). Neither mode passes a name the config uses for a secret: a client's token_env,
+ * or a NAME in ${env:NAME} of another server's env.* values (see secret_env). */
+enum core_env_inherit {
+    CORE_ENV_INHERIT_DEFAULT = 0, /* a small default set (PATH, HOME, locale, what npx/node and
+                                   * uvx/python need; transports/child.c) plus env_pass */
+    CORE_ENV_INHERIT_ALL,         /* every variable of the daemon */
+};
+
 struct core_server_cfg {
     char *name;          /* the part after "server." */
     int line;            /* line of the section header, for later error messages */
@@ -47,6 +56,13 @@ struct core_server_cfg {
     size_t max_frame;    /* longest stdio frame from the child, default 16 MiB */
     enum core_pin pin;   /* default CORE_PIN_QUARANTINE */
     unsigned max_instances; /* isolation = client/session: children at most, default 16 */
+    enum core_env_inherit env_inherit; /* default CORE_ENV_INHERIT_DEFAULT */
+    char **env_pass;     /* NULL-terminated variable names, or a prefix and a trailing '*',
+                          * inherited on top of the default set; never NULL */
+    size_t n_env_pass;
+    char **secret_env;   /* NULL-terminated, each once: every NAME of ${env:NAME} in this
+                          * server's env.* values, which no other server inherits; never NULL */
+    size_t n_secret_env;
 };
 
 /* A [client.NAME] section: an identity and the policy applied to it. */
@@ -85,6 +101,10 @@ struct core_config {
     size_t n_servers;
     struct core_client_cfg *clients; /* config order; names and token hashes are unique */
     size_t n_clients;
+    char **secret_env;   /* NULL-terminated, each once: names of variables holding the gateway's
+                          * own secrets, which no server inherits: every client's token_env
+                          * (a caller may add more, as wrap does); never NULL */
+    size_t n_secret_env;
 };
 
 /* Parses the file at path. On success returns 0 and *out (free with core_config_free).
@@ -94,9 +114,10 @@ struct core_config {
  * only on success. ${env:NAME} in values expands from the process environment (an unset
  * variable is an error naming it). Lines may be of any length. ';' or '#' starts a comment
  * line, and ';' after a blank starts a comment anywhere, so no value can contain " ;".
- * [client.X] token_env = VAR reads VAR at load and keeps only its SHA-256. References between
- * sections (a client's servers) are checked once the whole text is read, so sections may come
- * in any order; auth = none with a listen address that is not loopback is an error. */
+ * [client.X] token_env = VAR reads VAR at load and keeps only its SHA-256 (and VAR in
+ * secret_env). References between sections (a client's servers; an env_pass naming another
+ * section's secret, which is an error) are checked once the whole text is read, so sections
+ * may come in any order; auth = none with a listen address that is not loopback is an error. */
 GW_MUST_CHECK int core_config_load(const char *path, struct core_config **out, char *err,
                                    size_t errlen);
 

@@ -552,6 +552,31 @@ static cJSON *client_capabilities(void)
     return caps;
 }
 
+/* The names the server `self` must never inherit from the daemon's environment, whatever its
+ * env_inherit says: every client's token_env and every variable another server's env.* reads
+ * (the gateway's secrets and the other servers'). The strings are borrowed from gw->cfg; only
+ * the NULL-terminated array is the caller's to free. */
+static char **env_deny_list(const struct fed_gateway *gw, const struct core_server_cfg *self)
+{
+    const struct core_config *all = gw->cfg;
+    size_t n = all->n_secret_env;
+    for (size_t i = 0; i < all->n_servers; i++)
+        n += all->servers[i].n_secret_env;
+    char **deny = core_xcalloc(n + 1, sizeof *deny);
+    size_t k = 0;
+    for (size_t i = 0; i < all->n_secret_env; i++)
+        deny[k++] = all->secret_env[i];
+    for (size_t i = 0; i < all->n_servers; i++) {
+        const struct core_server_cfg *other = &all->servers[i];
+        if (strcmp(other->name, self->name) == 0)
+            continue; /* its own: they reach it through its env.* anyway */
+        for (size_t j = 0; j < other->n_secret_env; j++)
+            deny[k++] = other->secret_env[j];
+    }
+    deny[k] = NULL;
+    return deny;
+}
+
 void fed__upstream_start(struct fed_upstream *up)
 {
     if (up->closing || up->child != NULL)
@@ -564,11 +589,15 @@ void fed__upstream_start(struct fed_upstream *up)
         snprintf(log_path, sizeof log_path, "%s/logs/%s.log", gw->state_dir, cfg->name);
         lp = log_path;
     }
+    char **deny = env_deny_list(gw, cfg);
     struct tp_child_opts opts = {
         .name = up->name,
         .file = cfg->command,
         .args = cfg->args,
         .env_add = cfg->env,
+        .env_inherit_all = cfg->env_inherit == CORE_ENV_INHERIT_ALL,
+        .env_pass = cfg->env_pass,
+        .env_deny = deny,
         .cwd = cfg->cwd,
         .max_frame = cfg->max_frame,
         .log_path = lp,
@@ -582,6 +611,7 @@ void fed__upstream_start(struct fed_upstream *up)
     };
     set_state(up, FED_UP_STARTING);
     int rc = tp_child_spawn(gw->loop, &opts, &cbs, up, &up->child);
+    core_free(deny); /* the child has its environment by now */
     if (rc) {
         core_log(CORE_LOG_ERROR, "up", "%s: cannot start '%s': %s", up->name, cfg->command,
                  core_strerror(rc));

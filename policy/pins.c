@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,20 +15,35 @@
 
 #include "core/alloc.h"
 #include "core/file.h"
+#include "core/log.h"
 #include "core/map.h"
 
 /* Largest pins file we read; thousands of tools take well under 1 MiB. */
 #define PINS_MAX_FILE (64u << 20)
 
-/* The definition fields that make up a tool's pin, in the order `what` names them. */
-static const char *const pin_fields[] = {"name", "description", "inputSchema", "annotations"};
+/* The file format written, and the one before it (see pins.h). */
+#define PINS_VERSION 2
+#define PINS_VERSION_1 1
+
+/* The definition fields that make up a tool's pin, in the order `what` names them. A title is
+ * shown to the model as much as a description is, and an outputSchema steers how it reads a
+ * result, so both are pinned. */
+static const char *const pin_fields[] = {"name",        "title",        "description",
+                                         "inputSchema", "outputSchema", "annotations"};
 #define N_PIN_FIELDS (sizeof pin_fields / sizeof pin_fields[0])
 
+/* What version 1 pinned, for pins carried over from a version-1 file (marked "v1"). */
+static const char *const v1_fields[] = {"name", "description", "inputSchema", "annotations"};
+#define N_V1_FIELDS (sizeof v1_fields / sizeof v1_fields[0])
+
 struct pol_pins {
-    cJSON *root;               /* {"version":1,"servers":{...}}, owned */
+    cJSON *root;               /* {"version":2,"servers":{...}}, owned */
     cJSON *servers;            /* root's "servers" object, borrowed */
     struct core_map_str fresh; /* servers whose first listing is being pinned (values: &marker) */
-    bool dirty;                /* changed since load or the last save */
+    /* Servers whose version-1 pins were migrated since the last save, to log at the next one;
+     * values: how many, cast to a pointer. */
+    struct core_map_str migrated;
+    bool dirty; /* changed since load or the last save */
 };
 
 static char marker;
@@ -100,21 +116,23 @@ static void canonical_sha256(const cJSON *j, char hex[65])
     cJSON_Delete(dup);
 }
 
-/* Hashes a tool definition: the whole pin into sha, and a new "fields" object of short hashes
- * (caller owns it). */
-static cJSON *tool_digest(const cJSON *tool, char sha[65])
+/* Hashes a tool definition as version 2 pins it (v1: as version 1 did): the whole pin into
+ * sha, and a new "fields" object of short hashes (caller owns it). */
+static cJSON *tool_digest(const cJSON *tool, bool v1, char sha[65])
 {
+    const char *const *names = v1 ? v1_fields : pin_fields;
+    size_t n = v1 ? N_V1_FIELDS : N_PIN_FIELDS;
     cJSON *def = cJSON_CreateObject();
     cJSON *fields = cJSON_CreateObject();
-    for (size_t i = 0; i < N_PIN_FIELDS; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(tool, pin_fields[i]);
+    for (size_t i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(tool, names[i]);
         if (v == NULL)
             continue;
         char hex[65];
         canonical_sha256(v, hex);
         hex[8] = '\0';
-        cJSON_AddStringToObject(fields, pin_fields[i], hex);
-        cJSON_AddItemToObject(def, pin_fields[i], cJSON_Duplicate(v, 1));
+        cJSON_AddStringToObject(fields, names[i], hex);
+        cJSON_AddItemToObject(def, names[i], cJSON_Duplicate(v, 1));
     }
     canonical_sha256(def, sha);
     cJSON_Delete(def);
@@ -177,6 +195,7 @@ static struct pol_pins *pins_new(cJSON *root)
     p->root = root;
     p->servers = cJSON_GetObjectItemCaseSensitive(root, "servers");
     core_map_str_init(&p->fresh);
+    core_map_str_init(&p->migrated);
     return p;
 }
 
@@ -186,6 +205,7 @@ void pol_pins_free(struct pol_pins *p)
         return;
     cJSON_Delete(p->root);
     core_map_str_dispose(&p->fresh);
+    core_map_str_dispose(&p->migrated);
     core_free(p);
 }
 
@@ -219,10 +239,12 @@ static bool validate(const char *path, const cJSON *root, char *err, size_t errl
         return false;
     }
     const cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
-    if (!cJSON_IsNumber(ver) || ver->valuedouble != 1) {
-        core_set_err(err, errlen, "%s: unsupported or missing \"version\" (want 1)", path);
+    if (!cJSON_IsNumber(ver) ||
+        (ver->valuedouble != PINS_VERSION && ver->valuedouble != PINS_VERSION_1)) {
+        core_set_err(err, errlen, "%s: unsupported or missing \"version\" (want 1 or 2)", path);
         return false;
     }
+    bool v2 = ver->valuedouble == PINS_VERSION;
     const cJSON *servers = cJSON_GetObjectItemCaseSensitive(root, "servers");
     if (!cJSON_IsObject(servers)) {
         core_set_err(err, errlen, "%s: \"servers\" is missing or not an object", path);
@@ -238,6 +260,7 @@ static bool validate(const char *path, const cJSON *root, char *err, size_t errl
             const cJSON *pend = cJSON_GetObjectItemCaseSensitive(t, "pending");
             const cJSON *pf = cJSON_GetObjectItemCaseSensitive(t, "pending_fields");
             const cJSON *fields = cJSON_GetObjectItemCaseSensitive(t, "fields");
+            const cJSON *v1 = cJSON_GetObjectItemCaseSensitive(t, "v1");
             if (!cJSON_IsObject(t))
                 why = "not an object";
             else if (!is_hex(str_item(t, "sha256"), 64))
@@ -248,6 +271,8 @@ static bool validate(const char *path, const cJSON *root, char *err, size_t errl
                 why = "\"pending\" is not 64 lowercase hex digits";
             else if (pf != NULL && !is_string_object(pf))
                 why = "\"pending_fields\" is not an object of strings";
+            else if (v2 && v1 != NULL && !cJSON_IsTrue(v1))
+                why = "\"v1\" is not true";
             if (why != NULL) {
                 core_set_err(err, errlen, "%s: server \"%s\" tool \"%s\": %s", path, s->string,
                         t->string, why);
@@ -256,6 +281,23 @@ static bool validate(const char *path, const cJSON *root, char *err, size_t errl
         }
     }
     return true;
+}
+
+/* Turns a validated version-1 tree into version 2 in memory: every pin is marked "v1", so
+ * that it is checked with the version-1 hash until its tool is seen again (pol_pins_check).
+ * Nothing is quarantined and nothing written: the set is not dirty, and until it is saved the
+ * file on disk means the same. A version-2 tree is left alone. */
+static void upgrade(cJSON *root)
+{
+    cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
+    if (ver->valuedouble == PINS_VERSION)
+        return;
+    cJSON_SetNumberValue(ver, PINS_VERSION);
+    cJSON *servers = cJSON_GetObjectItemCaseSensitive(root, "servers");
+    for (cJSON *s = servers->child; s != NULL; s = s->next) {
+        for (cJSON *t = s->child; t != NULL; t = t->next)
+            set_item(t, "v1", cJSON_CreateTrue());
+    }
 }
 
 int pol_pins_load(const char *path, struct pol_pins **out, char *err, size_t errlen)
@@ -268,7 +310,7 @@ int pol_pins_load(const char *path, struct pol_pins **out, char *err, size_t err
     rc = core_file_open(path, O_RDONLY, 0, &fd, err, errlen);
     if (rc == -ENOENT) {
         cJSON *root = cJSON_CreateObject();
-        cJSON_AddNumberToObject(root, "version", 1);
+        cJSON_AddNumberToObject(root, "version", PINS_VERSION);
         cJSON_AddObjectToObject(root, "servers");
         *out = pins_new(root);
         return 0;
@@ -322,11 +364,29 @@ int pol_pins_load(const char *path, struct pol_pins **out, char *err, size_t err
         rc = CORE_EPARSE;
         goto out;
     }
+    upgrade(root);
     *out = pins_new(root);
 out:
     core_free(text);
     close(fd);
     return rc;
+}
+
+/* Records the definition hashed to sha and fields (takes ownership of fields) as the pending
+ * change of pin, unless it is pending already, and says what changed. Returns CHANGED. */
+static enum pol_pin_verdict changed(struct pol_pins *p, cJSON *pin, const char *sha, cJSON *fields,
+                                    char *what, size_t cap)
+{
+    pins_describe_change(cJSON_GetObjectItemCaseSensitive(pin, "fields"), fields, what, cap);
+    const char *pending = str_item(pin, "pending");
+    if (pending != NULL && strcmp(pending, sha) == 0) {
+        cJSON_Delete(fields);
+    } else {
+        set_item(pin, "pending", cJSON_CreateString(sha));
+        set_item(pin, "pending_fields", fields);
+        p->dirty = true;
+    }
+    return POL_PIN_CHANGED;
 }
 
 enum pol_pin_verdict pol_pins_check(struct pol_pins *p, const char *server, const cJSON *tool,
@@ -339,7 +399,7 @@ enum pol_pin_verdict pol_pins_check(struct pol_pins *p, const char *server, cons
         return POL_PIN_SAME;
 
     char sha[65];
-    cJSON *fields = tool_digest(tool, sha);
+    cJSON *fields = tool_digest(tool, false, sha);
     size_t slen = strlen(server);
     cJSON *srv = cJSON_GetObjectItemCaseSensitive(p->servers, server);
     if (srv == NULL)
@@ -359,6 +419,29 @@ enum pol_pin_verdict pol_pins_check(struct pol_pins *p, const char *server, cons
     /* A pinned tool seen again: the server's first listing is over. */
     (void)core_map_str_del(&p->fresh, server, slen); /* NULL when it was not fresh */
 
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pin, "v1"))) {
+        /* Pinned by version 1, which did not hash title and outputSchema: compare the way it
+         * did. A match is the definition that was pinned (as far as version 1 could tell), so
+         * it is pinned again, whole; anything else is a change like any other, kept in
+         * version-1 terms until it is approved and seen again. */
+        char old_sha[65];
+        cJSON *old_fields = tool_digest(tool, true, old_sha);
+        if (strcmp(str_item(pin, "sha256"), old_sha) != 0) {
+            cJSON_Delete(fields);
+            return changed(p, pin, old_sha, old_fields, what, cap);
+        }
+        cJSON_Delete(old_fields);
+        set_item(pin, "sha256", cJSON_CreateString(sha));
+        set_item(pin, "fields", fields);
+        cJSON_DeleteItemFromObjectCaseSensitive(pin, "pending");
+        cJSON_DeleteItemFromObjectCaseSensitive(pin, "pending_fields");
+        cJSON_DeleteItemFromObjectCaseSensitive(pin, "v1");
+        uintptr_t n = (uintptr_t)core_map_str_get(&p->migrated, server, slen);
+        core_map_str_put(&p->migrated, server, slen, (void *)(n + 1));
+        p->dirty = true;
+        return POL_PIN_SAME;
+    }
+
     enum pol_pin_verdict v;
     if (strcmp(str_item(pin, "sha256"), sha) == 0) {
         if (cJSON_GetObjectItemCaseSensitive(pin, "pending") != NULL ||
@@ -370,16 +453,7 @@ enum pol_pin_verdict pol_pins_check(struct pol_pins *p, const char *server, cons
         cJSON_Delete(fields);
         v = POL_PIN_SAME;
     } else {
-        pins_describe_change(cJSON_GetObjectItemCaseSensitive(pin, "fields"), fields, what, cap);
-        const char *pending = str_item(pin, "pending");
-        if (pending != NULL && strcmp(pending, sha) == 0) {
-            cJSON_Delete(fields);
-        } else {
-            set_item(pin, "pending", cJSON_CreateString(sha));
-            set_item(pin, "pending_fields", fields);
-            p->dirty = true;
-        }
-        v = POL_PIN_CHANGED;
+        v = changed(p, pin, sha, fields, what, cap);
     }
     return v;
 }
@@ -484,6 +558,17 @@ int pol_pins_save(struct pol_pins *p, const char *path, char *err, size_t errlen
     p->dirty = false;
     core_map_str_dispose(&p->fresh);
     core_map_str_init(&p->fresh);
+    /* Said once the new pins are on disk: one line per server, however many tools it has. */
+    size_t it = 0;
+    const char *server;
+    void *n;
+    while (core_map_str_next(&p->migrated, &it, &server, &n))
+        core_log(CORE_LOG_INFO, "pins",
+                 "%s: %zu pin(s) from a version-1 pins file matched and were re-pinned with "
+                 "title and outputSchema",
+                 server, (size_t)(uintptr_t)n);
+    core_map_str_dispose(&p->migrated);
+    core_map_str_init(&p->migrated);
 out:
     cJSON_free(text);
     return rc;

@@ -12,6 +12,7 @@
  * the memory, so free is safe from inside any of our callbacks. */
 #include "transports/child.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,6 +43,9 @@ extern char **environ;
 #define WRITE_KEEP_CAP ((size_t)64 << 10) /* stdin buffers above this are freed when idle */
 #define SCRATCH_SIZE 8192
 #define PARENT_ENV "AGENTGATE_PARENT_PID"
+
+/* Internal (GW_STATIC, reached by the tests). */
+GW_STATIC char **child_build_env(char *const *base, const struct tp_child_opts *opts, char *extra);
 
 /* The stop sequence. Each STOP_* stage lasts stop_grace_ms unless the child is gone first. */
 enum child_state {
@@ -724,33 +729,95 @@ size_t tp_child_stderr_tail(const struct tp_child *c, char *out, size_t cap)
 
 /* ---- spawn ------------------------------------------------------------------------------- */
 
-static bool env_key_eq(const char *a, const char *b)
+/* What a child inherits from the daemon's environment when it does not inherit everything.
+ * The aim is what any program needs (its PATH, home, user, shell, terminal, locale, time zone
+ * and temporary and XDG directories) and what the usual launchers need to fetch and start a
+ * server: npx/node (NODE_OPTIONS, NODE_PATH, extra CA certificates, npm's and nvm's settings)
+ * and uvx/python (uv's settings, an active virtualenv), plus CA bundles and proxies (both
+ * spellings, since tools differ) for their downloads. NODE_OPTIONS matters beyond npx: on old
+ * Node versions the MCP SDK needs a flag from it. npm_config_* and UV_* may carry a private
+ * registry's credentials and a proxy URL may carry a password; they pass anyway, because the
+ * launcher cannot start the server without them and they are the user's own settings for
+ * every package download, not one section's secret (a name the config uses as a secret is
+ * still denied). Anything else, API keys above all, reaches a server only through its env.*,
+ * env_pass or env_inherit = all. A trailing '*' matches every name with that prefix. One line
+ * per purpose, hence no clang-format. */
+/* clang-format off */
+static const char *const default_env[] = {
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "TMPDIR", "XDG_*",
+    "LANG", "LANGUAGE", "LC_*",
+    "NODE_OPTIONS", "NODE_PATH", "NODE_EXTRA_CA_CERTS", "npm_config_*", "NPM_CONFIG_*",
+    "NVM_DIR", "NVM_BIN",
+    "UV_*", "VIRTUAL_ENV",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+    "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+    NULL,
+};
+/* clang-format on */
+
+/* Length of the name in "NAME=VALUE" (the whole string when it has no '='). */
+static size_t env_name_len(const char *entry)
 {
-    const char *ea = strchr(a, '=');
-    const char *eb = strchr(b, '=');
-    size_t la = ea ? (size_t)(ea - a) : strlen(a);
-    size_t lb = eb ? (size_t)(eb - b) : strlen(b);
-    return la == lb && memcmp(a, b, la) == 0;
+    const char *eq = strchr(entry, '=');
+    return eq ? (size_t)(eq - entry) : strlen(entry);
 }
 
-/* The child's environment: ours, minus keys that env_add replaces, plus env_add, plus extra.
- * The strings are borrowed; only the array is allocated. */
-static char **build_env(char *const *env_add, char *extra)
+/* True when the name (n bytes) is pat, or starts with pat's prefix when pat ends in '*'. */
+static bool env_name_matches(const char *name, size_t n, const char *pat)
 {
+    size_t plen = strlen(pat);
+    if (plen > 0 && pat[plen - 1] == '*')
+        return n >= plen - 1 && memcmp(name, pat, plen - 1) == 0;
+    return n == plen && memcmp(name, pat, n) == 0;
+}
+
+/* True when the name matches an entry of the NULL-terminated list (NULL: no entries). */
+static bool env_name_listed(const char *name, size_t n, const char *const *list)
+{
+    for (size_t i = 0; list != NULL && list[i] != NULL; i++) {
+        if (env_name_matches(name, n, list[i]))
+            return true;
+    }
+    return false;
+}
+
+static bool env_key_eq(const char *a, const char *b)
+{
+    size_t la = env_name_len(a);
+    return la == env_name_len(b) && memcmp(a, b, la) == 0;
+}
+
+/* The child's environment: what it inherits from `base` (the daemon's environ; see
+ * struct tp_child_opts for the rules), minus names that env_add or extra set, plus env_add,
+ * plus extra. The strings are borrowed; only the array is allocated (caller frees). */
+GW_STATIC char **child_build_env(char *const *base, const struct tp_child_opts *opts, char *extra)
+{
+    char *const *env_add = opts->env_add;
     size_t n_env = 0;
     size_t n_add = 0;
-    while (environ != NULL && environ[n_env] != NULL)
+    while (base != NULL && base[n_env] != NULL)
         n_env++;
     while (env_add != NULL && env_add[n_add] != NULL)
         n_add++;
     char **env = core_xcalloc(n_env + n_add + 2, sizeof *env);
     size_t k = 0;
     for (size_t i = 0; i < n_env; i++) {
-        bool replaced = extra != NULL && env_key_eq(environ[i], extra);
+        const char *e = base[i];
+        size_t n = env_name_len(e);
+        if (n == 0 || e[n] != '=')
+            continue; /* not NAME=VALUE: nothing a program could look up */
+        /* The deny list wins over every way of inheriting, never over env_add. */
+        if (env_name_listed(e, n, (const char *const *)opts->env_deny))
+            continue;
+        if (!opts->env_inherit_all && !env_name_listed(e, n, default_env) &&
+            !env_name_listed(e, n, (const char *const *)opts->env_pass))
+            continue;
+        bool replaced = extra != NULL && env_key_eq(e, extra);
         for (size_t j = 0; j < n_add && !replaced; j++)
-            replaced = env_key_eq(environ[i], env_add[j]);
+            replaced = env_key_eq(e, env_add[j]);
         if (!replaced)
-            env[k++] = environ[i];
+            env[k++] = base[i];
     }
     for (size_t j = 0; j < n_add; j++) {
         bool dup = false;
@@ -858,7 +925,7 @@ int tp_child_spawn(uv_loop_t *loop, const struct tp_child_opts *opts,
         snprintf(parent_env, sizeof parent_env, "%s=%ld", PARENT_ENV, (long)getpid());
         extra = parent_env;
     }
-    char **env = build_env(opts->env_add, extra);
+    char **env = child_build_env(environ, opts, extra);
     char **args = build_args(opts);
 
     uv_stdio_container_t stdio[3];
@@ -926,6 +993,64 @@ void tp_child_free(struct tp_child *c)
     try_finish(c);
 }
 
+/* ---- descriptors ------------------------------------------------------------------------- */
+
+/* close_range(2) came with glibc 2.34 (the system call with Linux 5.9, CLOSE_RANGE_CLOEXEC
+ * with 5.11); older systems take the walks below. */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+#define HAVE_CLOSE_RANGE 1
+#endif
+
+static void fd_drop(int fd, bool cloexec)
+{
+    if (!cloexec) {
+        (void)close(fd); /* EBADF: it was not open */
+        return;
+    }
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && !(flags & FD_CLOEXEC))
+        (void)fcntl(fd, F_SETFD, flags | FD_CLOEXEC); /* it is open: this cannot fail */
+}
+
+/* Closes every descriptor from 3 up, or with cloexec marks it close-on-exec. */
+static void fds_above_stderr(bool cloexec)
+{
+#ifdef HAVE_CLOSE_RANGE
+    if (close_range(3, ~0U, cloexec ? CLOSE_RANGE_CLOEXEC : 0) == 0)
+        return;
+#endif
+    /* Only the open ones, from /proc: there may be a million possible numbers. Closing while
+     * reading is fine here, since the kernel lists /proc/self/fd by descriptor number. */
+    DIR *d = opendir("/proc/self/fd");
+    if (d != NULL) {
+        int self = dirfd(d);
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            char *end = NULL;
+            errno = 0;
+            long fd = strtol(e->d_name, &end, 10);
+            if (errno != 0 || end == e->d_name || *end != '\0' || fd < 3 || fd > INT_MAX ||
+                fd == self)
+                continue;
+            fd_drop((int)fd, cloexec);
+        }
+        closedir(d);
+        return;
+    }
+    /* No /proc (a chroot, an early boot): every number the process may have open. */
+    struct rlimit rl;
+    int max = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        max = rl.rlim_cur < (rlim_t)INT_MAX ? (int)rl.rlim_cur : INT_MAX;
+    for (int fd = 3; fd < max; fd++)
+        fd_drop(fd, cloexec);
+}
+
+void tp_child_cloexec_inherited(void)
+{
+    fds_above_stderr(true);
+}
+
 /* ---- trampoline -------------------------------------------------------------------------- */
 
 int tp_child_exec_main(int argc, char **argv)
@@ -948,6 +1073,10 @@ int tp_child_exec_main(int argc, char **argv)
             return 1;
         unsetenv(PARENT_ENV);
     }
+    /* libuv's spawn leaves alone every descriptor that is not close-on-exec, which includes
+     * whatever the daemon itself inherited: nothing but stdin, stdout and stderr may reach a
+     * server. */
+    fds_above_stderr(false);
     execvp(argv[1], argv + 1);
     int e = errno;
     fprintf(stderr, "agentgate __exec: %s: %s\n", argv[1], strerror(e));

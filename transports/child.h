@@ -16,7 +16,16 @@ struct tp_child_opts {
     const char *name;      /* for logs */
     const char *file;      /* program (looked up in PATH) */
     char *const *args;     /* argv[1..], NULL-terminated */
-    char *const *env_add;  /* "K=V" added to (or replacing in) the daemon's environment; may be NULL */
+    /* The environment: env_add, on top of what the child inherits from the daemon's own
+     * environment. By default (env_inherit_all false) it inherits only a small default set
+     * (PATH, HOME, locale, what npx/node and uvx/python need; see default_env in child.c) and
+     * the names env_pass lists; with env_inherit_all, everything. A name in env_deny is never
+     * inherited, in either mode; env_add still sets it. env_pass and env_deny entries are
+     * names, or a prefix followed by one '*' that matches every name starting with it. */
+    char *const *env_add;  /* "K=V" set over the inherited ones; may be NULL */
+    bool env_inherit_all;  /* inherit all of ours but env_deny, not just the default set */
+    char *const *env_pass; /* extra names or "PREFIX*" inherited in default mode; may be NULL */
+    char *const *env_deny; /* names or "PREFIX*" never inherited (secrets); may be NULL */
     const char *cwd;       /* NULL = inherit */
     size_t max_frame;      /* longest stdout frame; 0 = 16 MiB */
     const char *log_path;  /* stderr lines are appended here; NULL = not kept on disk */
@@ -69,10 +78,18 @@ size_t tp_child_stderr_tail(const struct tp_child *c, char *out, size_t cap);
  * no callback fires after this call. */
 void tp_child_free(struct tp_child *c);
 
+/* Marks every open descriptor above 2 close-on-exec. Descriptors the daemon opens itself are
+ * close-on-exec already; this is for those it inherited from whatever started it (a shell, a
+ * service manager, a test), which would otherwise reach every child spawned without the
+ * trampoline. Call once at start, before any child is spawned. Cannot fail: without
+ * close_range(2) or /proc it walks every descriptor number below RLIMIT_NOFILE. */
+void tp_child_cloexec_inherited(void);
+
 /* The trampoline's entry point for `agentgate __exec PROGRAM ARGS...`, called with main's
  * argv shifted by one (argv[0] = "__exec", argv[1] = PROGRAM). Sets PR_SET_PDEATHSIG (SIGKILL),
  * returns 1 at once if the parent that spawned it (AGENTGATE_PARENT_PID, which it then removes
- * from the environment) is already gone, and execs PROGRAM (PATH lookup) with ARGS.
+ * from the environment) is already gone, closes every descriptor above 2 (so nothing the
+ * daemon inherited or opened reaches the server), and execs PROGRAM (PATH lookup) with ARGS.
  * Returns only on failure, the exit status to use: 2 usage, 1 parent gone, 127 PROGRAM not
  * found, 126 other exec errors. */
 int tp_child_exec_main(int argc, char **argv);

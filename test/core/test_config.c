@@ -1077,6 +1077,107 @@ START_TEST(test_server_pin)
 }
 END_TEST
 
+/* env_inherit, env_pass, and the secret names the config records for them. */
+START_TEST(test_server_env_keys)
+{
+    setenv("CFG_SECRET_ONE", "one", 1);
+    setenv("CFG_SECRET_TWO", "two", 1);
+    setenv("CFG_CLIENT_TOKEN", "client-token", 1);
+    struct core_config *cfg = parse_ok("[server.a]\ncommand = c\n"
+                                       "env.K = ${env:CFG_SECRET_ONE}-${env:CFG_SECRET_TWO}\n"
+                                       "env.L = x${env:CFG_SECRET_ONE}\n"
+                                       "env.M = plain\n"
+                                       "[server.b]\ncommand = c\nenv_inherit = all\n"
+                                       "[server.c]\ncommand = c\nenv_inherit = default\n"
+                                       "env_pass = AWS_*, GITHUB_TOKEN ,_X, CFG_SECRET_*\n"
+                                       "[client.x]\ntoken_env = CFG_CLIENT_TOKEN\n"
+                                       "[client.y]\ntoken_sha256 = " HASH_ABC "\n");
+    const struct core_server_cfg *a = &cfg->servers[0];
+    ck_assert_int_eq(a->env_inherit, CORE_ENV_INHERIT_DEFAULT);
+    ck_assert_uint_eq(a->n_env_pass, 0);
+    ck_assert_ptr_nonnull(a->env_pass);
+    ck_assert_ptr_null(a->env_pass[0]);
+    ck_assert_str_eq(a->env[0], "K=one-two");
+    ck_assert_uint_eq(a->n_secret_env, 2);
+    ck_assert_str_eq(a->secret_env[0], "CFG_SECRET_ONE");
+    ck_assert_str_eq(a->secret_env[1], "CFG_SECRET_TWO");
+    ck_assert_ptr_null(a->secret_env[2]);
+    const struct core_server_cfg *b = &cfg->servers[1];
+    ck_assert_int_eq(b->env_inherit, CORE_ENV_INHERIT_ALL);
+    ck_assert_uint_eq(b->n_secret_env, 0);
+    ck_assert_ptr_nonnull(b->secret_env);
+    const struct core_server_cfg *c = &cfg->servers[2];
+    ck_assert_int_eq(c->env_inherit, CORE_ENV_INHERIT_DEFAULT);
+    ck_assert_uint_eq(c->n_env_pass, 4);
+    ck_assert_str_eq(c->env_pass[0], "AWS_*");
+    ck_assert_str_eq(c->env_pass[1], "GITHUB_TOKEN");
+    ck_assert_str_eq(c->env_pass[2], "_X");
+    ck_assert_str_eq(c->env_pass[3], "CFG_SECRET_*"); /* a glob may cover secrets: cut at spawn */
+    ck_assert_ptr_null(c->env_pass[4]);
+    /* The clients' token_env names, not their hashes. */
+    ck_assert_uint_eq(cfg->n_secret_env, 1);
+    ck_assert_str_eq(cfg->secret_env[0], "CFG_CLIENT_TOKEN");
+    ck_assert_ptr_null(cfg->secret_env[1]);
+    core_config_free(cfg);
+
+    /* No clients, no secrets: an empty list, not NULL. */
+    cfg = parse_ok("[server.a]\ncommand = c\n");
+    ck_assert_ptr_nonnull(cfg->secret_env);
+    ck_assert_uint_eq(cfg->n_secret_env, 0);
+    core_config_free(cfg);
+    cfg = core_config_default("/bin/ag");
+    ck_assert_ptr_nonnull(cfg->secret_env);
+    ck_assert_ptr_nonnull(cfg->servers[0].env_pass);
+    ck_assert_ptr_nonnull(cfg->servers[0].secret_env);
+    core_config_free(cfg);
+
+    /* A server may pass its own secret (it has it anyway) and may be listed before or after
+     * the sections it refers to. */
+    cfg = parse_ok("[server.a]\ncommand = c\nenv_pass = CFG_SECRET_ONE\n"
+                   "env.K = ${env:CFG_SECRET_ONE}\n");
+    core_config_free(cfg);
+
+    check_error_is("[server.a]\ncommand = c\nenv_inherit = none\n",
+                   "t.ini:3: env_inherit: 'none' is not default or all");
+    check_error("[server.a]\ncommand = c\nenv_inherit = All\n", 3, "env_inherit: 'All' is not");
+    check_error("[server.a]\ncommand = c\nenv_inherit =\n", 3, "env_inherit: '' is not");
+    check_error("[server.a]\ncommand = c\nenv_inherit = all\nenv_inherit = all\n", 4,
+                "duplicate key 'env_inherit'");
+    check_error("[gateway]\nenv_inherit = all\n", 2, "unknown key 'env_inherit' in [gateway]");
+    check_error("[client.x]\nenv_pass = A\n", 2, "unknown key 'env_pass' in [client.x]");
+    check_error_is("[server.a]\ncommand = c\nenv_pass = *\n",
+                   "t.ini:3: env_pass: '*' would pass everything; use env_inherit = all");
+    check_error_is(
+        "[server.a]\ncommand = c\nenv_pass = A, B*C\n",
+        "t.ini:3: env_pass: 'B*C' is not a variable name or a name prefix ending in '*'");
+    check_error("[server.a]\ncommand = c\nenv_pass = 1A\n", 3, "'1A' is not a variable name");
+    check_error("[server.a]\ncommand = c\nenv_pass = A-B\n", 3, "'A-B' is not a variable name");
+    check_error("[server.a]\ncommand = c\nenv_pass = A**\n", 3, "'A**' is not a variable name");
+    check_error("[server.a]\ncommand = c\nenv_pass = *A\n", 3, "'*A' is not a variable name");
+    check_error("[server.a]\ncommand = c\nenv_pass =\n", 3, "env_pass: empty");
+    check_error("[server.a]\ncommand = c\nenv_pass = A,,B\n", 3, "env_pass: item 2 is empty");
+    check_error("[server.a]\ncommand = c\nenv_pass = A\nenv_pass = B\n", 4,
+                "duplicate key 'env_pass'");
+
+    /* Naming another section's secret is refused, at the env_pass line, whatever the order. */
+    check_error_is("[server.a]\ncommand = c\n\nenv_pass = HOME, CFG_CLIENT_TOKEN\n"
+                   "[client.x]\ntoken_env = CFG_CLIENT_TOKEN\n",
+                   "t.ini:4: env_pass: CFG_CLIENT_TOKEN is the token_env of [client.x] (line 6); "
+                   "a client's token never reaches a server");
+    check_error_is("[server.a]\ncommand = c\nenv.K = ${env:CFG_SECRET_TWO}\n"
+                   "[server.b]\ncommand = c\nenv_pass = CFG_SECRET_TWO\n",
+                   "t.ini:6: env_pass: CFG_SECRET_TWO is a secret of [server.a] (its env.* reads "
+                   "${env:CFG_SECRET_TWO}), which no other server inherits; give this server its "
+                   "own env.CFG_SECRET_TWO = ${env:CFG_SECRET_TWO}");
+    check_error("[server.b]\ncommand = c\nenv_pass = X, CFG_SECRET_TWO\n"
+                "[server.a]\ncommand = c\nenv.K = ${env:CFG_SECRET_TWO}\n",
+                3, "env_pass: CFG_SECRET_TWO is a secret of [server.a]");
+    unsetenv("CFG_SECRET_ONE");
+    unsetenv("CFG_SECRET_TWO");
+    unsetenv("CFG_CLIENT_TOKEN");
+}
+END_TEST
+
 START_TEST(test_clients)
 {
     setenv("CFG_TOKEN", "abc", 1);
@@ -1485,6 +1586,24 @@ START_TEST(test_server_equal_dup)
                        "args = [\"a\",\"b\"]\ncommand = c\n",
                        true);
     check_server_equal("[server.s]\ncommand = c\n", "[server.s]\ncommand = c\nargs = []\n", true);
+    /* The environment keys: a reload restarts a server whose inheritance changed. */
+    check_server_equal("[server.s]\ncommand = c\n", "[server.s]\ncommand = c\nenv_inherit = all\n",
+                       false);
+    check_server_equal("[server.s]\ncommand = c\n",
+                       "[server.s]\ncommand = c\nenv_inherit = default\n", true);
+    check_server_equal("[server.s]\ncommand = c\n", "[server.s]\ncommand = c\nenv_pass = A\n",
+                       false);
+    check_server_equal("[server.s]\ncommand = c\nenv_pass = A, B_*\n",
+                       "[server.s]\ncommand = c\nenv_pass = A,B_*\n", true);
+    check_server_equal("[server.s]\ncommand = c\nenv_pass = A, B_*\n",
+                       "[server.s]\ncommand = c\nenv_pass = B_*, A\n", false);
+    /* The same value from another variable: what others may inherit changed. */
+    setenv("CFG_EQ_ONE", "v", 1);
+    setenv("CFG_EQ_TWO", "v", 1);
+    check_server_equal("[server.s]\ncommand = c\nenv.A = ${env:CFG_EQ_ONE}\n",
+                       "[server.s]\ncommand = c\nenv.A = ${env:CFG_EQ_TWO}\n", false);
+    check_server_equal("[server.s]\ncommand = c\nenv.A = ${env:CFG_EQ_ONE}\n",
+                       "[server.s]\ncommand = c\nenv.A = v\n", false);
 
     /* A copy is deep, equal, and outlives the config it came from. */
     struct core_config *cfg = parse_ok(base);
@@ -1512,6 +1631,25 @@ START_TEST(test_server_equal_dup)
     ck_assert(core_server_cfg_equal(copy, &cfg->servers[0]));
     core_config_free(cfg);
     core_server_cfg_free(copy);
+
+    /* The environment keys are copied deeply too. */
+    cfg = parse_ok("[server.s]\ncommand = c\nenv_inherit = all\nenv_pass = A, B_*\n"
+                   "env.K = ${env:CFG_EQ_ONE}\n");
+    copy = core_server_cfg_dup(&cfg->servers[0]);
+    ck_assert(core_server_cfg_equal(copy, &cfg->servers[0]));
+    ck_assert_ptr_ne(copy->env_pass, cfg->servers[0].env_pass);
+    ck_assert_ptr_ne(copy->secret_env, cfg->servers[0].secret_env);
+    core_config_free(cfg);
+    ck_assert_int_eq(copy->env_inherit, CORE_ENV_INHERIT_ALL);
+    ck_assert_uint_eq(copy->n_env_pass, 2);
+    ck_assert_str_eq(copy->env_pass[1], "B_*");
+    ck_assert_ptr_null(copy->env_pass[2]);
+    ck_assert_uint_eq(copy->n_secret_env, 1);
+    ck_assert_str_eq(copy->secret_env[0], "CFG_EQ_ONE");
+    ck_assert_ptr_null(copy->secret_env[1]);
+    core_server_cfg_free(copy);
+    unsetenv("CFG_EQ_ONE");
+    unsetenv("CFG_EQ_TWO");
 
     /* A server without cwd, and the embedded default. */
     struct core_config *def = core_config_default("/bin/ag");
@@ -1748,6 +1886,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_gateway_new_keys);
     tcase_add_test(tc, test_auth_none_listen);
     tcase_add_test(tc, test_server_pin);
+    tcase_add_test(tc, test_server_env_keys);
     tcase_add_test(tc, test_clients);
     tcase_add_test(tc, test_client_tokens);
     tcase_add_test(tc, test_client_servers);

@@ -111,8 +111,14 @@ static void check_config(const struct core_config *cfg)
             CHECK(strchr(s->env[j], '=') != NULL);
         CHECK(s->request_timeout_ms > 0 && s->max_frame > 0);
         CHECK(s->pin == CORE_PIN_QUARANTINE || s->pin == CORE_PIN_WARN || s->pin == CORE_PIN_OFF);
+        CHECK(s->env_inherit == CORE_ENV_INHERIT_DEFAULT || s->env_inherit == CORE_ENV_INHERIT_ALL);
+        check_list(s->env_pass, s->n_env_pass);
+        check_list(s->secret_env, s->n_secret_env);
+        for (size_t j = 0; j < s->n_env_pass; j++)
+            CHECK(strcmp(s->env_pass[j], "*") != 0);
         CHECK(s->line > 0);
     }
+    check_list(cfg->secret_env, cfg->n_secret_env);
     check_clients(cfg);
 }
 

@@ -24,6 +24,9 @@
 
 static char self_exe[PATH_MAX];
 
+/* Internal (GW_STATIC) in transports/child.c. */
+char **child_build_env(char *const *base, const struct tp_child_opts *opts, char *extra);
+
 /* ---- harness ----------------------------------------------------------------------------- */
 
 struct run {
@@ -509,6 +512,257 @@ START_TEST(test_env_and_cwd_trampoline)
 }
 END_TEST
 
+/* How many entries of env are exactly `entry` ("NAME=VALUE"). */
+static int env_count(char **env, const char *entry)
+{
+    int n = 0;
+    for (size_t i = 0; env[i] != NULL; i++)
+        n += strcmp(env[i], entry) == 0;
+    return n;
+}
+
+/* How many entries of env have the name `name`, whatever their value. */
+static int env_count_name(char **env, const char *name)
+{
+    int n = 0;
+    size_t len = strlen(name);
+    for (size_t i = 0; env[i] != NULL; i++)
+        n += strncmp(env[i], name, len) == 0 && env[i][len] == '=';
+    return n;
+}
+
+static size_t env_len(char **env)
+{
+    size_t n = 0;
+    while (env[n] != NULL)
+        n++;
+    return n;
+}
+
+/* By default only the default set passes: not a random variable, not an API key. */
+START_TEST(test_env_default_set)
+{
+    char *base[] = {"PATH=/usr/bin:/bin",
+                    "HOME=/home/me",
+                    "USER=me",
+                    "LANG=C.UTF-8",
+                    "LC_ALL=C",
+                    "LC_TIME=de_DE",
+                    "TZ=UTC",
+                    "XDG_CONFIG_HOME=/home/me/.config",
+                    "NODE_OPTIONS=--experimental-global-webcrypto",
+                    "NODE_EXTRA_CA_CERTS=/etc/ca.pem",
+                    "npm_config_cache=/tmp/npm",
+                    "NPM_CONFIG_REGISTRY=https://registry.example",
+                    "UV_CACHE_DIR=/tmp/uv",
+                    "VIRTUAL_ENV=/venv",
+                    "https_proxy=http://proxy:3128",
+                    "NO_PROXY=localhost",
+                    "AG_TEST_NOISE=noise",
+                    "OPENAI_API_KEY=sk-secret",
+                    "PATHOLOGICAL=1", /* a default name's prefix is not a glob */
+                    "LC=1",
+                    "NOEQUALS",
+                    "=novalue",
+                    NULL};
+    struct tp_child_opts o = {.file = "x"};
+    char **env = child_build_env(base, &o, NULL);
+    for (size_t i = 0; i < 16; i++)
+        ck_assert_msg(env_count(env, base[i]) == 1, "%s should pass", base[i]);
+    ck_assert_uint_eq(env_len(env), 16);
+    ck_assert_int_eq(env_count_name(env, "AG_TEST_NOISE"), 0);
+    ck_assert_int_eq(env_count_name(env, "OPENAI_API_KEY"), 0);
+    core_free(env);
+
+    /* The trampoline's variable is added; one already there is replaced, not doubled. */
+    char *base2[] = {"PATH=/bin", "AGENTGATE_PARENT_PID=1", NULL};
+    char extra[] = "AGENTGATE_PARENT_PID=42";
+    o.env_inherit_all = true;
+    env = child_build_env(base2, &o, extra);
+    ck_assert_int_eq(env_count(env, "PATH=/bin"), 1);
+    ck_assert_int_eq(env_count(env, extra), 1);
+    ck_assert_int_eq(env_count_name(env, "AGENTGATE_PARENT_PID"), 1);
+    ck_assert_uint_eq(env_len(env), 2);
+    core_free(env);
+
+    /* No environment at all. */
+    env = child_build_env(NULL, &o, NULL);
+    ck_assert_uint_eq(env_len(env), 0);
+    core_free(env);
+}
+END_TEST
+
+/* The deny list wins over the default set, env_pass and env_inherit_all, never over env_add. */
+START_TEST(test_env_deny_wins)
+{
+    char *base[] = {"PATH=/bin",        "HOME=/home/me",     "AG_TEST_NOISE=noise",
+                    "CLIENT_TOKEN=tok", "OTHER_SECRET=s3cr", "SECRETS_A=a",
+                    "SECRETS_B=b",      "MINE=inherited",    NULL};
+    char *deny[] = {"CLIENT_TOKEN", "OTHER_SECRET", "SECRETS_*", "HOME", "MINE", NULL};
+    char *add[] = {"MINE=from env.MINE", NULL};
+    char *pass[] = {"OTHER_SECRET", "CLIENT_*", NULL};
+    struct tp_child_opts o = {.file = "x", .env_deny = deny, .env_add = add};
+
+    o.env_inherit_all = true;
+    char **env = child_build_env(base, &o, NULL);
+    ck_assert_int_eq(env_count(env, "PATH=/bin"), 1);
+    ck_assert_int_eq(env_count(env, "AG_TEST_NOISE=noise"), 1);
+    ck_assert_int_eq(env_count_name(env, "CLIENT_TOKEN"), 0);
+    ck_assert_int_eq(env_count_name(env, "OTHER_SECRET"), 0);
+    ck_assert_int_eq(env_count_name(env, "SECRETS_A"), 0);
+    ck_assert_int_eq(env_count_name(env, "SECRETS_B"), 0);
+    ck_assert_int_eq(env_count_name(env, "HOME"), 0);
+    /* The server's own env.* reaches it even under a denied name. */
+    ck_assert_int_eq(env_count_name(env, "MINE"), 1);
+    ck_assert_int_eq(env_count(env, "MINE=from env.MINE"), 1);
+    ck_assert_uint_eq(env_len(env), 3);
+    core_free(env);
+
+    /* Default mode: env_pass naming a denied variable does not bring it in. */
+    o.env_inherit_all = false;
+    o.env_pass = pass;
+    env = child_build_env(base, &o, NULL);
+    ck_assert_int_eq(env_count(env, "PATH=/bin"), 1);
+    ck_assert_int_eq(env_count(env, "MINE=from env.MINE"), 1);
+    ck_assert_uint_eq(env_len(env), 2);
+    core_free(env);
+}
+END_TEST
+
+/* env_add replaces inherited values (the last of duplicates wins); env_pass adds names and
+ * trailing-* globs in default mode only. */
+START_TEST(test_env_add_and_pass)
+{
+    char *base[] = {"PATH=/bin",    "AG_PASS_ONE=1", "AG_PASS_=2",   "AG_PASS=3", "AG_EXACT=4",
+                    "AG_EXACTLY=5", "AG_OTHER=6",    "XAG_PASS_X=7", NULL};
+    char *pass[] = {"AG_PASS_*", "AG_EXACT", NULL};
+    char *add[] = {"PATH=/opt/bin", "AG_NEW=x", "AG_NEW=y", NULL};
+    struct tp_child_opts o = {.file = "x", .env_pass = pass, .env_add = add};
+    char **env = child_build_env(base, &o, NULL);
+    ck_assert_int_eq(env_count(env, "PATH=/opt/bin"), 1);
+    ck_assert_int_eq(env_count_name(env, "PATH"), 1);
+    ck_assert_int_eq(env_count(env, "AG_NEW=y"), 1);
+    ck_assert_int_eq(env_count_name(env, "AG_NEW"), 1);
+    ck_assert_int_eq(env_count(env, "AG_PASS_ONE=1"), 1);
+    ck_assert_int_eq(env_count(env, "AG_PASS_=2"), 1);
+    ck_assert_int_eq(env_count(env, "AG_EXACT=4"), 1);
+    ck_assert_int_eq(env_count_name(env, "AG_PASS"), 0);
+    ck_assert_int_eq(env_count_name(env, "AG_EXACTLY"), 0);
+    ck_assert_int_eq(env_count_name(env, "AG_OTHER"), 0);
+    ck_assert_int_eq(env_count_name(env, "XAG_PASS_X"), 0);
+    ck_assert_uint_eq(env_len(env), 5);
+    core_free(env);
+}
+END_TEST
+
+/* The same rules on a real spawn, with and without the trampoline. */
+static void check_env_inherit(const char *trampoline)
+{
+    setenv("AG_TEST_NOISE", "noise", 1);
+    setenv("AG_TEST_SECRET", "s3cr3t", 1);
+    setenv("AG_TEST_PASSED", "passed", 1);
+    char *args[] = {"-c",
+                    "echo \"${AG_TEST_NOISE-unset}\"; echo \"${AG_TEST_SECRET-unset}\"; "
+                    "echo \"${AG_TEST_PASSED-unset}\"; echo \"${PATH:+haspath}\"",
+                    NULL};
+    char *deny[] = {"AG_TEST_SECRET", NULL};
+    char *pass[] = {"AG_TEST_PASS*", "AG_TEST_SECRET", NULL};
+    struct tp_child_opts o = {
+        .file = "sh", .args = args, .env_deny = deny, .env_pass = pass, .self_exe = trampoline};
+    struct run r;
+    run_init(&r);
+    ck_assert_int_eq(spawn(&r, &o), 0);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_uint_eq(r.n_frames, 4);
+    ck_assert_str_eq(r.frames[0], "unset");
+    ck_assert_str_eq(r.frames[1], "unset");
+    ck_assert_str_eq(r.frames[2], "passed");
+    ck_assert_str_eq(r.frames[3], "haspath");
+    run_finish(&r);
+
+    o.env_inherit_all = true;
+    o.env_pass = NULL;
+    run_init(&r);
+    ck_assert_int_eq(spawn(&r, &o), 0);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    ck_assert_uint_eq(r.n_frames, 4);
+    ck_assert_str_eq(r.frames[0], "noise");
+    ck_assert_str_eq(r.frames[1], "unset");
+    ck_assert_str_eq(r.frames[2], "passed");
+    run_finish(&r);
+    unsetenv("AG_TEST_NOISE");
+    unsetenv("AG_TEST_SECRET");
+    unsetenv("AG_TEST_PASSED");
+}
+
+START_TEST(test_env_inherit_spawn)
+{
+    check_env_inherit(NULL);
+}
+END_TEST
+
+START_TEST(test_env_inherit_spawn_trampoline)
+{
+    check_env_inherit(self_exe);
+}
+END_TEST
+
+/* Spawns `sh` listing its own open descriptors (ls -l /proc/PID/fd) and returns whether any
+ * of them points at `path`. */
+static bool child_sees_file(const char *trampoline, const char *path)
+{
+    char *args[] = {"-c", "ls -l /proc/$$/fd", NULL};
+    struct tp_child_opts o = {.file = "sh", .args = args, .self_exe = trampoline};
+    struct run r;
+    run_init(&r);
+    ck_assert_int_eq(spawn(&r, &o), 0);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_uint_gt(r.n_frames, 3); /* a total line and stdin, stdout, stderr at least */
+    bool seen = false;
+    for (size_t i = 0; i < r.n_frames; i++)
+        seen |= strstr(r.frames[i], path) != NULL;
+    run_finish(&r);
+    return seen;
+}
+
+/* A descriptor the daemon inherited without close-on-exec (as a shell or a test harness may
+ * hand over): the trampoline closes it before exec'ing the server. */
+START_TEST(test_inherited_fd_closed)
+{
+    char *dir = make_tmpdir();
+    char marker[PATH_MAX];
+    snprintf(marker, sizeof marker, "%s/leak-marker", dir);
+    int fd = open(marker, O_WRONLY | O_CREAT, 0600); /* no O_CLOEXEC, on purpose */
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(dup2(fd, 47), 47);
+    ck_assert_int_eq(fcntl(47, F_GETFD) & FD_CLOEXEC, 0);
+
+    /* Spawned directly the child sees both, which shows the probe works. */
+    ck_assert(child_sees_file(NULL, marker));
+    /* Through the trampoline it sees neither. */
+    ck_assert(!child_sees_file(self_exe, marker));
+
+    /* What the daemon calls at start marks them close-on-exec (and leaves stdio alone), so a
+     * direct spawn does not leak them either. */
+    int err_flags = fcntl(2, F_GETFD);
+    tp_child_cloexec_inherited();
+    ck_assert_int_ne(fcntl(47, F_GETFD) & FD_CLOEXEC, 0);
+    ck_assert_int_ne(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
+    ck_assert_int_eq(fcntl(2, F_GETFD), err_flags);
+    ck_assert(!child_sees_file(NULL, marker));
+    ck_assert(!child_sees_file(self_exe, marker));
+    /* Still open in the daemon itself. */
+    ck_assert_int_eq(write(47, "x", 1), 1);
+
+    close(47);
+    close(fd);
+    rm_rf(dir);
+    core_free(dir);
+}
+END_TEST
+
 START_TEST(test_pdeathsig_set)
 {
     struct run r;
@@ -704,6 +958,12 @@ static Suite *child_suite(void)
     tcase_add_test(tc, test_missing_program);
     tcase_add_test(tc, test_env_and_cwd);
     tcase_add_test(tc, test_env_and_cwd_trampoline);
+    tcase_add_test(tc, test_env_default_set);
+    tcase_add_test(tc, test_env_deny_wins);
+    tcase_add_test(tc, test_env_add_and_pass);
+    tcase_add_test(tc, test_env_inherit_spawn);
+    tcase_add_test(tc, test_env_inherit_spawn_trampoline);
+    tcase_add_test(tc, test_inherited_fd_closed);
     tcase_add_test(tc, test_pdeathsig_set);
     tcase_add_test(tc, test_pdeathsig_kills);
     tcase_add_test(tc, test_trampoline_parent_check);
