@@ -987,7 +987,7 @@ GW_MUST_CHECK static int spawn_daemon(struct bridge *br, char *err, size_t errle
     if (rc != 0)
         return rc;
 
-    char *args[12];
+    char *args[14];
     int n = 0;
     args[n++] = self;
     args[n++] = "serve";
@@ -997,6 +997,10 @@ GW_MUST_CHECK static int spawn_daemon(struct bridge *br, char *err, size_t errle
     }
     args[n++] = "--socket";
     args[n++] = br->sock_path;
+    /* The daemon logs there itself, so that it can rotate the file; stdout and stderr go there
+     * too until it does (an early failure is read back from it). */
+    args[n++] = "--log-file";
+    args[n++] = logp;
     if (br->state_dir_opt) {
         args[n++] = "--state-dir";
         args[n++] = dir;

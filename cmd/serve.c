@@ -23,6 +23,8 @@
 #include "transports/child.h"
 #include "transports/http.h"
 
+#define DAEMON_LOG_MAX (10u << 20) /* --log-file rotates past this */
+
 struct serve {
     uv_loop_t loop;
     uv_signal_t sigint, sigterm, sighup;
@@ -34,7 +36,7 @@ struct serve {
 static void serve_usage(FILE *f)
 {
     fprintf(f, "usage: agentgate serve [--config FILE] [--listen HOST:PORT|off] [--socket PATH|off]\n"
-               "                       [--state-dir DIR] [--auth token|none]\n"
+               "                       [--state-dir DIR] [--auth token|none] [--log-file FILE]\n"
                "\n"
                "  --config FILE    default $XDG_CONFIG_HOME/agentgate/agentgate.ini\n"
                "                   (else ~/.config/agentgate/agentgate.ini); without one, a built-in\n"
@@ -45,6 +47,8 @@ static void serve_usage(FILE *f)
                "                   (else ~/.local/state/agentgate)\n"
                "  --auth MODE      token (TCP clients need a bearer token of a [client.NAME]) or\n"
                "                   none (loopback only); overrides the config's [gateway] auth\n"
+               "  --log-file FILE  log (and everything on stderr) to FILE instead, rotated at\n"
+               "                   10 MiB with 3 old files kept (FILE.1 .. FILE.3)\n"
                "\n"
                "SIGHUP (or `agentgate reload`) re-reads the config without dropping sessions.\n");
 }
@@ -187,11 +191,12 @@ static void print_banner(const char *cfg_path, const char *listen, const char *s
 int cmd_serve(int argc, char **argv)
 {
     const char *opt_config = NULL, *opt_listen = NULL, *opt_socket = NULL, *opt_state = NULL;
-    const char *opt_auth = NULL;
+    const char *opt_auth = NULL, *opt_log = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = strcmp(a, "--config") == 0      ? &opt_config
                             : strcmp(a, "--auth") == 0      ? &opt_auth
+                            : strcmp(a, "--log-file") == 0  ? &opt_log
                             : strcmp(a, "--listen") == 0    ? &opt_listen
                             : strcmp(a, "--socket") == 0    ? &opt_socket
                             : strcmp(a, "--state-dir") == 0 ? &opt_state
@@ -212,6 +217,13 @@ int cmd_serve(int argc, char **argv)
     if (opt_auth && strcmp(opt_auth, "none") != 0 && strcmp(opt_auth, "token") != 0) {
         fprintf(stderr, "agentgate: serve: --auth wants none or token, got '%s'\n", opt_auth);
         return 2;
+    }
+    if (opt_log) {
+        char err[600];
+        if (core_log_to_file(opt_log, DAEMON_LOG_MAX, 3, err, sizeof err) != 0) {
+            fprintf(stderr, "agentgate: serve: --log-file: %s\n", err);
+            return 1;
+        }
     }
     core_alloc_hook_cjson();
     signal(SIGPIPE, SIG_IGN);

@@ -55,6 +55,28 @@ int core_file_open(const char *path, int flags, mode_t mode, int *fd_out, char *
     return 0;
 }
 
+int core_file_shift(const char *path, int keep, char *err, size_t errlen)
+{
+    size_t cap = strlen(path) + 16;
+    char *from = core_xmalloc(cap);
+    char *to = core_xmalloc(cap);
+    int rc = 0;
+    for (int i = keep - 1; i >= 0 && rc == 0; i--) {
+        if (i == 0)
+            snprintf(from, cap, "%s", path);
+        else
+            snprintf(from, cap, "%s.%d", path, i);
+        snprintf(to, cap, "%s.%d", path, i + 1);
+        if (rename(from, to) != 0 && errno != ENOENT) {
+            rc = -errno;
+            core_set_err(err, errlen, "%s: cannot rotate: %s", path, strerror(errno));
+        }
+    }
+    core_free(from);
+    core_free(to);
+    return rc;
+}
+
 int core_file_write_all(int fd, const void *data, size_t n)
 {
     const char *p = data;

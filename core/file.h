@@ -18,6 +18,11 @@
  * directory; or another -errno; on failure err gets one line naming the file. */
 GW_MUST_CHECK int core_file_open(const char *path, int flags, mode_t mode, int *fd_out, char *err,
                                  size_t errlen);
+/* Rotation: path.(keep-1) -> path.keep (the old one replaced), ..., path.1 -> path.2, then
+ * path -> path.1; missing files are skipped. rename(2) moves directory entries, so a symlink
+ * among them is moved or replaced, never followed. The caller opens a fresh path afterwards.
+ * Returns 0, or -errno with a one-line message naming the file in err. */
+GW_MUST_CHECK int core_file_shift(const char *path, int keep, char *err, size_t errlen);
 /* Writes all n bytes to fd (retrying short writes and EINTR). Returns 0 or -errno. */
 GW_MUST_CHECK int core_file_write_all(int fd, const void *data, size_t n);
 /* Writes data to a new temporary file next to path ("PATH.agentgate-tmp-XXXXXX") with the given

@@ -1,15 +1,29 @@
 #include "core/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/err.h"
+#include "core/file.h"
 
 int core_log_level = CORE_LOG_INFO;
 static FILE *log_file;
+
+/* core_log_to_file: stderr is this file, rotated by size. */
+static struct {
+    char *path;   /* NULL: stderr is left alone */
+    size_t max;
+    int keep;
+    size_t written; /* log bytes since the file was opened (its size when it was opened too) */
+} rot;
 
 static const char *const names[] = {"error", "warn", "info", "debug", "trace"};
 
@@ -36,6 +50,48 @@ void core_log_set_level(int level)
 void core_log_set_file(FILE *f)
 {
     log_file = f;
+}
+
+/* Opens path for appending and makes it stderr. */
+static int redirect_stderr(const char *path, char *err, size_t errlen)
+{
+    int fd;
+    int rc = core_file_open(path, O_WRONLY | O_APPEND | O_CREAT, 0600, &fd, err, errlen);
+    if (rc != 0)
+        return rc;
+    struct stat st;
+    rot.written = fstat(fd, &st) == 0 ? (size_t)st.st_size : 0;
+    fflush(stderr);
+    if (dup2(fd, STDERR_FILENO) < 0) {
+        rc = -errno;
+        core_set_err(err, errlen, "%s: %s", path, strerror(errno));
+    }
+    close(fd);
+    return rc;
+}
+
+int core_log_to_file(const char *path, size_t max_bytes, int keep, char *err, size_t errlen)
+{
+    int rc = redirect_stderr(path, err, errlen);
+    if (rc != 0)
+        return rc;
+    core_free(rot.path);
+    rot.path = core_xstrdup(path);
+    rot.max = max_bytes;
+    rot.keep = keep;
+    return 0;
+}
+
+/* The log file passed its size: shifted aside, and a fresh one becomes stderr. A failure is
+ * said in the file we still have, once. */
+static void rotate(void)
+{
+    char err[600];
+    if (core_file_shift(rot.path, rot.keep, err, sizeof err) != 0 ||
+        redirect_stderr(rot.path, err, sizeof err) != 0) {
+        fprintf(stderr, "agentgate: log rotation failed, logging on here: %s\n", err);
+        rot.max = 0;
+    }
 }
 
 static void log_vwrite(int level, const char *module, const char *prefix, const char *fmt,
@@ -105,4 +161,9 @@ static void log_vwrite(int level, const char *module, const char *prefix, const 
     line[len++] = '\n';
     fwrite(line, 1, len, f);
     fflush(f);
+    if (rot.path && f == stderr && rot.max > 0) {
+        rot.written += len;
+        if (rot.written > rot.max)
+            rotate();
+    }
 }

@@ -21,6 +21,12 @@ int core_log_parse_level(const char *s, int *out);
 void core_log_set_level(int level);
 /* Borrowed FILE; NULL means stderr. */
 void core_log_set_file(FILE *f);
+/* Sends everything the process writes to stderr, log lines included, to the file at path
+ * (appended, mode 0600; a symlink there is refused, not followed), and rotates it when the log
+ * lines written pass max_bytes: path becomes path.1 (keep old files: path.1 .. path.keep) and a
+ * fresh file takes over stderr. Returns 0, or a negative code with a one-line message in err
+ * (stderr is then unchanged). */
+int core_log_to_file(const char *path, size_t max_bytes, int keep, char *err, size_t errlen);
 void core_log_write(int level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -17,6 +17,7 @@
 #define HEALTHY_RESET_MS 60000
 #define INIT_TIMEOUT_MS 60000
 #define MAX_LIST_PAGES 100
+#define SERVER_LOG_MAX (10u << 20) /* <state>/logs/NAME.log rotates past this */
 
 static const char *const list_methods[FED_LIST_COUNT] = {
     "tools/list", "prompts/list", "resources/list", "resources/templates/list"};
@@ -601,6 +602,7 @@ void fed__upstream_start(struct fed_upstream *up)
         .cwd = cfg->cwd,
         .max_frame = cfg->max_frame,
         .log_path = lp,
+        .log_max = SERVER_LOG_MAX,
         .self_exe = gw->self_exe,
         .stop_grace_ms = 2000,
     };

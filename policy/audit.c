@@ -275,47 +275,16 @@ void pol_audit_record(struct pol_audit *a, const struct pol_audit_rec *r)
         pol_audit_flush(a);
 }
 
-/* audit.jsonl -> .1, .1 -> .2, .2 -> .3 (the old .3 is replaced), then a fresh file. rename(2)
- * moves directory entries, so a symlink among them is moved or replaced, never followed.
- * Returns 0, or a negative code with a message in why (with a->fd closed). */
+/* audit.jsonl -> .1, .1 -> .2, .2 -> .3 (the old .3 is replaced), then a fresh file. Returns 0,
+ * or a negative code with a message in why (with a->fd closed). */
 static int rotate(struct pol_audit *a, char *why, size_t whylen)
 {
     close(a->fd);
     a->fd = -1;
-    size_t plen = strlen(a->path);
-    char *from = core_xmalloc(plen + 8);
-    char *to = core_xmalloc(plen + 8);
-    int rc = 0;
-    for (int i = N_KEEP - 1; i >= 0 && rc == 0; i--) {
-        if (i == 0)
-            snprintf(from, plen + 8, "%s", a->path);
-        else
-            snprintf(from, plen + 8, "%s.%d", a->path, i);
-        snprintf(to, plen + 8, "%s.%d", a->path, i + 1);
-        if (rename(from, to) != 0 && errno != ENOENT) {
-            rc = -errno;
-            core_set_err(why, whylen, "%s: cannot rotate: %s", a->path, strerror(errno));
-        }
-    }
-    core_free(from);
-    core_free(to);
+    int rc = core_file_shift(a->path, N_KEEP, why, whylen);
     if (rc == 0)
         rc = open_file(a, why, whylen);
     return rc;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 void pol_audit_flush(struct pol_audit *a)
@@ -350,9 +319,9 @@ void pol_audit_flush(struct pol_audit *a)
                 chunk = nl ? (size_t)(nl - p) + 1 : left;
             }
         }
-        int e = write_all(a->fd, p, chunk);
+        int e = core_file_write_all(a->fd, p, chunk);
         if (e != 0) {
-            warn_once(a, "cannot write", e);
+            warn_once(a, "cannot write", -e);
             /* Reopen next time, which also re-reads the size after a partial write. */
             close(a->fd);
             a->fd = -1;

@@ -40,6 +40,7 @@ extern char **environ;
 #define STDERR_RING 16384              /* bytes of recent stderr lines kept in memory */
 #define STDERR_LINE_MAX 4096           /* longer stderr lines are split */
 #define LOG_PENDING_MAX ((size_t)1 << 20) /* stderr bytes queued for the log file at most */
+#define LOG_KEEP 3                        /* rotated log files kept: NAME.log.1 .. .3 */
 #define WRITE_KEEP_CAP ((size_t)64 << 10) /* stdin buffers above this are freed when idle */
 #define SCRATCH_SIZE 8192
 #define PARENT_ENV "AGENTGATE_PARENT_PID"
@@ -112,6 +113,9 @@ struct tp_child {
     size_t ring_len;
 
     int log_fd; /* -1 = no log file */
+    char *log_path;  /* for rotation; NULL without a log file */
+    size_t log_size; /* bytes in the current file */
+    size_t log_max;  /* rotate past this; 0 = never */
     struct core_buf log_pending;
     struct core_buf log_inflight;
     uv_fs_t log_req;
@@ -155,6 +159,7 @@ static void try_finish(struct tp_child *c)
         return;
     if (c->log_fd >= 0)
         close(c->log_fd);
+    core_free(c->log_path);
     core_buf_dispose(&c->pending);
     core_buf_dispose(&c->inflight);
     core_buf_dispose(&c->errline);
@@ -542,6 +547,33 @@ static void on_out_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void on_log_written(uv_fs_t *req);
 
+/* Opens the log file (appending; a symlink there is refused, not written through) and takes
+ * its size. On failure the child goes on without a log file. */
+static void log_open(struct tp_child *c)
+{
+    char why[600];
+    if (core_file_open(c->log_path, O_WRONLY | O_APPEND | O_CREAT, 0600, &c->log_fd, why,
+                       sizeof why) != 0) {
+        core_log(CORE_LOG_WARN, "child", "%s: cannot open its log: %s", c->name, why);
+        c->log_fd = -1;
+        return;
+    }
+    struct stat st;
+    c->log_size = fstat(c->log_fd, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+/* The log file passed log_max: NAME.log becomes NAME.log.1 (three old files are kept) and a
+ * fresh one starts. A few renames, done between two writes. */
+static void log_rotate(struct tp_child *c)
+{
+    char why[600];
+    close(c->log_fd);
+    c->log_fd = -1;
+    if (core_file_shift(c->log_path, LOG_KEEP, why, sizeof why) != 0)
+        core_log(CORE_LOG_WARN, "child", "%s: %s", c->name, why);
+    log_open(c);
+}
+
 static void log_pump(struct tp_child *c)
 {
     if (c->log_fd < 0 || c->log_busy)
@@ -552,6 +584,11 @@ static void log_pump(struct tp_child *c)
         struct core_buf tmp = c->log_inflight;
         c->log_inflight = c->log_pending;
         c->log_pending = tmp;
+    }
+    if (c->log_max > 0 && c->log_size > 0 && c->log_size + c->log_inflight.len > c->log_max) {
+        log_rotate(c);
+        if (c->log_fd < 0)
+            return;
     }
     uv_buf_t b;
     b.base = c->log_inflight.data;
@@ -580,6 +617,7 @@ static void on_log_written(uv_fs_t *req)
         core_buf_dispose(&c->log_pending);
         core_buf_dispose(&c->log_inflight);
     } else {
+        c->log_size += (size_t)res;
         core_buf_consume(&c->log_inflight, (size_t)res);
         log_pump(c);
     }
@@ -910,13 +948,10 @@ int tp_child_spawn(uv_loop_t *loop, const struct tp_child_opts *opts,
     init_handle(c, (uv_handle_t *)&c->err);
 
     if (opts->log_path != NULL) {
-        /* A small synchronous open, like the fork itself; the writes go to the thread pool.
-         * core_file_open: a symlink planted at the log's path is refused, not written through. */
-        char why[600];
-        if (core_file_open(opts->log_path, O_WRONLY | O_APPEND | O_CREAT, 0600, &c->log_fd, why,
-                           sizeof why) != 0) {
-            core_log(CORE_LOG_WARN, "child", "%s: cannot open its log: %s", c->name, why);
-        }
+        /* A small synchronous open, like the fork itself; the writes go to the thread pool. */
+        c->log_path = core_xstrdup(opts->log_path);
+        c->log_max = opts->log_max;
+        log_open(c);
     }
 
     char parent_env[64];

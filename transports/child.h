@@ -29,6 +29,8 @@ struct tp_child_opts {
     const char *cwd;       /* NULL = inherit */
     size_t max_frame;      /* longest stdout frame; 0 = 16 MiB */
     const char *log_path;  /* stderr lines are appended here; NULL = not kept on disk */
+    size_t log_max;        /* the log file is rotated past this many bytes (3 old files
+                              kept: PATH.1 .. PATH.3); 0 = never */
     const char *self_exe;  /* path of our own binary, used as a pre-exec trampoline that sets
                               PR_SET_PDEATHSIG; NULL = spawn directly */
     uint64_t stop_grace_ms; /* each stage of the stop (stdin close, SIGTERM); 0 = 2000 */

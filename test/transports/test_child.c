@@ -300,6 +300,49 @@ START_TEST(test_stderr_tail_and_log)
 }
 END_TEST
 
+START_TEST(test_log_rotates)
+{
+    char *dir = make_tmpdir();
+    char log[PATH_MAX], p[PATH_MAX + 8];
+    snprintf(log, sizeof log, "%s/child.log", dir);
+    struct run r;
+    run_init(&r);
+    /* 2000 lines of 100 bytes, 200 KB in all, through a 10 KB log: it rotates, keeping three
+     * old files; the oldest lines are gone. */
+    char *args[] = {"-c", "i=0; while [ $i -lt 2000 ]; do printf '%099d\\n' $i >&2; i=$((i+1)); "
+                          "done",
+                    NULL};
+    struct tp_child_opts o = {.file = "sh", .args = args, .log_path = log, .log_max = 10000};
+    ck_assert_int_eq(spawn(&r, &o), 0);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(r.n_exit, 1);
+    size_t total = 0;
+    for (int i = 0; i <= 3; i++) {
+        if (i == 0)
+            snprintf(p, sizeof p, "%s", log);
+        else
+            snprintf(p, sizeof p, "%s.%d", log, i);
+        struct stat st;
+        ck_assert_msg(stat(p, &st) == 0, "%s missing", p);
+        /* A file may pass the bound by the one write that found it under. */
+        ck_assert_msg(st.st_size <= 10000 + 64 * 1024, "%s has %lld bytes", p,
+                      (long long)st.st_size);
+        total += (size_t)st.st_size;
+    }
+    snprintf(p, sizeof p, "%s.4", log);
+    ck_assert_int_ne(access(p, F_OK), 0);
+    /* The newest lines are in the current file. */
+    size_t len;
+    char *text = read_file(log, &len);
+    ck_assert_ptr_nonnull(strstr(text, "1999\n"));
+    core_free(text);
+    ck_assert_uint_lt(total, 200000);
+    run_finish(&r);
+    rm_rf(dir);
+    core_free(dir);
+}
+END_TEST
+
 START_TEST(test_stderr_ring_bounded)
 {
     char *dir = make_tmpdir();
@@ -951,6 +994,7 @@ static Suite *child_suite(void)
     tcase_add_test(tc, test_stop_flushes);
     tcase_add_test(tc, test_stderr_tail_and_log);
     tcase_add_test(tc, test_stderr_ring_bounded);
+    tcase_add_test(tc, test_log_rotates);
     tcase_add_test(tc, test_oversized_frame);
     tcase_add_test(tc, test_stop_sequence);
     tcase_add_test(tc, test_kill);
