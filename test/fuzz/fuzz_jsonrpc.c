@@ -145,6 +145,25 @@ static void compare_envelope(const char *p, size_t n, const struct core_rpc_env 
                                        &env->error};
     for (size_t k = 0; k < 5; k++)
         CHECK((count_members(root, names[k]) > 0) == (spans[k]->len > 0));
+    /* A repeat of a recorded key, at the top or in an object params, is flagged, and only then;
+     * the recorded params members are exactly cJSON's. */
+    static const char *const top[] = {"jsonrpc", "id", "method", "params", "result", "error"};
+    static const char *const pnames[] = {"name",   "uri",          "cursor",          "_meta",
+                                         "ref",    "level",        "requestId",       "reason",
+                                         "progressToken", "protocolVersion", "capabilities",
+                                         "clientInfo"};
+    bool dup = false;
+    for (size_t k = 0; k < 6; k++)
+        dup = dup || count_members(root, top[k]) > 1;
+    const cJSON *params = last_member(root, "params");
+    if (count_members(root, "params") == 1 && cJSON_IsObject(params)) {
+        for (size_t k = 0; k < sizeof pnames / sizeof pnames[0]; k++) {
+            int c = count_members(params, pnames[k]);
+            dup = dup || c > 1;
+            CHECK((c > 0) == (env->param[k].len > 0));
+        }
+    }
+    CHECK(dup == env->dup);
     const cJSON *m = last_member(root, "method");
     if (m != NULL && cJSON_IsString(m) && env->kind != CORE_RPC_INVALID)
         CHECK(strcmp(m->valuestring, env->method_str) == 0);
@@ -176,7 +195,8 @@ static void exercise_envelope(const char *p, size_t n, const struct core_rpc_env
         struct core_span v;
         enum core_json_type t;
         int rc = core_json_obj_get(p, env->params, "name", &v, &t);
-        CHECK(rc == 0 || rc == CORE_ENOTFOUND);
+        CHECK(rc == 0 || rc == CORE_ENOTFOUND || rc == CORE_EDUP);
+        CHECK(rc != CORE_EDUP || env->dup);
         if (rc == 0) {
             check_span(v, n);
             struct core_rpc_env sub;
