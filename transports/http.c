@@ -77,6 +77,7 @@ enum hdr_phase {
     PH_FIELD, /* receiving a header name */
     PH_VALUE, /* receiving a header value */
     PH_BODY,  /* headers done; trailers of a chunked body are counted and dropped */
+    PH_DONE,  /* the request is complete (the parser is paused behind it) */
 };
 
 struct tp_http_req {
@@ -101,6 +102,7 @@ struct tp_http_req {
     bool is_head;          /* HEAD: the answer carries no body */
     bool keep_alive;       /* from http_should_keep_alive at the end of the headers */
     bool chunked_out;      /* the streamed answer uses chunked framing (else close-delimited) */
+    bool want_continue;    /* Expect: 100-continue with a body: answer 100 once the head passed */
 };
 
 struct tp_http_conn {
@@ -125,6 +127,7 @@ struct tp_http_conn {
     bool peer_eof;     /* EOF seen while an answer was still being written */
     struct tp_tls_conn *tls; /* NULL for plain HTTP (and always on the Unix socket) */
     uint64_t deadline; /* loop time (ms) when the timer should act */
+    size_t head_raw;   /* raw bytes consumed while the request's head was incomplete */
     http_parser parser;
     struct core_buf in; /* raw input; bytes before in_pos are parsed */
     size_t in_pos;
@@ -489,6 +492,8 @@ static void conn_next(struct tp_http_conn *c)
     }
     http_parser_pause(&c->parser, 0);
     set_state(c, CONN_IDLE);
+    c->req.phase = PH_NONE; /* the next head starts; bytes before it count towards it */
+    c->head_raw = 0;
     idle_touch(c);
     conn_parse(c);
     if (c->tls != NULL && tp_tls_conn_has_input(c->tls))
@@ -711,7 +716,9 @@ static int reject(struct tp_http_conn *c, int status)
     return -1;
 }
 
-/* Counts request-line and header bytes against max_header. */
+/* Counts request-line and header bytes against max_header as the callbacks see them, which stops
+ * a long head early inside one parser call. Bytes the parser skips without a callback (blanks,
+ * folding) are not seen here: conn_parse checks the raw bytes as well. */
 static int count_header(struct tp_http_conn *c, size_t n)
 {
     if (c->req.hdr_bytes + n > c->srv->limits.max_header)
@@ -744,6 +751,7 @@ static int on_message_begin(http_parser *p)
     req->query_off = 0;
     req->n_hdrs = 0;
     req->keep_alive = false;
+    req->want_continue = false;
     c->err_status = 0;
     return 0;
 }
@@ -776,6 +784,7 @@ static int end_piece(struct tp_http_conn *c)
         req->hdrs[req->n_hdrs - 1].value = (uint32_t)req->store.len;
         return store_append(c, "", 1, 431);
     case PH_BODY:
+    case PH_DONE:
         return 0;
     case PH_VALUE: {
         if (store_append(c, "", 1, 431) != 0)
@@ -895,13 +904,14 @@ static int on_headers_complete(http_parser *p)
     if (expect != NULL && req->http_minor == 1) {
         if (strcasecmp(expect, "100-continue") != 0)
             return reject(c, 417);
-        bool has_body = (p->flags & F_CHUNKED) ||
-                        ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
-        if (has_body)
-            send_continue(c);
+        req->want_continue = (p->flags & F_CHUNKED) ||
+                             ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
     }
     req->body_off = req->store.len;
     req->phase = PH_BODY;
+    /* The parser stops here (before the head's last LF) so that conn_parse can check the raw
+     * size of the head before anything is answered or the body is read. */
+    http_parser_pause(p, 1);
     return 0;
 }
 
@@ -929,6 +939,7 @@ static int on_message_complete(http_parser *p)
     if (store_append(c, "", 1, 413) != 0) /* the body is NUL-terminated too */
         return -1;
     /* One request at a time: the parser stops here until the answer has been written. */
+    c->req.phase = PH_DONE;
     http_parser_pause(p, 1);
     return 0;
 }
@@ -956,26 +967,50 @@ static void conn_dispatch(struct tp_http_conn *c)
 }
 
 /* Parses buffered input (IDLE or READING). Stops at a complete request, which goes to the
- * callback, or at an error, which is answered and closes the connection. */
+ * callback, or at an error, which is answered and closes the connection. Every byte consumed
+ * while the request's head is incomplete counts against max_header, including the ones the
+ * parser skips without a callback (whitespace padding, obsolete line folding). */
 static void conn_parse(struct tp_http_conn *c)
 {
-    size_t avail = c->in.len - c->in_pos;
-    if (avail == 0)
-        return;
-    size_t n = http_parser_execute(&c->parser, &parser_settings, c->in.data + c->in_pos, avail);
-    c->in_pos += n;
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-    if (e == HPE_PAUSED) {
-        conn_dispatch(c);
+    for (;;) {
+        size_t avail = c->in.len - c->in_pos;
+        if (avail == 0)
+            return;
+        bool in_head = c->req.phase < PH_BODY;
+        size_t n = http_parser_execute(&c->parser, &parser_settings, c->in.data + c->in_pos,
+                                       avail);
+        c->in_pos += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (in_head && (e == HPE_OK || e == HPE_PAUSED)) {
+            /* A head that just completed stopped before its last byte (on_headers_complete). */
+            c->head_raw += n + (c->req.phase == PH_BODY ? 1 : 0);
+            if (c->head_raw > c->srv->limits.max_header) {
+                core_log(CORE_LOG_DEBUG, MOD, "%s: head over %zu bytes", c->name,
+                         c->srv->limits.max_header);
+                conn_fail(c, 431);
+                return;
+            }
+        }
+        if (e == HPE_PAUSED && c->req.phase == PH_DONE) {
+            conn_dispatch(c);
+            return;
+        }
+        if (e == HPE_PAUSED) {
+            /* The head is complete and within the limit: on to the body. */
+            if (c->req.want_continue)
+                send_continue(c);
+            http_parser_pause(&c->parser, 0);
+            continue;
+        }
+        if (e == HPE_OK && n == avail)
+            return;
+        int status = c->err_status;
+        if (status == 0)
+            status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
+        core_log(CORE_LOG_DEBUG, MOD, "%s: bad request: %s", c->name, http_errno_name(e));
+        conn_fail(c, status);
         return;
     }
-    if (e == HPE_OK && n == avail)
-        return;
-    int status = c->err_status;
-    if (status == 0)
-        status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
-    core_log(CORE_LOG_DEBUG, MOD, "%s: bad request: %s", c->name, http_errno_name(e));
-    conn_fail(c, status);
 }
 
 /* ---- reading ------------------------------------------------------------------------------ */
@@ -1480,8 +1515,8 @@ struct tp_http_server *tp_http_server_new(uv_loop_t *loop, const struct tp_http_
     srv->store_limit += srv->limits.max_body < SIZE_MAX - srv->store_limit
                             ? srv->limits.max_body
                             : SIZE_MAX - srv->store_limit - 1;
-    /* libhttp-parser has its own, process-wide header limit (a backstop against whitespace
-     * padding); it must not cut below ours. It only ever grows. */
+    /* libhttp-parser has its own, process-wide header limit; it must not cut below ours, so it
+     * only ever grows. Ours is enforced on the raw bytes by conn_parse, whatever this is. */
     if (srv->limits.max_header + 4096 > parser_max_header) {
         parser_max_header = (uint32_t)(srv->limits.max_header + 4096);
         http_parser_set_max_header_size(parser_max_header);

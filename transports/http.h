@@ -17,7 +17,8 @@ struct tp_http_req;
 
 struct tp_http_limits {
     size_t max_body;   /* longer bodies get 413 and the connection is closed; default 4 MiB */
-    size_t max_header; /* request line + headers; more gets 431; default 16 KiB */
+    size_t max_header; /* request line + headers as received, every byte (blanks, line ends and
+                        * folding included); more gets 431; default 16 KiB */
     uint64_t idle_ms;  /* a connection with no request in progress is closed after this; 0 = never */
 };
 

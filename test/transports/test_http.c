@@ -792,6 +792,74 @@ START_TEST(limits)
 }
 END_TEST
 
+/* Whitespace the parser skips without a callback still counts against max_header: every raw
+ * byte of the request line and headers does (76 KiB of padding stays under libhttp-parser's
+ * own 80 KiB limit, so only ours can catch it). */
+static void client_padding(void)
+{
+    enum { PAD = 76 * 1024 };
+    struct core_buf b;
+    /* Blanks before a header value. */
+    core_buf_init(&b, 0);
+    ck_assert_int_eq(core_buf_append_str(&b, "GET /pad HTTP/1.1\r\nX-Pad:"), 0);
+    for (int i = 0; i < PAD; i++)
+        ck_assert_int_eq(core_buf_append(&b, i % 2 ? " " : "\t", 1), 0);
+    ck_assert_int_eq(core_buf_append_str(&b, "v\r\n\r\n"), 0);
+    expect_status_then_eof(b.data, 431);
+    core_buf_dispose(&b);
+    /* Obsolete line folding: continuation lines of blanks under an empty value. */
+    core_buf_init(&b, 0);
+    ck_assert_int_eq(core_buf_append_str(&b, "GET /fold HTTP/1.1\r\nX-Fold:\r\n"), 0);
+    for (int i = 0; i < PAD / 1000; i++) {
+        for (int k = 0; k < 998; k++)
+            ck_assert_int_eq(core_buf_append(&b, " ", 1), 0);
+        ck_assert_int_eq(core_buf_append_str(&b, "\r\n"), 0);
+    }
+    ck_assert_int_eq(core_buf_append_str(&b, "\r\n"), 0);
+    expect_status_then_eof(b.data, 431);
+    core_buf_dispose(&b);
+    /* The same folding with a value on the last line. */
+    core_buf_init(&b, 0);
+    ck_assert_int_eq(core_buf_append_str(&b, "GET /fold2 HTTP/1.1\r\nX-Fold:\r\n"), 0);
+    for (int i = 0; i < PAD / 1000; i++) {
+        for (int k = 0; k < 998; k++)
+            ck_assert_int_eq(core_buf_append(&b, "\t", 1), 0);
+        ck_assert_int_eq(core_buf_append_str(&b, "\r\n"), 0);
+    }
+    ck_assert_int_eq(core_buf_append_str(&b, " tail\r\n\r\n"), 0);
+    expect_status_then_eof(b.data, 431);
+    core_buf_dispose(&b);
+    /* A head of exactly max_header raw bytes passes, one more byte does not. */
+    for (int extra = 0; extra <= 1; extra++) {
+        static const char start[] = "GET /ok HTTP/1.1\r\nX-Pad:";
+        static const char end[] = "v\r\n\r\n";
+        core_buf_init(&b, 0);
+        ck_assert_int_eq(core_buf_append_str(&b, start), 0);
+        for (size_t i = 0; i < 16 * 1024 + (size_t)extra - (sizeof start - 1) - (sizeof end - 1);
+             i++)
+            ck_assert_int_eq(core_buf_append(&b, " ", 1), 0);
+        ck_assert_int_eq(core_buf_append_str(&b, end), 0);
+        ck_assert_uint_eq(b.len, 16 * 1024 + (size_t)extra);
+        if (extra == 0) {
+            struct cl *c = cl_tcp();
+            cl_send_n(c, b.data, b.len);
+            ck_assert(cl_response(c, &R));
+            ck_assert_int_eq(R.status, 200);
+            cl_free(c);
+        } else {
+            expect_status_then_eof(b.data, 431);
+        }
+        core_buf_dispose(&b);
+    }
+}
+
+START_TEST(header_padding)
+{
+    run_tcp(NULL, client_padding);
+    ck_assert_int_eq(atomic_load(&H.n_req), 1);
+}
+END_TEST
+
 static void client_expect(void)
 {
     struct cl *c = cl_tcp();
@@ -1236,6 +1304,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, many_pipelined);
     tcase_add_test(tc, chunked_request);
     tcase_add_test(tc, limits);
+    tcase_add_test(tc, header_padding);
     tcase_add_test(tc, expect_continue);
     tcase_add_test(tc, streaming);
     tcase_add_test(tc, client_disconnect_pending);
