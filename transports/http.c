@@ -7,6 +7,12 @@
  * A connection handles one request at a time: when a request is complete the parser is paused
  * and later bytes (pipelining) stay in the input buffer until the answer has been written.
  *
+ * Slow clients: a request's line and headers must be complete header_timeout_ms after its
+ * first byte, and the whole request request_timeout_ms after it; bytes do not move these
+ * deadlines. Only body bytes keep an inactivity deadline (idle_ms) going, under the request
+ * deadline. IDLE bytes that start no request (blank lines, a TLS handshake) do not extend the
+ * idle deadline either. One lazy timer per connection serves all of it (see deadline_set).
+ *
  * Memory: a connection embeds its only request object. Input buffers, request storage and
  * write blocks come from small per-server spare lists, so a keep-alive request/response cycle
  * does not allocate in steady state, and a connection waiting for its next request holds no
@@ -42,6 +48,9 @@
 #define DEFAULT_MAX_BODY (4u * 1024 * 1024)
 #define DEFAULT_MAX_HEADER (16u * 1024)
 #define DEFAULT_IDLE_MS 60000
+#define DEFAULT_HEADER_MS 10000
+#define DEFAULT_REQUEST_MS 60000
+#define MAX_TIMEOUT_MS (1ull << 40)
 #define LISTEN_BACKLOG 1024
 #define READ_CHUNK (64u * 1024)      /* bytes offered to one read() */
 #define IN_LIMIT (128u * 1024)       /* unparsed input kept while a request is answered */
@@ -54,8 +63,9 @@
 #define STORE_KEEP (16u * 1024)      /* request storage larger than this is freed, not kept */
 
 enum conn_state {
-    CONN_IDLE,     /* no request bytes yet; the idle timer runs; no buffers held */
-    CONN_READING,  /* a request is being received and parsed */
+    CONN_IDLE,     /* no request bytes yet; the idle deadline runs; no buffers held */
+    CONN_READING,  /* a request is being received and parsed; the header or request deadline
+                    * runs */
     CONN_BUSY,     /* the request is with the callback (pending or streaming); input is kept */
     CONN_FLUSHING, /* the answer is queued; its last write callback moves on to the next request */
     CONN_LINGER,   /* the last answer is queued with a shutdown; input is discarded until EOF */
@@ -112,7 +122,7 @@ struct tp_http_conn {
         uv_tcp_t tcp;
         uv_pipe_t pipe;
     } h;
-    uv_timer_t timer;       /* idle deadline, then the linger deadline */
+    uv_timer_t timer;       /* the deadline of the state (idle, header, request, linger) */
     uv_shutdown_t shutdown; /* used once, in LINGER */
     struct tp_http_server *srv;
     struct tp_http_conn *prev;
@@ -126,8 +136,10 @@ struct tp_http_conn {
     bool read_paused;  /* reading stopped because the input buffer is full */
     bool peer_eof;     /* EOF seen while an answer was still being written */
     struct tp_tls_conn *tls; /* NULL for plain HTTP (and always on the Unix socket) */
-    uint64_t deadline; /* loop time (ms) when the timer should act */
-    size_t head_raw;   /* raw bytes consumed while the request's head was incomplete */
+    uint64_t deadline;  /* loop time (ms) when the timer should act; UINT64_MAX = never */
+    uint64_t timer_due; /* loop time the timer fires at while it is active (never after deadline) */
+    uint64_t req_start; /* loop time of the current request's first byte */
+    size_t head_raw;    /* raw bytes consumed while the request's head was incomplete */
     http_parser parser;
     struct core_buf in; /* raw input; bytes before in_pos are parsed */
     size_t in_pos;
@@ -171,6 +183,7 @@ struct tp_http_server {
     struct listener *listeners;
     struct tp_http_conn *conns;
     size_t store_limit; /* of a request's storage: max_header + max_body + slack */
+    uint64_t head_ms;   /* header deadline after a request's first byte: min(header, request) */
     int open_handles;  /* anchor and listeners not yet closed */
     unsigned next_id;
     bool closing;
@@ -190,6 +203,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void tls_input(struct tp_http_conn *c);
 static int tls_flush(struct tp_http_conn *c, bool ends_answer);
+static void on_timer(uv_timer_t *t);
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -364,10 +378,49 @@ static void store_release(struct tp_http_conn *c)
     }
 }
 
-/* ---- timer -------------------------------------------------------------------------------- */
+/* ---- timer ------------------------------------------------------------------------------- */
 
-/* The timer is lazy: moving the deadline does not touch it, and when it fires early it is armed
- * again for the rest. A keep-alive request cycle therefore costs no timer operation. */
+static void conn_fail(struct tp_http_conn *c, int status);
+
+/* Arms the timer to fire in ms. */
+static void timer_arm(struct tp_http_conn *c, uint64_t ms)
+{
+    c->timer_due = uv_now(c->srv->loop) + ms;
+    (void)uv_timer_start(&c->timer, on_timer, ms, 0); /* cannot fail: open, callback set */
+}
+
+/* Moves the deadline of the current state. The timer is lazy: a deadline that moves later does
+ * not touch it (when it fires early it is armed again for the rest), and one that moves earlier
+ * re-arms it only if it would fire too late. Since the timer is never armed for more than
+ * head_ms ahead (see on_timer), a new request's header deadline almost never re-arms it: a
+ * keep-alive request cycle costs no timer operation. */
+static void deadline_set(struct tp_http_conn *c, uint64_t at)
+{
+    c->deadline = at;
+    if (at == UINT64_MAX || (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due <= at))
+        return;
+    uint64_t now = uv_now(c->srv->loop);
+    timer_arm(c, at > now ? at - now : 0);
+}
+
+/* The idle deadline, from now (IDLE). */
+static void idle_start(struct tp_http_conn *c)
+{
+    uint64_t ms = c->srv->limits.idle_ms;
+    deadline_set(c, ms != 0 ? uv_now(c->srv->loop) + ms : UINT64_MAX);
+}
+
+/* Body bytes arrived and the request is not complete yet: they may keep an inactivity deadline
+ * (idle_ms) going, but never past the request deadline. */
+static void body_progress(struct tp_http_conn *c)
+{
+    const struct tp_http_limits *lim = &c->srv->limits;
+    uint64_t at = c->req_start + lim->request_timeout_ms;
+    if (lim->idle_ms != 0 && uv_now(c->srv->loop) + lim->idle_ms < at)
+        at = uv_now(c->srv->loop) + lim->idle_ms;
+    deadline_set(c, at);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct tp_http_conn *c = t->data;
@@ -378,28 +431,22 @@ static void on_timer(uv_timer_t *t)
     case CONN_LINGER:
         if (now >= c->deadline) {
             core_log(CORE_LOG_DEBUG, MOD, "%s: timeout in %s", c->name, state_names[c->state]);
-            conn_close(c);
-        } else {
-            /* Cannot fail: the timer is open and the callback is set. */
-            (void)uv_timer_start(t, on_timer, c->deadline - now, 0);
+            if (c->state == CONN_READING)
+                conn_fail(c, 408); /* slow request: say so, then close */
+            else
+                conn_close(c);
+        } else if (c->deadline != UINT64_MAX) {
+            /* At most head_ms ahead, so that the next request's header deadline finds the timer
+             * due early enough and need not re-arm it. */
+            uint64_t ms = c->deadline - now;
+            timer_arm(c, ms < c->srv->head_ms ? ms : c->srv->head_ms);
         }
         break;
     case CONN_BUSY:
     case CONN_FLUSHING:
     case CONN_CLOSING:
-        break; /* not idle; the timer starts again when the connection is */
+        break; /* no deadline; the timer starts again when the connection has one */
     }
-}
-
-/* Moves the idle deadline to idle_ms from now (IDLE and READING). */
-static void idle_touch(struct tp_http_conn *c)
-{
-    uint64_t ms = c->srv->limits.idle_ms;
-    if (ms == 0)
-        return;
-    c->deadline = uv_now(c->srv->loop) + ms;
-    if (!uv_is_active((uv_handle_t *)&c->timer))
-        (void)uv_timer_start(&c->timer, on_timer, ms, 0); /* cannot fail, as above */
 }
 
 /* ---- connection life ---------------------------------------------------------------------- */
@@ -472,8 +519,7 @@ static void conn_linger(struct tp_http_conn *c)
         conn_close(c);
         return;
     }
-    c->deadline = uv_now(c->srv->loop) + LINGER_MS;
-    (void)uv_timer_start(&c->timer, on_timer, LINGER_MS, 0); /* cannot fail: open, cb set */
+    deadline_set(c, uv_now(c->srv->loop) + LINGER_MS);
     if (c->read_paused) {
         c->read_paused = false;
         if (uv_read_start(&c->h.stream, on_alloc, on_read) != 0)
@@ -494,7 +540,7 @@ static void conn_next(struct tp_http_conn *c)
     set_state(c, CONN_IDLE);
     c->req.phase = PH_NONE; /* the next head starts; bytes before it count towards it */
     c->head_raw = 0;
-    idle_touch(c);
+    idle_start(c);
     conn_parse(c);
     if (c->tls != NULL && tp_tls_conn_has_input(c->tls))
         tls_input(c); /* decrypted bytes that did not fit before */
@@ -738,7 +784,12 @@ static int on_message_begin(http_parser *p)
 {
     struct tp_http_conn *c = p->data;
     struct tp_http_req *req = &c->req;
-    set_state(c, CONN_READING);
+    if (c->state == CONN_IDLE) {
+        /* The request's first byte: its deadlines start now and do not move with later bytes. */
+        set_state(c, CONN_READING);
+        c->req_start = uv_now(c->srv->loop);
+        deadline_set(c, c->req_start + c->srv->head_ms);
+    }
     store_acquire(c);
     req->phase = PH_NONE;
     req->close_cb = NULL;
@@ -1002,8 +1053,11 @@ static void conn_parse(struct tp_http_conn *c)
             http_parser_pause(&c->parser, 0);
             continue;
         }
-        if (e == HPE_OK && n == avail)
+        if (e == HPE_OK && n == avail) {
+            if (c->req.phase == PH_BODY)
+                body_progress(c); /* the rest of the body is still to come */
             return;
+        }
         int status = c->err_status;
         if (status == 0)
             status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
@@ -1108,11 +1162,9 @@ static void conn_input(struct tp_http_conn *c)
             hand_over(c);
             break;
         }
-        idle_touch(c);
-        conn_parse(c);
+        conn_parse(c); /* bytes move no deadline; a request's first one starts its own */
         break;
     case CONN_READING:
-        idle_touch(c);
         conn_parse(c);
         break;
     case CONN_BUSY:
@@ -1230,7 +1282,7 @@ static int conn_start(struct tp_http_conn *c)
     int rc = uv_read_start(&c->h.stream, on_alloc, on_read);
     if (rc != 0)
         return rc;
-    idle_touch(c);
+    idle_start(c);
     return 0;
 }
 
@@ -1511,6 +1563,20 @@ struct tp_http_server *tp_http_server_new(uv_loop_t *loop, const struct tp_http_
         srv->limits.max_header = DEFAULT_MAX_HEADER;
     if (srv->limits.max_header > UINT32_MAX / 2)
         srv->limits.max_header = UINT32_MAX / 2;
+    if (srv->limits.header_timeout_ms == 0)
+        srv->limits.header_timeout_ms = DEFAULT_HEADER_MS;
+    if (srv->limits.request_timeout_ms == 0)
+        srv->limits.request_timeout_ms = DEFAULT_REQUEST_MS;
+    /* Deadlines are loop times plus these: keep the sums far from overflowing (35 years). */
+    if (srv->limits.header_timeout_ms > MAX_TIMEOUT_MS)
+        srv->limits.header_timeout_ms = MAX_TIMEOUT_MS;
+    if (srv->limits.request_timeout_ms > MAX_TIMEOUT_MS)
+        srv->limits.request_timeout_ms = MAX_TIMEOUT_MS;
+    if (srv->limits.idle_ms > MAX_TIMEOUT_MS)
+        srv->limits.idle_ms = MAX_TIMEOUT_MS;
+    srv->head_ms = srv->limits.header_timeout_ms < srv->limits.request_timeout_ms
+                       ? srv->limits.header_timeout_ms
+                       : srv->limits.request_timeout_ms;
     srv->store_limit = srv->limits.max_header + 4096;
     srv->store_limit += srv->limits.max_body < SIZE_MAX - srv->store_limit
                             ? srv->limits.max_body

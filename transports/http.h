@@ -15,11 +15,17 @@
 struct tp_http_server;
 struct tp_http_req;
 
+/* Zero in any field but idle_ms takes its default. */
 struct tp_http_limits {
     size_t max_body;   /* longer bodies get 413 and the connection is closed; default 4 MiB */
     size_t max_header; /* request line + headers as received, every byte (blanks, line ends and
                         * folding included); more gets 431; default 16 KiB */
-    uint64_t idle_ms;  /* a connection with no request in progress is closed after this; 0 = never */
+    uint64_t idle_ms;  /* a connection with no request in progress is closed after this, and so
+                        * is one whose request body stops arriving for this long; 0 = never */
+    uint64_t header_timeout_ms;  /* the request line and headers must be complete this long after
+                                  * the request's first byte (later bytes do not extend it), else
+                                  * 408 and close; default 10000 */
+    uint64_t request_timeout_ms; /* the same for the whole request, body included; default 60000 */
 };
 
 struct tp_http_header {
@@ -44,10 +50,10 @@ typedef void (*tp_http_close_cb)(void *ud, struct tp_http_req *req);
 typedef void (*tp_http_raw_cb)(void *ctx, int fd, const char *initial, size_t n);
 
 /* Creates a server; nothing listens until tp_http_server_listen_*. limits may be NULL (then
- * max_body 4 MiB, max_header 16 KiB, idle_ms 60000); zero max_body/max_header take the default.
- * The idle time also bounds a request that stops arriving halfway (slow clients). All calls
- * on a server and its requests must come from the loop's thread. If SIGPIPE still has its
- * default action it is set to ignored (a peer closing during a write must not kill us). */
+ * every default, and idle_ms 60000). Slow clients are bounded by the header and request
+ * deadlines (see struct tp_http_limits). All calls on a server and its requests must come from
+ * the loop's thread. If SIGPIPE still has its default action it is set to ignored (a peer
+ * closing during a write must not kill us). */
 struct tp_http_server *tp_http_server_new(uv_loop_t *loop, const struct tp_http_limits *limits,
                                           tp_http_request_cb cb, void *ctx);
 /* Binds and listens on host:port (host is a numeric IPv4/IPv6 address; port 0 picks one).

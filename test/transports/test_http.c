@@ -1189,6 +1189,76 @@ START_TEST(stream_after_close)
 }
 END_TEST
 
+/* ---- slow clients: deadlines ----------------------------------------------------------------- */
+
+/* Sends one byte every 20 ms (each would have moved the old idle deadline) until the server
+ * answers or closes; returns the elapsed time in ms. */
+static double trickle_until_answer(struct cl *c)
+{
+    double t0 = now_ms();
+    while (now_ms() - t0 < 3000) {
+        char ch = 'a';
+        if (send(c->fd, &ch, 1, MSG_NOSIGNAL) != 1)
+            break;
+        usleep(20 * 1000);
+        ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, MSG_DONTWAIT);
+        if (n > 0)
+            c->len += (size_t)n;
+        if (n >= 0)
+            break;
+    }
+    return now_ms() - t0;
+}
+
+static void client_slow_head(void)
+{
+    /* The head trickles in: the deadline counts from its first byte, not from the last. */
+    struct cl *c = cl_tcp();
+    cl_send(c, "GET /slow HTTP/1.1\r\nX-Trickle: ");
+    double dt = trickle_until_answer(c);
+    ck_assert(cl_response(c, &R));
+    ck_assert_int_eq(R.status, 408);
+    ck_assert_str_eq(resp_header(&R, "connection"), "close");
+    ck_assert_msg(dt >= 250 && dt < 1500, "408 after %.0f ms", dt);
+    cl_free(c);
+    /* The body trickles in: body bytes keep the inactivity deadline (idle_ms) going, but the
+     * request deadline still ends it. */
+    c = cl_tcp();
+    cl_send(c, "POST /slow HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
+    dt = trickle_until_answer(c);
+    ck_assert(cl_response(c, &R));
+    ck_assert_int_eq(R.status, 408);
+    ck_assert_msg(dt >= 550 && dt < 2000, "408 after %.0f ms", dt);
+    cl_free(c);
+    /* A body that stops arriving for idle_ms goes sooner. */
+    c = cl_tcp();
+    double t0 = now_ms();
+    cl_send(c, "POST /slow HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    ck_assert(cl_response(c, &R));
+    ck_assert_int_eq(R.status, 408);
+    dt = now_ms() - t0;
+    ck_assert_msg(dt >= 150 && dt < 550, "408 after %.0f ms", dt);
+    cl_free(c);
+    /* Prompt requests are not affected, and neither are keep-alive gaps under idle_ms. */
+    c = cl_tcp();
+    for (int i = 0; i < 3; i++) {
+        cl_send(c, "GET /fine HTTP/1.1\r\n\r\n");
+        ck_assert(cl_response(c, &R));
+        ck_assert_int_eq(R.status, 200);
+        usleep(100 * 1000);
+    }
+    cl_free(c);
+}
+
+START_TEST(slow_request_deadlines)
+{
+    struct tp_http_limits lim = {.idle_ms = 200, .header_timeout_ms = 300,
+                                 .request_timeout_ms = 600};
+    run_tcp(&lim, client_slow_head);
+    ck_assert_int_eq(atomic_load(&H.n_req), 3);
+}
+END_TEST
+
 /* ---- splits, through a socketpair driven from the loop thread ----------------------------- */
 
 static const char split_input[] =
@@ -1317,6 +1387,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, respond_after_close);
     tcase_add_test(tc, stream_after_close);
     tcase_add_test(tc, request_splits);
+    tcase_add_test(tc, slow_request_deadlines);
     suite_add_tcase(s, tc);
     return s;
 }
