@@ -12,6 +12,10 @@
  * deadlines. Only body bytes keep an inactivity deadline (idle_ms) going, under the request
  * deadline. IDLE bytes that start no request (blank lines, a TLS handshake) do not extend the
  * idle deadline either. One lazy timer per connection serves all of it (see deadline_set).
+ * TCP connections are capped in total and while not trusted (not yet authenticated by the
+ * front); at the untrusted cap the oldest untrusted connection makes room, so slow attackers
+ * churn among themselves while a client that completes its request at once gets in. The Unix
+ * socket has its own cap.
  *
  * Memory: a connection embeds its only request object. Input buffers, request storage and
  * write blocks come from small per-server spare lists, so a keep-alive request/response cycle
@@ -50,6 +54,9 @@
 #define DEFAULT_IDLE_MS 60000
 #define DEFAULT_HEADER_MS 10000
 #define DEFAULT_REQUEST_MS 60000
+#define DEFAULT_MAX_CONNS 512
+#define DEFAULT_MAX_UNTRUSTED 64
+#define DEFAULT_MAX_UNIX 256
 #define MAX_TIMEOUT_MS (1ull << 40)
 #define LISTEN_BACKLOG 1024
 #define READ_CHUNK (64u * 1024)      /* bytes offered to one read() */
@@ -61,6 +68,7 @@
 #define SPARE_WBLOCKS 128
 #define SPARE_BUFS 32
 #define STORE_KEEP (16u * 1024)      /* request storage larger than this is freed, not kept */
+#define CAP_REPORT_MS 60000          /* refusals and evictions are logged at most this often */
 
 enum conn_state {
     CONN_IDLE,     /* no request bytes yet; the idle deadline runs; no buffers held */
@@ -127,6 +135,8 @@ struct tp_http_conn {
     struct tp_http_server *srv;
     struct tp_http_conn *prev;
     struct tp_http_conn *next;
+    struct tp_http_conn *uprev; /* the server's untrusted TCP connections, oldest first */
+    struct tp_http_conn *unext;
     enum conn_state state;
     int handles_open;  /* of h and timer; freed when it reaches 0 */
     int err_status;    /* status for a request rejected inside a parser callback */
@@ -135,6 +145,7 @@ struct tp_http_conn {
     uid_t peer_uid;
     bool read_paused;  /* reading stopped because the input buffer is full */
     bool peer_eof;     /* EOF seen while an answer was still being written */
+    bool trusted;      /* a request was authenticated (tp_http_req_set_trusted); for life */
     struct tp_tls_conn *tls; /* NULL for plain HTTP (and always on the Unix socket) */
     uint64_t deadline;  /* loop time (ms) when the timer should act; UINT64_MAX = never */
     uint64_t timer_due; /* loop time the timer fires at while it is active (never after deadline) */
@@ -184,6 +195,14 @@ struct tp_http_server {
     struct tp_http_conn *conns;
     size_t store_limit; /* of a request's storage: max_header + max_body + slack */
     uint64_t head_ms;   /* header deadline after a request's first byte: min(header, request) */
+    unsigned n_tcp;     /* open (not closing) TCP connections */
+    unsigned n_unix;    /* open Unix-socket connections */
+    unsigned n_untrusted;              /* TCP connections on the untrusted list */
+    struct tp_http_conn *untrusted;    /* oldest first */
+    struct tp_http_conn *untrusted_last;
+    unsigned long n_refused; /* refused at a cap since the last report */
+    unsigned long n_evicted; /* untrusted ones closed to make room, likewise */
+    uint64_t cap_report;     /* loop time of the last report; 0 = none yet */
     int open_handles;  /* anchor and listeners not yet closed */
     unsigned next_id;
     bool closing;
@@ -480,10 +499,34 @@ static void on_conn_closed(uv_handle_t *h)
     server_maybe_done(srv);
 }
 
+static void untrusted_remove(struct tp_http_conn *c)
+{
+    struct tp_http_server *srv = c->srv;
+    if (c->uprev != NULL)
+        c->uprev->unext = c->unext;
+    else
+        srv->untrusted = c->unext;
+    if (c->unext != NULL)
+        c->unext->uprev = c->uprev;
+    else
+        srv->untrusted_last = c->uprev;
+    c->uprev = NULL;
+    c->unext = NULL;
+    srv->n_untrusted--;
+}
+
 static void conn_close(struct tp_http_conn *c)
 {
     if (c->state == CONN_CLOSING)
         return;
+    /* The caps count connections that are not closing: the handles go in this iteration. */
+    if (c->is_unix) {
+        c->srv->n_unix--;
+    } else {
+        c->srv->n_tcp--;
+        if (!c->trusted)
+            untrusted_remove(c);
+    }
     set_state(c, CONN_CLOSING);
     uv_close(&c->h.handle, on_conn_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_closed);
@@ -1265,6 +1308,18 @@ static struct tp_http_conn *conn_new(struct tp_http_server *srv, bool is_unix)
     if (srv->conns != NULL)
         srv->conns->prev = c;
     srv->conns = c;
+    if (is_unix) {
+        srv->n_unix++;
+    } else {
+        srv->n_tcp++;
+        srv->n_untrusted++;
+        c->uprev = srv->untrusted_last;
+        if (c->uprev != NULL)
+            c->uprev->unext = c;
+        else
+            srv->untrusted = c;
+        srv->untrusted_last = c;
+    }
     return c;
 }
 
@@ -1286,6 +1341,94 @@ static int conn_start(struct tp_http_conn *c)
     return 0;
 }
 
+/* A connection taken off the backlog only to be closed (libuv stops accepting until the pending
+ * one is taken). */
+struct refused {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    struct tp_http_server *srv;
+};
+
+static void on_refused_closed(uv_handle_t *h)
+{
+    struct refused *r = h->data;
+    struct tp_http_server *srv = r->srv;
+    core_free(r);
+    srv->open_handles--;
+    server_maybe_done(srv);
+}
+
+/* Counts a refusal or an eviction. The first of a burst is logged at once, the rest in one line a
+ * minute: an attack must not turn into a log line per connection. */
+static void cap_report(struct tp_http_server *srv, bool refused)
+{
+    if (refused)
+        srv->n_refused++;
+    else
+        srv->n_evicted++;
+    uint64_t now = uv_now(srv->loop);
+    if (srv->cap_report != 0 && now - srv->cap_report < CAP_REPORT_MS)
+        return;
+    core_log(CORE_LOG_WARN, MOD,
+             "connection limits reached (%u TCP, %u not authenticated yet, %u Unix; limits %u, "
+             "%u, %u): %lu refused, %lu unauthenticated closed to make room%s",
+             srv->n_tcp, srv->n_untrusted, srv->n_unix, srv->limits.max_conns,
+             srv->limits.max_untrusted, srv->limits.max_unix_conns, srv->n_refused,
+             srv->n_evicted, srv->cap_report != 0 ? " since the last report" : "");
+    srv->cap_report = now;
+    srv->n_refused = 0;
+    srv->n_evicted = 0;
+}
+
+/* Accepts the pending connection and closes it at once. */
+static void refuse(struct listener *l)
+{
+    struct tp_http_server *srv = l->srv;
+    struct refused *r = core_xmalloc(sizeof *r);
+    /* Cannot fail: no flags, and no socket is created yet. */
+    if (l->is_unix)
+        (void)uv_pipe_init(srv->loop, &r->h.pipe, 0);
+    else
+        (void)uv_tcp_init(srv->loop, &r->h.tcp);
+    r->h.handle.data = r;
+    r->srv = srv;
+    srv->open_handles++;
+    (void)uv_accept(&l->h.stream, &r->h.stream); /* a failure leaves nothing to close but r */
+    uv_close(&r->h.handle, on_refused_closed);
+    cap_report(srv, true);
+}
+
+/* Makes room for a new TCP connection by closing the oldest untrusted one. */
+static void evict_untrusted(struct tp_http_server *srv)
+{
+    struct tp_http_conn *old = srv->untrusted;
+    cap_report(srv, false); /* with the numbers that made it necessary */
+    core_log(CORE_LOG_DEBUG, MOD, "%s: closed to make room", old->name);
+    conn_close(old);
+}
+
+/* Applies the caps to a connection waiting on listener l. Returns false when it must be
+ * refused. */
+static bool admit(struct listener *l)
+{
+    struct tp_http_server *srv = l->srv;
+    const struct tp_http_limits *lim = &srv->limits;
+    if (l->is_unix)
+        return srv->n_unix < lim->max_unix_conns;
+    if (srv->n_untrusted < lim->max_untrusted && srv->n_tcp < lim->max_conns)
+        return true;
+    /* At either cap an untrusted connection makes room, so that the caps never lock out a client
+     * that authenticates at once: only trusted connections fill the total. */
+    if (srv->untrusted == NULL)
+        return false;
+    evict_untrusted(srv);
+    return true;
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     struct listener *l = ls->data;
@@ -1296,6 +1439,10 @@ static void on_connection(uv_stream_t *ls, int status)
     }
     if (srv->closing || l->closing)
         return;
+    if (!admit(l)) {
+        refuse(l);
+        return;
+    }
     struct tp_http_conn *c = conn_new(srv, l->is_unix);
     int rc = uv_accept(ls, &c->h.stream);
     if (rc == 0)
@@ -1577,6 +1724,12 @@ struct tp_http_server *tp_http_server_new(uv_loop_t *loop, const struct tp_http_
     srv->head_ms = srv->limits.header_timeout_ms < srv->limits.request_timeout_ms
                        ? srv->limits.header_timeout_ms
                        : srv->limits.request_timeout_ms;
+    if (srv->limits.max_conns == 0)
+        srv->limits.max_conns = DEFAULT_MAX_CONNS;
+    if (srv->limits.max_untrusted == 0)
+        srv->limits.max_untrusted = DEFAULT_MAX_UNTRUSTED;
+    if (srv->limits.max_unix_conns == 0)
+        srv->limits.max_unix_conns = DEFAULT_MAX_UNIX;
     srv->store_limit = srv->limits.max_header + 4096;
     srv->store_limit += srv->limits.max_body < SIZE_MAX - srv->store_limit
                             ? srv->limits.max_body
@@ -1699,6 +1852,16 @@ void tp_http_req_set_close_cb(struct tp_http_req *req, tp_http_close_cb cb, void
 {
     req->close_cb = cb;
     req->close_ud = ud;
+}
+
+void tp_http_req_set_trusted(struct tp_http_req *req)
+{
+    struct tp_http_conn *c = container_of(req, struct tp_http_conn, req);
+    if (c->trusted || c->state == CONN_CLOSING)
+        return; /* a closing connection is off the list already */
+    c->trusted = true;
+    if (!c->is_unix)
+        untrusted_remove(c);
 }
 
 size_t tp_http_req_queued(const struct tp_http_req *req)

@@ -26,6 +26,12 @@ struct tp_http_limits {
                                   * the request's first byte (later bytes do not extend it), else
                                   * 408 and close; default 10000 */
     uint64_t request_timeout_ms; /* the same for the whole request, body included; default 60000 */
+    unsigned max_conns;      /* TCP connections open at once; a new one past it is closed at once
+                              * (unless an untrusted one can make room); default 512 */
+    unsigned max_untrusted;  /* TCP connections not trusted yet (tp_http_req_set_trusted); a new
+                              * one past it closes the oldest untrusted one; default 64 */
+    unsigned max_unix_conns; /* Unix-socket connections, a budget of their own that TCP never
+                              * uses; a new one past it is closed at once; default 256 */
 };
 
 struct tp_http_header {
@@ -51,9 +57,11 @@ typedef void (*tp_http_raw_cb)(void *ctx, int fd, const char *initial, size_t n)
 
 /* Creates a server; nothing listens until tp_http_server_listen_*. limits may be NULL (then
  * every default, and idle_ms 60000). Slow clients are bounded by the header and request
- * deadlines (see struct tp_http_limits). All calls on a server and its requests must come from
- * the loop's thread. If SIGPIPE still has its default action it is set to ignored (a peer
- * closing during a write must not kill us). */
+ * deadlines and the connection caps (see struct tp_http_limits); connections refused or closed
+ * at a cap are logged in summaries, at most one line a minute. Connections adopted with
+ * tp_http_server_adopt_fd count towards the caps but are never refused. All calls on a server
+ * and its requests must come from the loop's thread. If SIGPIPE still has its default action
+ * it is set to ignored (a peer closing during a write must not kill us). */
 struct tp_http_server *tp_http_server_new(uv_loop_t *loop, const struct tp_http_limits *limits,
                                           tp_http_request_cb cb, void *ctx);
 /* Binds and listens on host:port (host is a numeric IPv4/IPv6 address; port 0 picks one).
@@ -100,6 +108,11 @@ bool tp_http_req_peer_uid(const struct tp_http_req *req, uid_t *uid);
 const char *tp_http_req_conn_name(const struct tp_http_req *req);
 
 void tp_http_req_set_close_cb(struct tp_http_req *req, tp_http_close_cb cb, void *ud);
+/* Marks the request's connection as trusted for the rest of its life (call it once the request
+ * has been authenticated): it no longer counts towards max_untrusted and is never closed to
+ * make room for a new connection. Unix-socket connections have no untrusted budget; for them
+ * this does nothing. */
+void tp_http_req_set_trusted(struct tp_http_req *req);
 
 /* Answers with a whole response. Content-Length is added from the body; the body buffers are
  * copied before return (header values may point into the request). Content-Length,

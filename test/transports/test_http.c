@@ -154,6 +154,8 @@ static void on_request(void *ctx, struct tp_http_req *req)
     ck_assert_ptr_eq(ctx, &H);
     record(&H.log, req);
     atomic_fetch_add(&H.n_req, 1);
+    if (strcmp(tp_http_req_path(req), "/trust") == 0)
+        tp_http_req_set_trusted(req); /* as the front does once a request is authenticated */
     H.outstanding++;
     if (H.outstanding > H.max_outstanding)
         H.max_outstanding = H.outstanding;
@@ -1189,7 +1191,7 @@ START_TEST(stream_after_close)
 }
 END_TEST
 
-/* ---- slow clients: deadlines ----------------------------------------------------------------- */
+/* ---- slow clients: deadlines and connection caps ------------------------------------------ */
 
 /* Sends one byte every 20 ms (each would have moved the old idle deadline) until the server
  * answers or closes; returns the elapsed time in ms. */
@@ -1256,6 +1258,159 @@ START_TEST(slow_request_deadlines)
                                  .request_timeout_ms = 600};
     run_tcp(&lim, client_slow_head);
     ck_assert_int_eq(atomic_load(&H.n_req), 3);
+}
+END_TEST
+
+/* A client that completes a request at once and is trusted by the front. */
+static void cl_trust(struct cl *c)
+{
+    cl_send(c, "GET /trust HTTP/1.1\r\n\r\n");
+    ck_assert(cl_response(c, &R));
+    ck_assert_int_eq(R.status, 200);
+}
+
+static void cl_request_ok(struct cl *c)
+{
+    cl_send(c, "GET /ok HTTP/1.1\r\n\r\n");
+    ck_assert(cl_response(c, &R));
+    ck_assert_int_eq(R.status, 200);
+}
+
+static void client_untrusted_cap(void)
+{
+    /* Three slow connections fill the untrusted cap (connections are accepted in order). */
+    struct cl *s1 = cl_tcp(), *s2 = cl_tcp(), *s3 = cl_tcp();
+    cl_send(s2, "GET /partial HTTP/1.1\r\n");
+    /* A fourth one makes room by closing the oldest, and gets its answer. */
+    struct cl *good = cl_tcp();
+    cl_expect_eof(s1);
+    cl_trust(good);
+    /* The others are still there. */
+    cl_send(s2, "\r\n");
+    ck_assert(cl_response(s2, &R));
+    ck_assert_int_eq(R.status, 200);
+    /* good no longer counts: one more fits, the next closes the oldest untrusted one (s2). */
+    struct cl *s4 = cl_tcp();
+    struct cl *s5 = cl_tcp();
+    cl_expect_eof(s2);
+    cl_request_ok(s3);
+    cl_request_ok(s4);
+    cl_request_ok(s5);
+    cl_request_ok(good); /* trusted for life */
+    cl_free(s1);
+    cl_free(s2);
+    cl_free(s3);
+    cl_free(s4);
+    cl_free(s5);
+    cl_free(good);
+}
+
+START_TEST(untrusted_cap_evicts_oldest)
+{
+    struct tp_http_limits lim = {.idle_ms = 0, .max_untrusted = 3, .max_conns = 10};
+    run_tcp(&lim, client_untrusted_cap);
+}
+END_TEST
+
+/* Connects over TCP until the server answers (it may still be closing the connection that
+ * made room); fails after 3 s. */
+static struct cl *cl_tcp_served(void)
+{
+    for (int i = 0; i < 150; i++) {
+        struct cl *c = cl_tcp();
+        cl_send(c, "GET /again HTTP/1.1\r\n\r\n");
+        if (cl_response(c, &R))
+            return c;
+        cl_free(c);
+        usleep(20 * 1000);
+    }
+    ck_abort_msg("never served");
+    return NULL;
+}
+
+static void client_total_cap(void)
+{
+    /* Trusted connections fill the total: a new one is closed at once ... */
+    struct cl *t1 = cl_tcp(), *t2 = cl_tcp(), *t3 = cl_tcp();
+    cl_trust(t1);
+    cl_trust(t2);
+    cl_trust(t3);
+    struct cl *late = cl_tcp();
+    cl_expect_eof(late);
+    cl_free(late);
+    late = cl_tcp();
+    cl_expect_eof(late);
+    cl_free(late);
+    /* ... while the Unix socket, with its own cap, still serves. */
+    struct cl *u1 = cl_unix(H.sock_path);
+    cl_request_ok(u1);
+    struct cl *u2 = cl_unix(H.sock_path);
+    cl_request_ok(u2);
+    struct cl *u3 = cl_unix(H.sock_path); /* over the Unix cap */
+    cl_expect_eof(u3);
+    cl_free(u3);
+    cl_request_ok(t1);
+    /* Room again once a connection goes. */
+    cl_free(t3);
+    struct cl *t4 = cl_tcp_served();
+    /* At the total cap an untrusted connection (t4) makes room for a new one. */
+    struct cl *t5 = cl_tcp();
+    cl_expect_eof(t4);
+    cl_request_ok(t5);
+    /* The Unix budget is back too once a Unix client goes. */
+    cl_free(u1);
+    usleep(50 * 1000);
+    u1 = cl_unix(H.sock_path);
+    cl_request_ok(u1);
+    cl_request_ok(u2);
+    cl_free(t1);
+    cl_free(t2);
+    cl_free(t4);
+    cl_free(t5);
+    cl_free(u1);
+    cl_free(u2);
+}
+
+START_TEST(total_cap_refuses)
+{
+    struct tp_http_limits lim = {.idle_ms = 0, .max_conns = 3, .max_unix_conns = 2};
+    H.srv = tp_http_server_new(&H.loop, &lim, on_request, &H);
+    ck_assert_int_eq(tp_http_server_listen_tcp(H.srv, "127.0.0.1", 0), 0);
+    ck_assert_int_eq(tp_http_server_listen_unix(H.srv, H.sock_path), 0);
+    H.port = tp_http_server_port(H.srv);
+    run_client(client_total_cap);
+}
+END_TEST
+
+static void client_unix_beside_slow_tcp(void)
+{
+    /* Slow TCP connections at both caps do not touch the Unix socket's budget. */
+    struct cl *slow[4];
+    for (int i = 0; i < 4; i++) {
+        slow[i] = cl_tcp();
+        cl_send(slow[i], "GET /never-ends HTTP/1.1\r\n");
+    }
+    for (int i = 0; i < 3; i++) {
+        struct cl *u = cl_unix(H.sock_path);
+        cl_request_ok(u);
+        cl_free(u);
+    }
+    struct cl *good = cl_tcp(); /* and a prompt TCP client still gets in */
+    cl_request_ok(good);
+    cl_free(good);
+    for (int i = 0; i < 4; i++)
+        cl_free(slow[i]);
+}
+
+START_TEST(unix_served_while_tcp_full)
+{
+    struct tp_http_limits lim = {.idle_ms = 0, .max_conns = 4, .max_untrusted = 4,
+                                 .max_unix_conns = 1};
+    H.srv = tp_http_server_new(&H.loop, &lim, on_request, &H);
+    ck_assert_int_eq(tp_http_server_listen_tcp(H.srv, "127.0.0.1", 0), 0);
+    ck_assert_int_eq(tp_http_server_listen_unix(H.srv, H.sock_path), 0);
+    H.port = tp_http_server_port(H.srv);
+    run_client(client_unix_beside_slow_tcp);
 }
 END_TEST
 
@@ -1388,6 +1543,9 @@ static Suite *http_suite(void)
     tcase_add_test(tc, stream_after_close);
     tcase_add_test(tc, request_splits);
     tcase_add_test(tc, slow_request_deadlines);
+    tcase_add_test(tc, untrusted_cap_evicts_oldest);
+    tcase_add_test(tc, total_cap_refuses);
+    tcase_add_test(tc, unix_served_while_tcp_full);
     suite_add_tcase(s, tc);
     return s;
 }
