@@ -20,7 +20,9 @@
  * Memory: a connection embeds its only request object. Input buffers, request storage and
  * write blocks come from small per-server spare lists, so a keep-alive request/response cycle
  * does not allocate in steady state, and a connection waiting for its next request holds no
- * buffer at all.
+ * buffer at all. Streamed chunks that come while earlier writes are still on their way are
+ * gathered into one tail block, submitted when those are done: a reader that stalls costs about
+ * the bytes it has not read, not one block per chunk.
  *
  * TLS (tp_http_server_set_tls): every TCP connection then carries a tp_tls_conn. The read
  * callback fills its ciphertext buffer instead of `in`; tls_input decrypts into `in` and hands
@@ -151,6 +153,10 @@ struct tp_http_conn {
     uint64_t timer_due; /* loop time the timer fires at while it is active (never after deadline) */
     uint64_t req_start; /* loop time of the current request's first byte */
     size_t head_raw;    /* raw bytes consumed while the request's head was incomplete */
+    struct wblock *tail; /* streamed chunks gathered while writes are in flight; not submitted */
+    size_t tail_len;
+    unsigned n_inflight; /* write blocks submitted whose callback has not run */
+    size_t out_bytes;    /* see tp_http_req_queued */
     http_parser parser;
     struct core_buf in; /* raw input; bytes before in_pos are parsed */
     size_t in_pos;
@@ -203,6 +209,7 @@ struct tp_http_server {
     unsigned long n_refused; /* refused at a cap since the last report */
     unsigned long n_evicted; /* untrusted ones closed to make room, likewise */
     uint64_t cap_report;     /* loop time of the last report; 0 = none yet */
+    size_t out_bytes;   /* sum of the connections' out_bytes */
     int open_handles;  /* anchor and listeners not yet closed */
     unsigned next_id;
     bool closing;
@@ -222,6 +229,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void tls_input(struct tp_http_conn *c);
 static int tls_flush(struct tp_http_conn *c, bool ends_answer);
+static int tail_submit(struct tp_http_conn *c);
 static void on_timer(uv_timer_t *t);
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -336,6 +344,25 @@ static struct wblock *wblock_get(struct tp_http_server *srv, size_t n)
     }
     wb->ends_answer = false;
     return wb;
+}
+
+/* What a block costs while it is queued: its capacity and its header. */
+static size_t wblock_size(const struct wblock *wb)
+{
+    return sizeof *wb + wb->cap;
+}
+
+static void out_add(struct tp_http_conn *c, size_t n)
+{
+    c->out_bytes += n;
+    c->srv->out_bytes += n;
+}
+
+static void out_sub(struct tp_http_conn *c, size_t n)
+{
+    assert(c->out_bytes >= n && c->srv->out_bytes >= n);
+    c->out_bytes -= n;
+    c->srv->out_bytes -= n;
 }
 
 static void wblock_put(struct tp_http_server *srv, struct wblock *wb)
@@ -492,6 +519,13 @@ static void on_conn_closed(uv_handle_t *h)
     if (c->next != NULL)
         c->next->prev = c->prev;
     core_log(CORE_LOG_DEBUG, MOD, "%s: closed", c->name);
+    if (c->tail != NULL) {
+        /* Every write callback has run (libuv runs them before the close callback): only the
+         * gathering block is left. */
+        out_sub(c, wblock_size(c->tail));
+        wblock_put(srv, c->tail);
+    }
+    assert(c->out_bytes == 0 && c->n_inflight == 0);
     tp_tls_conn_free(c->tls);
     core_buf_dispose(&c->in);
     core_buf_dispose(&req->store);
@@ -545,6 +579,11 @@ static void on_shutdown(uv_shutdown_t *sr, int status)
  * (so unread request bytes do not turn our close into a reset that loses the answer). */
 static void conn_linger(struct tp_http_conn *c)
 {
+    /* Gathered chunks go before the close_notify and the FIN. */
+    if (tail_submit(c) != 0) {
+        conn_close(c);
+        return;
+    }
     set_state(c, CONN_LINGER);
     c->in_pos = c->in.len;
     in_release_if_consumed(c);
@@ -604,6 +643,8 @@ static void on_write(uv_write_t *w, int status)
     struct wblock *wb = container_of(w, struct wblock, w);
     struct tp_http_conn *c = w->handle->data;
     bool ends_answer = wb->ends_answer;
+    c->n_inflight--;
+    out_sub(c, wblock_size(wb));
     wblock_put(c->srv, wb);
     if (status < 0) {
         if (c->state != CONN_CLOSING)
@@ -611,8 +652,14 @@ static void on_write(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
-    if (ends_answer && c->state == CONN_FLUSHING)
+    if (ends_answer && c->state == CONN_FLUSHING) {
         conn_next(c);
+        return;
+    }
+    /* The writes before the gathered chunks are done: the gathered ones follow them. */
+    if (c->tail != NULL && c->n_inflight == 0 && c->state != CONN_CLOSING &&
+        tail_submit(c) != 0)
+        conn_close(c);
 }
 
 /* Writes one block as it is; returns 0 or the uv_write error (the block is released then). */
@@ -621,9 +668,13 @@ static int raw_write(struct tp_http_conn *c, struct wblock *wb, size_t len, bool
     wb->ends_answer = ends_answer;
     uv_buf_t b = uv_buf_init(wb->data, (unsigned)len);
     int rc = uv_write(&wb->w, &c->h.stream, &b, 1, on_write);
-    if (rc < 0)
+    if (rc < 0) {
         wblock_put(c->srv, wb);
-    return rc;
+        return rc;
+    }
+    c->n_inflight++;
+    out_add(c, wblock_size(wb));
+    return 0;
 }
 
 /* Writes the ciphertext the TLS state has queued (handshake messages, alerts, records) as one
@@ -642,15 +693,41 @@ static int tls_flush(struct tp_http_conn *c, bool ends_answer)
  * code (the block is released either way on failure). */
 static int conn_write(struct tp_http_conn *c, struct wblock *wb, size_t len, bool ends_answer)
 {
+    /* Whatever comes after gathered chunks goes after them. */
+    int rc = tail_submit(c);
+    if (rc != 0) {
+        wblock_put(c->srv, wb);
+        return rc;
+    }
     if (c->tls == NULL)
         return raw_write(c, wb, len, ends_answer);
-    int rc = tp_tls_conn_write(c->tls, wb->data, len);
+    rc = tp_tls_conn_write(c->tls, wb->data, len);
     wblock_put(c->srv, wb);
     if (rc != 0)
         return rc;
     /* A non-empty block always gives ciphertext, so ends_answer rides on a real write. */
     assert(len == 0 || tp_tls_conn_out_len(c->tls) > 0);
     return tls_flush(c, ends_answer);
+}
+
+/* Starts gathering streamed chunks in a new tail block with room for at least n bytes. */
+static void tail_new(struct tp_http_conn *c, size_t n)
+{
+    c->tail = wblock_get(c->srv, n);
+    c->tail_len = 0;
+    out_add(c, wblock_size(c->tail));
+}
+
+/* Submits the gathered chunks (if any) behind everything queued before them. Returns 0 or an
+ * error code (the block is released then). */
+static int tail_submit(struct tp_http_conn *c)
+{
+    struct wblock *wb = c->tail;
+    if (wb == NULL)
+        return 0;
+    c->tail = NULL;
+    out_sub(c, wblock_size(wb)); /* counted again once submitted */
+    return conn_write(c, wb, c->tail_len, false);
 }
 
 enum framing {
@@ -1867,9 +1944,13 @@ void tp_http_req_set_trusted(struct tp_http_req *req)
 size_t tp_http_req_queued(const struct tp_http_req *req)
 {
     const struct tp_http_conn *c = container_of(req, struct tp_http_conn, req);
-    if (c->state == CONN_CLOSING)
-        return 0;
-    return uv_stream_get_write_queue_size(&c->h.stream);
+    return c->out_bytes;
+}
+
+size_t tp_http_req_server_queued(const struct tp_http_req *req)
+{
+    const struct tp_http_conn *c = container_of(req, struct tp_http_conn, req);
+    return c->srv->out_bytes;
 }
 
 int tp_http_respond(struct tp_http_req *req, int status, const struct tp_http_header *hdrs,
@@ -1947,8 +2028,22 @@ int tp_http_stream_write(struct tp_http_req *req, const uv_buf_t *bufs, unsigned
         len += bufs[i].len;
     if (len == 0 || req->is_head)
         return 0; /* an empty chunk would end the stream; HEAD has no body */
-    struct wblock *wb = wblock_get(c->srv, len + 20);
-    char *p = wb->data;
+    size_t need = len + 20; /* hex length and two CRLFs */
+    if (c->tail != NULL && c->tail->cap - c->tail_len < need) {
+        /* The tail is full: it queues behind the writes in flight, and another one starts. */
+        if (tail_submit(c) != 0) {
+            conn_close(c);
+            return CORE_ECLOSED;
+        }
+    }
+    /* While earlier writes are on their way (the kernel may not be taking them, or their
+     * callbacks have not run yet), chunks are gathered into one tail block, submitted when
+     * those writes are done: a stalled reader then costs about its bytes, not a block each. */
+    if (c->tail == NULL && c->n_inflight > 0)
+        tail_new(c, need);
+    struct wblock *wb = c->tail != NULL ? c->tail : wblock_get(c->srv, need);
+    char *start = wb == c->tail ? wb->data + c->tail_len : wb->data;
+    char *p = start;
     if (req->chunked_out) {
         p = put_hex(p, len);
         p = put(p, "\r\n", 2);
@@ -1959,6 +2054,10 @@ int tp_http_stream_write(struct tp_http_req *req, const uv_buf_t *bufs, unsigned
     }
     if (req->chunked_out)
         p = put(p, "\r\n", 2);
+    if (wb == c->tail) {
+        c->tail_len += (size_t)(p - start);
+        return 0;
+    }
     if (conn_write(c, wb, (size_t)(p - wb->data), false) != 0) {
         conn_close(c);
         return CORE_ECLOSED;

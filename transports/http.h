@@ -130,11 +130,19 @@ int tp_http_respond_simple(struct tp_http_req *req, int status, const char *cont
  * gets the body unframed and the connection closes at the end. Returns 0 or CORE_ECLOSED. */
 int tp_http_stream_start(struct tp_http_req *req, int status, const struct tp_http_header *hdrs,
                          size_t n_hdrs);
-/* Writes the buffers as one chunk (copied before return). Returns 0 or CORE_ECLOSED. */
+/* Writes the buffers as one chunk (copied before return). While earlier writes of the
+ * connection are still on their way, chunks are gathered into one block that follows them, so
+ * a stalled reader costs about the bytes of its chunks. Returns 0 or CORE_ECLOSED. */
 int tp_http_stream_write(struct tp_http_req *req, const uv_buf_t *bufs, unsigned n);
 /* Ends the chunked response; the request is invalid afterwards. */
 void tp_http_stream_end(struct tp_http_req *req);
-/* Bytes queued on the connection and not yet written (for back-pressure). */
+/* Memory held for the connection's output that the socket has not taken yet (for
+ * back-pressure): the capacity plus header of every write block from the moment it is queued
+ * until libuv reports it written, the gathering block of streamed chunks included, and on TLS
+ * the ciphertext blocks. It is never less than the payload bytes waiting, and a stalled
+ * stream of small chunks costs about their bytes. Still valid in the close callback. */
 size_t tp_http_req_queued(const struct tp_http_req *req);
+/* The same, summed over every connection of the request's server (a running total, O(1)). */
+size_t tp_http_req_server_queued(const struct tp_http_req *req);
 
 #endif

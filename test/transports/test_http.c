@@ -1414,6 +1414,131 @@ START_TEST(unix_served_while_tcp_full)
 }
 END_TEST
 
+/* ---- memory of a stalled stream ----------------------------------------------------------- */
+
+enum { STALL_EVENTS = 10000 };
+
+/* Reads what the server sent, running the loop, until `want` bytes of body arrived in `got`
+ * (chunked framing removed) or 10 s passed. */
+static void read_chunks(int fd, struct core_buf *raw, struct core_buf *got, size_t want)
+{
+    double until = now_ms() + 10000;
+    size_t pos = 0;
+    while (got->len < want) {
+        ck_assert_msg(now_ms() < until, "stream stalled at %zu of %zu bytes", got->len, want);
+        uv_run(&H.loop, UV_RUN_NOWAIT);
+        char tmp[65536];
+        ssize_t n = recv(fd, tmp, sizeof tmp, MSG_DONTWAIT);
+        if (n > 0)
+            ck_assert_int_eq(core_buf_append(raw, tmp, (size_t)n), 0);
+        /* Parse whole chunks. */
+        for (;;) {
+            const char *nl = memmem(raw->data + pos, raw->len - pos, "\r\n", 2);
+            if (nl == NULL)
+                break;
+            size_t size = strtoul(raw->data + pos, NULL, 16);
+            size_t frame = (size_t)(nl - (raw->data + pos)) + 2 + size + 2;
+            if (raw->len - pos < frame)
+                break;
+            ck_assert_int_eq(core_buf_append(got, nl + 2, size), 0);
+            pos += frame;
+        }
+    }
+}
+
+START_TEST(stalled_stream_costs_its_bytes)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int small = 4096;
+    ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    H.mode = MODE_STREAM_HOLD;
+    H.srv = tp_http_server_new(&H.loop, NULL, on_request, &H);
+    ck_assert_int_eq(tp_http_server_adopt_fd(H.srv, sv[0]), 0);
+    static const char get[] = "GET /events HTTP/1.1\r\n\r\n";
+    ck_assert_int_eq(send(sv[1], get, sizeof get - 1, 0), (ssize_t)(sizeof get - 1));
+    for (int i = 0; i < 1000 && H.held == NULL; i++)
+        uv_run(&H.loop, UV_RUN_NOWAIT);
+    ck_assert_ptr_nonnull(H.held);
+    /* Read the head and the first event, so that what follows is the stream alone. */
+    struct core_buf raw, got, want;
+    core_buf_init(&raw, 0);
+    core_buf_init(&got, 0);
+    core_buf_init(&want, 0);
+    double until = now_ms() + 5000;
+    const char *end_of_head = NULL;
+    while (end_of_head == NULL) {
+        ck_assert(now_ms() < until);
+        uv_run(&H.loop, UV_RUN_NOWAIT);
+        char tmp[4096];
+        ssize_t n = recv(sv[1], tmp, sizeof tmp, MSG_DONTWAIT);
+        if (n > 0)
+            ck_assert_int_eq(core_buf_append(&raw, tmp, (size_t)n), 0);
+        end_of_head = raw.len > 0 ? memmem(raw.data, raw.len, "\r\n\r\n", 4) : NULL;
+    }
+    core_buf_consume(&raw, (size_t)(end_of_head - raw.data) + 4);
+    ck_assert_int_eq(core_buf_append_str(&want, "data: first\n\n"), 0);
+    /* The peer stops reading; the events keep coming, a few per loop iteration. */
+    size_t written = 0, worst = 0;
+    long live_before = core_alloc_live();
+    for (int i = 0; i < STALL_EVENTS; i++) {
+        char ev[64];
+        int n = snprintf(ev, sizeof ev, "data: event %05d\n\n", i);
+        uv_buf_t b = uv_buf_init(ev, (unsigned)n);
+        ck_assert_int_eq(tp_http_stream_write(H.held, &b, 1), 0);
+        ck_assert_int_eq(core_buf_append(&want, ev, (size_t)n), 0);
+        written += (size_t)n;
+        size_t q = tp_http_req_queued(H.held);
+        ck_assert_uint_eq(tp_http_req_server_queued(H.held), q); /* the only connection */
+        if (q > worst)
+            worst = q;
+        /* At most about twice the bytes, plus a few blocks (the head's, the first event's and
+         * the one being filled). One block per event would be some 200 times the bytes. */
+        ck_assert_msg(q <= 2 * written + 4 * 4096, "%zu bytes queued for %zu written", q,
+                      written);
+        if (i % 50 == 49)
+            uv_run(&H.loop, UV_RUN_NOWAIT);
+    }
+    ck_assert_uint_gt(worst, written / 2); /* the peer really stalled */
+    /* What is held is what tp_http_req_queued said: about one 4000-byte block per 4000 bytes,
+     * not one per event. */
+    long blocks = core_alloc_live() - live_before;
+    ck_assert_msg(blocks <= (long)(written / 2000) + 8, "%ld blocks for %zu bytes", blocks,
+                  written);
+    ck_assert_uint_ge(tp_http_req_queued(H.held), (size_t)blocks * 4000);
+    /* Everything arrives, in order, once the peer reads. */
+    read_chunks(sv[1], &raw, &got, want.len);
+    ck_assert_uint_eq(got.len, want.len);
+    ck_assert(memcmp(got.data, want.data, want.len) == 0);
+    for (int i = 0; i < 100 && tp_http_req_queued(H.held) > 0; i++)
+        uv_run(&H.loop, UV_RUN_NOWAIT);
+    ck_assert_uint_eq(tp_http_req_queued(H.held), 0);
+    ck_assert_uint_eq(tp_http_req_server_queued(H.held), 0);
+    /* The end of the stream still comes last. */
+    tp_http_stream_end(H.held);
+    H.held = NULL;
+    until = now_ms() + 5000;
+    while (raw.len < 5 || memcmp(raw.data + raw.len - 5, "0\r\n\r\n", 5) != 0) {
+        ck_assert(now_ms() < until);
+        uv_run(&H.loop, UV_RUN_NOWAIT);
+        char tmp[4096];
+        ssize_t n = recv(sv[1], tmp, sizeof tmp, MSG_DONTWAIT);
+        if (n > 0)
+            ck_assert_int_eq(core_buf_append(&raw, tmp, (size_t)n), 0);
+    }
+    core_buf_dispose(&raw);
+    core_buf_dispose(&got);
+    core_buf_dispose(&want);
+    tp_http_server_close(H.srv, on_srv_done, &H);
+    H.srv = NULL;
+    ck_assert_int_eq(uv_run(&H.loop, UV_RUN_DEFAULT), 0);
+    ck_assert(H.server_done);
+    ck_assert_int_eq(uv_loop_close(&H.loop), 0);
+    close(sv[1]);
+}
+END_TEST
+
 /* ---- splits, through a socketpair driven from the loop thread ----------------------------- */
 
 static const char split_input[] =
@@ -1546,6 +1671,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, untrusted_cap_evicts_oldest);
     tcase_add_test(tc, total_cap_refuses);
     tcase_add_test(tc, unix_served_while_tcp_full);
+    tcase_add_test(tc, stalled_stream_costs_its_bytes);
     suite_add_tcase(s, tc);
     return s;
 }
