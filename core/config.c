@@ -45,6 +45,7 @@
 #define PREFIX_MAX 32
 #define SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 #define EXCERPT_MAX 48       /* bytes of a quoted value in an error message */
+#define MAX_CONNECTIONS 1000000u /* far above any file descriptor limit */
 #define RATE_MAX 1000000000u /* calls per unit, and burst: far above any sane limit */
 
 enum section {
@@ -180,6 +181,8 @@ static struct core_config *config_new(void)
     cfg->max_body = 4 * 1024 * 1024;
     cfg->list_timeout_ms = 5000;
     cfg->idle_timeout_ms = 120000;
+    cfg->header_timeout_ms = 10000;
+    cfg->max_connections = 512;
     cfg->session_ttl_ms = 24 * 3600 * 1000;
     cfg->audit = true;
     cfg->audit_max = 10 * 1024 * 1024;
@@ -662,6 +665,8 @@ static int check_auth_listen(struct parser *p)
                 p->auth_line, excerpt(q, sizeof(q), cfg->listen), p->listen_line);
 }
 
+static bool parse_count(const char **q, uint64_t *out);
+
 static int set_gateway(struct parser *p, const char *key, const char *raw)
 {
     struct core_config *cfg = p->cfg;
@@ -721,6 +726,16 @@ static int set_gateway(struct parser *p, const char *key, const char *raw)
         rc = set_duration(p, key, raw, v, &cfg->list_timeout_ms);
     } else if (strcmp(key, "session_ttl") == 0) {
         rc = set_duration(p, key, raw, v, &cfg->session_ttl_ms);
+    } else if (strcmp(key, "header_timeout") == 0) {
+        rc = set_duration(p, key, raw, v, &cfg->header_timeout_ms);
+    } else if (strcmp(key, "max_connections") == 0) {
+        const char *rest = v;
+        uint64_t n;
+        if (!parse_count(&rest, &n) || *rest != '\0' || n > MAX_CONNECTIONS)
+            rc = fail(p, p->line, "max_connections: '%s' is not a whole number from 1 to %u",
+                      excerpt(q, sizeof(q), raw), MAX_CONNECTIONS);
+        else
+            cfg->max_connections = (unsigned)n;
     } else {
         rc = set_duration(p, key, raw, v, &cfg->idle_timeout_ms);
     }
@@ -1039,7 +1054,8 @@ static bool is_known_key(enum section section, const char *key)
 {
     static const char *const gateway[] = {
         "listen",       "socket",      "log_level", "auth",      "max_body", "list_timeout",
-        "idle_timeout", "session_ttl", "audit",     "audit_max", NULL};
+        "idle_timeout", "session_ttl", "audit",     "audit_max", "header_timeout",
+        "max_connections", NULL};
     static const char *const server[] = {
         "command",         "args",  "cwd",       "prefix", "isolation", "restart",
         "request_timeout", "roots", "max_frame", "pin",    NULL};
