@@ -428,9 +428,13 @@ static void store_release(struct tp_http_conn *c)
 
 static void conn_fail(struct tp_http_conn *c, int status);
 
-/* Arms the timer to fire in ms. */
+/* Arms the timer to fire in ms, or in head_ms if that is sooner: a timer never due later than
+ * head_ms ahead is due early enough for any header deadline set meanwhile (see deadline_set).
+ * An idle connection therefore wakes up every head_ms, and on_timer arms it for the rest. */
 static void timer_arm(struct tp_http_conn *c, uint64_t ms)
 {
+    if (ms > c->srv->head_ms)
+        ms = c->srv->head_ms;
     c->timer_due = uv_now(c->srv->loop) + ms;
     (void)uv_timer_start(&c->timer, on_timer, ms, 0); /* cannot fail: open, callback set */
 }
@@ -438,7 +442,7 @@ static void timer_arm(struct tp_http_conn *c, uint64_t ms)
 /* Moves the deadline of the current state. The timer is lazy: a deadline that moves later does
  * not touch it (when it fires early it is armed again for the rest), and one that moves earlier
  * re-arms it only if it would fire too late. Since the timer is never armed for more than
- * head_ms ahead (see on_timer), a new request's header deadline almost never re-arms it: a
+ * head_ms ahead (timer_arm), a new request's header deadline finds it due early enough: a
  * keep-alive request cycle costs no timer operation. */
 static void deadline_set(struct tp_http_conn *c, uint64_t at)
 {
@@ -482,10 +486,7 @@ static void on_timer(uv_timer_t *t)
             else
                 conn_close(c);
         } else if (c->deadline != UINT64_MAX) {
-            /* At most head_ms ahead, so that the next request's header deadline finds the timer
-             * due early enough and need not re-arm it. */
-            uint64_t ms = c->deadline - now;
-            timer_arm(c, ms < c->srv->head_ms ? ms : c->srv->head_ms);
+            timer_arm(c, c->deadline - now); /* early: the deadline moved later meanwhile */
         }
         break;
     case CONN_BUSY:
