@@ -336,10 +336,14 @@ int cmd_run_gateway(struct cmd_run *r)
     struct serve sv;
     memset(&sv, 0, sizeof sv);
     uv_loop_init(&sv.loop);
+    /* Slow clients: the header deadline and the TCP total come from the config; the untrusted
+     * and Unix caps and the request deadline keep the transport's defaults (64, 256, 60 s). */
     struct tp_http_limits lim = {
         .max_body = cfg->max_body,
         .max_header = 16384,
         .idle_ms = cfg->idle_timeout_ms,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .max_conns = cfg->max_connections,
     };
     sv.http = tp_http_server_new(&sv.loop, &lim, on_http_request, &sv);
     int rc = 0;

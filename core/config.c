@@ -45,6 +45,7 @@
 #define PREFIX_MAX 32
 #define SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 #define EXCERPT_MAX 48       /* bytes of a quoted value in an error message */
+#define MAX_CONNECTIONS 1000000u /* far above any file descriptor limit */
 #define RATE_MAX 1000000000u /* calls per unit, and burst: far above any sane limit */
 #define ENV_MARKER "${env:"  /* starts a reference to the daemon's environment in a value */
 
@@ -183,6 +184,8 @@ static struct core_config *config_new(void)
     cfg->max_body = 4 * 1024 * 1024;
     cfg->list_timeout_ms = 5000;
     cfg->idle_timeout_ms = 120000;
+    cfg->header_timeout_ms = 10000;
+    cfg->max_connections = 512;
     cfg->session_ttl_ms = 24 * 3600 * 1000;
     cfg->audit = true;
     cfg->audit_max = 10 * 1024 * 1024;
@@ -774,6 +777,10 @@ static int set_gateway(struct parser *p, const char *key, const char *raw)
         rc = set_duration(p, key, raw, v, &cfg->session_ttl_ms);
     } else if (strcmp(key, "max_sessions") == 0) {
         rc = set_count(p, key, raw, v, 1000000, &cfg->max_sessions);
+    } else if (strcmp(key, "header_timeout") == 0) {
+        rc = set_duration(p, key, raw, v, &cfg->header_timeout_ms);
+    } else if (strcmp(key, "max_connections") == 0) {
+        rc = set_count(p, key, raw, v, MAX_CONNECTIONS, &cfg->max_connections);
     } else {
         rc = set_duration(p, key, raw, v, &cfg->idle_timeout_ms);
     }
@@ -1149,7 +1156,8 @@ static bool is_known_key(enum section section, const char *key)
 {
     static const char *const gateway[] = {
         "listen",       "socket",      "log_level", "auth",      "max_body", "list_timeout",
-        "idle_timeout", "session_ttl", "audit",     "audit_max", "max_sessions", NULL};
+        "idle_timeout", "session_ttl", "audit",     "audit_max", "header_timeout",
+        "max_connections", "max_sessions", NULL};
     static const char *const server[] = {
         "command",       "args",      "cwd",      "prefix",   "isolation",
         "restart",       "request_timeout", "roots", "max_frame", "pin",

@@ -93,6 +93,9 @@ struct core_config {
     size_t max_body;     /* longest HTTP request body, default 4 MiB */
     uint64_t list_timeout_ms;   /* fan-out deadline for lists, default 5000 */
     uint64_t idle_timeout_ms;   /* idle HTTP connections are closed after this, default 120000 */
+    uint64_t header_timeout_ms; /* an HTTP request's line and headers must be complete this long
+                                 * after its first byte (408 then), default 10000 */
+    unsigned max_connections;   /* TCP connections open at once, default 512 */
     uint64_t session_ttl_ms;    /* lifetime of a sealed session token, default 24 h */
     bool audit;                 /* write audit.jsonl, default true */
     size_t audit_max;           /* audit.jsonl size before rotation, default 10 MiB */

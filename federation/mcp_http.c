@@ -601,6 +601,7 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
         (void)tp_http_respond(req, status, h, status == 401 ? 1 : 0, &u, 1);
         return;
     }
+    tp_http_req_set_trusted(req); /* identified: the connection no longer counts as untrusted */
     if (strcmp(path, "/sse") == 0 || strcmp(path, "/message") == 0) {
         fed_sse_request(gw, req, client);
         return;

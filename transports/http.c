@@ -7,10 +7,22 @@
  * A connection handles one request at a time: when a request is complete the parser is paused
  * and later bytes (pipelining) stay in the input buffer until the answer has been written.
  *
+ * Slow clients: a request's line and headers must be complete header_timeout_ms after its
+ * first byte, and the whole request request_timeout_ms after it; bytes do not move these
+ * deadlines. Only body bytes keep an inactivity deadline (idle_ms) going, under the request
+ * deadline. IDLE bytes that start no request (blank lines, a TLS handshake) do not extend the
+ * idle deadline either. One lazy timer per connection serves all of it (see deadline_set).
+ * TCP connections are capped in total and while not trusted (not yet authenticated by the
+ * front); at the untrusted cap the oldest untrusted connection makes room, so slow attackers
+ * churn among themselves while a client that completes its request at once gets in. The Unix
+ * socket has its own cap.
+ *
  * Memory: a connection embeds its only request object. Input buffers, request storage and
  * write blocks come from small per-server spare lists, so a keep-alive request/response cycle
  * does not allocate in steady state, and a connection waiting for its next request holds no
- * buffer at all.
+ * buffer at all. Streamed chunks that come while earlier writes are still on their way are
+ * gathered into one tail block, submitted when those are done: a reader that stalls costs about
+ * the bytes it has not read, not one block per chunk.
  *
  * TLS (tp_http_server_set_tls): every TCP connection then carries a tp_tls_conn. The read
  * callback fills its ciphertext buffer instead of `in`; tls_input decrypts into `in` and hands
@@ -42,6 +54,12 @@
 #define DEFAULT_MAX_BODY (4u * 1024 * 1024)
 #define DEFAULT_MAX_HEADER (16u * 1024)
 #define DEFAULT_IDLE_MS 60000
+#define DEFAULT_HEADER_MS 10000
+#define DEFAULT_REQUEST_MS 60000
+#define DEFAULT_MAX_CONNS 512
+#define DEFAULT_MAX_UNTRUSTED 64
+#define DEFAULT_MAX_UNIX 256
+#define MAX_TIMEOUT_MS (1ull << 40)
 #define LISTEN_BACKLOG 1024
 #define READ_CHUNK (64u * 1024)      /* bytes offered to one read() */
 #define IN_LIMIT (128u * 1024)       /* unparsed input kept while a request is answered */
@@ -52,10 +70,12 @@
 #define SPARE_WBLOCKS 128
 #define SPARE_BUFS 32
 #define STORE_KEEP (16u * 1024)      /* request storage larger than this is freed, not kept */
+#define CAP_REPORT_MS 60000          /* refusals and evictions are logged at most this often */
 
 enum conn_state {
-    CONN_IDLE,     /* no request bytes yet; the idle timer runs; no buffers held */
-    CONN_READING,  /* a request is being received and parsed */
+    CONN_IDLE,     /* no request bytes yet; the idle deadline runs; no buffers held */
+    CONN_READING,  /* a request is being received and parsed; the header or request deadline
+                    * runs */
     CONN_BUSY,     /* the request is with the callback (pending or streaming); input is kept */
     CONN_FLUSHING, /* the answer is queued; its last write callback moves on to the next request */
     CONN_LINGER,   /* the last answer is queued with a shutdown; input is discarded until EOF */
@@ -77,6 +97,7 @@ enum hdr_phase {
     PH_FIELD, /* receiving a header name */
     PH_VALUE, /* receiving a header value */
     PH_BODY,  /* headers done; trailers of a chunked body are counted and dropped */
+    PH_DONE,  /* the request is complete (the parser is paused behind it) */
 };
 
 struct tp_http_req {
@@ -101,6 +122,7 @@ struct tp_http_req {
     bool is_head;          /* HEAD: the answer carries no body */
     bool keep_alive;       /* from http_should_keep_alive at the end of the headers */
     bool chunked_out;      /* the streamed answer uses chunked framing (else close-delimited) */
+    bool want_continue;    /* Expect: 100-continue with a body: answer 100 once the head passed */
 };
 
 struct tp_http_conn {
@@ -110,11 +132,13 @@ struct tp_http_conn {
         uv_tcp_t tcp;
         uv_pipe_t pipe;
     } h;
-    uv_timer_t timer;       /* idle deadline, then the linger deadline */
+    uv_timer_t timer;       /* the deadline of the state (idle, header, request, linger) */
     uv_shutdown_t shutdown; /* used once, in LINGER */
     struct tp_http_server *srv;
     struct tp_http_conn *prev;
     struct tp_http_conn *next;
+    struct tp_http_conn *uprev; /* the server's untrusted TCP connections, oldest first */
+    struct tp_http_conn *unext;
     enum conn_state state;
     int handles_open;  /* of h and timer; freed when it reaches 0 */
     int err_status;    /* status for a request rejected inside a parser callback */
@@ -123,8 +147,16 @@ struct tp_http_conn {
     uid_t peer_uid;
     bool read_paused;  /* reading stopped because the input buffer is full */
     bool peer_eof;     /* EOF seen while an answer was still being written */
+    bool trusted;      /* a request was authenticated (tp_http_req_set_trusted); for life */
     struct tp_tls_conn *tls; /* NULL for plain HTTP (and always on the Unix socket) */
-    uint64_t deadline; /* loop time (ms) when the timer should act */
+    uint64_t deadline;  /* loop time (ms) when the timer should act; UINT64_MAX = never */
+    uint64_t timer_due; /* loop time the timer fires at while it is active (never after deadline) */
+    uint64_t req_start; /* loop time of the current request's first byte */
+    size_t head_raw;    /* raw bytes consumed while the request's head was incomplete */
+    struct wblock *tail; /* streamed chunks gathered while writes are in flight; not submitted */
+    size_t tail_len;
+    unsigned n_inflight; /* write blocks submitted whose callback has not run */
+    size_t out_bytes;    /* see tp_http_req_queued */
     http_parser parser;
     struct core_buf in; /* raw input; bytes before in_pos are parsed */
     size_t in_pos;
@@ -168,6 +200,16 @@ struct tp_http_server {
     struct listener *listeners;
     struct tp_http_conn *conns;
     size_t store_limit; /* of a request's storage: max_header + max_body + slack */
+    uint64_t head_ms;   /* header deadline after a request's first byte: min(header, request) */
+    unsigned n_tcp;     /* open (not closing) TCP connections */
+    unsigned n_unix;    /* open Unix-socket connections */
+    unsigned n_untrusted;              /* TCP connections on the untrusted list */
+    struct tp_http_conn *untrusted;    /* oldest first */
+    struct tp_http_conn *untrusted_last;
+    unsigned long n_refused; /* refused at a cap since the last report */
+    unsigned long n_evicted; /* untrusted ones closed to make room, likewise */
+    uint64_t cap_report;     /* loop time of the last report; 0 = none yet */
+    size_t out_bytes;   /* sum of the connections' out_bytes */
     int open_handles;  /* anchor and listeners not yet closed */
     unsigned next_id;
     bool closing;
@@ -187,6 +229,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void tls_input(struct tp_http_conn *c);
 static int tls_flush(struct tp_http_conn *c, bool ends_answer);
+static int tail_submit(struct tp_http_conn *c);
+static void on_timer(uv_timer_t *t);
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -302,6 +346,25 @@ static struct wblock *wblock_get(struct tp_http_server *srv, size_t n)
     return wb;
 }
 
+/* What a block costs while it is queued: its capacity and its header. */
+static size_t wblock_size(const struct wblock *wb)
+{
+    return sizeof *wb + wb->cap;
+}
+
+static void out_add(struct tp_http_conn *c, size_t n)
+{
+    c->out_bytes += n;
+    c->srv->out_bytes += n;
+}
+
+static void out_sub(struct tp_http_conn *c, size_t n)
+{
+    assert(c->out_bytes >= n && c->srv->out_bytes >= n);
+    c->out_bytes -= n;
+    c->srv->out_bytes -= n;
+}
+
 static void wblock_put(struct tp_http_server *srv, struct wblock *wb)
 {
     if (wb->cap == WBLOCK_CAP && srv->n_spare_wb < SPARE_WBLOCKS) {
@@ -361,10 +424,53 @@ static void store_release(struct tp_http_conn *c)
     }
 }
 
-/* ---- timer -------------------------------------------------------------------------------- */
+/* ---- timer ------------------------------------------------------------------------------- */
 
-/* The timer is lazy: moving the deadline does not touch it, and when it fires early it is armed
- * again for the rest. A keep-alive request cycle therefore costs no timer operation. */
+static void conn_fail(struct tp_http_conn *c, int status);
+
+/* Arms the timer to fire in ms, or in head_ms if that is sooner: a timer never due later than
+ * head_ms ahead is due early enough for any header deadline set meanwhile (see deadline_set).
+ * An idle connection therefore wakes up every head_ms, and on_timer arms it for the rest. */
+static void timer_arm(struct tp_http_conn *c, uint64_t ms)
+{
+    if (ms > c->srv->head_ms)
+        ms = c->srv->head_ms;
+    c->timer_due = uv_now(c->srv->loop) + ms;
+    (void)uv_timer_start(&c->timer, on_timer, ms, 0); /* cannot fail: open, callback set */
+}
+
+/* Moves the deadline of the current state. The timer is lazy: a deadline that moves later does
+ * not touch it (when it fires early it is armed again for the rest), and one that moves earlier
+ * re-arms it only if it would fire too late. Since the timer is never armed for more than
+ * head_ms ahead (timer_arm), a new request's header deadline finds it due early enough: a
+ * keep-alive request cycle costs no timer operation. */
+static void deadline_set(struct tp_http_conn *c, uint64_t at)
+{
+    c->deadline = at;
+    if (at == UINT64_MAX || (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due <= at))
+        return;
+    uint64_t now = uv_now(c->srv->loop);
+    timer_arm(c, at > now ? at - now : 0);
+}
+
+/* The idle deadline, from now (IDLE). */
+static void idle_start(struct tp_http_conn *c)
+{
+    uint64_t ms = c->srv->limits.idle_ms;
+    deadline_set(c, ms != 0 ? uv_now(c->srv->loop) + ms : UINT64_MAX);
+}
+
+/* Body bytes arrived and the request is not complete yet: they may keep an inactivity deadline
+ * (idle_ms) going, but never past the request deadline. */
+static void body_progress(struct tp_http_conn *c)
+{
+    const struct tp_http_limits *lim = &c->srv->limits;
+    uint64_t at = c->req_start + lim->request_timeout_ms;
+    if (lim->idle_ms != 0 && uv_now(c->srv->loop) + lim->idle_ms < at)
+        at = uv_now(c->srv->loop) + lim->idle_ms;
+    deadline_set(c, at);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct tp_http_conn *c = t->data;
@@ -375,28 +481,19 @@ static void on_timer(uv_timer_t *t)
     case CONN_LINGER:
         if (now >= c->deadline) {
             core_log(CORE_LOG_DEBUG, MOD, "%s: timeout in %s", c->name, state_names[c->state]);
-            conn_close(c);
-        } else {
-            /* Cannot fail: the timer is open and the callback is set. */
-            (void)uv_timer_start(t, on_timer, c->deadline - now, 0);
+            if (c->state == CONN_READING)
+                conn_fail(c, 408); /* slow request: say so, then close */
+            else
+                conn_close(c);
+        } else if (c->deadline != UINT64_MAX) {
+            timer_arm(c, c->deadline - now); /* early: the deadline moved later meanwhile */
         }
         break;
     case CONN_BUSY:
     case CONN_FLUSHING:
     case CONN_CLOSING:
-        break; /* not idle; the timer starts again when the connection is */
+        break; /* no deadline; the timer starts again when the connection has one */
     }
-}
-
-/* Moves the idle deadline to idle_ms from now (IDLE and READING). */
-static void idle_touch(struct tp_http_conn *c)
-{
-    uint64_t ms = c->srv->limits.idle_ms;
-    if (ms == 0)
-        return;
-    c->deadline = uv_now(c->srv->loop) + ms;
-    if (!uv_is_active((uv_handle_t *)&c->timer))
-        (void)uv_timer_start(&c->timer, on_timer, ms, 0); /* cannot fail, as above */
 }
 
 /* ---- connection life ---------------------------------------------------------------------- */
@@ -423,6 +520,13 @@ static void on_conn_closed(uv_handle_t *h)
     if (c->next != NULL)
         c->next->prev = c->prev;
     core_log(CORE_LOG_DEBUG, MOD, "%s: closed", c->name);
+    if (c->tail != NULL) {
+        /* Every write callback has run (libuv runs them before the close callback): only the
+         * gathering block is left. */
+        out_sub(c, wblock_size(c->tail));
+        wblock_put(srv, c->tail);
+    }
+    assert(c->out_bytes == 0 && c->n_inflight == 0);
     tp_tls_conn_free(c->tls);
     core_buf_dispose(&c->in);
     core_buf_dispose(&req->store);
@@ -430,10 +534,34 @@ static void on_conn_closed(uv_handle_t *h)
     server_maybe_done(srv);
 }
 
+static void untrusted_remove(struct tp_http_conn *c)
+{
+    struct tp_http_server *srv = c->srv;
+    if (c->uprev != NULL)
+        c->uprev->unext = c->unext;
+    else
+        srv->untrusted = c->unext;
+    if (c->unext != NULL)
+        c->unext->uprev = c->uprev;
+    else
+        srv->untrusted_last = c->uprev;
+    c->uprev = NULL;
+    c->unext = NULL;
+    srv->n_untrusted--;
+}
+
 static void conn_close(struct tp_http_conn *c)
 {
     if (c->state == CONN_CLOSING)
         return;
+    /* The caps count connections that are not closing: the handles go in this iteration. */
+    if (c->is_unix) {
+        c->srv->n_unix--;
+    } else {
+        c->srv->n_tcp--;
+        if (!c->trusted)
+            untrusted_remove(c);
+    }
     set_state(c, CONN_CLOSING);
     uv_close(&c->h.handle, on_conn_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_closed);
@@ -452,6 +580,11 @@ static void on_shutdown(uv_shutdown_t *sr, int status)
  * (so unread request bytes do not turn our close into a reset that loses the answer). */
 static void conn_linger(struct tp_http_conn *c)
 {
+    /* Gathered chunks go before the close_notify and the FIN. */
+    if (tail_submit(c) != 0) {
+        conn_close(c);
+        return;
+    }
     set_state(c, CONN_LINGER);
     c->in_pos = c->in.len;
     in_release_if_consumed(c);
@@ -469,8 +602,7 @@ static void conn_linger(struct tp_http_conn *c)
         conn_close(c);
         return;
     }
-    c->deadline = uv_now(c->srv->loop) + LINGER_MS;
-    (void)uv_timer_start(&c->timer, on_timer, LINGER_MS, 0); /* cannot fail: open, cb set */
+    deadline_set(c, uv_now(c->srv->loop) + LINGER_MS);
     if (c->read_paused) {
         c->read_paused = false;
         if (uv_read_start(&c->h.stream, on_alloc, on_read) != 0)
@@ -489,7 +621,9 @@ static void conn_next(struct tp_http_conn *c)
     }
     http_parser_pause(&c->parser, 0);
     set_state(c, CONN_IDLE);
-    idle_touch(c);
+    c->req.phase = PH_NONE; /* the next head starts; bytes before it count towards it */
+    c->head_raw = 0;
+    idle_start(c);
     conn_parse(c);
     if (c->tls != NULL && tp_tls_conn_has_input(c->tls))
         tls_input(c); /* decrypted bytes that did not fit before */
@@ -510,6 +644,8 @@ static void on_write(uv_write_t *w, int status)
     struct wblock *wb = container_of(w, struct wblock, w);
     struct tp_http_conn *c = w->handle->data;
     bool ends_answer = wb->ends_answer;
+    c->n_inflight--;
+    out_sub(c, wblock_size(wb));
     wblock_put(c->srv, wb);
     if (status < 0) {
         if (c->state != CONN_CLOSING)
@@ -517,8 +653,14 @@ static void on_write(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
-    if (ends_answer && c->state == CONN_FLUSHING)
+    if (ends_answer && c->state == CONN_FLUSHING) {
         conn_next(c);
+        return;
+    }
+    /* The writes before the gathered chunks are done: the gathered ones follow them. */
+    if (c->tail != NULL && c->n_inflight == 0 && c->state != CONN_CLOSING &&
+        tail_submit(c) != 0)
+        conn_close(c);
 }
 
 /* Writes one block as it is; returns 0 or the uv_write error (the block is released then). */
@@ -527,9 +669,13 @@ static int raw_write(struct tp_http_conn *c, struct wblock *wb, size_t len, bool
     wb->ends_answer = ends_answer;
     uv_buf_t b = uv_buf_init(wb->data, (unsigned)len);
     int rc = uv_write(&wb->w, &c->h.stream, &b, 1, on_write);
-    if (rc < 0)
+    if (rc < 0) {
         wblock_put(c->srv, wb);
-    return rc;
+        return rc;
+    }
+    c->n_inflight++;
+    out_add(c, wblock_size(wb));
+    return 0;
 }
 
 /* Writes the ciphertext the TLS state has queued (handshake messages, alerts, records) as one
@@ -548,15 +694,41 @@ static int tls_flush(struct tp_http_conn *c, bool ends_answer)
  * code (the block is released either way on failure). */
 static int conn_write(struct tp_http_conn *c, struct wblock *wb, size_t len, bool ends_answer)
 {
+    /* Whatever comes after gathered chunks goes after them. */
+    int rc = tail_submit(c);
+    if (rc != 0) {
+        wblock_put(c->srv, wb);
+        return rc;
+    }
     if (c->tls == NULL)
         return raw_write(c, wb, len, ends_answer);
-    int rc = tp_tls_conn_write(c->tls, wb->data, len);
+    rc = tp_tls_conn_write(c->tls, wb->data, len);
     wblock_put(c->srv, wb);
     if (rc != 0)
         return rc;
     /* A non-empty block always gives ciphertext, so ends_answer rides on a real write. */
     assert(len == 0 || tp_tls_conn_out_len(c->tls) > 0);
     return tls_flush(c, ends_answer);
+}
+
+/* Starts gathering streamed chunks in a new tail block with room for at least n bytes. */
+static void tail_new(struct tp_http_conn *c, size_t n)
+{
+    c->tail = wblock_get(c->srv, n);
+    c->tail_len = 0;
+    out_add(c, wblock_size(c->tail));
+}
+
+/* Submits the gathered chunks (if any) behind everything queued before them. Returns 0 or an
+ * error code (the block is released then). */
+static int tail_submit(struct tp_http_conn *c)
+{
+    struct wblock *wb = c->tail;
+    if (wb == NULL)
+        return 0;
+    c->tail = NULL;
+    out_sub(c, wblock_size(wb)); /* counted again once submitted */
+    return conn_write(c, wb, c->tail_len, false);
 }
 
 enum framing {
@@ -711,7 +883,9 @@ static int reject(struct tp_http_conn *c, int status)
     return -1;
 }
 
-/* Counts request-line and header bytes against max_header. */
+/* Counts request-line and header bytes against max_header as the callbacks see them, which stops
+ * a long head early inside one parser call. Bytes the parser skips without a callback (blanks,
+ * folding) are not seen here: conn_parse checks the raw bytes as well. */
 static int count_header(struct tp_http_conn *c, size_t n)
 {
     if (c->req.hdr_bytes + n > c->srv->limits.max_header)
@@ -731,7 +905,12 @@ static int on_message_begin(http_parser *p)
 {
     struct tp_http_conn *c = p->data;
     struct tp_http_req *req = &c->req;
-    set_state(c, CONN_READING);
+    if (c->state == CONN_IDLE) {
+        /* The request's first byte: its deadlines start now and do not move with later bytes. */
+        set_state(c, CONN_READING);
+        c->req_start = uv_now(c->srv->loop);
+        deadline_set(c, c->req_start + c->srv->head_ms);
+    }
     store_acquire(c);
     req->phase = PH_NONE;
     req->close_cb = NULL;
@@ -744,6 +923,7 @@ static int on_message_begin(http_parser *p)
     req->query_off = 0;
     req->n_hdrs = 0;
     req->keep_alive = false;
+    req->want_continue = false;
     c->err_status = 0;
     return 0;
 }
@@ -776,6 +956,7 @@ static int end_piece(struct tp_http_conn *c)
         req->hdrs[req->n_hdrs - 1].value = (uint32_t)req->store.len;
         return store_append(c, "", 1, 431);
     case PH_BODY:
+    case PH_DONE:
         return 0;
     case PH_VALUE: {
         if (store_append(c, "", 1, 431) != 0)
@@ -895,13 +1076,14 @@ static int on_headers_complete(http_parser *p)
     if (expect != NULL && req->http_minor == 1) {
         if (strcasecmp(expect, "100-continue") != 0)
             return reject(c, 417);
-        bool has_body = (p->flags & F_CHUNKED) ||
-                        ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
-        if (has_body)
-            send_continue(c);
+        req->want_continue = (p->flags & F_CHUNKED) ||
+                             ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
     }
     req->body_off = req->store.len;
     req->phase = PH_BODY;
+    /* The parser stops here (before the head's last LF) so that conn_parse can check the raw
+     * size of the head before anything is answered or the body is read. */
+    http_parser_pause(p, 1);
     return 0;
 }
 
@@ -929,6 +1111,7 @@ static int on_message_complete(http_parser *p)
     if (store_append(c, "", 1, 413) != 0) /* the body is NUL-terminated too */
         return -1;
     /* One request at a time: the parser stops here until the answer has been written. */
+    c->req.phase = PH_DONE;
     http_parser_pause(p, 1);
     return 0;
 }
@@ -956,26 +1139,53 @@ static void conn_dispatch(struct tp_http_conn *c)
 }
 
 /* Parses buffered input (IDLE or READING). Stops at a complete request, which goes to the
- * callback, or at an error, which is answered and closes the connection. */
+ * callback, or at an error, which is answered and closes the connection. Every byte consumed
+ * while the request's head is incomplete counts against max_header, including the ones the
+ * parser skips without a callback (whitespace padding, obsolete line folding). */
 static void conn_parse(struct tp_http_conn *c)
 {
-    size_t avail = c->in.len - c->in_pos;
-    if (avail == 0)
-        return;
-    size_t n = http_parser_execute(&c->parser, &parser_settings, c->in.data + c->in_pos, avail);
-    c->in_pos += n;
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-    if (e == HPE_PAUSED) {
-        conn_dispatch(c);
+    for (;;) {
+        size_t avail = c->in.len - c->in_pos;
+        if (avail == 0)
+            return;
+        bool in_head = c->req.phase < PH_BODY;
+        size_t n = http_parser_execute(&c->parser, &parser_settings, c->in.data + c->in_pos,
+                                       avail);
+        c->in_pos += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (in_head && (e == HPE_OK || e == HPE_PAUSED)) {
+            /* A head that just completed stopped before its last byte (on_headers_complete). */
+            c->head_raw += n + (c->req.phase == PH_BODY ? 1 : 0);
+            if (c->head_raw > c->srv->limits.max_header) {
+                core_log(CORE_LOG_DEBUG, MOD, "%s: head over %zu bytes", c->name,
+                         c->srv->limits.max_header);
+                conn_fail(c, 431);
+                return;
+            }
+        }
+        if (e == HPE_PAUSED && c->req.phase == PH_DONE) {
+            conn_dispatch(c);
+            return;
+        }
+        if (e == HPE_PAUSED) {
+            /* The head is complete and within the limit: on to the body. */
+            if (c->req.want_continue)
+                send_continue(c);
+            http_parser_pause(&c->parser, 0);
+            continue;
+        }
+        if (e == HPE_OK && n == avail) {
+            if (c->req.phase == PH_BODY)
+                body_progress(c); /* the rest of the body is still to come */
+            return;
+        }
+        int status = c->err_status;
+        if (status == 0)
+            status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
+        core_log(CORE_LOG_DEBUG, MOD, "%s: bad request: %s", c->name, http_errno_name(e));
+        conn_fail(c, status);
         return;
     }
-    if (e == HPE_OK && n == avail)
-        return;
-    int status = c->err_status;
-    if (status == 0)
-        status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
-    core_log(CORE_LOG_DEBUG, MOD, "%s: bad request: %s", c->name, http_errno_name(e));
-    conn_fail(c, status);
 }
 
 /* ---- reading ------------------------------------------------------------------------------ */
@@ -1073,11 +1283,9 @@ static void conn_input(struct tp_http_conn *c)
             hand_over(c);
             break;
         }
-        idle_touch(c);
-        conn_parse(c);
+        conn_parse(c); /* bytes move no deadline; a request's first one starts its own */
         break;
     case CONN_READING:
-        idle_touch(c);
         conn_parse(c);
         break;
     case CONN_BUSY:
@@ -1178,6 +1386,18 @@ static struct tp_http_conn *conn_new(struct tp_http_server *srv, bool is_unix)
     if (srv->conns != NULL)
         srv->conns->prev = c;
     srv->conns = c;
+    if (is_unix) {
+        srv->n_unix++;
+    } else {
+        srv->n_tcp++;
+        srv->n_untrusted++;
+        c->uprev = srv->untrusted_last;
+        if (c->uprev != NULL)
+            c->uprev->unext = c;
+        else
+            srv->untrusted = c;
+        srv->untrusted_last = c;
+    }
     return c;
 }
 
@@ -1195,8 +1415,96 @@ static int conn_start(struct tp_http_conn *c)
     int rc = uv_read_start(&c->h.stream, on_alloc, on_read);
     if (rc != 0)
         return rc;
-    idle_touch(c);
+    idle_start(c);
     return 0;
+}
+
+/* A connection taken off the backlog only to be closed (libuv stops accepting until the pending
+ * one is taken). */
+struct refused {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    struct tp_http_server *srv;
+};
+
+static void on_refused_closed(uv_handle_t *h)
+{
+    struct refused *r = h->data;
+    struct tp_http_server *srv = r->srv;
+    core_free(r);
+    srv->open_handles--;
+    server_maybe_done(srv);
+}
+
+/* Counts a refusal or an eviction. The first of a burst is logged at once, the rest in one line a
+ * minute: an attack must not turn into a log line per connection. */
+static void cap_report(struct tp_http_server *srv, bool refused)
+{
+    if (refused)
+        srv->n_refused++;
+    else
+        srv->n_evicted++;
+    uint64_t now = uv_now(srv->loop);
+    if (srv->cap_report != 0 && now - srv->cap_report < CAP_REPORT_MS)
+        return;
+    core_log(CORE_LOG_WARN, MOD,
+             "connection limits reached (%u TCP, %u not authenticated yet, %u Unix; limits %u, "
+             "%u, %u): %lu refused, %lu unauthenticated closed to make room%s",
+             srv->n_tcp, srv->n_untrusted, srv->n_unix, srv->limits.max_conns,
+             srv->limits.max_untrusted, srv->limits.max_unix_conns, srv->n_refused,
+             srv->n_evicted, srv->cap_report != 0 ? " since the last report" : "");
+    srv->cap_report = now;
+    srv->n_refused = 0;
+    srv->n_evicted = 0;
+}
+
+/* Accepts the pending connection and closes it at once. */
+static void refuse(struct listener *l)
+{
+    struct tp_http_server *srv = l->srv;
+    struct refused *r = core_xmalloc(sizeof *r);
+    /* Cannot fail: no flags, and no socket is created yet. */
+    if (l->is_unix)
+        (void)uv_pipe_init(srv->loop, &r->h.pipe, 0);
+    else
+        (void)uv_tcp_init(srv->loop, &r->h.tcp);
+    r->h.handle.data = r;
+    r->srv = srv;
+    srv->open_handles++;
+    (void)uv_accept(&l->h.stream, &r->h.stream); /* a failure leaves nothing to close but r */
+    uv_close(&r->h.handle, on_refused_closed);
+    cap_report(srv, true);
+}
+
+/* Makes room for a new TCP connection by closing the oldest untrusted one. */
+static void evict_untrusted(struct tp_http_server *srv)
+{
+    struct tp_http_conn *old = srv->untrusted;
+    cap_report(srv, false); /* with the numbers that made it necessary */
+    core_log(CORE_LOG_DEBUG, MOD, "%s: closed to make room", old->name);
+    conn_close(old);
+}
+
+/* Applies the caps to a connection waiting on listener l. Returns false when it must be
+ * refused. */
+static bool admit(struct listener *l)
+{
+    struct tp_http_server *srv = l->srv;
+    const struct tp_http_limits *lim = &srv->limits;
+    if (l->is_unix)
+        return srv->n_unix < lim->max_unix_conns;
+    if (srv->n_untrusted < lim->max_untrusted && srv->n_tcp < lim->max_conns)
+        return true;
+    /* At either cap an untrusted connection makes room, so that the caps never lock out a client
+     * that authenticates at once: only trusted connections fill the total. */
+    if (srv->untrusted == NULL)
+        return false;
+    evict_untrusted(srv);
+    return true;
 }
 
 static void on_connection(uv_stream_t *ls, int status)
@@ -1209,6 +1517,10 @@ static void on_connection(uv_stream_t *ls, int status)
     }
     if (srv->closing || l->closing)
         return;
+    if (!admit(l)) {
+        refuse(l);
+        return;
+    }
     struct tp_http_conn *c = conn_new(srv, l->is_unix);
     int rc = uv_accept(ls, &c->h.stream);
     if (rc == 0)
@@ -1476,12 +1788,32 @@ struct tp_http_server *tp_http_server_new(uv_loop_t *loop, const struct tp_http_
         srv->limits.max_header = DEFAULT_MAX_HEADER;
     if (srv->limits.max_header > UINT32_MAX / 2)
         srv->limits.max_header = UINT32_MAX / 2;
+    if (srv->limits.header_timeout_ms == 0)
+        srv->limits.header_timeout_ms = DEFAULT_HEADER_MS;
+    if (srv->limits.request_timeout_ms == 0)
+        srv->limits.request_timeout_ms = DEFAULT_REQUEST_MS;
+    /* Deadlines are loop times plus these: keep the sums far from overflowing (35 years). */
+    if (srv->limits.header_timeout_ms > MAX_TIMEOUT_MS)
+        srv->limits.header_timeout_ms = MAX_TIMEOUT_MS;
+    if (srv->limits.request_timeout_ms > MAX_TIMEOUT_MS)
+        srv->limits.request_timeout_ms = MAX_TIMEOUT_MS;
+    if (srv->limits.idle_ms > MAX_TIMEOUT_MS)
+        srv->limits.idle_ms = MAX_TIMEOUT_MS;
+    srv->head_ms = srv->limits.header_timeout_ms < srv->limits.request_timeout_ms
+                       ? srv->limits.header_timeout_ms
+                       : srv->limits.request_timeout_ms;
+    if (srv->limits.max_conns == 0)
+        srv->limits.max_conns = DEFAULT_MAX_CONNS;
+    if (srv->limits.max_untrusted == 0)
+        srv->limits.max_untrusted = DEFAULT_MAX_UNTRUSTED;
+    if (srv->limits.max_unix_conns == 0)
+        srv->limits.max_unix_conns = DEFAULT_MAX_UNIX;
     srv->store_limit = srv->limits.max_header + 4096;
     srv->store_limit += srv->limits.max_body < SIZE_MAX - srv->store_limit
                             ? srv->limits.max_body
                             : SIZE_MAX - srv->store_limit - 1;
-    /* libhttp-parser has its own, process-wide header limit (a backstop against whitespace
-     * padding); it must not cut below ours. It only ever grows. */
+    /* libhttp-parser has its own, process-wide header limit; it must not cut below ours, so it
+     * only ever grows. Ours is enforced on the raw bytes by conn_parse, whatever this is. */
     if (srv->limits.max_header + 4096 > parser_max_header) {
         parser_max_header = (uint32_t)(srv->limits.max_header + 4096);
         http_parser_set_max_header_size(parser_max_header);
@@ -1600,12 +1932,26 @@ void tp_http_req_set_close_cb(struct tp_http_req *req, tp_http_close_cb cb, void
     req->close_ud = ud;
 }
 
+void tp_http_req_set_trusted(struct tp_http_req *req)
+{
+    struct tp_http_conn *c = container_of(req, struct tp_http_conn, req);
+    if (c->trusted || c->state == CONN_CLOSING)
+        return; /* a closing connection is off the list already */
+    c->trusted = true;
+    if (!c->is_unix)
+        untrusted_remove(c);
+}
+
 size_t tp_http_req_queued(const struct tp_http_req *req)
 {
     const struct tp_http_conn *c = container_of(req, struct tp_http_conn, req);
-    if (c->state == CONN_CLOSING)
-        return 0;
-    return uv_stream_get_write_queue_size(&c->h.stream);
+    return c->out_bytes;
+}
+
+size_t tp_http_req_server_queued(const struct tp_http_req *req)
+{
+    const struct tp_http_conn *c = container_of(req, struct tp_http_conn, req);
+    return c->srv->out_bytes;
 }
 
 int tp_http_respond(struct tp_http_req *req, int status, const struct tp_http_header *hdrs,
@@ -1683,8 +2029,22 @@ int tp_http_stream_write(struct tp_http_req *req, const uv_buf_t *bufs, unsigned
         len += bufs[i].len;
     if (len == 0 || req->is_head)
         return 0; /* an empty chunk would end the stream; HEAD has no body */
-    struct wblock *wb = wblock_get(c->srv, len + 20);
-    char *p = wb->data;
+    size_t need = len + 20; /* hex length and two CRLFs */
+    if (c->tail != NULL && c->tail->cap - c->tail_len < need) {
+        /* The tail is full: it queues behind the writes in flight, and another one starts. */
+        if (tail_submit(c) != 0) {
+            conn_close(c);
+            return CORE_ECLOSED;
+        }
+    }
+    /* While earlier writes are on their way (the kernel may not be taking them, or their
+     * callbacks have not run yet), chunks are gathered into one tail block, submitted when
+     * those writes are done: a stalled reader then costs about its bytes, not a block each. */
+    if (c->tail == NULL && c->n_inflight > 0)
+        tail_new(c, need);
+    struct wblock *wb = c->tail != NULL ? c->tail : wblock_get(c->srv, need);
+    char *start = wb == c->tail ? wb->data + c->tail_len : wb->data;
+    char *p = start;
     if (req->chunked_out) {
         p = put_hex(p, len);
         p = put(p, "\r\n", 2);
@@ -1695,6 +2055,10 @@ int tp_http_stream_write(struct tp_http_req *req, const uv_buf_t *bufs, unsigned
     }
     if (req->chunked_out)
         p = put(p, "\r\n", 2);
+    if (wb == c->tail) {
+        c->tail_len += (size_t)(p - start);
+        return 0;
+    }
     if (conn_write(c, wb, (size_t)(p - wb->data), false) != 0) {
         conn_close(c);
         return CORE_ECLOSED;

@@ -15,10 +15,23 @@
 struct tp_http_server;
 struct tp_http_req;
 
+/* Zero in any field but idle_ms takes its default. */
 struct tp_http_limits {
     size_t max_body;   /* longer bodies get 413 and the connection is closed; default 4 MiB */
-    size_t max_header; /* request line + headers; more gets 431; default 16 KiB */
-    uint64_t idle_ms;  /* a connection with no request in progress is closed after this; 0 = never */
+    size_t max_header; /* request line + headers as received, every byte (blanks, line ends and
+                        * folding included); more gets 431; default 16 KiB */
+    uint64_t idle_ms;  /* a connection with no request in progress is closed after this, and so
+                        * is one whose request body stops arriving for this long; 0 = never */
+    uint64_t header_timeout_ms;  /* the request line and headers must be complete this long after
+                                  * the request's first byte (later bytes do not extend it), else
+                                  * 408 and close; default 10000 */
+    uint64_t request_timeout_ms; /* the same for the whole request, body included; default 60000 */
+    unsigned max_conns;      /* TCP connections open at once; a new one past it is closed at once
+                              * (unless an untrusted one can make room); default 512 */
+    unsigned max_untrusted;  /* TCP connections not trusted yet (tp_http_req_set_trusted); a new
+                              * one past it closes the oldest untrusted one; default 64 */
+    unsigned max_unix_conns; /* Unix-socket connections, a budget of their own that TCP never
+                              * uses; a new one past it is closed at once; default 256 */
 };
 
 struct tp_http_header {
@@ -43,10 +56,12 @@ typedef void (*tp_http_close_cb)(void *ud, struct tp_http_req *req);
 typedef void (*tp_http_raw_cb)(void *ctx, int fd, const char *initial, size_t n);
 
 /* Creates a server; nothing listens until tp_http_server_listen_*. limits may be NULL (then
- * max_body 4 MiB, max_header 16 KiB, idle_ms 60000); zero max_body/max_header take the default.
- * The idle time also bounds a request that stops arriving halfway (slow clients). All calls
- * on a server and its requests must come from the loop's thread. If SIGPIPE still has its
- * default action it is set to ignored (a peer closing during a write must not kill us). */
+ * every default, and idle_ms 60000). Slow clients are bounded by the header and request
+ * deadlines and the connection caps (see struct tp_http_limits); connections refused or closed
+ * at a cap are logged in summaries, at most one line a minute. Connections adopted with
+ * tp_http_server_adopt_fd count towards the caps but are never refused. All calls on a server
+ * and its requests must come from the loop's thread. If SIGPIPE still has its default action
+ * it is set to ignored (a peer closing during a write must not kill us). */
 struct tp_http_server *tp_http_server_new(uv_loop_t *loop, const struct tp_http_limits *limits,
                                           tp_http_request_cb cb, void *ctx);
 /* Binds and listens on host:port (host is a numeric IPv4/IPv6 address; port 0 picks one).
@@ -93,6 +108,11 @@ bool tp_http_req_peer_uid(const struct tp_http_req *req, uid_t *uid);
 const char *tp_http_req_conn_name(const struct tp_http_req *req);
 
 void tp_http_req_set_close_cb(struct tp_http_req *req, tp_http_close_cb cb, void *ud);
+/* Marks the request's connection as trusted for the rest of its life (call it once the request
+ * has been authenticated): it no longer counts towards max_untrusted and is never closed to
+ * make room for a new connection. Unix-socket connections have no untrusted budget; for them
+ * this does nothing. */
+void tp_http_req_set_trusted(struct tp_http_req *req);
 
 /* Answers with a whole response. Content-Length is added from the body; the body buffers are
  * copied before return (header values may point into the request). Content-Length,
@@ -110,11 +130,19 @@ int tp_http_respond_simple(struct tp_http_req *req, int status, const char *cont
  * gets the body unframed and the connection closes at the end. Returns 0 or CORE_ECLOSED. */
 int tp_http_stream_start(struct tp_http_req *req, int status, const struct tp_http_header *hdrs,
                          size_t n_hdrs);
-/* Writes the buffers as one chunk (copied before return). Returns 0 or CORE_ECLOSED. */
+/* Writes the buffers as one chunk (copied before return). While earlier writes of the
+ * connection are still on their way, chunks are gathered into one block that follows them, so
+ * a stalled reader costs about the bytes of its chunks. Returns 0 or CORE_ECLOSED. */
 int tp_http_stream_write(struct tp_http_req *req, const uv_buf_t *bufs, unsigned n);
 /* Ends the chunked response; the request is invalid afterwards. */
 void tp_http_stream_end(struct tp_http_req *req);
-/* Bytes queued on the connection and not yet written (for back-pressure). */
+/* Memory held for the connection's output that the socket has not taken yet (for
+ * back-pressure): the capacity plus header of every write block from the moment it is queued
+ * until libuv reports it written, the gathering block of streamed chunks included, and on TLS
+ * the ciphertext blocks. It is never less than the payload bytes waiting, and a stalled
+ * stream of small chunks costs about their bytes. Still valid in the close callback. */
 size_t tp_http_req_queued(const struct tp_http_req *req);
+/* The same, summed over every connection of the request's server (a running total, O(1)). */
+size_t tp_http_req_server_queued(const struct tp_http_req *req);
 
 #endif

@@ -961,6 +961,39 @@ END_TEST
 #define HASH_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 #define HASH_ONE "74d78edfd99a054a0e5d2778ab14f56738ebf942f7c984f919a272ca6ccaff6d"
 
+START_TEST(test_gateway_connection_keys)
+{
+    struct core_config *cfg = parse_ok("[server.a]\ncommand = x\n");
+    ck_assert_uint_eq(cfg->max_connections, 512);
+    ck_assert_uint_eq(cfg->header_timeout_ms, 10000);
+    core_config_free(cfg);
+    cfg = core_config_default("/usr/bin/agentgate");
+    ck_assert_uint_eq(cfg->max_connections, 512);
+    ck_assert_uint_eq(cfg->header_timeout_ms, 10000);
+    core_config_free(cfg);
+
+    cfg = parse_ok("[gateway]\nmax_connections = 2000\nheader_timeout = 2500ms\n");
+    ck_assert_uint_eq(cfg->max_connections, 2000);
+    ck_assert_uint_eq(cfg->header_timeout_ms, 2500);
+    core_config_free(cfg);
+    cfg = parse_ok("[gateway]\nmax_connections = 1\nheader_timeout = 30\n");
+    ck_assert_uint_eq(cfg->max_connections, 1);
+    ck_assert_uint_eq(cfg->header_timeout_ms, 30000);
+    core_config_free(cfg);
+
+    check_error_is("[gateway]\nmax_connections = 0\n",
+                   "t.ini:2: max_connections: '0' is not a whole number from 1 to 1000000");
+    check_error("[gateway]\nmax_connections = 1000001\n", 2,
+                "max_connections: '1000001' is not a whole number");
+    check_error("[gateway]\nmax_connections = -5\n", 2, "max_connections: '-5' is not");
+    check_error("[gateway]\nmax_connections = 512k\n", 2, "max_connections: '512k' is not");
+    check_error("[gateway]\nmax_connections =\n", 2, "max_connections: '' is not");
+    check_error_is("[gateway]\nheader_timeout = soon\n",
+                   "t.ini:2: header_timeout: 'soon' is not a duration (use e.g. 250ms, 5s, 2m, 1h)");
+    check_error("[gateway]\nheader_timeout = 0\n", 2, "header_timeout: must be at least 1ms");
+}
+END_TEST
+
 START_TEST(test_gateway_new_keys)
 {
     struct core_config *cfg = parse_ok("[gateway]\nauth = token\nsession_ttl = 90m\n"
@@ -1884,6 +1917,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_err_buffer);
     tcase_add_test(tc, test_truncated_inputs);
     tcase_add_test(tc, test_gateway_new_keys);
+    tcase_add_test(tc, test_gateway_connection_keys);
     tcase_add_test(tc, test_auth_none_listen);
     tcase_add_test(tc, test_server_pin);
     tcase_add_test(tc, test_server_env_keys);

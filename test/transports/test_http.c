@@ -154,6 +154,8 @@ static void on_request(void *ctx, struct tp_http_req *req)
     ck_assert_ptr_eq(ctx, &H);
     record(&H.log, req);
     atomic_fetch_add(&H.n_req, 1);
+    if (strcmp(tp_http_req_path(req), "/trust") == 0)
+        tp_http_req_set_trusted(req); /* as the front does once a request is authenticated */
     H.outstanding++;
     if (H.outstanding > H.max_outstanding)
         H.max_outstanding = H.outstanding;
@@ -792,6 +794,74 @@ START_TEST(limits)
 }
 END_TEST
 
+/* Whitespace the parser skips without a callback still counts against max_header: every raw
+ * byte of the request line and headers does (76 KiB of padding stays under libhttp-parser's
+ * own 80 KiB limit, so only ours can catch it). */
+static void client_padding(void)
+{
+    enum { PAD = 76 * 1024 };
+    struct core_buf b;
+    /* Blanks before a header value. */
+    core_buf_init(&b, 0);
+    ck_assert_int_eq(core_buf_append_str(&b, "GET /pad HTTP/1.1\r\nX-Pad:"), 0);
+    for (int i = 0; i < PAD; i++)
+        ck_assert_int_eq(core_buf_append(&b, i % 2 ? " " : "\t", 1), 0);
+    ck_assert_int_eq(core_buf_append_str(&b, "v\r\n\r\n"), 0);
+    expect_status_then_eof(b.data, 431);
+    core_buf_dispose(&b);
+    /* Obsolete line folding: continuation lines of blanks under an empty value. */
+    core_buf_init(&b, 0);
+    ck_assert_int_eq(core_buf_append_str(&b, "GET /fold HTTP/1.1\r\nX-Fold:\r\n"), 0);
+    for (int i = 0; i < PAD / 1000; i++) {
+        for (int k = 0; k < 998; k++)
+            ck_assert_int_eq(core_buf_append(&b, " ", 1), 0);
+        ck_assert_int_eq(core_buf_append_str(&b, "\r\n"), 0);
+    }
+    ck_assert_int_eq(core_buf_append_str(&b, "\r\n"), 0);
+    expect_status_then_eof(b.data, 431);
+    core_buf_dispose(&b);
+    /* The same folding with a value on the last line. */
+    core_buf_init(&b, 0);
+    ck_assert_int_eq(core_buf_append_str(&b, "GET /fold2 HTTP/1.1\r\nX-Fold:\r\n"), 0);
+    for (int i = 0; i < PAD / 1000; i++) {
+        for (int k = 0; k < 998; k++)
+            ck_assert_int_eq(core_buf_append(&b, "\t", 1), 0);
+        ck_assert_int_eq(core_buf_append_str(&b, "\r\n"), 0);
+    }
+    ck_assert_int_eq(core_buf_append_str(&b, " tail\r\n\r\n"), 0);
+    expect_status_then_eof(b.data, 431);
+    core_buf_dispose(&b);
+    /* A head of exactly max_header raw bytes passes, one more byte does not. */
+    for (int extra = 0; extra <= 1; extra++) {
+        static const char start[] = "GET /ok HTTP/1.1\r\nX-Pad:";
+        static const char end[] = "v\r\n\r\n";
+        core_buf_init(&b, 0);
+        ck_assert_int_eq(core_buf_append_str(&b, start), 0);
+        for (size_t i = 0; i < 16 * 1024 + (size_t)extra - (sizeof start - 1) - (sizeof end - 1);
+             i++)
+            ck_assert_int_eq(core_buf_append(&b, " ", 1), 0);
+        ck_assert_int_eq(core_buf_append_str(&b, end), 0);
+        ck_assert_uint_eq(b.len, 16 * 1024 + (size_t)extra);
+        if (extra == 0) {
+            struct cl *c = cl_tcp();
+            cl_send_n(c, b.data, b.len);
+            ck_assert(cl_response(c, &R));
+            ck_assert_int_eq(R.status, 200);
+            cl_free(c);
+        } else {
+            expect_status_then_eof(b.data, 431);
+        }
+        core_buf_dispose(&b);
+    }
+}
+
+START_TEST(header_padding)
+{
+    run_tcp(NULL, client_padding);
+    ck_assert_int_eq(atomic_load(&H.n_req), 1);
+}
+END_TEST
+
 static void client_expect(void)
 {
     struct cl *c = cl_tcp();
@@ -1121,6 +1191,354 @@ START_TEST(stream_after_close)
 }
 END_TEST
 
+/* ---- slow clients: deadlines and connection caps ------------------------------------------ */
+
+/* Sends one byte every 20 ms (each would have moved the old idle deadline) until the server
+ * answers or closes; returns the elapsed time in ms. */
+static double trickle_until_answer(struct cl *c)
+{
+    double t0 = now_ms();
+    while (now_ms() - t0 < 3000) {
+        char ch = 'a';
+        if (send(c->fd, &ch, 1, MSG_NOSIGNAL) != 1)
+            break;
+        usleep(20 * 1000);
+        ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, MSG_DONTWAIT);
+        if (n > 0)
+            c->len += (size_t)n;
+        if (n >= 0)
+            break;
+    }
+    return now_ms() - t0;
+}
+
+static void client_slow_head(void)
+{
+    /* The head trickles in: the deadline counts from its first byte, not from the last. */
+    struct cl *c = cl_tcp();
+    cl_send(c, "GET /slow HTTP/1.1\r\nX-Trickle: ");
+    double dt = trickle_until_answer(c);
+    ck_assert(cl_response(c, &R));
+    ck_assert_int_eq(R.status, 408);
+    ck_assert_str_eq(resp_header(&R, "connection"), "close");
+    ck_assert_msg(dt >= 250 && dt < 1500, "408 after %.0f ms", dt);
+    cl_free(c);
+    /* The body trickles in: body bytes keep the inactivity deadline (idle_ms) going, but the
+     * request deadline still ends it. */
+    c = cl_tcp();
+    cl_send(c, "POST /slow HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
+    dt = trickle_until_answer(c);
+    ck_assert(cl_response(c, &R));
+    ck_assert_int_eq(R.status, 408);
+    ck_assert_msg(dt >= 550 && dt < 2000, "408 after %.0f ms", dt);
+    cl_free(c);
+    /* A body that stops arriving for idle_ms goes sooner. */
+    c = cl_tcp();
+    double t0 = now_ms();
+    cl_send(c, "POST /slow HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    ck_assert(cl_response(c, &R));
+    ck_assert_int_eq(R.status, 408);
+    dt = now_ms() - t0;
+    ck_assert_msg(dt >= 150 && dt < 550, "408 after %.0f ms", dt);
+    cl_free(c);
+    /* Prompt requests are not affected, and neither are keep-alive gaps under idle_ms. */
+    c = cl_tcp();
+    for (int i = 0; i < 3; i++) {
+        cl_send(c, "GET /fine HTTP/1.1\r\n\r\n");
+        ck_assert(cl_response(c, &R));
+        ck_assert_int_eq(R.status, 200);
+        usleep(100 * 1000);
+    }
+    cl_free(c);
+}
+
+START_TEST(slow_request_deadlines)
+{
+    struct tp_http_limits lim = {.idle_ms = 200, .header_timeout_ms = 300,
+                                 .request_timeout_ms = 600};
+    run_tcp(&lim, client_slow_head);
+    ck_assert_int_eq(atomic_load(&H.n_req), 3);
+}
+END_TEST
+
+/* A client that completes a request at once and is trusted by the front. */
+static void cl_trust(struct cl *c)
+{
+    cl_send(c, "GET /trust HTTP/1.1\r\n\r\n");
+    ck_assert(cl_response(c, &R));
+    ck_assert_int_eq(R.status, 200);
+}
+
+static void cl_request_ok(struct cl *c)
+{
+    cl_send(c, "GET /ok HTTP/1.1\r\n\r\n");
+    ck_assert(cl_response(c, &R));
+    ck_assert_int_eq(R.status, 200);
+}
+
+static void client_untrusted_cap(void)
+{
+    /* Three slow connections fill the untrusted cap (connections are accepted in order). */
+    struct cl *s1 = cl_tcp(), *s2 = cl_tcp(), *s3 = cl_tcp();
+    cl_send(s2, "GET /partial HTTP/1.1\r\n");
+    /* A fourth one makes room by closing the oldest, and gets its answer. */
+    struct cl *good = cl_tcp();
+    cl_expect_eof(s1);
+    cl_trust(good);
+    /* The others are still there. */
+    cl_send(s2, "\r\n");
+    ck_assert(cl_response(s2, &R));
+    ck_assert_int_eq(R.status, 200);
+    /* good no longer counts: one more fits, the next closes the oldest untrusted one (s2). */
+    struct cl *s4 = cl_tcp();
+    struct cl *s5 = cl_tcp();
+    cl_expect_eof(s2);
+    cl_request_ok(s3);
+    cl_request_ok(s4);
+    cl_request_ok(s5);
+    cl_request_ok(good); /* trusted for life */
+    cl_free(s1);
+    cl_free(s2);
+    cl_free(s3);
+    cl_free(s4);
+    cl_free(s5);
+    cl_free(good);
+}
+
+START_TEST(untrusted_cap_evicts_oldest)
+{
+    struct tp_http_limits lim = {.idle_ms = 0, .max_untrusted = 3, .max_conns = 10};
+    run_tcp(&lim, client_untrusted_cap);
+}
+END_TEST
+
+/* Connects over TCP until the server answers (it may still be closing the connection that
+ * made room); fails after 3 s. */
+static struct cl *cl_tcp_served(void)
+{
+    for (int i = 0; i < 150; i++) {
+        struct cl *c = cl_tcp();
+        cl_send(c, "GET /again HTTP/1.1\r\n\r\n");
+        if (cl_response(c, &R))
+            return c;
+        cl_free(c);
+        usleep(20 * 1000);
+    }
+    ck_abort_msg("never served");
+    return NULL;
+}
+
+static void client_total_cap(void)
+{
+    /* Trusted connections fill the total: a new one is closed at once ... */
+    struct cl *t1 = cl_tcp(), *t2 = cl_tcp(), *t3 = cl_tcp();
+    cl_trust(t1);
+    cl_trust(t2);
+    cl_trust(t3);
+    struct cl *late = cl_tcp();
+    cl_expect_eof(late);
+    cl_free(late);
+    late = cl_tcp();
+    cl_expect_eof(late);
+    cl_free(late);
+    /* ... while the Unix socket, with its own cap, still serves. */
+    struct cl *u1 = cl_unix(H.sock_path);
+    cl_request_ok(u1);
+    struct cl *u2 = cl_unix(H.sock_path);
+    cl_request_ok(u2);
+    struct cl *u3 = cl_unix(H.sock_path); /* over the Unix cap */
+    cl_expect_eof(u3);
+    cl_free(u3);
+    cl_request_ok(t1);
+    /* Room again once a connection goes. */
+    cl_free(t3);
+    struct cl *t4 = cl_tcp_served();
+    /* At the total cap an untrusted connection (t4) makes room for a new one. */
+    struct cl *t5 = cl_tcp();
+    cl_expect_eof(t4);
+    cl_request_ok(t5);
+    /* The Unix budget is back too once a Unix client goes. */
+    cl_free(u1);
+    usleep(50 * 1000);
+    u1 = cl_unix(H.sock_path);
+    cl_request_ok(u1);
+    cl_request_ok(u2);
+    cl_free(t1);
+    cl_free(t2);
+    cl_free(t4);
+    cl_free(t5);
+    cl_free(u1);
+    cl_free(u2);
+}
+
+START_TEST(total_cap_refuses)
+{
+    struct tp_http_limits lim = {.idle_ms = 0, .max_conns = 3, .max_unix_conns = 2};
+    H.srv = tp_http_server_new(&H.loop, &lim, on_request, &H);
+    ck_assert_int_eq(tp_http_server_listen_tcp(H.srv, "127.0.0.1", 0), 0);
+    ck_assert_int_eq(tp_http_server_listen_unix(H.srv, H.sock_path), 0);
+    H.port = tp_http_server_port(H.srv);
+    run_client(client_total_cap);
+}
+END_TEST
+
+static void client_unix_beside_slow_tcp(void)
+{
+    /* Slow TCP connections at both caps do not touch the Unix socket's budget. */
+    struct cl *slow[4];
+    for (int i = 0; i < 4; i++) {
+        slow[i] = cl_tcp();
+        cl_send(slow[i], "GET /never-ends HTTP/1.1\r\n");
+    }
+    for (int i = 0; i < 3; i++) {
+        struct cl *u = cl_unix(H.sock_path);
+        cl_request_ok(u);
+        cl_free(u);
+    }
+    struct cl *good = cl_tcp(); /* and a prompt TCP client still gets in */
+    cl_request_ok(good);
+    cl_free(good);
+    for (int i = 0; i < 4; i++)
+        cl_free(slow[i]);
+}
+
+START_TEST(unix_served_while_tcp_full)
+{
+    struct tp_http_limits lim = {.idle_ms = 0, .max_conns = 4, .max_untrusted = 4,
+                                 .max_unix_conns = 1};
+    H.srv = tp_http_server_new(&H.loop, &lim, on_request, &H);
+    ck_assert_int_eq(tp_http_server_listen_tcp(H.srv, "127.0.0.1", 0), 0);
+    ck_assert_int_eq(tp_http_server_listen_unix(H.srv, H.sock_path), 0);
+    H.port = tp_http_server_port(H.srv);
+    run_client(client_unix_beside_slow_tcp);
+}
+END_TEST
+
+/* ---- memory of a stalled stream ----------------------------------------------------------- */
+
+enum { STALL_EVENTS = 10000 };
+
+/* Reads what the server sent, running the loop, until `want` bytes of body arrived in `got`
+ * (chunked framing removed) or 10 s passed. */
+static void read_chunks(int fd, struct core_buf *raw, struct core_buf *got, size_t want)
+{
+    double until = now_ms() + 10000;
+    size_t pos = 0;
+    while (got->len < want) {
+        ck_assert_msg(now_ms() < until, "stream stalled at %zu of %zu bytes", got->len, want);
+        uv_run(&H.loop, UV_RUN_NOWAIT);
+        char tmp[65536];
+        ssize_t n = recv(fd, tmp, sizeof tmp, MSG_DONTWAIT);
+        if (n > 0)
+            ck_assert_int_eq(core_buf_append(raw, tmp, (size_t)n), 0);
+        /* Parse whole chunks. */
+        for (;;) {
+            const char *nl = memmem(raw->data + pos, raw->len - pos, "\r\n", 2);
+            if (nl == NULL)
+                break;
+            size_t size = strtoul(raw->data + pos, NULL, 16);
+            size_t frame = (size_t)(nl - (raw->data + pos)) + 2 + size + 2;
+            if (raw->len - pos < frame)
+                break;
+            ck_assert_int_eq(core_buf_append(got, nl + 2, size), 0);
+            pos += frame;
+        }
+    }
+}
+
+START_TEST(stalled_stream_costs_its_bytes)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int small = 4096;
+    ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    H.mode = MODE_STREAM_HOLD;
+    H.srv = tp_http_server_new(&H.loop, NULL, on_request, &H);
+    ck_assert_int_eq(tp_http_server_adopt_fd(H.srv, sv[0]), 0);
+    static const char get[] = "GET /events HTTP/1.1\r\n\r\n";
+    ck_assert_int_eq(send(sv[1], get, sizeof get - 1, 0), (ssize_t)(sizeof get - 1));
+    for (int i = 0; i < 1000 && H.held == NULL; i++)
+        uv_run(&H.loop, UV_RUN_NOWAIT);
+    ck_assert_ptr_nonnull(H.held);
+    /* Read the head and the first event, so that what follows is the stream alone. */
+    struct core_buf raw, got, want;
+    core_buf_init(&raw, 0);
+    core_buf_init(&got, 0);
+    core_buf_init(&want, 0);
+    double until = now_ms() + 5000;
+    const char *end_of_head = NULL;
+    while (end_of_head == NULL) {
+        ck_assert(now_ms() < until);
+        uv_run(&H.loop, UV_RUN_NOWAIT);
+        char tmp[4096];
+        ssize_t n = recv(sv[1], tmp, sizeof tmp, MSG_DONTWAIT);
+        if (n > 0)
+            ck_assert_int_eq(core_buf_append(&raw, tmp, (size_t)n), 0);
+        end_of_head = raw.len > 0 ? memmem(raw.data, raw.len, "\r\n\r\n", 4) : NULL;
+    }
+    core_buf_consume(&raw, (size_t)(end_of_head - raw.data) + 4);
+    ck_assert_int_eq(core_buf_append_str(&want, "data: first\n\n"), 0);
+    /* The peer stops reading; the events keep coming, a few per loop iteration. */
+    size_t written = 0, worst = 0;
+    long live_before = core_alloc_live();
+    for (int i = 0; i < STALL_EVENTS; i++) {
+        char ev[64];
+        int n = snprintf(ev, sizeof ev, "data: event %05d\n\n", i);
+        uv_buf_t b = uv_buf_init(ev, (unsigned)n);
+        ck_assert_int_eq(tp_http_stream_write(H.held, &b, 1), 0);
+        ck_assert_int_eq(core_buf_append(&want, ev, (size_t)n), 0);
+        written += (size_t)n;
+        size_t q = tp_http_req_queued(H.held);
+        ck_assert_uint_eq(tp_http_req_server_queued(H.held), q); /* the only connection */
+        if (q > worst)
+            worst = q;
+        /* At most about twice the bytes, plus a few blocks (the head's, the first event's and
+         * the one being filled). One block per event would be some 200 times the bytes. */
+        ck_assert_msg(q <= 2 * written + 4 * 4096, "%zu bytes queued for %zu written", q,
+                      written);
+        if (i % 50 == 49)
+            uv_run(&H.loop, UV_RUN_NOWAIT);
+    }
+    ck_assert_uint_gt(worst, written / 2); /* the peer really stalled */
+    /* What is held is what tp_http_req_queued said: about one 4000-byte block per 4000 bytes,
+     * not one per event. */
+    long blocks = core_alloc_live() - live_before;
+    ck_assert_msg(blocks <= (long)(written / 2000) + 8, "%ld blocks for %zu bytes", blocks,
+                  written);
+    ck_assert_uint_ge(tp_http_req_queued(H.held), (size_t)blocks * 4000);
+    /* Everything arrives, in order, once the peer reads. */
+    read_chunks(sv[1], &raw, &got, want.len);
+    ck_assert_uint_eq(got.len, want.len);
+    ck_assert(memcmp(got.data, want.data, want.len) == 0);
+    for (int i = 0; i < 100 && tp_http_req_queued(H.held) > 0; i++)
+        uv_run(&H.loop, UV_RUN_NOWAIT);
+    ck_assert_uint_eq(tp_http_req_queued(H.held), 0);
+    ck_assert_uint_eq(tp_http_req_server_queued(H.held), 0);
+    /* The end of the stream still comes last. */
+    tp_http_stream_end(H.held);
+    H.held = NULL;
+    until = now_ms() + 5000;
+    while (raw.len < 5 || memcmp(raw.data + raw.len - 5, "0\r\n\r\n", 5) != 0) {
+        ck_assert(now_ms() < until);
+        uv_run(&H.loop, UV_RUN_NOWAIT);
+        char tmp[4096];
+        ssize_t n = recv(sv[1], tmp, sizeof tmp, MSG_DONTWAIT);
+        if (n > 0)
+            ck_assert_int_eq(core_buf_append(&raw, tmp, (size_t)n), 0);
+    }
+    core_buf_dispose(&raw);
+    core_buf_dispose(&got);
+    core_buf_dispose(&want);
+    tp_http_server_close(H.srv, on_srv_done, &H);
+    H.srv = NULL;
+    ck_assert_int_eq(uv_run(&H.loop, UV_RUN_DEFAULT), 0);
+    ck_assert(H.server_done);
+    ck_assert_int_eq(uv_loop_close(&H.loop), 0);
+    close(sv[1]);
+}
+END_TEST
+
 /* ---- splits, through a socketpair driven from the loop thread ----------------------------- */
 
 static const char split_input[] =
@@ -1236,6 +1654,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, many_pipelined);
     tcase_add_test(tc, chunked_request);
     tcase_add_test(tc, limits);
+    tcase_add_test(tc, header_padding);
     tcase_add_test(tc, expect_continue);
     tcase_add_test(tc, streaming);
     tcase_add_test(tc, client_disconnect_pending);
@@ -1248,6 +1667,11 @@ static Suite *http_suite(void)
     tcase_add_test(tc, respond_after_close);
     tcase_add_test(tc, stream_after_close);
     tcase_add_test(tc, request_splits);
+    tcase_add_test(tc, slow_request_deadlines);
+    tcase_add_test(tc, untrusted_cap_evicts_oldest);
+    tcase_add_test(tc, total_cap_refuses);
+    tcase_add_test(tc, unix_served_while_tcp_full);
+    tcase_add_test(tc, stalled_stream_costs_its_bytes);
     suite_add_tcase(s, tc);
     return s;
 }
