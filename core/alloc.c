@@ -2,12 +2,14 @@
 #include "core/alloc.h"
 
 #include <cjson/cJSON.h>
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static atomic_long live;
+static atomic_size_t live_bytes; /* as malloc_usable_size tells: what the heap really holds */
 
 static void oom(size_t n)
 {
@@ -21,6 +23,7 @@ void *core_xmalloc(size_t n)
     if (p == NULL)
         oom(n);
     atomic_fetch_add(&live, 1);
+    atomic_fetch_add(&live_bytes, malloc_usable_size(p));
     return p;
 }
 
@@ -30,16 +33,20 @@ void *core_xcalloc(size_t count, size_t size)
     if (p == NULL)
         oom(count * size);
     atomic_fetch_add(&live, 1);
+    atomic_fetch_add(&live_bytes, malloc_usable_size(p));
     return p;
 }
 
 void *core_xrealloc(void *p, size_t n)
 {
+    size_t was = p ? malloc_usable_size(p) : 0;
     void *q = realloc(p, n ? n : 1);
     if (q == NULL)
         oom(n);
     if (p == NULL)
         atomic_fetch_add(&live, 1);
+    atomic_fetch_sub(&live_bytes, was);
+    atomic_fetch_add(&live_bytes, malloc_usable_size(q));
     return q;
 }
 
@@ -69,6 +76,7 @@ void core_free(void *p)
     if (p == NULL)
         return;
     atomic_fetch_sub(&live, 1);
+    atomic_fetch_sub(&live_bytes, malloc_usable_size(p));
     free(p);
 }
 
@@ -86,4 +94,9 @@ void core_alloc_hook_cjson(void)
 long core_alloc_live(void)
 {
     return atomic_load(&live);
+}
+
+size_t core_alloc_live_bytes(void)
+{
+    return atomic_load(&live_bytes);
 }

@@ -19,5 +19,8 @@ void core_alloc_hook_cjson(void);
 
 /* Number of live allocations made through this module (for leak tests). */
 long core_alloc_live(void);
+/* Bytes those allocations hold, as the allocator counts them (malloc_usable_size): what the
+ * daemon's own data takes, whatever the allocator or a sanitizer keeps besides. */
+size_t core_alloc_live_bytes(void);
 
 #endif

@@ -296,6 +296,34 @@ static void reply_result(struct tp_http_req *req, int rc, int err_status, const 
     reply(req, rc == 0 ? 200 : err_status, o);
 }
 
+/* What GET /agentgate/status tells: sessions, instances, and the memory the daemon holds. */
+static cJSON *status_json(struct fed_gateway *gw, struct tp_http_req *req)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "version", AG_VERSION);
+    cJSON_AddNumberToObject(o, "sessions", (double)core_map_str_len(&gw->sessions));
+    int instances = 0;
+    for (struct fed_upstream *up = gw->ups; up; up = up->next)
+        instances++;
+    cJSON_AddNumberToObject(o, "instances", instances);
+    cJSON *servers = cJSON_AddArrayToObject(o, "servers");
+    for (size_t i = 0; i < gw->n_servers; i++) {
+        const struct fed_server *srv = gw->servers[i];
+        cJSON *sv = cJSON_CreateObject();
+        cJSON_AddStringToObject(sv, "name", srv->cfg->name);
+        if (srv->shared)
+            cJSON_AddStringToObject(sv, "state", fed__up_state_name(srv->shared->state));
+        cJSON_AddNumberToObject(sv, "private_instances", srv->n_private);
+        cJSON_AddItemToArray(servers, sv);
+    }
+    cJSON *mem = cJSON_AddObjectToObject(o, "memory");
+    cJSON_AddNumberToObject(mem, "live_bytes", (double)core_alloc_live_bytes());
+    cJSON_AddNumberToObject(mem, "held_for_clients",
+                            (double)(gw->backlog + tp_http_req_server_queued(req)));
+    cJSON_AddNumberToObject(mem, "notifications_dropped", (double)gw->dropped);
+    return o;
+}
+
 void fed_control_request(struct fed_gateway *gw, struct tp_http_req *req)
 {
     uid_t uid;
@@ -304,6 +332,10 @@ void fed_control_request(struct fed_gateway *gw, struct tp_http_req *req)
         return;
     }
     const char *path = tp_http_req_path(req);
+    if (strcmp(path, "/agentgate/status") == 0 && strcmp(tp_http_req_method(req), "GET") == 0) {
+        reply(req, 200, status_json(gw, req));
+        return;
+    }
     if (strcmp(tp_http_req_method(req), "POST") != 0) {
         struct tp_http_header h[] = {{"Allow", "POST"}};
         uv_buf_t u = uv_buf_init("Method not allowed\n", 19);
@@ -336,6 +368,6 @@ void fed_control_request(struct fed_gateway *gw, struct tp_http_req *req)
         return;
     }
     fed__http_status(req, 404,
-                     "Not found: control endpoints are /agentgate/reload and "
-                     "/agentgate/approve\n");
+                     "Not found: control endpoints are /agentgate/status, /agentgate/reload "
+                     "and /agentgate/approve\n");
 }

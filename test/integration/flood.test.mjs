@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, test } from 'node:test';
 
-import { IS_GATEWAY, NODE, PROTOCOL_VERSION, rawSession, resultText, serverSection, sleep, testKit, untilTool, waitFor } from './harness.mjs';
+import { IS_GATEWAY, NODE, PROTOCOL_VERSION, rawHttp, rawSession, resultText, serverSection, sleep, testKit, untilTool, waitFor } from './harness.mjs';
 
 const skip = !IS_GATEWAY && 'gateway only';
 const HOSTILE = path.join(path.dirname(new URL(import.meta.url).pathname), 'hostile-server.mjs');
@@ -16,6 +16,14 @@ const kit = testKit('flood');
 after(kit.cleanup);
 
 const rssMiB = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+/** The daemon's own account of its memory (GET /agentgate/status on the socket), in MiB: what
+ * its heap holds (exact under sanitizers too, unlike RSS) and what it holds for clients. */
+async function memory(d) {
+    const r = await rawHttp({ socketPath: d.socket, method: 'GET', path: '/agentgate/status' });
+    assert.equal(r.status, 200, r.text);
+    const m = r.json.memory;
+    return { live: m.live_bytes / 2 ** 20, held: m.held_for_clients / 2 ** 20, dropped: m.notifications_dropped };
+}
 const lines = (text) => text.split('\n').length;
 
 /** A raw HTTP request on its own socket that is never read: the daemon's writes to it stall. */
@@ -52,6 +60,7 @@ test('stalled GET streams and a stalled POST stream under a notification flood: 
     const body = JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'evil__flood', arguments: { count: 60000, size: 200 } } });
     await sleep(300);
     const rss0 = rssMiB(d.pid);
+    const mem0 = await memory(d);
     const log0 = lines(d.stderr);
     sockets.push(
         await stalled(
@@ -65,12 +74,17 @@ test('stalled GET streams and a stalled POST stream under a notification flood: 
     const r = await ctl.client.callTool({ name: 'evil__flood', arguments: { count: 150000, size: 100 } }, undefined, { timeout: 200000 });
     assert.equal(resultText(r), 'flooded');
     await sleep(1000);
-    const grown = rssMiB(d.pid) - rss0;
+    const rss = rssMiB(d.pid) - rss0;
+    const mem = await memory(d);
+    const grown = mem.live - mem0.live;
     const logged = lines(d.stderr) - log0;
-    console.log(`# flood: grew ${grown.toFixed(1)} MiB, ${logged} log lines, ${Date.now() - t0} ms`);
+    console.log(`# flood: heap grew ${grown.toFixed(1)} MiB (RSS ${rss.toFixed(1)}), holding ${mem.held.toFixed(1)} MiB for clients, ${mem.dropped} dropped, ${logged} log lines, ${Date.now() - t0} ms`);
     // 150,000 notifications to each of four streams and 60,000 of 200 bytes on the POST
-    // stream: about 70 MB of events, hundreds of MB at one pooled block each.
-    assert.ok(grown < 120, `the daemon grew by ${grown.toFixed(1)} MiB under the flood (in ${Date.now() - t0} ms)`);
+    // stream: about 70 MB of events, hundreds of MB at one pooled block each. Bounded: 1 MiB a
+    // stream.
+    assert.ok(mem.held <= 6, `${mem.held.toFixed(1)} MiB held for clients that do not read`);
+    assert.ok(grown < 16, `the daemon's heap grew by ${grown.toFixed(1)} MiB under the flood`);
+    assert.ok(mem.dropped > 100000, `only ${mem.dropped} notifications were dropped`);
     assert.ok(logged < 100, `the flood wrote ${logged} daemon log lines`);
     assert.match(d.stderr, /the client is not reading .*notifications are dropped until it catches up/);
     // Everyone else is still served at once.
@@ -88,13 +102,15 @@ test('sessions without a GET stream queue a bounded amount each, and all of them
     // 200 sessions that never open a GET stream: their notifications are kept for them.
     for (let i = 0; i < 200; i++) await rawSession(d);
     await sleep(300);
-    const rss0 = rssMiB(d.pid);
+    const mem0 = await memory(d);
     const r = await ctl.client.callTool({ name: 'evil__flood', arguments: { count: 20000, size: 300 } }, undefined, { timeout: 100000 });
     assert.equal(resultText(r), 'flooded');
     await sleep(500);
-    const grown = rssMiB(d.pid) - rss0;
-    console.log(`# queues: grew ${grown.toFixed(1)} MiB`);
-    // Unbounded, that is 200 sessions x 1 MiB; bounded, 256 KiB each and 64 MiB in all.
-    assert.ok(grown < 100, `the daemon grew by ${grown.toFixed(1)} MiB`);
+    const mem = await memory(d);
+    const grown = mem.live - mem0.live;
+    console.log(`# queues: heap grew ${grown.toFixed(1)} MiB, holding ${mem.held.toFixed(1)} MiB, ${mem.dropped} dropped`);
+    // Unbounded (1 MiB a session before), 200 sessions hold 200 MiB; bounded, 256 KiB each.
+    assert.ok(mem.held <= 51, `${mem.held.toFixed(1)} MiB held in queues`);
+    assert.ok(grown < 60, `the daemon's heap grew by ${grown.toFixed(1)} MiB`);
     await waitFor(() => /notifications are dropped/.test(d.stderr), { what: 'the drop warning' });
 }));

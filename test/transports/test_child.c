@@ -303,7 +303,7 @@ END_TEST
 START_TEST(test_log_rotates)
 {
     char *dir = make_tmpdir();
-    char log[PATH_MAX], p[PATH_MAX + 8];
+    char log[PATH_MAX], p[PATH_MAX + 16];
     snprintf(log, sizeof log, "%s/child.log", dir);
     struct run r;
     run_init(&r);
