@@ -100,6 +100,14 @@ enum hdr_phase {
     PH_DONE,  /* the request is complete (the parser is paused behind it) */
 };
 
+/* A TCP or Unix stream, seen as whichever libuv type a call wants. */
+union stream_handle {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+};
+
 struct tp_http_req {
     enum req_state state;
     enum hdr_phase phase;
@@ -126,12 +134,7 @@ struct tp_http_req {
 };
 
 struct tp_http_conn {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    union stream_handle h;
     uv_timer_t timer;       /* the deadline of the state (idle, header, request, linger) */
     uv_shutdown_t shutdown; /* used once, in LINGER */
     struct tp_http_server *srv;
@@ -173,12 +176,7 @@ struct wblock {
 };
 
 struct listener {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    union stream_handle h;
     struct tp_http_server *srv;
     struct listener *next;
     bool is_unix;
@@ -1422,12 +1420,7 @@ static int conn_start(struct tp_http_conn *c)
 /* A connection taken off the backlog only to be closed (libuv stops accepting until the pending
  * one is taken). */
 struct refused {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    union stream_handle h;
     struct tp_http_server *srv;
 };
 

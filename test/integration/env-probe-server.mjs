@@ -8,7 +8,8 @@
 //   --output-schema JSON  the tool definition's outputSchema; results then also carry
 //                         structuredContent {ok: true}, so use a schema that allows it
 import fs from 'node:fs';
-import readline from 'node:readline';
+
+import { fail, initResult, reply, serve } from './stdio-server.mjs';
 
 const opts = {};
 for (let i = 2; i < process.argv.length; i += 2) {
@@ -39,38 +40,21 @@ const tool = { name: 'probe', description: 'the environment and open descriptors
 if (opts.title !== undefined) tool.title = opts.title;
 if (opts.outputSchema !== undefined) tool.outputSchema = opts.outputSchema;
 
-const send = (m) => process.stdout.write(JSON.stringify(m) + '\n');
-const rl = readline.createInterface({ input: process.stdin });
-rl.on('line', (line) => {
-    let m;
-    try {
-        m = JSON.parse(line);
-    } catch {
-        return;
-    }
+serve((m) => {
     if (m.id === undefined || !m.method) return; // notifications and responses
     switch (m.method) {
         case 'initialize':
-            return send({
-                jsonrpc: '2.0',
-                id: m.id,
-                result: {
-                    protocolVersion: m.params?.protocolVersion ?? '2025-06-18',
-                    capabilities: { tools: {} },
-                    serverInfo: { name: 'env-probe', version: '1.0.0' },
-                },
-            });
+            return reply(m.id, initResult(m, 'env-probe', { tools: {} }));
         case 'ping':
-            return send({ jsonrpc: '2.0', id: m.id, result: {} });
+            return reply(m.id, {});
         case 'tools/list':
-            return send({ jsonrpc: '2.0', id: m.id, result: { tools: [tool] } });
+            return reply(m.id, { tools: [tool] });
         case 'tools/call': {
             const result = { content: [{ type: 'text', text: JSON.stringify({ env: process.env, fds: openFds() }) }] };
             if (opts.outputSchema !== undefined) result.structuredContent = { ok: true };
-            return send({ jsonrpc: '2.0', id: m.id, result });
+            return reply(m.id, result);
         }
         default:
-            return send({ jsonrpc: '2.0', id: m.id, error: { code: -32601, message: `no method ${m.method}` } });
+            return fail(m.id, -32601, `no method ${m.method}`);
     }
 });
-rl.on('close', () => process.exit(0));

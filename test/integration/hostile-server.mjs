@@ -17,7 +17,7 @@
 //   pid                   its process id
 // Resources hostile://public and hostile://secret; prompts "greet" and "bad prompt".
 // With --log-on-start TEXT it sends one notifications/message right after initialize.
-import readline from 'node:readline';
+import { drained, fail, initResult, reply, send, serve } from './stdio-server.mjs';
 
 const args = process.argv.slice(2);
 const logOnStart = args.includes('--log-on-start') ? args[args.indexOf('--log-on-start') + 1] : null;
@@ -32,21 +32,10 @@ const seen = [];
 const waiting = new Map(); // our request id -> resolve
 let nextId = 1;
 
-// Writes respect back-pressure: a flood waits for the pipe instead of buffering in memory.
-let drainWaiters = [];
-process.stdout.on('drain', () => {
-    const w = drainWaiters;
-    drainWaiters = [];
-    for (const f of w) f();
-});
-function send(m) {
-    return process.stdout.write(JSON.stringify(m) + '\n');
-}
+// A flood waits for the pipe instead of buffering in memory.
 async function sendPaced(m) {
-    if (!send(m)) await new Promise((r) => drainWaiters.push(r));
+    if (!send(m)) await drained();
 }
-const reply = (id, result) => send({ jsonrpc: '2.0', id, result });
-const fail = (id, code, message) => send({ jsonrpc: '2.0', id, error: { code, message } });
 const text = (id, t) => reply(id, { content: [{ type: 'text', text: t }] });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -107,11 +96,7 @@ async function callTool(m) {
 function onRequest(m) {
     switch (m.method) {
         case 'initialize':
-            return reply(m.id, {
-                protocolVersion: m.params?.protocolVersion ?? '2025-06-18',
-                capabilities: { tools: {}, prompts: {}, resources: { subscribe: true }, logging: {}, completions: {} },
-                serverInfo: { name: 'hostile', version: '1.0.0' },
-            });
+            return reply(m.id, initResult(m, 'hostile', { tools: {}, prompts: {}, resources: { subscribe: true }, logging: {}, completions: {} }));
         case 'ping':
             return reply(m.id, {});
         case 'logging/setLevel':
@@ -144,14 +129,7 @@ function onRequest(m) {
     }
 }
 
-const rl = readline.createInterface({ input: process.stdin });
-rl.on('line', (line) => {
-    let m;
-    try {
-        m = JSON.parse(line);
-    } catch {
-        return;
-    }
+serve((m) => {
     if (m.method && m.id !== undefined) {
         onRequest(m);
     } else if (!m.method && m.id !== undefined && waiting.has(m.id)) {
@@ -162,4 +140,3 @@ rl.on('line', (line) => {
         send({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'warning', data: logOnStart } });
     }
 });
-rl.on('close', () => process.exit(0));

@@ -3,7 +3,8 @@
 // whole group ends them, which is what the supervisor's shutdown ladder must reach.
 // Tool `pids` answers with the pids of both processes.
 import { spawn } from 'node:child_process';
-import readline from 'node:readline';
+
+import { fail, initResult, reply, serve } from './stdio-server.mjs';
 
 process.on('SIGTERM', () => {});
 process.on('SIGINT', () => {});
@@ -12,44 +13,22 @@ const grandchild = spawn(process.execPath, ['-e', "process.on('SIGTERM',()=>{});
 });
 setInterval(() => {}, 1000);
 
-const send = (m) => process.stdout.write(JSON.stringify(m) + '\n');
-const rl = readline.createInterface({ input: process.stdin });
-rl.on('line', (line) => {
-    let m;
-    try {
-        m = JSON.parse(line);
-    } catch {
-        return;
-    }
-    if (m.id === undefined || !m.method) return; // notifications and responses
-    switch (m.method) {
-        case 'initialize':
-            return send({
-                jsonrpc: '2.0',
-                id: m.id,
-                result: {
-                    protocolVersion: m.params?.protocolVersion ?? '2025-06-18',
-                    capabilities: { tools: {} },
-                    serverInfo: { name: 'stubborn', version: '1.0.0' },
-                },
-            });
-        case 'ping':
-            return send({ jsonrpc: '2.0', id: m.id, result: {} });
-        case 'tools/list':
-            return send({
-                jsonrpc: '2.0',
-                id: m.id,
-                result: { tools: [{ name: 'pids', description: 'pids of this server and its helper', inputSchema: { type: 'object' } }] },
-            });
-        case 'tools/call':
-            return send({
-                jsonrpc: '2.0',
-                id: m.id,
-                result: { content: [{ type: 'text', text: JSON.stringify({ pid: process.pid, grandchild: grandchild.pid }) }] },
-            });
-        default:
-            return send({ jsonrpc: '2.0', id: m.id, error: { code: -32601, message: `no method ${m.method}` } });
-    }
-});
 // stdin closing must not end us.
-rl.on('close', () => {});
+serve(
+    (m) => {
+        if (m.id === undefined || !m.method) return; // notifications and responses
+        switch (m.method) {
+            case 'initialize':
+                return reply(m.id, initResult(m, 'stubborn', { tools: {} }));
+            case 'ping':
+                return reply(m.id, {});
+            case 'tools/list':
+                return reply(m.id, { tools: [{ name: 'pids', description: 'pids of this server and its helper', inputSchema: { type: 'object' } }] });
+            case 'tools/call':
+                return reply(m.id, { content: [{ type: 'text', text: JSON.stringify({ pid: process.pid, grandchild: grandchild.pid }) }] });
+            default:
+                return fail(m.id, -32601, `no method ${m.method}`);
+        }
+    },
+    { onClose: () => {} },
+);
