@@ -243,20 +243,20 @@ static void on_tick(uv_timer_t *t)
     pol_audit_flush(gw->audit);
     if (now - gw->last_idle_sweep >= 1000) {
         gw->last_idle_sweep = now;
+        uint64_t unix_now = fed__unix_now();
         it = 0;
+        /* Ending a session removes only its own entry, which the iteration allows. */
         while (core_map_str_next(&gw->sessions, &it, &k, &v)) {
             struct fed_session *s = v;
             if (s->calls == NULL && s->streams == 0 && now - s->last_seen >= SESSION_IDLE_MS) {
                 core_log(CORE_LOG_INFO, "sess", "%.8s: idle for an hour; %s", s->id,
                          s->token ? "evicted (its token can bring it back)" : "forgotten");
                 fed__session_end(s);
-                it = 0;
-            } else if (s->token && s->calls == NULL && fed__unix_now() >= s->token_exp) {
+            } else if (s->token && s->calls == NULL && unix_now >= s->token_exp) {
                 /* Every token it ever had has expired: nobody can use it again, so its
                  * children stop now rather than at the idle sweep. */
                 core_log(CORE_LOG_INFO, "sess", "%.8s: its tokens expired; ended", s->id);
                 fed__session_end(s);
-                it = 0;
             }
         }
         purge_ended(gw);
