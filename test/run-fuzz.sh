@@ -13,6 +13,8 @@ mkdir -p build-fuzz/crashes
 pass=0
 fail=0
 for bin in build-fuzz/fuzz_*; do
+    # Only the targets: a run before this one left its fuzz_*.log files here too.
+    [ -f "$bin" ] && [ -x "$bin" ] || continue
     name=$(basename "$bin")
     corpus="build-fuzz/corpus/$name"
     mkdir -p "$corpus"
