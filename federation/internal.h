@@ -216,6 +216,7 @@ struct fed_session {
     struct fed_upstream **inst; /* per server (config order): the instance it uses */
     struct core_map_str subs;   /* subscribed resource URI -> (void *)1 */
     struct fed_call *calls;     /* in-flight calls, newest first */
+    unsigned n_calls;           /* their number (FED_MAX_CALLS) */
     uint64_t next_s2c;
     struct core_map_u64 s2c;    /* our downstream id -> struct fed_s2c */
     const struct fed_session_ops *ops;
@@ -265,6 +266,10 @@ void fed__session_notify(struct fed_session *s, const uv_buf_t *bufs, unsigned n
 bool fed__session_has_cap(const struct fed_session *s, const char *cap);
 
 /* ---- calls (a client request in flight) ------------------------------------------------------ */
+
+/* Requests one session may have in flight; past it a request is answered with an error at once
+ * (a pipelining client would otherwise grow the daemon's tables without bound). */
+#define FED_MAX_CALLS 256
 
 /* The front's channel for one request. `message` carries related messages (progress,
  * server->client requests) before the response; `respond` carries the response, after which

@@ -1243,6 +1243,11 @@ void fed_router_request(struct fed_call *c, const char *frame, size_t n,
         call_errorf(c, -32600, "Invalid Request: duplicate \"%s\" key", env->dup_key);
         return;
     }
+    if (c->sess->n_calls > FED_MAX_CALLS) {
+        call_errorf(c, -32000, "too many requests in flight in this session (%d); wait for "
+                    "some answers first", FED_MAX_CALLS);
+        return;
+    }
     if ((c->sess->init_waiting || c->sess->restoring) && strcmp(m, "ping") != 0 &&
         strcmp(m, "initialize") != 0) {
         /* Keep the order a pipelining client expects: nothing is answered before initialize. */

@@ -470,6 +470,7 @@ struct fed_call *fed__call_new(struct fed_session *s, const char *frame,
     if (s->calls)
         s->calls->prev = c;
     s->calls = c;
+    s->n_calls++;
     s->last_seen = fed__now(s->gw);
     return c;
 }
@@ -489,6 +490,7 @@ void fed__call_free(struct fed_call *c)
         s->calls = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    s->n_calls--;
     if (c->pend) {
         /* The upstream's reply, if it ever comes, is dropped. */
         c->pend->call = NULL;

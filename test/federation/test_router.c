@@ -460,6 +460,40 @@ START_TEST(test_one_identity_gets_its_newest_call)
 }
 END_TEST
 
+START_TEST(test_calls_in_flight_bounded)
+{
+    struct fixture f;
+    setup(&f);
+    struct fed_session *s = new_session(&f);
+    enum { N = FED_MAX_CALLS + 44 };
+    struct got *g[N];
+    int refused = 0;
+    for (int i = 0; i < N; i++) {
+        g[i] = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":"
+                           "{\"name\":\"demo__sleep\",\"arguments\":{\"ms\":300}}}");
+        if (g[i]->responded) {
+            ck_assert_msg(strstr(g[i]->response, "too many requests in flight") != NULL, "%s",
+                          g[i]->response);
+            refused++;
+        }
+    }
+    ck_assert_int_eq(refused, 44);
+    ck_assert_uint_eq(s->n_calls, FED_MAX_CALLS);
+    /* Once they are answered there is room again. */
+    run_until(&f, &g[FED_MAX_CALLS - 1]->responded, 5000);
+    for (int i = 0; i < 200 && s->n_calls > 0; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT), usleep(5000);
+    ck_assert_uint_eq(s->n_calls, 0);
+    struct got *again = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}");
+    ck_assert(again->responded);
+    ck_assert_ptr_null(strstr(again->response, "error"));
+    got_free(again);
+    for (int i = 0; i < N; i++)
+        got_free(g[i]);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_pagination_across_upstreams)
 {
     char ini[10000];
@@ -600,6 +634,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_only_exposed_names_route);
     tcase_add_test(tc, test_attribution_on_a_shared_child);
     tcase_add_test(tc, test_one_identity_gets_its_newest_call);
+    tcase_add_test(tc, test_calls_in_flight_bounded);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
