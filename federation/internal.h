@@ -136,6 +136,9 @@ struct fed_upstream {
      * internal fetch refreshes it; cleared when a fetch answers within the deadline again. */
     bool list_late[FED_LIST_COUNT];
     bool list_refreshing[FED_LIST_COUNT];
+    /* A change was announced while a fetch was under way: one more fetch follows it (however
+     * many announcements came, so a server cannot make the gateway flood it with fetches). */
+    bool list_again[FED_LIST_COUNT];
     struct core_map_str sub_count; /* resource URI -> (void *)(uintptr_t)count of sessions */
     char *log_level;           /* what we last sent with logging/setLevel, or NULL */
     bool closing;

@@ -673,6 +673,8 @@ static void list_done(struct fed_upstream *up, struct list_fetch *f, bool ok)
     up->lists_fetching--;
     enum fed_list l = f->list;
     up->list_refreshing[l] = false;
+    bool again = up->list_again[l];
+    up->list_again[l] = false;
     /* The gateway's own fetches tell, too, whether clients can wait for this server's list. */
     bool prompt = fed__now(up->gw) - f->started <= up->gw->cfg->list_timeout_ms;
     if (ok && prompt && up->list_late[l]) {
@@ -686,6 +688,8 @@ static void list_done(struct fed_upstream *up, struct list_fetch *f, bool ok)
     if (!ok || up->closing || up->state != FED_UP_READY) {
         cJSON_Delete(f->items);
         core_free(f);
+        if (again && !up->closing && up->state == FED_UP_READY)
+            fed__upstream_fetch_list(up, l);
         return;
     }
     char *txt = cJSON_PrintUnformatted(f->items);
@@ -698,6 +702,8 @@ static void list_done(struct fed_upstream *up, struct list_fetch *f, bool ok)
     up->list_hash[l] = h;
     core_free(f);
     fed__router_list_updated(up, l, changed);
+    if (again && !up->closing && up->state == FED_UP_READY)
+        fed__upstream_fetch_list(up, l);
 }
 
 static void on_list_page(void *ctx, struct fed_upstream *up, int err, const char *frame, size_t n,
@@ -746,6 +752,10 @@ void fed__upstream_fetch_list(struct fed_upstream *up, enum fed_list l)
 {
     if (!fed__upstream_has_cap(up, list_caps[l])) {
         list_set(up, l, NULL);
+        return;
+    }
+    if (up->list_refreshing[l]) {
+        up->list_again[l] = true;
         return;
     }
     struct list_fetch *f = core_xcalloc(1, sizeof *f);

@@ -114,3 +114,21 @@ test('sessions without a GET stream queue a bounded amount each, and all of them
     assert.ok(grown < 60, `the daemon's heap grew by ${grown.toFixed(1)} MiB`);
     await waitFor(() => /notifications are dropped/.test(d.stderr), { what: 'the drop warning' });
 }));
+
+test('a flood of list_changed from a server makes the gateway fetch its list a few times, not once each', { timeout: 60000, skip }, kit.wrap(async () => {
+    const config = '[gateway]\naudit = off\n\n' + serverSection('evil', { command: NODE, args: [HOSTILE], prefix: 'evil' });
+    const d = await kit.start({ config });
+    const c = await kit.client(d, { name: 'relister' });
+    await untilTool(c, 'evil__relist');
+    const count = async () => Number(resultText(await c.client.callTool({ name: 'evil__lists', arguments: {} })));
+    const before = await count();
+    assert.equal(resultText(await c.client.callTool({ name: 'evil__relist', arguments: { count: 20000 } })), 'relisted');
+    await sleep(1000);
+    const fetched = (await count()) - before;
+    console.log(`# list_changed flood: ${fetched} fetches`);
+    // One fetch under way and one after it for all the announcements that came meanwhile;
+    // a few more when the flood comes in bursts. Never one per announcement.
+    assert.ok(fetched >= 1 && fetched < 100, `${fetched} tools/list fetches for 20,000 list_changed`);
+    const mem = await memory(d);
+    assert.ok(mem.live < 64, `${mem.live.toFixed(1)} MiB heap after the flood`);
+}));

@@ -13,6 +13,8 @@
 //                         token in _meta when meta is true), then answers after `delay` ms
 //   flood (count, size, level)   sends `count` notifications/message of `size` bytes each,
 //                         then answers "flooded"
+//   relist (count)        sends `count` notifications/tools/list_changed, then answers
+//   lists                 how many tools/list requests it has received
 //   hang (ms)             answers after ms
 //   pid                   its process id
 // Resources hostile://public and hostile://secret; prompts "greet" and "bad prompt".
@@ -23,12 +25,13 @@ const args = process.argv.slice(2);
 const logOnStart = args.includes('--log-on-start') ? args[args.indexOf('--log-on-start') + 1] : null;
 
 const LONG = 'x'.repeat(80);
-const TOOLS = ['echo', 'touch', 'write file', LONG, 'calls', 'sample', 'log', 'flood', 'hang', 'pid'].map((name) => ({
+const TOOLS = ['echo', 'touch', 'write file', LONG, 'calls', 'sample', 'log', 'flood', 'relist', 'lists', 'hang', 'pid'].map((name) => ({
     name,
     description: `hostile ${name}`,
     inputSchema: { type: 'object' },
 }));
 const seen = [];
+let lists = 0; // tools/list requests received
 const waiting = new Map(); // our request id -> resolve
 let nextId = 1;
 
@@ -83,6 +86,11 @@ async function callTool(m) {
                 await sendPaced({ jsonrpc: '2.0', method: 'notifications/message', params: { level: a.level ?? 'info', data } });
             return text(m.id, 'flooded');
         }
+        case 'relist':
+            for (let i = 0; i < (a.count ?? 1000); i++) await sendPaced({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
+            return text(m.id, 'relisted');
+        case 'lists':
+            return text(m.id, String(lists));
         case 'hang':
             await sleep(a.ms ?? 1000);
             return text(m.id, 'done');
@@ -102,6 +110,7 @@ function onRequest(m) {
         case 'logging/setLevel':
             return reply(m.id, {});
         case 'tools/list':
+            lists++;
             return reply(m.id, { tools: TOOLS });
         case 'tools/call':
             return callTool(m);
