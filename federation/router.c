@@ -17,6 +17,7 @@
 #define URI_BUF 8192
 #define DEFAULT_LOG_LEVEL 1 /* "info" for sessions that never sent logging/setLevel */
 #define S2C_MAX 64          /* server->client requests waiting for one session's answers */
+#define SUBS_MAX 128        /* resource subscriptions of one session */
 
 static const char *const list_methods[FED_LIST_COUNT] = {
     "tools/list", "prompts/list", "resources/list", "resources/templates/list"};
@@ -1140,6 +1141,14 @@ static void handle_resource(struct fed_call *c, const char *frame, const struct 
             /* Already (un)subscribed: nothing changes upstream. */
             core_free(uri);
             fed__call_result(c, "{}");
+            return;
+        }
+        if (sub && core_map_str_len(&s->subs) >= SUBS_MAX) {
+            /* Templates name endless URIs, and every subscription rides in the session's
+             * token: both must stay bounded. */
+            core_free(uri);
+            call_errorf(c, -32000, "too many subscriptions in this session (%d); unsubscribe "
+                        "from some first", SUBS_MAX);
             return;
         }
         s->token_stale = true;

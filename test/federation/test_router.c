@@ -494,6 +494,34 @@ START_TEST(test_calls_in_flight_bounded)
 }
 END_TEST
 
+START_TEST(test_subscriptions_bounded)
+{
+    struct fixture f;
+    setup(&f);
+    struct fed_session *s = new_session(&f);
+    int ok = 0, refused = 0;
+    for (int i = 0; i < 140; i++) {
+        char frame[300];
+        snprintf(frame, sizeof frame,
+                 "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"resources/subscribe\",\"params\":"
+                 "{\"uri\":\"demo://items/%d\"}}",
+                 i, i);
+        struct got *g = send_req(s, frame);
+        run_until(&f, &g->responded, 3000);
+        ck_assert(g->responded);
+        if (strstr(g->response, "too many subscriptions"))
+            refused++;
+        else if (strstr(g->response, "\"result\""))
+            ok++;
+        got_free(g);
+    }
+    ck_assert_int_eq(ok, 128);
+    ck_assert_int_eq(refused, 12);
+    ck_assert_uint_eq(core_map_str_len(&s->subs), 128);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_pagination_across_upstreams)
 {
     char ini[10000];
@@ -635,6 +663,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_attribution_on_a_shared_child);
     tcase_add_test(tc, test_one_identity_gets_its_newest_call);
     tcase_add_test(tc, test_calls_in_flight_bounded);
+    tcase_add_test(tc, test_subscriptions_bounded);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
