@@ -240,7 +240,8 @@ test('(b) a uid 65534 listener gets zero bytes from the bridge and the admin com
         assert.equal(r.code, 1, `${name}: ${r.stderr}`);
         assert.match(r.stderr, new RegExp(`the listener runs as uid ${NOBODY}, not as you`), `${name}: ${r.stderr}`);
     }
-    assert.ok(l.lines('CONN').length > connsBefore, `the commands did connect (the peer check is what refused):\n${l.out}`);
+    // The listener reports its connections on its own stdout, which may trail the commands.
+    await waitFor(() => l.lines('CONN').length > connsBefore, { timeout: 3000, what: `the commands' connections at the listener:\n${l.out}` });
     await assertNothingReceived(l, 'the bridge and admin commands (foreign listener)');
     assert.deepEqual(serveDaemonsFor(moved), [], 'the bridge did not start a daemon of its own');
 });
@@ -261,6 +262,9 @@ test('(b) a bridge refused by the listener check does not retry', T, async () =>
     const r = await within(5000, runBridge(['--socket', path.join(mine, 's.sock')]), 'the refused bridge');
     assert.equal(r.code, 1, r.stderr);
     assert.ok(Date.now() - t0 < 3000, `took ${Date.now() - t0} ms`);
+    // The listener reports the connection on its own stdout, which may trail the bridge's exit.
+    await waitFor(() => l.lines('CONN').length >= 1, { timeout: 3000, what: `the connection at the listener:\n${l.out}` });
+    await new Promise((res) => setTimeout(res, 300));
     assert.equal(l.lines('CONN').length, 1, `exactly one connection:\n${l.out}`);
     await assertNothingReceived(l, 'the bridge');
 });

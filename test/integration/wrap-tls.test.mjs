@@ -13,7 +13,7 @@ import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 
-import { BIN, IS_GATEWAY, assertCleanStop, freePort, makeTmp, resultText, runBin, startDaemon, withLog } from './harness.mjs';
+import { BIN, IS_GATEWAY, assertCleanStop, freePort, makeTmp, resultText, runBin, startDaemon, waitFor, withLog } from './harness.mjs';
 
 function hasOpenssl() {
     try {
@@ -76,7 +76,9 @@ async function connect() {
 }
 
 test('wrap over HTTPS: the banner shows https, the SDK lists tools and calls echo', T, wrap(async () => {
-    assert.match(daemon.stdout, new RegExp(`https://127\\.0\\.0\\.1:${daemon.port}/mcp`));
+    // The banner follows the listen, so it may reach us a moment after the port accepts.
+    const url = new RegExp(`https://127\\.0\\.0\\.1:${daemon.port}/mcp`);
+    await waitFor(() => url.test(daemon.stdout), { timeout: 5000, what: `the https URL in the banner: ${daemon.stdout}` });
     const c = await connect();
     const names = (await c.listTools()).tools.map((t) => t.name);
     assert.ok(names.includes('echo'), names.join(','));
