@@ -11,6 +11,8 @@
 #include "core/log.h"
 #include "core/peer.h"
 #include "federation/internal.h"
+#include "federation/router.h"
+#include "federation/session.h"
 
 #define BRIDGE_MAX_FRAME (16u << 20)
 #define BRIDGE_HELLO_MAX 1024
@@ -67,7 +69,7 @@ static void on_pipe_closed(uv_handle_t *h)
     struct fed_session *s = b->s;
     b->s = NULL;
     if (s)
-        fed__session_end(s); /* its calls are answered into the void: we are closed */
+        fed_session_end(s); /* its calls are answered into the void: we are closed */
     core_framer_dispose(&b->in);
     core_free(b);
 }
@@ -103,7 +105,7 @@ static void on_written(uv_write_t *req, int status)
     core_free(w);
     if (b->state == BC_CLOSING || b->out_bytes > FED_NOTIFY_STREAM_MAX / 2)
         return;
-    fed__backlog_drained(&b->drops, b->who);
+    fed_backlog_drained(&b->drops, b->who);
     if (b->read_paused && b->out_bytes < BRIDGE_READ_PAUSE / 2) {
         b->read_paused = false;
         if (uv_read_start((uv_stream_t *)&b->pipe, on_alloc, on_read) != 0)
@@ -121,7 +123,7 @@ static void send_frame(struct bconn *b, const uv_buf_t *bufs, unsigned n, bool d
     size_t len = 1;
     for (unsigned i = 0; i < n; i++)
         len += bufs[i].len;
-    if (droppable && !fed__backlog_room(b->gw, b->out_bytes + len, FED_NOTIFY_STREAM_MAX, 0, &b->drops,
+    if (droppable && !fed_backlog_room(b->gw, b->out_bytes + len, FED_NOTIFY_STREAM_MAX, 0, &b->drops,
                                         b->who))
         return;
     if (b->out_bytes > FED_STREAM_HARD_MAX) {
@@ -163,7 +165,7 @@ static void send_error(struct bconn *b, int code, const char *msg)
 {
     struct core_buf e;
     core_buf_init(&e, 0);
-    if (fed__error_json(&e, "null", 4, code, msg) == 0) {
+    if (fed_error_json(&e, "null", 4, code, msg) == 0) {
         uv_buf_t u = uv_buf_init(e.data, (unsigned)e.len);
         send_frame(b, &u, 1, false);
     }
@@ -228,7 +230,7 @@ static void on_hello(struct bconn *b, const char *p, size_t n)
         .is_unix = true, .uid_known = b->uid_known, .uid = b->uid, .name = b->client};
     const struct core_client_cfg *cc = NULL;
     const char *why = NULL;
-    if (fed__identify(b->gw, &peer, &cc, &why) != 0) {
+    if (fed_identify(b->gw, &peer, &cc, &why) != 0) {
         char msg[300];
         snprintf(msg, sizeof msg, "agentgate: refused: %.*s%s%s", (int)strcspn(why, "\n"), why,
                  b->client[0] ? " (client " : "", b->client[0] ? b->client : "");
@@ -240,7 +242,7 @@ static void on_hello(struct bconn *b, const char *p, size_t n)
         return;
     }
     char full[300];
-    b->s = fed__session_new(b->gw, cc, &sess_ops, b, full, sizeof full);
+    b->s = fed_session_new(b->gw, cc, &sess_ops, b, full, sizeof full);
     if (b->s == NULL) {
         char msg[340];
         snprintf(msg, sizeof msg, "agentgate: refused: %s", full);
@@ -268,10 +270,10 @@ static void on_frame(void *ctx, const char *p, size_t n)
         return;
     }
     struct fed_session *s = b->s;
-    s->last_seen = fed__now(b->gw);
+    s->last_seen = fed_now(b->gw);
     switch (env.kind) {
     case CORE_RPC_REQUEST: {
-        struct fed_call *c = fed__call_new(s, p, &env, &call_ops, b);
+        struct fed_call *c = fed_call_new(s, p, &env, &call_ops, b);
         fed_router_request(c, p, n, &env);
         break;
     }
@@ -361,7 +363,7 @@ void fed_bridge_accept(struct fed_gateway *gw, int fd, const char *initial, size
         bconn_close(b);
 }
 
-void fed__bridge_shutdown(struct fed_gateway *gw)
+void fed_bridge_shutdown(struct fed_gateway *gw)
 {
     struct bconn *b = conns, *next;
     for (; b; b = next) {

@@ -8,6 +8,8 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "federation/internal.h"
+#include "federation/session.h"
+#include "federation/upstream.h"
 #include "federation/mcp_http.h"
 #include "policy/audit.h"
 #include "policy/pins.h"
@@ -53,10 +55,10 @@ static void remap_session(struct fed_session *s, struct fed_server **old, size_t
     for (size_t i = 0; i < m; i++)
         core_map_str_del(&s->subs, uris[i], strlen(uris[i]));
     for (size_t k = 0; k < n_old; k++)
-        fed__session_release_instance(s, k);
+        fed_session_release_instance(s, k);
     core_free(s->inst);
     s->inst = inst;
-    (void)fed__session_sync_instances(s, NULL); /* a server at its cap is logged there */
+    (void)fed_session_sync_instances(s, NULL); /* a server at its cap is logged there */
     for (size_t i = 0; i < m; i++) {
         size_t ul = strlen(uris[i]);
         struct fed_upstream *to = NULL;
@@ -121,7 +123,7 @@ int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
             was->index = j;
             continue;
         }
-        neu[j] = fed__server_new(gw, sc, j);
+        neu[j] = fed_server_new(gw, sc, j);
         if (was)
             changed++;
         else
@@ -156,7 +158,7 @@ int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
             struct fed_session *s = v;
             if (s->client == NULL)
                 continue;
-            const struct core_client_cfg *nc = fed__client_named(gw, s->client);
+            const struct core_client_cfg *nc = fed_client_named(gw, s->client);
             if (nc == NULL) {
                 gone = s;
                 break;
@@ -173,12 +175,12 @@ int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
             break;
         core_log(CORE_LOG_INFO, "reload", "%.8s: client %s is no longer configured; session ended",
                  gone->id, gone->client);
-        fed__session_revoke(gone);
+        fed_session_revoke(gone);
     }
     for (size_t j = 0; j < n_new; j++)
         if (neu[j]->shared == NULL && neu[j]->cfg->isolation == CORE_ISOLATION_SHARED) {
-            neu[j]->shared = fed__upstream_new(neu[j], NULL);
-            fed__upstream_start(neu[j]->shared);
+            neu[j]->shared = fed_upstream_new(neu[j], NULL);
+            fed_upstream_start(neu[j]->shared);
         }
     /* Sessions: the new server table. */
     gw->servers = neu;
@@ -189,7 +191,7 @@ int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
     /* Rate buckets of clients that are gone. */
     it = 0;
     while (core_map_str_next(&gw->buckets, &it, &k, &v))
-        if (fed__client_named(gw, k) == NULL) {
+        if (fed_client_named(gw, k) == NULL) {
             core_free(v);
             core_map_str_del(&gw->buckets, k, strlen(k));
             it = 0;
@@ -202,15 +204,15 @@ int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
         if (srv->shared) {
             struct fed_upstream *up = srv->shared;
             srv->shared = NULL;
-            fed__upstream_close(up, "its server was removed or changed by a reload");
+            fed_upstream_close(up, "its server was removed or changed by a reload");
         }
-        fed__server_unref(srv);
+        fed_server_unref(srv);
     }
     core_free(old);
     if (added || removed || changed)
-        fed__gateway_lists_changed(gw, NULL, (1u << FED_LIST_COUNT) - 1);
+        fed_gateway_lists_changed(gw, NULL, (1u << FED_LIST_COUNT) - 1);
     else if (policy_changed)
-        fed__gateway_flush_soon(gw); /* those sessions are marked already */
+        fed_gateway_flush_soon(gw); /* those sessions are marked already */
     /* Settings that apply at once. */
     core_log_set_level(ncfg->log_level);
     if (ocfg->audit != ncfg->audit || ocfg->audit_max != ncfg->audit_max) {
@@ -252,7 +254,7 @@ int fed_gateway_approve(struct fed_gateway *gw, const char *server, const char *
         snprintf(msg, cap, "%s", err);
         return -1;
     }
-    fed__gateway_save_pins(gw);
+    fed_gateway_save_pins(gw);
     struct fed_server *srv = find_live(gw, server);
     if (srv) {
         /* Lift the quarantine of what was approved; the next list confirms it. */
@@ -269,7 +271,7 @@ int fed_gateway_approve(struct fed_gateway *gw, const char *server, const char *
             it = 0;
         }
     }
-    fed__gateway_lists_changed(gw, NULL, 1u << FED_LIST_TOOLS);
+    fed_gateway_lists_changed(gw, NULL, 1u << FED_LIST_TOOLS);
     snprintf(msg, cap, "approved %d tool definition(s) of %s", *n, server);
     core_log(CORE_LOG_INFO, "pins", "%s%s%s", msg, tool ? ": " : "", tool ? tool : "");
     return 0;
@@ -312,7 +314,7 @@ static cJSON *status_json(struct fed_gateway *gw, struct tp_http_req *req)
         cJSON *sv = cJSON_CreateObject();
         cJSON_AddStringToObject(sv, "name", srv->cfg->name);
         if (srv->shared)
-            cJSON_AddStringToObject(sv, "state", fed__up_state_name(srv->shared->state));
+            cJSON_AddStringToObject(sv, "state", fed_up_state_name(srv->shared->state));
         cJSON_AddNumberToObject(sv, "private_instances", srv->n_private);
         cJSON_AddItemToArray(servers, sv);
     }
@@ -328,7 +330,7 @@ void fed_control_request(struct fed_gateway *gw, struct tp_http_req *req)
 {
     uid_t uid;
     if (!tp_http_req_peer_uid(req, &uid) || uid != geteuid()) {
-        fed__http_status(req, 403, "Forbidden: the socket peer runs as another user\n");
+        fed_http_status(req, 403, "Forbidden: the socket peer runs as another user\n");
         return;
     }
     const char *path = tp_http_req_path(req);
@@ -367,7 +369,7 @@ void fed_control_request(struct fed_gateway *gw, struct tp_http_req *req)
         reply_result(req, rc, 404, msg, "approved", n);
         return;
     }
-    fed__http_status(req, 404,
+    fed_http_status(req, 404,
                      "Not found: control endpoints are /agentgate/status, /agentgate/reload "
                      "and /agentgate/approve\n");
 }

@@ -15,6 +15,9 @@
 #include "core/file.h"
 #include "core/log.h"
 #include "federation/internal.h"
+#include "federation/router.h"
+#include "federation/session.h"
+#include "federation/upstream.h"
 #include "policy/audit.h"
 #include "policy/pins.h"
 #include "policy/policy.h"
@@ -25,19 +28,19 @@
  * gets 404 and initialises again). */
 #define SESSION_IDLE_MS (60 * 60 * 1000)
 
-uint64_t fed__now(const struct fed_gateway *gw)
+uint64_t fed_now(const struct fed_gateway *gw)
 {
     return uv_now(gw->loop);
 }
 
-uint64_t fed__unix_now(void)
+uint64_t fed_unix_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec;
 }
 
-struct fed_server *fed__server_new(struct fed_gateway *gw, const struct core_server_cfg *cfg,
+struct fed_server *fed_server_new(struct fed_gateway *gw, const struct core_server_cfg *cfg,
                                    size_t index)
 {
     struct fed_server *srv = core_xcalloc(1, sizeof *srv);
@@ -50,12 +53,12 @@ struct fed_server *fed__server_new(struct fed_gateway *gw, const struct core_ser
     return srv;
 }
 
-void fed__server_ref(struct fed_server *srv)
+void fed_server_ref(struct fed_server *srv)
 {
     srv->refs++;
 }
 
-void fed__server_unref(struct fed_server *srv)
+void fed_server_unref(struct fed_server *srv)
 {
     if (--srv->refs > 0)
         return;
@@ -115,7 +118,7 @@ struct fed_gateway *fed_gateway_new(uv_loop_t *loop, struct core_config *cfg,
     gw->n_servers = cfg->n_servers;
     gw->servers = core_xcalloc(cfg->n_servers ? cfg->n_servers : 1, sizeof *gw->servers);
     for (size_t i = 0; i < cfg->n_servers; i++)
-        gw->servers[i] = fed__server_new(gw, &cfg->servers[i], i);
+        gw->servers[i] = fed_server_new(gw, &cfg->servers[i], i);
     core_map_str_init(&gw->sessions);
     core_map_str_init(&gw->client_sessions);
     core_map_str_init(&gw->tokens);
@@ -135,7 +138,7 @@ struct fed_gateway *fed_gateway_new(uv_loop_t *loop, struct core_config *cfg,
     return gw;
 }
 
-void fed__gateway_save_pins(struct fed_gateway *gw)
+void fed_gateway_save_pins(struct fed_gateway *gw)
 {
     if (gw->pins == NULL || !pol_pins_dirty(gw->pins))
         return;
@@ -144,7 +147,7 @@ void fed__gateway_save_pins(struct fed_gateway *gw)
         core_log(CORE_LOG_ERROR, "gw", "cannot save the tool pins: %s", err);
 }
 
-void fed__gateway_revoke(struct fed_gateway *gw, const char *sid, uint64_t exp)
+void fed_gateway_revoke(struct fed_gateway *gw, const char *sid, uint64_t exp)
 {
     core_map_str_put(&gw->ended, sid, strlen(sid), (void *)(uintptr_t)exp);
     if (gw->revoked_path == NULL)
@@ -183,7 +186,7 @@ static void load_revoked(struct fed_gateway *gw)
         close(fd);
         return;
     }
-    uint64_t now = fed__unix_now();
+    uint64_t now = fed_unix_now();
     char sid[40];
     uint64_t exp;
     size_t dropped = 0;
@@ -217,7 +220,7 @@ static void load_revoked(struct fed_gateway *gw)
 /* Forgets ended-session ids whose tokens have expired anyway. */
 static void purge_ended(struct fed_gateway *gw)
 {
-    uint64_t now = fed__unix_now();
+    uint64_t now = fed_unix_now();
     size_t it = 0;
     const char *k;
     void *v;
@@ -231,19 +234,19 @@ static void purge_ended(struct fed_gateway *gw)
 static void on_tick(uv_timer_t *t)
 {
     struct fed_gateway *gw = container_of(t, struct fed_gateway, tick);
-    uint64_t now = fed__now(gw);
+    uint64_t now = fed_now(gw);
     /* Failing a request answers a call, which never frees an instance on the spot. */
     for (struct fed_upstream *up = gw->ups; up; up = up->next)
-        fed__upstream_sweep(up, now);
+        fed_upstream_sweep(up, now);
     size_t it = 0;
     const char *k;
     void *v;
-    fed__router_check_deferred(gw);
-    fed__gateway_save_pins(gw);
+    fed_router_check_deferred(gw);
+    fed_gateway_save_pins(gw);
     pol_audit_flush(gw->audit);
     if (now - gw->last_idle_sweep >= 1000) {
         gw->last_idle_sweep = now;
-        uint64_t unix_now = fed__unix_now();
+        uint64_t unix_now = fed_unix_now();
         it = 0;
         /* Ending a session removes only its own entry, which the iteration allows. */
         while (core_map_str_next(&gw->sessions, &it, &k, &v)) {
@@ -251,12 +254,12 @@ static void on_tick(uv_timer_t *t)
             if (s->calls == NULL && s->streams == 0 && now - s->last_seen >= SESSION_IDLE_MS) {
                 core_log(CORE_LOG_INFO, "sess", "%.8s: idle for an hour; %s", s->id,
                          s->token ? "evicted (its token can bring it back)" : "forgotten");
-                fed__session_end(s);
+                fed_session_end(s);
             } else if (s->token && s->calls == NULL && unix_now >= s->token_exp) {
                 /* Every token it ever had has expired: nobody can use it again, so its
                  * children stop now rather than at the idle sweep. */
                 core_log(CORE_LOG_INFO, "sess", "%.8s: its tokens expired; ended", s->id);
-                fed__session_end(s);
+                fed_session_end(s);
             }
         }
         purge_ended(gw);
@@ -268,8 +271,8 @@ void fed_gateway_start(struct fed_gateway *gw)
     for (size_t i = 0; i < gw->n_servers; i++) {
         struct fed_server *srv = gw->servers[i];
         if (srv->cfg->isolation == CORE_ISOLATION_SHARED) {
-            srv->shared = fed__upstream_new(srv, NULL);
-            fed__upstream_start(srv->shared);
+            srv->shared = fed_upstream_new(srv, NULL);
+            fed_upstream_start(srv->shared);
         }
     }
     uv_timer_start(&gw->tick, on_tick, TICK_MS, TICK_MS);
@@ -283,10 +286,10 @@ static void on_notify_timer(uv_timer_t *t)
     const char *k;
     void *v;
     while (core_map_str_next(&gw->sessions, &it, &k, &v))
-        fed__router_flush_list_changed(v);
+        fed_router_flush_list_changed(v);
 }
 
-void fed__gateway_flush_soon(struct fed_gateway *gw)
+void fed_gateway_flush_soon(struct fed_gateway *gw)
 {
     gw->list_gen++;
     if (!gw->notify_armed && !gw->shutting_down) {
@@ -295,7 +298,7 @@ void fed__gateway_flush_soon(struct fed_gateway *gw)
     }
 }
 
-void fed__gateway_lists_changed(struct fed_gateway *gw, struct fed_upstream *up, unsigned mask)
+void fed_gateway_lists_changed(struct fed_gateway *gw, struct fed_upstream *up, unsigned mask)
 {
     if (mask == 0 || gw->shutting_down || (up && up->srv->retired))
         return;
@@ -309,12 +312,12 @@ void fed__gateway_lists_changed(struct fed_gateway *gw, struct fed_upstream *up,
                            pol_client_has_server(s->ccfg, up->srv->cfg->name)))
             s->list_changed |= mask;
     }
-    fed__gateway_flush_soon(gw);
+    fed_gateway_flush_soon(gw);
 }
 
 /* ---- backlog ----------------------------------------------------------------------------- */
 
-bool fed__backlog_room(struct fed_gateway *gw, size_t conn, size_t conn_max, size_t http_total,
+bool fed_backlog_room(struct fed_gateway *gw, size_t conn, size_t conn_max, size_t http_total,
                        struct fed_drops *d, const char *who)
 {
     bool total_ok = gw->backlog + http_total <= FED_NOTIFY_TOTAL_MAX;
@@ -330,7 +333,7 @@ bool fed__backlog_room(struct fed_gateway *gw, size_t conn, size_t conn_max, siz
     return false;
 }
 
-void fed__backlog_drained(struct fed_drops *d, const char *who)
+void fed_backlog_drained(struct fed_drops *d, const char *who)
 {
     if (d->run == 0)
         return;
@@ -346,7 +349,7 @@ static void maybe_done(struct fed_gateway *gw)
     if (!gw->shutting_down || gw->live_upstreams > 0 || gw->handles > 0)
         return;
     for (size_t i = 0; i < gw->n_servers; i++)
-        fed__server_unref(gw->servers[i]);
+        fed_server_unref(gw->servers[i]);
     core_free(gw->servers);
     core_map_str_dispose(&gw->sessions);
     core_map_str_dispose(&gw->client_sessions);
@@ -358,7 +361,7 @@ static void maybe_done(struct fed_gateway *gw)
     while (core_map_str_next(&gw->buckets, &it, &k, &v))
         core_free(v);
     core_map_str_dispose(&gw->buckets);
-    fed__gateway_save_pins(gw);
+    fed_gateway_save_pins(gw);
     pol_pins_free(gw->pins);
     core_free(gw->pins_path);
     core_free(gw->revoked_path);
@@ -377,7 +380,7 @@ static void maybe_done(struct fed_gateway *gw)
         done(ctx);
 }
 
-void fed__gateway_upstream_freed(struct fed_gateway *gw)
+void fed_gateway_upstream_freed(struct fed_gateway *gw)
 {
     gw->live_upstreams--;
     maybe_done(gw);
@@ -401,19 +404,19 @@ void fed_gateway_shutdown(struct fed_gateway *gw, void (*done)(void *ctx), void 
     gw->done_ctx = ctx;
     /* Bridges and sessions first: their calls get an error now, their isolated children start
      * stopping. */
-    fed__bridge_shutdown(gw);
+    fed_bridge_shutdown(gw);
     const char *k;
     void *v;
     size_t it = 0;
     while (core_map_str_next(&gw->sessions, &it, &k, &v)) {
-        fed__session_end(v);
+        fed_session_end(v);
         it = 0;
     }
     for (size_t i = 0; i < gw->n_servers; i++) {
         if (gw->servers[i]->shared) {
             struct fed_upstream *up = gw->servers[i]->shared;
             gw->servers[i]->shared = NULL;
-            fed__upstream_close(up, "the gateway is shutting down");
+            fed_upstream_close(up, "the gateway is shutting down");
         }
     }
     gw->tick.data = gw;

@@ -8,13 +8,13 @@
 #include "auth/seal.h"
 #include "federation/internal.h"
 
-bool fed__auth_none(const struct fed_gateway *gw)
+bool fed_auth_none(const struct fed_gateway *gw)
 {
     const char *a = gw->auth_override ? gw->auth_override : gw->cfg->auth;
     return a != NULL && strcmp(a, "none") == 0;
 }
 
-const struct core_client_cfg *fed__client_named(const struct fed_gateway *gw, const char *name)
+const struct core_client_cfg *fed_client_named(const struct fed_gateway *gw, const char *name)
 {
     for (size_t i = 0; i < gw->cfg->n_clients; i++)
         if (strcmp(gw->cfg->clients[i].name, name) == 0)
@@ -50,7 +50,7 @@ static const char *bearer_of(const char *h)
     return *h ? h : NULL;
 }
 
-int fed__identify(const struct fed_gateway *gw, const struct fed_peer *peer,
+int fed_identify(const struct fed_gateway *gw, const struct fed_peer *peer,
                   const struct core_client_cfg **client, const char **why)
 {
     *client = NULL;
@@ -67,13 +67,13 @@ int fed__identify(const struct fed_gateway *gw, const struct fed_peer *peer,
         }
         return 0;
     }
-    if (!peer->is_unix && !fed__auth_none(gw)) {
+    if (!peer->is_unix && !fed_auth_none(gw)) {
         *why = "Unauthorized: send Authorization: Bearer <token> (agentgate token create NAME)\n";
         return 401;
     }
     /* Without any [client.*] section, names are only labels: everyone is anonymous. */
     if (peer->name && peer->name[0] && gw->cfg->n_clients > 0) {
-        *client = fed__client_named(gw, peer->name);
+        *client = fed_client_named(gw, peer->name);
         if (*client == NULL) {
             *why = "Unauthorized: no such client in the config\n";
             return 401;

@@ -9,6 +9,9 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "federation/internal.h"
+#include "federation/router.h"
+#include "federation/session.h"
+#include "federation/upstream.h"
 #include "federation/sse_front.h"
 #include "transports/http.h"
 #include "transports/sse.h"
@@ -80,19 +83,19 @@ static bool host_ok(const char *h, bool origin)
     return false;
 }
 
-void fed__http_status(struct tp_http_req *req, int status, const char *text)
+void fed_http_status(struct tp_http_req *req, int status, const char *text)
 {
     (void)tp_http_respond_simple(req, status, "text/plain; charset=utf-8", text);
 }
 
-void fed__http_rpc_error(struct tp_http_req *req, int status, int code, const char *msg)
+void fed_http_rpc_error(struct tp_http_req *req, int status, int code, const char *msg)
 {
     struct core_buf b;
     core_buf_init(&b, 0);
-    if (fed__error_json(&b, "null", 4, code, msg) == 0)
+    if (fed_error_json(&b, "null", 4, code, msg) == 0)
         (void)tp_http_respond_simple(req, status, "application/json", b.data);
     else
-        fed__http_status(req, 500, "internal error\n");
+        fed_http_status(req, 500, "internal error\n");
     core_buf_dispose(&b);
 }
 
@@ -124,10 +127,10 @@ static bool stream_room(struct fed_gateway *gw, struct tp_http_req *req, struct 
                         const char *who)
 {
     size_t mine = tp_http_req_queued(req);
-    if (!fed__backlog_room(gw, mine, FED_NOTIFY_STREAM_MAX, tp_http_req_server_queued(req), d, who))
+    if (!fed_backlog_room(gw, mine, FED_NOTIFY_STREAM_MAX, tp_http_req_server_queued(req), d, who))
         return false;
     if (mine <= FED_NOTIFY_STREAM_MAX / 2)
-        fed__backlog_drained(d, who);
+        fed_backlog_drained(d, who);
     return true;
 }
 
@@ -154,7 +157,7 @@ static void sess_notify(void *ctx, struct fed_session *s, const uv_buf_t *bufs, 
     if (hs->stream) {
         uv_buf_t u = uv_buf_init(ev.data, (unsigned)ev.len);
         (void)tp_http_stream_write(hs->stream, &u, 1);
-    } else if (fed__backlog_room(gw, hs->queue.len + ev.len, QUEUE_MAX_BYTES, 0, &hs->drops,
+    } else if (fed_backlog_room(gw, hs->queue.len + ev.len, QUEUE_MAX_BYTES, 0, &hs->drops,
                                  hs->who)) {
         /* No stream yet: kept for the next GET, within the session's and the total bound. */
         size_t cap = hs->queue.cap;
@@ -187,7 +190,7 @@ static void on_stream_close(void *ud, struct tp_http_req *req)
     struct http_sess *hs = ud;
     hs->stream = NULL;
     hs->s->streams--;
-    hs->s->last_seen = fed__now(hs->s->gw);
+    hs->s->last_seen = fed_now(hs->s->gw);
 }
 
 /* ---- call channel: the POST's response ------------------------------------------------------ */
@@ -218,7 +221,7 @@ static void call_write(struct http_call *hc, struct fed_call *c, const uv_buf_t 
     if (droppable && hc->streaming && !stream_room(c->sess->gw, hc->req, &hc->drops, "a POST stream"))
         return;
     if (!hc->streaming) {
-        const char *tok = fed__session_token(c->sess);
+        const char *tok = fed_session_token(c->sess);
         struct tp_http_header h[] = {
             {"Content-Type", "text/event-stream"},
             {"Cache-Control", "no-cache"},
@@ -253,7 +256,7 @@ static void call_respond(void *ctx, struct fed_call *c, const uv_buf_t *bufs, un
             call_write(hc, c, bufs, n, false);
             tp_http_stream_end(req);
         } else {
-            const char *tok = fed__session_token(c->sess);
+            const char *tok = fed_session_token(c->sess);
             struct tp_http_header h[] = {
                 {"Content-Type", "application/json"},
                 {"Mcp-Session-Id", tok},
@@ -277,7 +280,7 @@ static void batch_maybe_finish(struct http_batch *b)
         if (b->responses == 0) {
             (void)tp_http_respond(b->req, 202, NULL, 0, NULL, 0);
         } else if (core_buf_append(&b->out, "]", 1) == 0) {
-            const char *tok = fed__session_token(b->s);
+            const char *tok = fed_session_token(b->s);
             struct tp_http_header h[] = {{"Content-Type", "application/json"},
                                          {"Mcp-Session-Id", tok}};
             uv_buf_t u = uv_buf_init(b->out.data, (unsigned)b->out.len);
@@ -308,7 +311,7 @@ static void batch_message(void *ctx, struct fed_call *c, const uv_buf_t *bufs, u
 {
     /* A batch answers with one JSON array, so related messages go to the session's stream. */
     (void)ctx;
-    fed__session_notify(c->sess, bufs, n);
+    fed_session_notify(c->sess, bufs, n);
 }
 
 static void batch_respond(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
@@ -335,11 +338,11 @@ static void dispatch_one(struct fed_session *s, const char *frame, size_t n,
         struct fed_call *c;
         if (batch) {
             batch->outstanding++;
-            c = fed__call_new(s, frame, env, &batch_ops, batch);
+            c = fed_call_new(s, frame, env, &batch_ops, batch);
         } else {
             struct http_call *hc = core_xcalloc(1, sizeof *hc);
             hc->req = req;
-            c = fed__call_new(s, frame, env, &call_ops, hc);
+            c = fed_call_new(s, frame, env, &call_ops, hc);
             hc->call = c;
             tp_http_req_set_close_cb(req, on_call_req_close, hc);
         }
@@ -355,7 +358,7 @@ static void dispatch_one(struct fed_session *s, const char *frame, size_t n,
         return;
     default:
         if (errors)
-            (void)fed__error_json(errors, "null", 4, -32600, "Invalid Request");
+            (void)fed_error_json(errors, "null", 4, -32600, "Invalid Request");
         return;
     }
 }
@@ -367,7 +370,7 @@ static void handle_batch(struct fed_session *s, struct tp_http_req *req, const c
         char msg[160];
         snprintf(msg, sizeof msg, "JSON-RPC batches are not supported in protocol version %s",
                  s->protocol_version);
-        fed__http_rpc_error(req, 400, -32600, msg);
+        fed_http_rpc_error(req, 400, -32600, msg);
         return;
     }
     struct http_batch *b = core_xcalloc(1, sizeof *b);
@@ -387,7 +390,7 @@ static void handle_batch(struct fed_session *s, struct tp_http_req *req, const c
         core_buf_init(&err, 0);
         if (core_rpc_scan(body + el.off, el.len, &env) != 0 || env.kind == CORE_RPC_BATCH ||
             (env.kind == CORE_RPC_REQUEST && strcmp(env.method_str, "initialize") == 0)) {
-            (void)fed__error_json(&err, "null", 4, -32600, "Invalid Request");
+            (void)fed_error_json(&err, "null", 4, -32600, "Invalid Request");
         } else {
             dispatch_one(s, body + el.off, el.len, &env, req, b, &err);
         }
@@ -400,7 +403,7 @@ static void handle_batch(struct fed_session *s, struct tp_http_req *req, const c
     if (count == 0) {
         struct core_buf err;
         core_buf_init(&err, 0);
-        if (fed__error_json(&err, "null", 4, -32600, "Invalid Request: empty batch") == 0) {
+        if (fed_error_json(&err, "null", 4, -32600, "Invalid Request: empty batch") == 0) {
             uv_buf_t u = uv_buf_init(err.data, (unsigned)err.len);
             batch_add(b, &u, 1);
         }
@@ -426,15 +429,15 @@ static struct fed_session *find_session(struct fed_gateway *gw, struct tp_http_r
 {
     const char *sid = tp_http_req_header(req, "Mcp-Session-Id");
     if (sid == NULL || sid[0] == '\0') {
-        fed__http_rpc_error(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
+        fed_http_rpc_error(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
         return NULL;
     }
-    struct fed_session *s = fed__session_open(gw, client, sid, &sess_ops, make_http_sess);
+    struct fed_session *s = fed_session_open(gw, client, sid, &sess_ops, make_http_sess);
     if (s == NULL) {
-        fed__http_rpc_error(req, 404, -32001, "Session not found");
+        fed_http_rpc_error(req, 404, -32001, "Session not found");
         return NULL;
     }
-    s->last_seen = fed__now(gw);
+    s->last_seen = fed_now(gw);
     return s;
 }
 
@@ -445,11 +448,11 @@ static void handle_post(struct fed_gateway *gw, struct tp_http_req *req,
     const char *body = tp_http_req_body(req, &len);
     struct core_rpc_env env;
     if (core_rpc_scan(body, len, &env) != 0) {
-        fed__http_rpc_error(req, 400, -32700, "Parse error");
+        fed_http_rpc_error(req, 400, -32700, "Parse error");
         return;
     }
     if (env.kind == CORE_RPC_INVALID) {
-        fed__http_rpc_error(req, 400, -32600, "Invalid Request");
+        fed_http_rpc_error(req, 400, -32600, "Invalid Request");
         return;
     }
     /* A repeated key the gateway reads: refused before anything happens (no session is made).
@@ -459,19 +462,19 @@ static void handle_post(struct fed_gateway *gw, struct tp_http_req *req,
                     strcmp(env.dup_key, "id") == 0 || strcmp(env.dup_key, "method") == 0)) {
         char msg[96];
         snprintf(msg, sizeof msg, "Invalid Request: duplicate \"%s\" key", env.dup_key);
-        fed__http_rpc_error(req, 400, -32600, msg);
+        fed_http_rpc_error(req, 400, -32600, msg);
         return;
     }
     if (env.kind == CORE_RPC_REQUEST && strcmp(env.method_str, "initialize") == 0) {
         char why[300];
-        struct fed_session *s = fed__session_new(gw, client, &sess_ops, NULL, why, sizeof why);
+        struct fed_session *s = fed_session_new(gw, client, &sess_ops, NULL, why, sizeof why);
         if (s == NULL) {
             struct core_buf b;
             core_buf_init(&b, 0);
-            if (fed__error_json(&b, body + env.id.off, env.id.len, -32603, why) == 0)
+            if (fed_error_json(&b, body + env.id.off, env.id.len, -32603, why) == 0)
                 (void)tp_http_respond_simple(req, 503, "application/json", b.data);
             else
-                fed__http_status(req, 503, "too many sessions\n");
+                fed_http_status(req, 503, "too many sessions\n");
             core_buf_dispose(&b);
             return;
         }
@@ -496,7 +499,7 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req,
 {
     const char *accept = tp_http_req_header(req, "Accept");
     if (accept == NULL || strstr(accept, "text/event-stream") == NULL) {
-        fed__http_status(req, 406, "GET /mcp needs Accept: text/event-stream\n");
+        fed_http_status(req, 406, "GET /mcp needs Accept: text/event-stream\n");
         return;
     }
     struct fed_session *s = find_session(gw, req, client);
@@ -504,10 +507,10 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req,
         return;
     struct http_sess *hs = s->ops_ctx;
     if (hs->stream) {
-        fed__http_status(req, 409, "this session already has a GET stream open\n");
+        fed_http_status(req, 409, "this session already has a GET stream open\n");
         return;
     }
-    const char *tok = fed__session_token(s);
+    const char *tok = fed_session_token(s);
     struct tp_http_header h[] = {
         {"Content-Type", "text/event-stream"},
         {"Cache-Control", "no-cache"},
@@ -551,7 +554,7 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
     const char *path = tp_http_req_path(req);
     const char *method = tp_http_req_method(req);
     if (gw->shutting_down) {
-        fed__http_status(req, 503, "shutting down\n");
+        fed_http_status(req, 503, "shutting down\n");
         return;
     }
     const char *host = tp_http_req_header(req, "Host");
@@ -563,7 +566,7 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
         (origin != NULL && !host_ok(origin, true))) {
         core_log(CORE_LOG_WARN, "http", "%s: refused Host %s Origin %s", tp_http_req_conn_name(req),
                  host ? host : "-", origin ? origin : "-");
-        fed__http_status(req, 403, "Forbidden: Host and Origin must be localhost\n");
+        fed_http_status(req, 403, "Forbidden: Host and Origin must be localhost\n");
         return;
     }
     if (strcmp(path, "/healthz") == 0) {
@@ -591,7 +594,7 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
         };
         if (is_unix)
             peer.uid_known = tp_http_req_peer_uid(req, &peer.uid);
-        status = fed__identify(gw, &peer, &client, &why);
+        status = fed_identify(gw, &peer, &client, &why);
     }
     if (status) {
         core_log(CORE_LOG_INFO, "http", "%s: %d %s %s: %.*s", tp_http_req_conn_name(req), status,
@@ -607,14 +610,14 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
         return;
     }
     if (strcmp(path, "/mcp") != 0) {
-        fed__http_status(req, 404, "Not found: the MCP endpoint is /mcp\n");
+        fed_http_status(req, 404, "Not found: the MCP endpoint is /mcp\n");
         return;
     }
     const char *ver = tp_http_req_header(req, "MCP-Protocol-Version");
-    if (ver && !fed__version_supported(ver, strlen(ver))) {
+    if (ver && !fed_version_supported(ver, strlen(ver))) {
         char msg[200];
         snprintf(msg, sizeof msg, "Bad Request: unsupported MCP-Protocol-Version %.60s", ver);
-        fed__http_rpc_error(req, 400, -32000, msg);
+        fed_http_rpc_error(req, 400, -32000, msg);
         return;
     }
     if (strcmp(method, "POST") == 0) {
@@ -624,7 +627,7 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
     } else if (strcmp(method, "DELETE") == 0) {
         struct fed_session *s = find_session(gw, req, client);
         if (s) {
-            fed__session_revoke(s);
+            fed_session_revoke(s);
             (void)tp_http_respond(req, 200, NULL, 0, NULL, 0);
         }
     } else {

@@ -4,13 +4,15 @@
 
 #include "core/map.h"
 #include "federation/internal.h"
+#include "federation/router.h"
+#include "federation/upstream.h"
 
 #define NAME_MAX_LEN 64
 
 const char *const fed_versions[] = {"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"};
 const size_t fed_n_versions = sizeof fed_versions / sizeof fed_versions[0];
 
-bool fed__version_supported(const char *v, size_t n)
+bool fed_version_supported(const char *v, size_t n)
 {
     for (size_t i = 0; i < fed_n_versions; i++)
         if (strlen(fed_versions[i]) == n && memcmp(fed_versions[i], v, n) == 0)
@@ -24,7 +26,7 @@ static bool name_char_ok(char c)
            c == '.' || c == '-';
 }
 
-bool fed__name_expose(const char *prefix, const char *name, char out[65])
+bool fed_name_expose(const char *prefix, const char *name, char out[65])
 {
     size_t pl = strlen(prefix), nl = strlen(name);
     size_t full = pl + (pl ? 2 : 0) + nl;

@@ -1,5 +1,5 @@
 /* The router: what each MCP method means for a federation of upstreams. It never touches a
- * socket: fronts hand it messages through fed_router_*, upstreams through fed__router_*. */
+ * socket: fronts hand it messages through fed_router_*, upstreams through fed_router_*. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +10,9 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "federation/internal.h"
+#include "federation/router.h"
+#include "federation/session.h"
+#include "federation/upstream.h"
 #include "policy/pins.h"
 #include "policy/policy.h"
 
@@ -28,7 +31,7 @@ static const char *const list_caps[FED_LIST_COUNT] = {"tools", "prompts", "resou
 static const char *const mcp_levels[] = {"debug",    "info",  "notice",    "warning",
                                          "error",    "critical", "alert", "emergency"};
 
-int fed__mcp_level_index(const char *s)
+int fed_mcp_level_index(const char *s)
 {
     for (int i = 0; i < 8; i++)
         if (strcmp(s, mcp_levels[i]) == 0)
@@ -36,7 +39,7 @@ int fed__mcp_level_index(const char *s)
     return -1;
 }
 
-const char *fed__mcp_level_name(int i)
+const char *fed_mcp_level_name(int i)
 {
     return i >= 0 && i < 8 ? mcp_levels[i] : NULL;
 }
@@ -129,7 +132,7 @@ static int write_frame(struct fed_upstream *up, const uv_buf_t *parts, unsigned 
     if (!dirty && n < 12) {
         memcpy(v, parts, n * sizeof *v);
         v[n] = uv_buf_init("\n", 1);
-        return fed__upstream_write(up, v, n + 1);
+        return fed_upstream_write(up, v, n + 1);
     }
     struct core_buf b;
     core_buf_init(&b, 0);
@@ -143,7 +146,7 @@ static int write_frame(struct fed_upstream *up, const uv_buf_t *parts, unsigned 
         rc = core_buf_append(&b, "\n", 1);
     if (rc == 0) {
         uv_buf_t u = uv_buf_init(b.data, (unsigned)b.len);
-        rc = fed__upstream_write(up, &u, 1);
+        rc = fed_upstream_write(up, &u, 1);
     }
     core_buf_dispose(&b);
     return rc;
@@ -158,14 +161,14 @@ static void call_errorf(struct fed_call *c, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fed__call_error(c, code, msg);
+    fed_call_error(c, code, msg);
 }
 
 static void call_result_json(struct fed_call *c, cJSON *result)
 {
     char *txt = cJSON_PrintUnformatted(result);
     cJSON_Delete(result);
-    fed__call_result(c, txt);
+    fed_call_result(c, txt);
     core_free(txt);
 }
 
@@ -186,15 +189,15 @@ static void forward(struct fed_call *c, struct fed_upstream *up, const char *fra
     enum core_json_type tt = CORE_JSON_ABSENT;
     if (meta.len && frame[meta.off] == '{' &&
         core_json_obj_get(frame, meta, "progressToken", &tok, &tt) == CORE_EDUP) {
-        fed__call_error(c, -32600, "Invalid Request: duplicate \"progressToken\" key in _meta");
+        fed_call_error(c, -32600, "Invalid Request: duplicate \"progressToken\" key in _meta");
         return;
     }
-    if (!fed__upstream_is_ready(up)) {
+    if (!fed_upstream_is_ready(up)) {
         call_errorf(c, -32603, "server '%s' is not ready (%s)", up->srv->cfg->name,
-                    fed__up_state_name(up->state));
+                    fed_up_state_name(up->state));
         return;
     }
-    struct fed_pending *p = fed__upstream_pend(up, c);
+    struct fed_pending *p = fed_upstream_pend(up, c);
     c->pend = p;
     c->up = up;
     /* Progress tokens: the upstream sees its own request id as the token, so two clients using
@@ -241,7 +244,7 @@ static void forward(struct fed_call *c, struct fed_upstream *up, const char *fra
     parts[np++] = uv_buf_init("}", 1);
     int rc = write_frame(up, parts, np);
     if (rc) {
-        fed__upstream_unpend(up, p);
+        fed_upstream_unpend(up, p);
         call_errorf(c, -32603, "server '%s' is not reachable: %s", up->srv->cfg->name,
                     core_strerror(rc));
     }
@@ -267,7 +270,7 @@ static struct fed_upstream *resolve_any(struct fed_session *s, int kind, const c
                                   exposed[pl + 1] != '_')))
             continue;
         bool known;
-        const char *o = fed__upstream_name_of(up, kind, exposed, &known);
+        const char *o = fed_upstream_name_of(up, kind, exposed, &known);
         if (o) {
             *orig = o;
             return up;
@@ -276,7 +279,7 @@ static struct fed_upstream *resolve_any(struct fed_session *s, int kind, const c
             continue;
         const char *raw = exposed + (pl ? pl + 2 : 0);
         char check[65];
-        if (strlen(raw) < NAME_BUF && !fed__name_expose(pre, raw, check) &&
+        if (strlen(raw) < NAME_BUF && !fed_name_expose(pre, raw, check) &&
             strcmp(check, exposed) == 0) {
             snprintf(fallback, NAME_BUF, "%s", raw);
             *orig = fallback;
@@ -309,13 +312,13 @@ static struct fed_upstream *route_uri(struct fed_session *s, const char *uri)
     int with_resources = 0;
     for (size_t i = 0; i < gw->n_servers; i++) {
         struct fed_upstream *up = s->inst[i];
-        if (!fed__upstream_is_ready(up) || !fed__upstream_has_cap(up, "resources") ||
+        if (!fed_upstream_is_ready(up) || !fed_upstream_has_cap(up, "resources") ||
             !pol_client_has_server(s->ccfg, gw->servers[i]->cfg->name))
             continue;
         with_resources++;
         only = up;
         bool exact;
-        size_t m = fed__upstream_res_match(up, uri, &exact);
+        size_t m = fed_upstream_res_match(up, uri, &exact);
         if (exact) {
             best = up;
             break;
@@ -358,11 +361,11 @@ static void finish_initialize(struct fed_call *c)
     int rc = 0;
     for (size_t i = 0; i < gw->n_servers; i++) {
         struct fed_upstream *up = s->inst[i];
-        if (!fed__upstream_is_ready(up) || !pol_client_has_server(s->ccfg, up->srv->cfg->name))
+        if (!fed_upstream_is_ready(up) || !pol_client_has_server(s->ccfg, up->srv->cfg->name))
             continue;
-        tools |= fed__upstream_has_cap(up, "tools");
-        prompts |= fed__upstream_has_cap(up, "prompts");
-        completions |= fed__upstream_has_cap(up, "completions");
+        tools |= fed_upstream_has_cap(up, "tools");
+        prompts |= fed_upstream_has_cap(up, "prompts");
+        completions |= fed_upstream_has_cap(up, "completions");
         cJSON *r = cJSON_GetObjectItemCaseSensitive(up->capabilities, "resources");
         if (r) {
             resources = true;
@@ -406,10 +409,10 @@ static void handle_initialize(struct fed_call *c, const char *frame, const struc
     cJSON *ver = cJSON_GetObjectItemCaseSensitive(params, "protocolVersion");
     if (!cJSON_IsObject(params) || !cJSON_IsString(ver)) {
         cJSON_Delete(params);
-        fed__call_error(c, -32602, "initialize needs params.protocolVersion");
+        fed_call_error(c, -32602, "initialize needs params.protocolVersion");
         return;
     }
-    const char *chosen = fed__version_supported(ver->valuestring, strlen(ver->valuestring))
+    const char *chosen = fed_version_supported(ver->valuestring, strlen(ver->valuestring))
                              ? ver->valuestring
                              : FED_LATEST_VERSION;
     core_free(s->protocol_version);
@@ -427,7 +430,7 @@ static void handle_initialize(struct fed_call *c, const char *frame, const struc
         /* Upstreams still starting: answer when they are ready, so the capabilities mean
          * something, but never later than the list deadline. */
         c->deferred = true;
-        c->deadline = fed__now(s->gw) + s->gw->cfg->list_timeout_ms;
+        c->deadline = fed_now(s->gw) + s->gw->cfg->list_timeout_ms;
         s->init_waiting = true;
         return;
     }
@@ -451,7 +454,7 @@ static void dispatch_queued(struct fed_session *s)
         if (core_rpc_scan(frame, n, &env) == 0)
             fed_router_request(oldest, frame, n, &env);
         else
-            fed__call_error(oldest, -32700, "Parse error");
+            fed_call_error(oldest, -32700, "Parse error");
         core_free(frame);
     }
 }
@@ -485,19 +488,19 @@ static void finish_restore(struct fed_session *s)
     dispatch_queued(s);
 }
 
-void fed__router_session_restored(struct fed_session *s)
+void fed_router_session_restored(struct fed_session *s)
 {
     if (session_waiting(s)) {
         s->restoring = true;
-        s->restore_deadline = fed__now(s->gw) + s->gw->cfg->list_timeout_ms;
+        s->restore_deadline = fed_now(s->gw) + s->gw->cfg->list_timeout_ms;
         return;
     }
     finish_restore(s);
 }
 
-void fed__router_check_deferred(struct fed_gateway *gw)
+void fed_router_check_deferred(struct fed_gateway *gw)
 {
-    uint64_t now = fed__now(gw);
+    uint64_t now = fed_now(gw);
     size_t it = 0;
     const char *k;
     void *v;
@@ -527,7 +530,7 @@ void fed__router_check_deferred(struct fed_gateway *gw)
 /* Sets each upstream's level to the most verbose level any of its sessions asked for. */
 static void sync_upstream_level(struct fed_upstream *up)
 {
-    if (!fed__upstream_is_ready(up) || !fed__upstream_has_cap(up, "logging") || up->srv->retired)
+    if (!fed_upstream_is_ready(up) || !fed_upstream_has_cap(up, "logging") || up->srv->retired)
         return;
     int lvl = -1;
     size_t it = 0;
@@ -545,17 +548,17 @@ static void sync_upstream_level(struct fed_upstream *up)
     up->log_level = core_xstrdup(mcp_levels[lvl]);
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "level", mcp_levels[lvl]);
-    (void)fed__upstream_request(up, "logging/setLevel", params, 0, NULL, NULL);
+    (void)fed_upstream_request(up, "logging/setLevel", params, 0, NULL, NULL);
 }
 
 static void handle_set_level(struct fed_call *c, const char *frame, const struct core_rpc_env *env)
 {
     char level[32];
     int idx = span_str(frame, env->param[CORE_P_LEVEL], level, sizeof level)
-                  ? fed__mcp_level_index(level)
+                  ? fed_mcp_level_index(level)
                   : -1;
     if (idx < 0) {
-        fed__call_error(c, -32602, "params.level must be one of debug, info, notice, warning, "
+        fed_call_error(c, -32602, "params.level must be one of debug, info, notice, warning, "
                                    "error, critical, alert, emergency");
         return;
     }
@@ -565,7 +568,7 @@ static void handle_set_level(struct fed_call *c, const char *frame, const struct
     for (size_t i = 0; i < s->gw->n_servers; i++)
         if (s->inst[i])
             sync_upstream_level(s->inst[i]);
-    fed__call_result(c, "{}");
+    fed_call_result(c, "{}");
 }
 
 /* ---- lists: fan-out and merge ------------------------------------------------------------- */
@@ -598,7 +601,7 @@ static void fan_free(struct fed_fanout *f)
     for (size_t i = 0; i < f->n; i++) {
         core_free(f->parts[i].cursor);
         cJSON_Delete(f->parts[i].result);
-        fed__server_unref(f->parts[i].srv);
+        fed_server_unref(f->parts[i].srv);
     }
     core_free(f->parts);
     core_free(f);
@@ -622,7 +625,7 @@ static void fan_release(struct fed_fanout *f)
     }
 }
 
-void fed__fanout_orphan(struct fed_fanout *f)
+void fed_fanout_orphan(struct fed_fanout *f)
 {
     f->call = NULL;
 }
@@ -636,7 +639,7 @@ static void mark_late(struct fed_upstream *up, enum fed_list l)
              up->name, list_methods[l]);
     up->list_late[l] = true;
     if (!up->list_refreshing[l])
-        fed__upstream_fetch_list(up, l);
+        fed_upstream_fetch_list(up, l);
 }
 
 /* Checks a tool definition of srv against its pin (trust on first use). Returns true when the
@@ -669,7 +672,7 @@ static bool pin_check(struct fed_server *srv, const cJSON *tool, bool first)
             core_free(pc->what);
             core_free(pc);
             if (was_hidden)
-                fed__gateway_lists_changed(gw, NULL, 1u << FED_LIST_TOOLS);
+                fed_gateway_lists_changed(gw, NULL, 1u << FED_LIST_TOOLS);
         }
         return false;
     case POL_PIN_CHANGED:
@@ -688,7 +691,7 @@ static bool pin_check(struct fed_server *srv, const cJSON *tool, bool first)
             core_log(CORE_LOG_WARN, "pins",
                      "%s: tool %s changed since it was pinned (%s); it is quarantined until "
                      "`agentgate approve %s %s`", srv->cfg->name, nm, what, srv->cfg->name, nm);
-            fed__gateway_lists_changed(gw, NULL, 1u << FED_LIST_TOOLS);
+            fed_gateway_lists_changed(gw, NULL, 1u << FED_LIST_TOOLS);
         } else {
             core_log(CORE_LOG_WARN, "pins",
                      "%s: tool %s changed since it was pinned (%s); served anyway (pin = warn)",
@@ -770,7 +773,7 @@ static void fan_answer(struct fed_fanout *f)
                     continue;
                 }
                 char exposed[65];
-                (void)fed__name_expose(srv->cfg->prefix, name->valuestring, exposed);
+                (void)fed_name_expose(srv->cfg->prefix, name->valuestring, exposed);
                 if (!pol_client_allows(s->ccfg, srv->cfg->name, exposed)) {
                     cJSON_Delete(item);
                     continue;
@@ -893,7 +896,7 @@ static void handle_list(struct fed_call *c, const char *frame, const struct core
     bool bad;
     cJSON *cur = open_cursor(gw, frame, env, l, &bad);
     if (bad) {
-        fed__call_error(c, -32602, "invalid or expired cursor");
+        fed_call_error(c, -32602, "invalid or expired cursor");
         return;
     }
     struct fed_fanout *f = core_xcalloc(1, sizeof *f);
@@ -917,14 +920,14 @@ static void handle_list(struct fed_call *c, const char *frame, const struct core
     } else {
         for (size_t i = 0; i < gw->n_servers; i++) {
             struct fed_upstream *up = s->inst[i];
-            if (fed__upstream_is_ready(up) && fed__upstream_has_cap(up, list_caps[l]) &&
+            if (fed_upstream_is_ready(up) && fed_upstream_has_cap(up, list_caps[l]) &&
                 pol_client_has_server(s->ccfg, gw->servers[i]->cfg->name))
                 f->parts[f->n++].srv_index = i;
         }
     }
     for (size_t i = 0; i < f->n; i++) {
         f->parts[i].srv = gw->servers[f->parts[i].srv_index];
-        fed__server_ref(f->parts[i].srv);
+        fed_server_ref(f->parts[i].srv);
     }
     c->fan = f;
     /* Count every part first: replies cannot arrive before we return to the loop. */
@@ -941,7 +944,7 @@ static void handle_list(struct fed_call *c, const char *frame, const struct core
             pt->done = true;
             f->remaining--;
             if (!up->list_refreshing[l])
-                fed__upstream_fetch_list(up, l);
+                fed_upstream_fetch_list(up, l);
             continue;
         }
         cJSON *params = NULL;
@@ -950,7 +953,7 @@ static void handle_list(struct fed_call *c, const char *frame, const struct core
             cJSON_AddStringToObject(params, "cursor", pt->cursor);
         }
         /* The request itself may wait longer than the answer: a late reply still ends it. */
-        if (fed__upstream_request(up, list_methods[l], params, 2 * gw->cfg->list_timeout_ms + 1000,
+        if (fed_upstream_request(up, list_methods[l], params, 2 * gw->cfg->list_timeout_ms + 1000,
                                   on_fan_part, pt) != 0) {
             pt->done = true;
             f->remaining--;
@@ -992,7 +995,7 @@ static void handle_named(struct fed_call *c, const char *frame, const struct cor
     const char *orig;
     struct core_span at = env->param[CORE_P_NAME];
     if (!span_str(frame, at, exposed, sizeof exposed)) {
-        fed__call_error(c, -32602, "params.name must be a string");
+        fed_call_error(c, -32602, "params.name must be a string");
         return;
     }
     struct fed_upstream *denied;
@@ -1021,7 +1024,7 @@ static void handle_named(struct fed_call *c, const char *frame, const struct cor
     core_buf_init(&nb, 0);
     if (json_string(&nb, orig) != 0) {
         core_buf_dispose(&nb);
-        fed__call_error(c, -32603, "name too long");
+        fed_call_error(c, -32603, "name too long");
         return;
     }
     struct repl r = {at, nb.data, nb.len};
@@ -1067,7 +1070,7 @@ static void handle_call(struct fed_call *c, const char *frame, size_t n,
             core_map_str_put(&gw->buckets, cc->name, nl, b);
         }
         uint64_t retry = 0;
-        if (!pol_bucket_take(b, cc->rate_per_sec, cc->rate_burst, fed__now(gw) + 1, &retry)) {
+        if (!pol_bucket_take(b, cc->rate_per_sec, cc->rate_burst, fed_now(gw) + 1, &retry)) {
             if (c->audit) {
                 char exposed[NAME_BUF];
                 c->audit_tool = core_xstrdup(
@@ -1087,9 +1090,9 @@ static void handle_call(struct fed_call *c, const char *frame, size_t n,
                                       "\"message\":%s,\"data\":{\"retryAfterMs\":%" PRIu64 "}}}",
                                  (int)c->id_len, c->id, esc, retry) == 0) {
                 uv_buf_t u = uv_buf_init(b2.data, (unsigned)b2.len);
-                fed__call_respond(c, &u, 1);
+                fed_call_respond(c, &u, 1);
             } else {
-                fed__call_free(c);
+                fed_call_free(c);
             }
             core_free(esc);
             core_buf_dispose(&b2);
@@ -1109,10 +1112,10 @@ static void subscribe(struct fed_session *s, struct fed_upstream *up, const char
     uintptr_t count = (uintptr_t)core_map_str_get(&up->sub_count, uri, ul);
     core_map_str_put(&s->subs, uri, ul, up);
     core_map_str_put(&up->sub_count, uri, ul, (void *)(count + 1));
-    if (count == 0 && fed__upstream_is_ready(up)) {
+    if (count == 0 && fed_upstream_is_ready(up)) {
         cJSON *params = cJSON_CreateObject();
         cJSON_AddStringToObject(params, "uri", uri);
-        (void)fed__upstream_request(up, "resources/subscribe", params, 0, NULL, NULL);
+        (void)fed_upstream_request(up, "resources/subscribe", params, 0, NULL, NULL);
     }
 }
 
@@ -1121,7 +1124,7 @@ static void handle_resource(struct fed_call *c, const char *frame, const struct 
     char *uri = core_xmalloc(URI_BUF);
     if (!span_str(frame, env->param[CORE_P_URI], uri, URI_BUF)) {
         core_free(uri);
-        fed__call_error(c, -32602, "params.uri must be a string");
+        fed_call_error(c, -32602, "params.uri must be a string");
         return;
     }
     struct fed_session *s = c->sess;
@@ -1140,7 +1143,7 @@ static void handle_resource(struct fed_call *c, const char *frame, const struct 
         if (sub == had) {
             /* Already (un)subscribed: nothing changes upstream. */
             core_free(uri);
-            fed__call_result(c, "{}");
+            fed_call_result(c, "{}");
             return;
         }
         if (sub && core_map_str_len(&s->subs) >= SUBS_MAX) {
@@ -1165,7 +1168,7 @@ static void handle_resource(struct fed_call *c, const char *frame, const struct 
         /* Only the first subscriber and the last unsubscriber reach the upstream. */
         if ((sub && count > 0) || (unsub && count > 1)) {
             core_free(uri);
-            fed__call_result(c, "{}");
+            fed_call_result(c, "{}");
             return;
         }
     }
@@ -1181,11 +1184,11 @@ static void handle_complete(struct fed_call *c, const char *frame, const struct 
                  ? member_str(frame, ref, "type", type, sizeof type, NULL)
                  : 0;
     if (rc == CORE_EDUP) {
-        fed__call_error(c, -32600, "Invalid Request: duplicate \"type\" key in params.ref");
+        fed_call_error(c, -32600, "Invalid Request: duplicate \"type\" key in params.ref");
         return;
     }
     if (rc != 1) {
-        fed__call_error(c, -32602, "params.ref must be an object with a type");
+        fed_call_error(c, -32602, "params.ref must be an object with a type");
         return;
     }
     if (strcmp(type, "ref/prompt") == 0) {
@@ -1194,7 +1197,7 @@ static void handle_complete(struct fed_call *c, const char *frame, const struct 
         struct core_span at;
         rc = member_str(frame, ref, "name", exposed, sizeof exposed, &at);
         if (rc != 1) {
-            fed__call_error(c, rc == CORE_EDUP ? -32600 : -32602,
+            fed_call_error(c, rc == CORE_EDUP ? -32600 : -32602,
                             rc == CORE_EDUP ? "Invalid Request: duplicate \"name\" key in params.ref"
                                             : "params.ref.name must be a string");
             return;
@@ -1211,7 +1214,7 @@ static void handle_complete(struct fed_call *c, const char *frame, const struct 
             struct repl r = {at, nb.data, nb.len};
             forward(c, up, frame, env, &r, 1);
         } else {
-            fed__call_error(c, -32603, "name too long");
+            fed_call_error(c, -32603, "name too long");
         }
         core_buf_dispose(&nb);
         return;
@@ -1224,11 +1227,11 @@ static void handle_complete(struct fed_call *c, const char *frame, const struct 
             up = route_uri(c->sess, uri);
         core_free(uri);
         if (rc == CORE_EDUP) {
-            fed__call_error(c, -32600, "Invalid Request: duplicate \"uri\" key in params.ref");
+            fed_call_error(c, -32600, "Invalid Request: duplicate \"uri\" key in params.ref");
             return;
         }
         if (up == NULL) {
-            fed__call_error(c, -32602, "params.ref.uri names no known resource or template");
+            fed_call_error(c, -32602, "params.ref.uri names no known resource or template");
             return;
         }
         forward(c, up, frame, env, NULL, 0);
@@ -1282,7 +1285,7 @@ void fed_router_request(struct fed_call *c, const char *frame, size_t n,
     else if (strcmp(m, "completion/complete") == 0)
         handle_complete(c, frame, env);
     else if (strcmp(m, "ping") == 0)
-        fed__call_result(c, "{}");
+        fed_call_result(c, "{}");
     else if (strcmp(m, "logging/setLevel") == 0)
         handle_set_level(c, frame, env);
     else if (strcmp(m, "initialize") == 0)
@@ -1319,18 +1322,18 @@ void fed_router_notification(struct fed_session *s, const char *frame, const str
                     cJSON_AddStringToObject(params, "reason", reason);
                 core_log(CORE_LOG_DEBUG, "router", "%.8s: cancel of %s forwarded to %s as %" PRIu64,
                          s->id, c->method, up->name, c->pend->id);
-                fed__upstream_notify(up, "notifications/cancelled", params);
-                fed__upstream_unpend(up, c->pend);
+                fed_upstream_notify(up, "notifications/cancelled", params);
+                fed_upstream_unpend(up, c->pend);
             }
             if (strcmp(c->method, "initialize") != 0)
-                fed__call_error(c, -32800, "Request cancelled");
+                fed_call_error(c, -32800, "Request cancelled");
             break;
         }
     } else if (strcmp(m, "notifications/roots/list_changed") == 0) {
         for (size_t i = 0; i < s->gw->n_servers; i++)
             if (s->inst[i] && (s->inst[i]->owner == s || s->inst[i]->client_key) &&
-                fed__upstream_is_ready(s->inst[i]))
-                fed__upstream_notify(s->inst[i], m, NULL);
+                fed_upstream_is_ready(s->inst[i]))
+                fed_upstream_notify(s->inst[i], m, NULL);
     } else {
         core_log(CORE_LOG_DEBUG, "router", "%.8s: notification %s ignored", s->id, m);
     }
@@ -1361,7 +1364,7 @@ void fed_router_response(struct fed_session *s, const char *frame, size_t n,
     if (rc)
         core_log(CORE_LOG_WARN, "router", "%s: answer to its request lost: %s", r->up->name,
                  core_strerror(rc));
-    fed__s2c_free(r);
+    fed_s2c_free(r);
 }
 
 /* ---- upstream requests and notifications ------------------------------------------------------ */
@@ -1383,7 +1386,7 @@ static void reply_upstream_error(struct fed_upstream *up, const char *frame,
 {
     struct core_buf b;
     core_buf_init(&b, 0);
-    if (fed__error_json(&b, frame + env->id.off, env->id.len, code, msg) == 0) {
+    if (fed_error_json(&b, frame + env->id.off, env->id.len, code, msg) == 0) {
         uv_buf_t u = uv_buf_init(b.data, (unsigned)b.len);
         (void)write_frame(up, &u, 1);
     }
@@ -1485,7 +1488,7 @@ static void relay_request(struct fed_call *c, struct fed_upstream *up, const cha
         uv_buf_init((char *)frame + env->id.off + env->id.len,
                     (unsigned)(n - env->id.off - env->id.len)),
     };
-    fed__call_message(c, parts, 3);
+    fed_call_message(c, parts, 3);
 }
 
 static void upstream_request(struct fed_upstream *up, const char *frame, size_t n,
@@ -1508,7 +1511,7 @@ static void upstream_request(struct fed_upstream *up, const char *frame, size_t 
     }
     bool unattributed;
     struct fed_call *c = router_attribute(up, frame, env, &unattributed);
-    if (strcmp(cap, "roots") == 0 && (c == NULL || !fed__session_has_cap(c->sess, "roots"))) {
+    if (strcmp(cap, "roots") == 0 && (c == NULL || !fed_session_has_cap(c->sess, "roots"))) {
         /* Outside a request (or for a client without roots): the server's configured roots. */
         reply_roots(up, frame, env);
         return;
@@ -1531,7 +1534,7 @@ static void upstream_request(struct fed_upstream *up, const char *frame, size_t 
         reply_upstream_error(up, frame, env, -32603, msg);
         return;
     }
-    if (!fed__session_has_cap(c->sess, cap)) {
+    if (!fed_session_has_cap(c->sess, cap)) {
         char msg[200];
         snprintf(msg, sizeof msg, "the client did not declare the %s capability", cap);
         reply_upstream_error(up, frame, env, -32601, msg);
@@ -1563,7 +1566,7 @@ static void upstream_progress(struct fed_upstream *up, const char *frame, size_t
         uv_buf_init(c->progress_token, (unsigned)c->progress_token_len),
         uv_buf_init((char *)frame + tok.off + tok.len, (unsigned)(n - tok.off - tok.len)),
     };
-    fed__call_message(c, parts, 3);
+    fed_call_message(c, parts, 3);
 }
 
 static void upstream_log(struct fed_upstream *up, const char *frame, size_t n,
@@ -1571,7 +1574,7 @@ static void upstream_log(struct fed_upstream *up, const char *frame, size_t n,
 {
     char level[32];
     int idx = span_str(frame, env->param[CORE_P_LEVEL], level, sizeof level)
-                  ? fed__mcp_level_index(level)
+                  ? fed_mcp_level_index(level)
                   : -1;
     if (idx < 0 || up->srv->retired)
         return;
@@ -1583,12 +1586,12 @@ static void upstream_log(struct fed_upstream *up, const char *frame, size_t n,
         struct fed_call *c = router_attribute(up, frame, env, &unattributed);
         struct fed_session *s = c ? c->sess : NULL;
         if (s == NULL) {
-            fed__upstream_log_line(up, frame, n);
+            fed_upstream_log_line(up, frame, n);
             return;
         }
         int want = s->mcp_log_level >= 0 ? s->mcp_log_level : DEFAULT_LOG_LEVEL;
         if (s->initialized && idx >= want)
-            fed__call_message(c, &whole, 1);
+            fed_call_message(c, &whole, 1);
         return;
     }
     size_t it = 0;
@@ -1608,9 +1611,9 @@ static void upstream_log(struct fed_upstream *up, const char *frame, size_t n,
             if (c->up == up && c->pend && c->ops)
                 break;
         if (c)
-            fed__call_message(c, &whole, 1);
+            fed_call_message(c, &whole, 1);
         else
-            fed__session_notify(s, &whole, 1);
+            fed_session_notify(s, &whole, 1);
     }
 }
 
@@ -1626,7 +1629,7 @@ static void upstream_updated(struct fed_upstream *up, const char *frame, size_t 
         while (core_map_str_next(&up->gw->sessions, &it, &k, &v)) {
             struct fed_session *s = v;
             if (core_map_str_get(&s->subs, uri, ul) == up)
-                fed__session_notify(s, &whole, 1);
+                fed_session_notify(s, &whole, 1);
         }
     }
     core_free(uri);
@@ -1652,7 +1655,7 @@ static void upstream_cancelled(struct fed_upstream *up, const char *frame, size_
                 memcmp(r->up_id, frame + rid.off, rid.len) != 0)
                 continue;
             core_map_u64_del(&s->s2c, dsid);
-            fed__s2c_free(r);
+            fed_s2c_free(r);
             char idb[24];
             int il = snprintf(idb, sizeof idb, "%" PRIu64, dsid);
             uv_buf_t parts[3] = {
@@ -1660,13 +1663,13 @@ static void upstream_cancelled(struct fed_upstream *up, const char *frame, size_
                 uv_buf_init(idb, (unsigned)il),
                 uv_buf_init((char *)frame + rid.off + rid.len, (unsigned)(n - rid.off - rid.len)),
             };
-            fed__session_notify(s, parts, 3);
+            fed_session_notify(s, parts, 3);
             return;
         }
     }
 }
 
-void fed__router_upstream_message(struct fed_upstream *up, const char *frame, size_t n,
+void fed_router_upstream_message(struct fed_upstream *up, const char *frame, size_t n,
                                   const struct core_rpc_env *env)
 {
     if (env->kind == CORE_RPC_REQUEST) {
@@ -1681,12 +1684,12 @@ void fed__router_upstream_message(struct fed_upstream *up, const char *frame, si
     else if (strcmp(m, "notifications/resources/updated") == 0)
         upstream_updated(up, frame, n, env);
     else if (strcmp(m, "notifications/tools/list_changed") == 0)
-        fed__upstream_fetch_list(up, FED_LIST_TOOLS);
+        fed_upstream_fetch_list(up, FED_LIST_TOOLS);
     else if (strcmp(m, "notifications/prompts/list_changed") == 0)
-        fed__upstream_fetch_list(up, FED_LIST_PROMPTS);
+        fed_upstream_fetch_list(up, FED_LIST_PROMPTS);
     else if (strcmp(m, "notifications/resources/list_changed") == 0) {
-        fed__upstream_fetch_list(up, FED_LIST_RESOURCES);
-        fed__upstream_fetch_list(up, FED_LIST_TEMPLATES);
+        fed_upstream_fetch_list(up, FED_LIST_RESOURCES);
+        fed_upstream_fetch_list(up, FED_LIST_TEMPLATES);
     } else if (strcmp(m, "notifications/cancelled") == 0)
         upstream_cancelled(up, frame, n, env);
     else
@@ -1696,10 +1699,10 @@ void fed__router_upstream_message(struct fed_upstream *up, const char *frame, si
 
 /* ---- upstream state ---------------------------------------------------------------------- */
 
-void fed__router_upstream_ready(struct fed_upstream *up)
+void fed_router_upstream_ready(struct fed_upstream *up)
 {
     for (int l = 0; l < FED_LIST_COUNT; l++)
-        fed__upstream_fetch_list(up, (enum fed_list)l);
+        fed_upstream_fetch_list(up, (enum fed_list)l);
     /* A restarted server gets the subscriptions its sessions hold. */
     size_t it = 0;
     const char *uri;
@@ -1707,13 +1710,13 @@ void fed__router_upstream_ready(struct fed_upstream *up)
     while (core_map_str_next(&up->sub_count, &it, &uri, &v)) {
         cJSON *params = cJSON_CreateObject();
         cJSON_AddStringToObject(params, "uri", uri);
-        (void)fed__upstream_request(up, "resources/subscribe", params, 0, NULL, NULL);
+        (void)fed_upstream_request(up, "resources/subscribe", params, 0, NULL, NULL);
     }
     sync_upstream_level(up);
-    fed__router_check_deferred(up->gw);
+    fed_router_check_deferred(up->gw);
 }
 
-void fed__router_upstream_down(struct fed_upstream *up)
+void fed_router_upstream_down(struct fed_upstream *up)
 {
     size_t it = 0;
     const char *k;
@@ -1728,15 +1731,15 @@ void fed__router_upstream_down(struct fed_upstream *up)
             if (r->up != up)
                 continue;
             core_map_u64_del(&s->s2c, dsid);
-            fed__s2c_free(r);
+            fed_s2c_free(r);
         }
     }
     core_free(up->log_level);
     up->log_level = NULL;
-    fed__router_check_deferred(up->gw);
+    fed_router_check_deferred(up->gw);
 }
 
-void fed__router_list_updated(struct fed_upstream *up, enum fed_list l, bool changed)
+void fed_router_list_updated(struct fed_upstream *up, enum fed_list l, bool changed)
 {
     if (l == FED_LIST_TOOLS && up->srv->gw->pins && !up->srv->retired) {
         bool first = !pol_pins_has_server(up->srv->gw->pins, up->srv->cfg->name);
@@ -1745,10 +1748,10 @@ void fed__router_list_updated(struct fed_upstream *up, enum fed_list l, bool cha
             (void)pin_check(up->srv, item, first);
     }
     if (changed)
-        fed__gateway_lists_changed(up->gw, up, 1u << l);
+        fed_gateway_lists_changed(up->gw, up, 1u << l);
 }
 
-void fed__router_session_ending(struct fed_session *s)
+void fed_router_session_ending(struct fed_session *s)
 {
     size_t it = 0;
     const char *uri;
@@ -1762,15 +1765,15 @@ void fed__router_session_ending(struct fed_session *s)
             continue;
         }
         core_map_str_del(&up->sub_count, uri, ul);
-        if (fed__upstream_is_ready(up) && up->owner != s) {
+        if (fed_upstream_is_ready(up) && up->owner != s) {
             cJSON *params = cJSON_CreateObject();
             cJSON_AddStringToObject(params, "uri", uri);
-            (void)fed__upstream_request(up, "resources/unsubscribe", params, 0, NULL, NULL);
+            (void)fed_upstream_request(up, "resources/unsubscribe", params, 0, NULL, NULL);
         }
     }
 }
 
-void fed__router_flush_list_changed(struct fed_session *s)
+void fed_router_flush_list_changed(struct fed_session *s)
 {
     unsigned m = s->list_changed;
     if (m == 0 || !s->initialized)
@@ -1792,6 +1795,6 @@ void fed__router_flush_list_changed(struct fed_session *s)
             done_resources = true;
         }
         uv_buf_t u = uv_buf_init((char *)notes[idx], (unsigned)strlen(notes[idx]));
-        fed__session_notify(s, &u, 1);
+        fed_session_notify(s, &u, 1);
     }
 }

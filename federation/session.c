@@ -8,6 +8,9 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "federation/internal.h"
+#include "federation/router.h"
+#include "federation/session.h"
+#include "federation/upstream.h"
 #include "policy/audit.h"
 #include "policy/policy.h"
 
@@ -47,7 +50,7 @@ static struct fed_upstream *acquire(struct fed_session *s, struct fed_server *sr
             *full = true;
             return NULL;
         }
-        up = fed__upstream_new(srv, iso == CORE_ISOLATION_SESSION ? s : NULL);
+        up = fed_upstream_new(srv, iso == CORE_ISOLATION_SESSION ? s : NULL);
         if (iso == CORE_ISOLATION_CLIENT) {
             up->client_key = core_xstrdup(key);
             snprintf(up->name, sizeof up->name, "%s[%s]", srv->cfg->name,
@@ -55,7 +58,7 @@ static struct fed_upstream *acquire(struct fed_session *s, struct fed_server *sr
             core_map_str_put(&srv->by_client, key, strlen(key), up);
         }
         srv->n_private++;
-        fed__upstream_start(up);
+        fed_upstream_start(up);
     }
     if (up) {
         up->users++;
@@ -64,7 +67,7 @@ static struct fed_upstream *acquire(struct fed_session *s, struct fed_server *sr
     return up;
 }
 
-void fed__session_release_instance(struct fed_session *s, size_t i)
+void fed_session_release_instance(struct fed_session *s, size_t i)
 {
     struct fed_upstream *up = s->inst[i];
     s->inst[i] = NULL;
@@ -82,10 +85,10 @@ void fed__session_release_instance(struct fed_session *s, size_t i)
     }
     up->owner = NULL;
     up->srv->n_private--;
-    fed__upstream_close(up, mine ? "session ended" : "its client's last session ended");
+    fed_upstream_close(up, mine ? "session ended" : "its client's last session ended");
 }
 
-int fed__session_sync_instances(struct fed_session *s, const struct fed_server **full)
+int fed_session_sync_instances(struct fed_session *s, const struct fed_server **full)
 {
     struct fed_gateway *gw = s->gw;
     int rc = 0;
@@ -93,7 +96,7 @@ int fed__session_sync_instances(struct fed_session *s, const struct fed_server *
         struct fed_server *srv = gw->servers[i];
         /* No child is started, or kept, for a server the client's policy excludes. */
         if (!pol_client_has_server(s->ccfg, srv->cfg->name)) {
-            fed__session_release_instance(s, i);
+            fed_session_release_instance(s, i);
             continue;
         }
         if (s->inst[i])
@@ -152,7 +155,7 @@ static bool make_room(struct fed_gateway *gw, const struct core_client_cfg *clie
             return false;
         core_log(CORE_LOG_INFO, "sess", "%.8s: evicted to make room (max_sessions); its token "
                  "can bring it back", lru->id);
-        fed__session_end(lru);
+        fed_session_end(lru);
     }
 }
 
@@ -173,7 +176,7 @@ static struct fed_session *session_alloc(struct fed_gateway *gw, const char *id,
     s->ops = ops;
     s->ops_ctx = ops_ctx;
     s->next_s2c = 1;
-    s->last_seen = fed__now(gw);
+    s->last_seen = fed_now(gw);
     core_map_str_init(&s->subs);
     core_map_u64_init(&s->s2c);
     s->inst = core_xcalloc(gw->n_servers ? gw->n_servers : 1, sizeof *s->inst);
@@ -187,18 +190,18 @@ static struct fed_session *session_alloc(struct fed_gateway *gw, const char *id,
 static bool bind_new(struct fed_session *s, char *why, size_t whylen)
 {
     const struct fed_server *full = NULL;
-    if (fed__session_sync_instances(s, &full) == 0)
+    if (fed_session_sync_instances(s, &full) == 0)
         return true;
     core_set_err(why, whylen,
                  "server '%s' runs %u instances already (its max_instances); end other sessions "
                  "or raise max_instances in [server.%s]",
                  full->cfg->name, full->cfg->max_instances, full->cfg->name);
     s->ops = NULL;
-    fed__session_end(s);
+    fed_session_end(s);
     return false;
 }
 
-struct fed_session *fed__session_new(struct fed_gateway *gw, const struct core_client_cfg *client,
+struct fed_session *fed_session_new(struct fed_gateway *gw, const struct core_client_cfg *client,
                                      const struct fed_session_ops *ops, void *ops_ctx, char *why,
                                      size_t whylen)
 {
@@ -219,23 +222,23 @@ struct fed_session *fed__session_new(struct fed_gateway *gw, const struct core_c
     return s;
 }
 
-void fed__s2c_free(struct fed_s2c *r)
+void fed_s2c_free(struct fed_s2c *r)
 {
     core_free(r->up_id);
     core_free(r);
 }
 
-struct fed_session *fed__session_find(struct fed_gateway *gw, const char *id)
+struct fed_session *fed_session_find(struct fed_gateway *gw, const char *id)
 {
     return core_map_str_get(&gw->sessions, id, strlen(id));
 }
 
-bool fed__session_has_cap(const struct fed_session *s, const char *cap)
+bool fed_session_has_cap(const struct fed_session *s, const char *cap)
 {
     return s->client_caps != NULL && cJSON_GetObjectItemCaseSensitive(s->client_caps, cap);
 }
 
-void fed__session_notify(struct fed_session *s, const uv_buf_t *bufs, unsigned n)
+void fed_session_notify(struct fed_session *s, const uv_buf_t *bufs, unsigned n)
 {
     if (s->ops && s->ops->notify && !s->closing)
         s->ops->notify(s->ops_ctx, s, bufs, n);
@@ -272,10 +275,10 @@ static void set_token(struct fed_session *s, char *tok, uint64_t iat, uint64_t e
     core_map_str_put(&s->gw->tokens, tok, strlen(tok), s);
 }
 
-const char *fed__session_token(struct fed_session *s)
+const char *fed_session_token(struct fed_session *s)
 {
     struct fed_gateway *gw = s->gw;
-    uint64_t now = fed__unix_now();
+    uint64_t now = fed_unix_now();
     uint64_t ttl = gw->cfg->session_ttl_ms / 1000;
     if (ttl == 0)
         ttl = 1;
@@ -293,8 +296,8 @@ const char *fed__session_token(struct fed_session *s)
                             s->protocol_version ? s->protocol_version : FED_LATEST_VERSION);
     if (s->client_caps && cJSON_GetArraySize(s->client_caps) > 0)
         cJSON_AddItemToObject(st, "caps", cJSON_Duplicate(s->client_caps, 1));
-    if (fed__mcp_level_name(s->mcp_log_level))
-        cJSON_AddStringToObject(st, "ll", fed__mcp_level_name(s->mcp_log_level));
+    if (fed_mcp_level_name(s->mcp_log_level))
+        cJSON_AddStringToObject(st, "ll", fed_mcp_level_name(s->mcp_log_level));
     if (core_map_str_len(&s->subs) > 0 || s->restore_subs) {
         cJSON *subs = cJSON_AddArrayToObject(st, "subs");
         size_t it = 0;
@@ -335,11 +338,11 @@ static bool same_client(const struct fed_session *s, const struct core_client_cf
     return strcmp(s->client, client->name) == 0;
 }
 
-struct fed_session *fed__session_open(struct fed_gateway *gw, const struct core_client_cfg *client,
+struct fed_session *fed_session_open(struct fed_gateway *gw, const struct core_client_cfg *client,
                                       const char *tok, const struct fed_session_ops *ops,
                                       void *(*make_ctx)(struct fed_session *s))
 {
-    uint64_t now = fed__unix_now();
+    uint64_t now = fed_unix_now();
     size_t tl = strlen(tok);
     struct fed_session *s = core_map_str_get(&gw->tokens, tok, tl);
     if (s)
@@ -390,7 +393,7 @@ struct fed_session *fed__session_open(struct fed_gateway *gw, const struct core_
     cJSON *caps = cJSON_DetachItemFromObjectCaseSensitive(st, "caps");
     s->client_caps = cJSON_IsObject(caps) ? caps : (cJSON_Delete(caps), cJSON_CreateObject());
     cJSON *ll = cJSON_GetObjectItemCaseSensitive(st, "ll");
-    s->mcp_log_level = cJSON_IsString(ll) ? fed__mcp_level_index(ll->valuestring) : -1;
+    s->mcp_log_level = cJSON_IsString(ll) ? fed_mcp_level_index(ll->valuestring) : -1;
     cJSON *subs = cJSON_DetachItemFromObjectCaseSensitive(st, "subs");
     if (cJSON_IsArray(subs) && cJSON_GetArraySize(subs) > 0)
         s->restore_subs = subs;
@@ -401,7 +404,7 @@ struct fed_session *fed__session_open(struct fed_gateway *gw, const struct core_
     cJSON_Delete(st);
     core_log(CORE_LOG_INFO, "sess", "%.8s: restored from its token (client %s)", s->id,
              s->client ? s->client : "anonymous");
-    fed__router_session_restored(s);
+    fed_router_session_restored(s);
     return s;
 }
 
@@ -413,21 +416,21 @@ static void session_end(struct fed_session *s, bool revoke)
     struct fed_gateway *gw = s->gw;
     core_map_str_del(&gw->sessions, s->id, strlen(s->id));
     if (revoke && s->token)
-        fed__gateway_revoke(gw, s->id, s->token_exp);
+        fed_gateway_revoke(gw, s->id, s->token_exp);
     while (s->calls)
-        fed__call_error(s->calls, -32603, "session ended");
+        fed_call_error(s->calls, -32603, "session ended");
     drop_token(s);
-    fed__router_session_ending(s);
+    fed_router_session_ending(s);
     size_t it = 0;
     uint64_t k;
     void *v;
     while (core_map_u64_next(&s->s2c, &it, &k, &v)) {
-        fed__s2c_free(v);
+        fed_s2c_free(v);
     }
     core_map_u64_dispose(&s->s2c);
     core_map_str_dispose(&s->subs);
     for (size_t i = 0; i < gw->n_servers; i++)
-        fed__session_release_instance(s, i);
+        fed_session_release_instance(s, i);
     count_add(&gw->client_sessions, client_key(s), -1);
     if (s->ops && s->ops->ended)
         s->ops->ended(s->ops_ctx, s);
@@ -441,19 +444,19 @@ static void session_end(struct fed_session *s, bool revoke)
     core_free(s);
 }
 
-void fed__session_end(struct fed_session *s)
+void fed_session_end(struct fed_session *s)
 {
     session_end(s, false);
 }
 
-void fed__session_revoke(struct fed_session *s)
+void fed_session_revoke(struct fed_session *s)
 {
     session_end(s, true);
 }
 
 /* ---- calls ------------------------------------------------------------------------------ */
 
-struct fed_call *fed__call_new(struct fed_session *s, const char *frame,
+struct fed_call *fed_call_new(struct fed_session *s, const char *frame,
                                const struct core_rpc_env *env, const struct fed_call_ops *ops,
                                void *ops_ctx)
 {
@@ -471,7 +474,7 @@ struct fed_call *fed__call_new(struct fed_session *s, const char *frame,
         s->calls->prev = c;
     s->calls = c;
     s->n_calls++;
-    s->last_seen = fed__now(s->gw);
+    s->last_seen = fed_now(s->gw);
     return c;
 }
 
@@ -481,7 +484,7 @@ void fed_call_detach(struct fed_call *c)
     c->ops_ctx = NULL;
 }
 
-void fed__call_free(struct fed_call *c)
+void fed_call_free(struct fed_call *c)
 {
     struct fed_session *s = c->sess;
     if (c->prev)
@@ -496,7 +499,7 @@ void fed__call_free(struct fed_call *c)
         c->pend->call = NULL;
     }
     if (c->fan)
-        fed__fanout_orphan(c->fan);
+        fed_fanout_orphan(c->fan);
     core_free(c->id);
     core_free(c->progress_token);
     core_free(c->queued);
@@ -505,7 +508,7 @@ void fed__call_free(struct fed_call *c)
     core_free(c);
 }
 
-void fed__call_message(struct fed_call *c, const uv_buf_t *bufs, unsigned n)
+void fed_call_message(struct fed_call *c, const uv_buf_t *bufs, unsigned n)
 {
     if (c->ops && c->ops->message)
         c->ops->message(c->ops_ctx, c, bufs, n);
@@ -539,16 +542,16 @@ static void audit_call(struct fed_call *c, const uv_buf_t *bufs, unsigned n)
     pol_audit_record(gw->audit, &r);
 }
 
-void fed__call_respond(struct fed_call *c, const uv_buf_t *bufs, unsigned n)
+void fed_call_respond(struct fed_call *c, const uv_buf_t *bufs, unsigned n)
 {
     if (c->audit)
         audit_call(c, bufs, n);
     if (c->ops && c->ops->respond)
         c->ops->respond(c->ops_ctx, c, bufs, n);
-    fed__call_free(c);
+    fed_call_free(c);
 }
 
-void fed__call_result(struct fed_call *c, const char *result_json)
+void fed_call_result(struct fed_call *c, const char *result_json)
 {
     uv_buf_t parts[5] = {
         uv_buf_init("{\"jsonrpc\":\"2.0\",\"id\":", 22),
@@ -557,10 +560,10 @@ void fed__call_result(struct fed_call *c, const char *result_json)
         uv_buf_init((char *)result_json, (unsigned)strlen(result_json)),
         uv_buf_init("}", 1),
     };
-    fed__call_respond(c, parts, 5);
+    fed_call_respond(c, parts, 5);
 }
 
-int fed__error_json(struct core_buf *out, const char *id, size_t id_len, int code, const char *msg)
+int fed_error_json(struct core_buf *out, const char *id, size_t id_len, int code, const char *msg)
 {
     cJSON *m = cJSON_CreateString(msg);
     char *esc = cJSON_PrintUnformatted(m);
@@ -572,15 +575,15 @@ int fed__error_json(struct core_buf *out, const char *id, size_t id_len, int cod
     return rc;
 }
 
-void fed__call_error(struct fed_call *c, int code, const char *msg)
+void fed_call_error(struct fed_call *c, int code, const char *msg)
 {
     struct core_buf b;
     core_buf_init(&b, 0);
-    if (fed__error_json(&b, c->id, c->id_len, code, msg) == 0) {
+    if (fed_error_json(&b, c->id, c->id_len, code, msg) == 0) {
         uv_buf_t u = uv_buf_init(b.data, (unsigned)b.len);
-        fed__call_respond(c, &u, 1);
+        fed_call_respond(c, &u, 1);
     } else {
-        fed__call_free(c);
+        fed_call_free(c);
     }
     core_buf_dispose(&b);
 }

@@ -10,6 +10,8 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "federation/internal.h"
+#include "federation/router.h"
+#include "federation/session.h"
 #include "transports/http.h"
 #include "transports/sse.h"
 
@@ -47,7 +49,7 @@ static void stream_put(struct sse_sess *ss, const char *p, size_t n, const char 
     size_t mine = tp_http_req_queued(ss->stream);
     struct fed_gateway *gw = ss->s ? ss->s->gw : NULL;
     if (droppable && gw &&
-        !fed__backlog_room(gw, mine, FED_NOTIFY_STREAM_MAX,
+        !fed_backlog_room(gw, mine, FED_NOTIFY_STREAM_MAX,
                            tp_http_req_server_queued(ss->stream), &ss->drops, ss->who))
         return;
     if (ss->overflow)
@@ -62,7 +64,7 @@ static void stream_put(struct sse_sess *ss, const char *p, size_t n, const char 
         return;
     }
     if (mine <= FED_NOTIFY_STREAM_MAX / 2)
-        fed__backlog_drained(&ss->drops, ss->who);
+        fed_backlog_drained(&ss->drops, ss->who);
     uv_buf_t u = uv_buf_init((char *)p, (unsigned)n);
     (void)tp_http_stream_write(ss->stream, &u, 1);
 }
@@ -108,7 +110,7 @@ static void on_ping(uv_timer_t *t)
     if (ss->overflow) {
         if (ss->s) {
             ss->s->streams--;
-            fed__session_end(ss->s); /* sess_ended ends the stream and closes the timer */
+            fed_session_end(ss->s); /* sess_ended ends the stream and closes the timer */
         }
         return;
     }
@@ -129,7 +131,7 @@ static void on_stream_close(void *ud, struct tp_http_req *req)
     core_log(CORE_LOG_DEBUG, "sse", "%.8s: stream closed by the client", ss->id);
     if (ss->s) {
         ss->s->streams--;
-        fed__session_end(ss->s); /* calls sess_ended, which closes the timer */
+        fed_session_end(ss->s); /* calls sess_ended, which closes the timer */
     }
 }
 
@@ -160,7 +162,7 @@ static const struct fed_session_ops sess_ops = {.notify = sess_notify, .ended = 
 
 /* ---- calls: everything goes to the session's stream ---------------------------------------- */
 
-/* A call never outlives its session (fed__session_end answers every call before `ended`), so
+/* A call never outlives its session (fed_session_end answers every call before `ended`), so
  * the call's context is the session's state itself. */
 static void call_message(void *ctx, struct fed_call *c, const uv_buf_t *bufs, unsigned n)
 {
@@ -183,7 +185,7 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req,
 {
     const char *accept = tp_http_req_header(req, "Accept");
     if (accept && strstr(accept, "text/event-stream") == NULL && strstr(accept, "*/*") == NULL) {
-        fed__http_status(req, 406, "GET /sse needs Accept: text/event-stream\n");
+        fed_http_status(req, 406, "GET /sse needs Accept: text/event-stream\n");
         return;
     }
     struct tp_http_header h[] = {
@@ -192,17 +194,17 @@ static void handle_get(struct fed_gateway *gw, struct tp_http_req *req,
         {"X-Accel-Buffering", "no"},
     };
     char why[300];
-    struct fed_session *s = fed__session_new(gw, client, &sess_ops, NULL, why, sizeof why);
+    struct fed_session *s = fed_session_new(gw, client, &sess_ops, NULL, why, sizeof why);
     if (s == NULL) {
         char text[320];
         snprintf(text, sizeof text, "%s\n", why);
-        fed__http_status(req, 503, text);
+        fed_http_status(req, 503, text);
         return;
     }
     if (tp_http_stream_start(req, 200, h, 3) != 0) {
         /* The connection is already gone; the close callback (none set) finishes the request. */
         s->ops = NULL;
-        fed__session_end(s);
+        fed_session_end(s);
         return;
     }
     struct sse_sess *ss = core_xcalloc(1, sizeof *ss);
@@ -262,7 +264,7 @@ static void dispatch_one(struct sse_sess *ss, const char *frame, size_t n,
     struct fed_session *s = ss->s;
     switch (env->kind) {
     case CORE_RPC_REQUEST: {
-        struct fed_call *c = fed__call_new(s, frame, env, &call_ops, ss);
+        struct fed_call *c = fed_call_new(s, frame, env, &call_ops, ss);
         fed_router_request(c, frame, n, env);
         return;
     }
@@ -305,29 +307,29 @@ static void handle_post(struct fed_gateway *gw, struct tp_http_req *req,
 {
     char sid[4096]; /* ours are 32 hex digits; anything longer simply matches no session */
     if (!query_session_id(tp_http_req_query(req), sid, sizeof sid)) {
-        fed__http_status(req, 400, "Bad Request: sessionId is required\n");
+        fed_http_status(req, 400, "Bad Request: sessionId is required\n");
         return;
     }
-    struct fed_session *s = fed__session_find(gw, sid);
+    struct fed_session *s = fed_session_find(gw, sid);
     /* Only our own sessions: a Streamable HTTP session has no stream here. */
     /* The session id in the URL is not a credential: the poster must be the same client. */
     bool same = s && (s->client == NULL ? client == NULL
                                         : client != NULL && strcmp(s->client, client->name) == 0);
     if (s == NULL || s->ops != &sess_ops || s->closing || !same) {
-        fed__http_status(req, 404, "Session not found\n");
+        fed_http_status(req, 404, "Session not found\n");
         return;
     }
     struct sse_sess *ss = s->ops_ctx;
-    s->last_seen = fed__now(gw);
+    s->last_seen = fed_now(gw);
     size_t len;
     const char *body = tp_http_req_body(req, &len);
     struct core_rpc_env env;
     if (core_rpc_scan(body, len, &env) != 0) {
-        fed__http_rpc_error(req, 400, -32700, "Parse error");
+        fed_http_rpc_error(req, 400, -32700, "Parse error");
         return;
     }
     if (env.kind == CORE_RPC_INVALID) {
-        fed__http_rpc_error(req, 400, -32600, "Invalid Request");
+        fed_http_rpc_error(req, 400, -32600, "Invalid Request");
         return;
     }
     if (env.kind == CORE_RPC_BATCH)

@@ -10,6 +10,9 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "federation/internal.h"
+#include "federation/router.h"
+#include "federation/session.h"
+#include "federation/upstream.h"
 #include "transports/child.h"
 
 #define BACKOFF_MIN_MS 250
@@ -26,7 +29,7 @@ static const char *const list_keys[FED_LIST_COUNT] = {"tools", "prompts", "resou
 static const char *const list_caps[FED_LIST_COUNT] = {"tools", "prompts", "resources",
                                                        "resources"};
 
-const char *fed__up_state_name(enum fed_up_state s)
+const char *fed_up_state_name(enum fed_up_state s)
 {
     switch (s) {
     case FED_UP_STOPPED:
@@ -49,17 +52,17 @@ static void set_state(struct fed_upstream *up, enum fed_up_state s)
 {
     if (up->state == s)
         return;
-    core_log(CORE_LOG_INFO, "up", "%s: %s -> %s", up->name, fed__up_state_name(up->state),
-             fed__up_state_name(s));
+    core_log(CORE_LOG_INFO, "up", "%s: %s -> %s", up->name, fed_up_state_name(up->state),
+             fed_up_state_name(s));
     up->state = s;
 }
 
-bool fed__upstream_is_ready(const struct fed_upstream *up)
+bool fed_upstream_is_ready(const struct fed_upstream *up)
 {
     return up != NULL && up->state == FED_UP_READY;
 }
 
-bool fed__upstream_has_cap(const struct fed_upstream *up, const char *cap)
+bool fed_upstream_has_cap(const struct fed_upstream *up, const char *cap)
 {
     return up->capabilities != NULL && cJSON_GetObjectItemCaseSensitive(up->capabilities, cap);
 }
@@ -73,7 +76,7 @@ static void on_timer_close(uv_handle_t *h)
     maybe_free(up);
 }
 
-struct fed_upstream *fed__upstream_new(struct fed_server *srv, struct fed_session *owner)
+struct fed_upstream *fed_upstream_new(struct fed_server *srv, struct fed_session *owner)
 {
     struct fed_upstream *up = core_xcalloc(1, sizeof *up);
     up->gw = srv->gw;
@@ -97,7 +100,7 @@ struct fed_upstream *fed__upstream_new(struct fed_server *srv, struct fed_sessio
     uv_timer_init(up->gw->loop, &up->timer);
     up->handles = 1;
     up->gw->live_upstreams++;
-    fed__server_ref(srv);
+    fed_server_ref(srv);
     return up;
 }
 
@@ -121,14 +124,14 @@ static void list_set(struct fed_upstream *up, enum fed_list l, cJSON *items)
         char exposed[65];
         if (!cJSON_IsString(name))
             continue;
-        (void)fed__name_expose(up->srv->cfg->prefix, name->valuestring, exposed);
+        (void)fed_name_expose(up->srv->cfg->prefix, name->valuestring, exposed);
         size_t el = strlen(exposed);
         if (core_map_str_get(m, exposed, el) == NULL)
             core_map_str_put(m, exposed, el, name->valuestring);
     }
 }
 
-const char *fed__upstream_name_of(const struct fed_upstream *up, int kind, const char *exposed,
+const char *fed_upstream_name_of(const struct fed_upstream *up, int kind, const char *exposed,
                                   bool *known)
 {
     *known = up->list_known[kind == 0 ? FED_LIST_TOOLS : FED_LIST_PROMPTS];
@@ -174,9 +177,9 @@ static void maybe_free(struct fed_upstream *up)
         ;
     core_map_str_dispose(&up->sub_count);
     struct fed_gateway *gw = up->gw;
-    fed__server_unref(up->srv);
+    fed_server_unref(up->srv);
     core_free(up);
-    fed__gateway_upstream_freed(gw);
+    fed_gateway_upstream_freed(gw);
 }
 
 /* ---- pending requests ----------------------------------------------------------------------- */
@@ -190,12 +193,12 @@ static struct fed_pending *pend_new(struct fed_upstream *up, enum fed_pend_kind 
     p->kind = kind;
     if (timeout_ms == 0)
         timeout_ms = up->srv->cfg->request_timeout_ms;
-    p->deadline = timeout_ms ? fed__now(up->gw) + timeout_ms : 0;
+    p->deadline = timeout_ms ? fed_now(up->gw) + timeout_ms : 0;
     core_map_u64_put(&up->pending, p->id, p);
     return p;
 }
 
-struct fed_pending *fed__upstream_pend(struct fed_upstream *up, struct fed_call *call)
+struct fed_pending *fed_upstream_pend(struct fed_upstream *up, struct fed_call *call)
 {
     struct fed_pending *p = pend_new(up, FED_PEND_FORWARD, 0);
     p->call = call;
@@ -203,7 +206,7 @@ struct fed_pending *fed__upstream_pend(struct fed_upstream *up, struct fed_call 
     return p;
 }
 
-void fed__upstream_unpend(struct fed_upstream *up, struct fed_pending *p)
+void fed_upstream_unpend(struct fed_upstream *up, struct fed_pending *p)
 {
     core_map_u64_del(&up->pending, p->id);
     if (p->call)
@@ -220,7 +223,7 @@ static void pend_fail(struct fed_pending *p, int err, const char *msg)
             c->pend = NULL;
             if (c->outcome == NULL)
                 c->outcome = err == CORE_ETIMEDOUT ? "timeout" : "error";
-            fed__call_error(c, -32603, msg);
+            fed_call_error(c, -32603, msg);
         }
     } else if (p->cb) {
         p->cb(p->ctx, p->up, err, NULL, 0, NULL);
@@ -247,7 +250,7 @@ static void fail_all_pending(struct fed_upstream *up, int err, const char *msg)
     core_free(list);
 }
 
-void fed__upstream_sweep(struct fed_upstream *up, uint64_t now)
+void fed_upstream_sweep(struct fed_upstream *up, uint64_t now)
 {
     size_t it = 0;
     uint64_t k;
@@ -269,7 +272,7 @@ void fed__upstream_sweep(struct fed_upstream *up, uint64_t now)
             cJSON *params = cJSON_CreateObject();
             cJSON_AddNumberToObject(params, "requestId", (double)p->id);
             cJSON_AddStringToObject(params, "reason", "timed out at the gateway");
-            fed__upstream_notify(up, "notifications/cancelled", params);
+            fed_upstream_notify(up, "notifications/cancelled", params);
         }
         pend_fail(p, CORE_ETIMEDOUT, msg);
     }
@@ -281,7 +284,7 @@ void fed__upstream_sweep(struct fed_upstream *up, uint64_t now)
  * instead of growing the daemon without bound. */
 #define CHILD_QUEUE_MAX (64u << 20)
 
-int fed__upstream_write(struct fed_upstream *up, const uv_buf_t *bufs, unsigned n)
+int fed_upstream_write(struct fed_upstream *up, const uv_buf_t *bufs, unsigned n)
 {
     if (up->child == NULL || tp_child_exited(up->child))
         return CORE_ECLOSED;
@@ -308,20 +311,20 @@ static int write_message(struct fed_upstream *up, const char *head, const char *
         rc = core_buf_append(&b, "}\n", 2);
     if (rc == 0) {
         uv_buf_t u = uv_buf_init(b.data, (unsigned)b.len);
-        rc = fed__upstream_write(up, &u, 1);
+        rc = fed_upstream_write(up, &u, 1);
     }
     core_buf_dispose(&b);
     cJSON_Delete(params);
     return rc;
 }
 
-void fed__upstream_log_line(struct fed_upstream *up, const char *p, size_t n)
+void fed_upstream_log_line(struct fed_upstream *up, const char *p, size_t n)
 {
     if (up->child)
         tp_child_log_line(up->child, p, n);
 }
 
-void fed__upstream_notify(struct fed_upstream *up, const char *method, cJSON *params)
+void fed_upstream_notify(struct fed_upstream *up, const char *method, cJSON *params)
 {
     int rc = write_message(up, "{\"jsonrpc\":\"2.0\",", method, params);
     if (rc)
@@ -345,7 +348,7 @@ static int send_request(struct fed_upstream *up, const char *method, cJSON *para
     return rc;
 }
 
-int fed__upstream_request(struct fed_upstream *up, const char *method, cJSON *params,
+int fed_upstream_request(struct fed_upstream *up, const char *method, cJSON *params,
                           uint64_t timeout_ms, fed_reply_cb cb, void *ctx)
 {
     if (up->state != FED_UP_READY) {
@@ -379,7 +382,7 @@ static void on_initialized(void *ctx, struct fed_upstream *up, int err, const ch
     }
     cJSON *res = cJSON_ParseWithLength(frame + env->result.off, env->result.len);
     cJSON *ver = cJSON_GetObjectItemCaseSensitive(res, "protocolVersion");
-    if (!cJSON_IsString(ver) || !fed__version_supported(ver->valuestring, strlen(ver->valuestring))) {
+    if (!cJSON_IsString(ver) || !fed_version_supported(ver->valuestring, strlen(ver->valuestring))) {
         core_log(CORE_LOG_ERROR, "up", "%s: unsupported protocol version %s", up->name,
                  cJSON_IsString(ver) ? ver->valuestring : "(none)");
         cJSON_Delete(res);
@@ -399,13 +402,13 @@ static void on_initialized(void *ctx, struct fed_upstream *up, int err, const ch
     if (cJSON_IsString(ins) && ins->valuestring[0])
         up->instructions = core_xstrdup(ins->valuestring);
     cJSON_Delete(res);
-    fed__upstream_notify(up, "notifications/initialized", NULL);
-    up->ready_at = fed__now(up->gw);
+    fed_upstream_notify(up, "notifications/initialized", NULL);
+    up->ready_at = fed_now(up->gw);
     set_state(up, FED_UP_READY);
     cJSON *si = up->server_info ? cJSON_GetObjectItemCaseSensitive(up->server_info, "name") : NULL;
     core_log(CORE_LOG_INFO, "up", "%s: ready (%s, protocol %s)", up->name,
              cJSON_IsString(si) ? si->valuestring : "?", up->protocol_version);
-    fed__router_upstream_ready(up);
+    fed_router_upstream_ready(up);
 }
 
 static void on_child_frame(void *ctx, const char *p, size_t n)
@@ -468,12 +471,12 @@ static void on_child_frame(void *ctx, const char *p, size_t n)
                 uv_buf_init((char *)p + env.id.off + env.id.len,
                             (unsigned)(n - env.id.off - env.id.len)),
             };
-            fed__call_respond(c, parts, 3);
+            fed_call_respond(c, parts, 3);
         }
         core_free(pd);
         return;
     }
-    fed__router_upstream_message(up, p, n, &env);
+    fed_router_upstream_message(up, p, n, &env);
 }
 
 static void on_child_invalid(void *ctx, int err)
@@ -505,7 +508,7 @@ static void on_child_exit(void *ctx, int64_t status, int term_signal)
              tl ? "; last stderr: " : "", (int)(tl > 300 ? 300 : tl),
              tl > 300 ? tail + tl - 300 : tail);
     fail_all_pending(up, CORE_ECLOSED, msg);
-    fed__router_upstream_down(up);
+    fed_router_upstream_down(up);
     if (up->closing) {
         maybe_free(up);
         return;
@@ -522,7 +525,7 @@ static void on_child_exit(void *ctx, int64_t status, int term_signal)
 
 static void schedule_restart(struct fed_upstream *up)
 {
-    uint64_t now = fed__now(up->gw);
+    uint64_t now = fed_now(up->gw);
     if (up->ready_at && now - up->ready_at >= HEALTHY_RESET_MS)
         up->backoff_ms = BACKOFF_MIN_MS;
     up->ready_at = 0;
@@ -536,7 +539,7 @@ static void on_backoff(uv_timer_t *t)
 {
     struct fed_upstream *up = container_of(t, struct fed_upstream, timer);
     if (!up->closing)
-        fed__upstream_start(up);
+        fed_upstream_start(up);
 }
 
 static cJSON *client_capabilities(void)
@@ -578,7 +581,7 @@ static char **env_deny_list(const struct fed_gateway *gw, const struct core_serv
     return deny;
 }
 
-void fed__upstream_start(struct fed_upstream *up)
+void fed_upstream_start(struct fed_upstream *up)
 {
     if (up->closing || up->child != NULL)
         return;
@@ -639,7 +642,7 @@ void fed__upstream_start(struct fed_upstream *up)
         tp_child_kill(up->child);
 }
 
-void fed__upstream_close(struct fed_upstream *up, const char *why)
+void fed_upstream_close(struct fed_upstream *up, const char *why)
 {
     if (up->closing)
         return;
@@ -648,7 +651,7 @@ void fed__upstream_close(struct fed_upstream *up, const char *why)
     set_state(up, FED_UP_CLOSING);
     fail_all_pending(up, CORE_ECLOSED, why);
     (void)was_ready;
-    fed__router_upstream_down(up);
+    fed_router_upstream_down(up);
     uv_timer_stop(&up->timer);
     uv_close((uv_handle_t *)&up->timer, on_timer_close);
     if (up->child)
@@ -676,7 +679,7 @@ static void list_done(struct fed_upstream *up, struct list_fetch *f, bool ok)
     bool again = up->list_again[l];
     up->list_again[l] = false;
     /* The gateway's own fetches tell, too, whether clients can wait for this server's list. */
-    bool prompt = fed__now(up->gw) - f->started <= up->gw->cfg->list_timeout_ms;
+    bool prompt = fed_now(up->gw) - f->started <= up->gw->cfg->list_timeout_ms;
     if (ok && prompt && up->list_late[l]) {
         core_log(CORE_LOG_INFO, "up", "%s: %s is prompt again", up->name, list_methods[l]);
         up->list_late[l] = false;
@@ -689,7 +692,7 @@ static void list_done(struct fed_upstream *up, struct list_fetch *f, bool ok)
         cJSON_Delete(f->items);
         core_free(f);
         if (again && !up->closing && up->state == FED_UP_READY)
-            fed__upstream_fetch_list(up, l);
+            fed_upstream_fetch_list(up, l);
         return;
     }
     char *txt = cJSON_PrintUnformatted(f->items);
@@ -701,9 +704,9 @@ static void list_done(struct fed_upstream *up, struct list_fetch *f, bool ok)
     list_set(up, l, f->items);
     up->list_hash[l] = h;
     core_free(f);
-    fed__router_list_updated(up, l, changed);
+    fed_router_list_updated(up, l, changed);
     if (again && !up->closing && up->state == FED_UP_READY)
-        fed__upstream_fetch_list(up, l);
+        fed_upstream_fetch_list(up, l);
 }
 
 static void on_list_page(void *ctx, struct fed_upstream *up, int err, const char *frame, size_t n,
@@ -744,13 +747,13 @@ static void fetch_page(struct fed_upstream *up, struct list_fetch *f, const char
     }
     /* The gateway's own fetches wait as long as any request may: a slow server's list is
      * still worth caching. */
-    if (fed__upstream_request(up, list_methods[f->list], params, 0, on_list_page, f) != 0)
+    if (fed_upstream_request(up, list_methods[f->list], params, 0, on_list_page, f) != 0)
         list_done(up, f, false);
 }
 
-void fed__upstream_fetch_list(struct fed_upstream *up, enum fed_list l)
+void fed_upstream_fetch_list(struct fed_upstream *up, enum fed_list l)
 {
-    if (!fed__upstream_has_cap(up, list_caps[l])) {
+    if (!fed_upstream_has_cap(up, list_caps[l])) {
         list_set(up, l, NULL);
         return;
     }
@@ -761,7 +764,7 @@ void fed__upstream_fetch_list(struct fed_upstream *up, enum fed_list l)
     struct list_fetch *f = core_xcalloc(1, sizeof *f);
     f->list = l;
     f->items = cJSON_CreateArray();
-    f->started = fed__now(up->gw);
+    f->started = fed_now(up->gw);
     up->lists_fetching++;
     up->list_refreshing[l] = true;
     fetch_page(up, f, NULL);
@@ -769,7 +772,7 @@ void fed__upstream_fetch_list(struct fed_upstream *up, enum fed_list l)
 
 /* ---- resource index -------------------------------------------------------------------------- */
 
-size_t fed__upstream_res_match(const struct fed_upstream *up, const char *uri, bool *exact)
+size_t fed_upstream_res_match(const struct fed_upstream *up, const char *uri, bool *exact)
 {
     *exact = false;
     const cJSON *item;

@@ -14,6 +14,9 @@
 #include "core/log.h"
 #include "federation/demo.h"
 #include "federation/internal.h"
+#include "federation/router.h"
+#include "federation/session.h"
+#include "federation/upstream.h"
 #include "transports/child.h"
 
 static char self_exe[4096];
@@ -94,7 +97,7 @@ static void setup_cfg(struct fixture *f, const char *ini)
         usleep(5000);
         ready = true;
         for (size_t j = 0; j < f->gw->n_servers; j++)
-            ready = ready && fed__upstream_is_ready(f->gw->servers[j]->shared);
+            ready = ready && fed_upstream_is_ready(f->gw->servers[j]->shared);
     }
     ck_assert_msg(ready, "demo upstream did not become ready");
     /* Let the initial list fetches settle. */
@@ -129,7 +132,7 @@ static struct got *send_req(struct fed_session *s, const char *frame)
     ck_assert_int_eq(core_rpc_scan(frame, strlen(frame), &env), 0);
     ck_assert_int_eq(env.kind, CORE_RPC_REQUEST);
     struct got *g = core_xcalloc(1, sizeof *g);
-    struct fed_call *c = fed__call_new(s, frame, &env, &ops, g);
+    struct fed_call *c = fed_call_new(s, frame, &env, &ops, g);
     fed_router_request(c, frame, strlen(frame), &env);
     return g;
 }
@@ -148,7 +151,7 @@ struct fed_call *router_attribute(struct fed_upstream *up, const char *frame,
 static struct fed_session *session_of(struct fixture *f, const struct core_client_cfg *client)
 {
     char why[300];
-    struct fed_session *s = fed__session_new(f->gw, client, &sops, NULL, why, sizeof why);
+    struct fed_session *s = fed_session_new(f->gw, client, &sops, NULL, why, sizeof why);
     ck_assert_msg(s != NULL, "%s", why);
     struct got *g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":"
                                 "{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},"
@@ -293,7 +296,7 @@ START_TEST(test_crash_fails_inflight_and_restarts)
     for (int i = 0; i < 400 && !ready; i++) {
         uv_run(&f.loop, UV_RUN_NOWAIT);
         usleep(5000);
-        ready = fed__upstream_is_ready(f.gw->servers[0]->shared);
+        ready = fed_upstream_is_ready(f.gw->servers[0]->shared);
     }
     ck_assert_msg(ready, "not ready again within 2 s");
     g = send_req(s, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":"

@@ -1,7 +1,7 @@
 /* libFuzzer target for the policy glob matcher: the input is PATTERN NUL STRING, and for valid
  * UTF-8 the answer must equal a plain memoised reference matcher's (short inputs only). Invalid
  * UTF-8 only has to terminate without a memory error: exposed tool and prompt names are ASCII
- * (fed__name_expose), and patterns come from the user's config. */
+ * (fed_name_expose), and patterns come from the user's config. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
