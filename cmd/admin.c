@@ -46,12 +46,12 @@ struct admin_opts {
     const char *socket; /* --socket; NULL = the config's, else the default */
     const char *state;  /* --state-dir; NULL = the default */
     const char *pos[3]; /* positional arguments */
-    int n_pos;
+    size_t n_pos;       /* entries used in pos[] */
 };
 
 /* Parses argv[1..]: --config, --socket, and --state-dir when with_state. Returns 0, 1 after
  * printing the help (exit 0), or 2 after printing a usage error. */
-static int parse_opts(int argc, char **argv, const char *cmd, bool with_state, int max_pos,
+static int parse_opts(int argc, char **argv, const char *cmd, bool with_state, size_t max_pos,
                       void (*usage)(FILE *), struct admin_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -79,7 +79,8 @@ static int parse_opts(int argc, char **argv, const char *cmd, bool with_state, i
             usage(stderr);
             return 2;
         }
-        if (o->n_pos >= max_pos) {
+        /* max_pos is what the command accepts; pos[] bounds it whatever a caller passes. */
+        if (o->n_pos >= max_pos || o->n_pos >= sizeof o->pos / sizeof o->pos[0]) {
             fprintf(stderr, "agentgate: %s: unexpected argument '%s'\n", cmd, a);
             usage(stderr);
             return 2;
