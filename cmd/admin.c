@@ -30,6 +30,7 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/file.h"
+#include "core/hash.h"
 #include "core/paths.h"
 #include "core/peer.h"
 #include "policy/pins.h"
@@ -854,46 +855,6 @@ int cmd_set_client_token(const char *text, size_t len, const char *client, const
     return rc;
 }
 
-/* Reads the file at path (at most CONFIG_MAX bytes) into b and its mode into *mode. Returns
- * 0, or -errno (-ENOENT when it does not exist, -EFBIG when too long). */
-GW_MUST_CHECK static int read_config(const char *path, struct core_buf *b, mode_t *mode)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    struct stat st;
-    int rc = 0;
-    if (fstat(fd, &st) != 0) {
-        rc = -errno;
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = -EINVAL;
-        goto out;
-    }
-    *mode = st.st_mode & 07777;
-    for (;;) {
-        if (core_buf_reserve(b, 65536) != 0) {
-            rc = -EFBIG;
-            goto out;
-        }
-        ssize_t r = read(fd, b->data + b->len, b->cap - b->len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = -errno;
-            goto out;
-        }
-        if (r == 0)
-            break;
-        b->len += (size_t)r;
-        b->data[b->len] = '\0';
-    }
-out:
-    close(fd);
-    return rc;
-}
-
 /* Writes a fresh token "agt_" + base64url(32 random bytes) into out (size >= 64). */
 static void make_token(char *out, size_t cap)
 {
@@ -920,14 +881,19 @@ static int token_create(const struct admin_opts *o, const char *client)
         path = pathbuf;
     }
     struct core_buf text, next;
-    core_buf_init(&text, CONFIG_MAX);
+    core_buf_init(&text, 0); /* bounded by CONFIG_MAX as read */
     core_buf_init(&next, 0);
     struct core_config *cfg = NULL;
     int status = 1;
     mode_t mode = 0600;
     bool exists = true;
-    int rc = read_config(path, &text, &mode);
-    if (rc == -ENOENT) {
+    char *file = NULL;
+    size_t file_len = 0;
+    int rc = core_file_read_all(path, 0, CONFIG_MAX, &file, &file_len, &mode, NULL, 0);
+    if (rc == 0) {
+        rc = core_buf_append(&text, file, file_len);
+        core_free(file);
+    } else if (rc == -ENOENT) {
         /* A new config starts with what the built-in one serves, so that adding a client does
          * not take the demo server away. */
         exists = false;
@@ -942,8 +908,8 @@ static int token_create(const struct admin_opts *o, const char *client)
     }
     if (rc != 0) {
         fprintf(stderr, "agentgate: token: cannot read %s: %s\n", path,
-                rc == -EFBIG    ? "longer than 1 MiB"
-                : rc == -EINVAL ? "not a regular file"
+                rc == CORE_ETOOBIG  ? "longer than 1 MiB"
+                : rc == CORE_EINVAL ? "not a regular file"
                                 : core_strerror(rc));
         goto out;
     }
@@ -957,7 +923,7 @@ static int token_create(const struct admin_opts *o, const char *client)
         goto out;
     }
     make_token(token, sizeof token);
-    auth_sha256_hex(token, strlen(token), hex);
+    core_sha256_hex(token, strlen(token), hex);
     rc = cmd_set_client_token(text.data ? text.data : "", text.len, client, hex, &next);
     if (rc != 0) {
         fprintf(stderr, "agentgate: token: '%s' cannot be a client name\n", client);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "auth/seal.h"
+#include "core/hash.h"
 #include "federation/internal.h"
 
 bool fed_auth_none(const struct fed_gateway *gw)
@@ -27,7 +28,7 @@ static const struct core_client_cfg *client_by_token(const struct fed_gateway *g
                                                      const char *tok, size_t n)
 {
     char hex[65];
-    auth_sha256_hex(tok, n, hex);
+    core_sha256_hex(tok, n, hex);
     const struct core_client_cfg *found = NULL;
     /* Every client is compared, in constant time each, so timing says nothing about which. */
     for (size_t i = 0; i < gw->cfg->n_clients; i++) {
