@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/identity.h"
 #include "core/alloc.h"
 #include "core/frame.h"
 #include "core/log.h"
@@ -226,11 +227,11 @@ static void on_hello(struct bconn *b, const char *p, size_t n)
     memcpy(b->client, name, nl);
     b->client[nl] = '\0';
     cJSON_Delete(h);
-    struct fed_peer peer = {
+    struct auth_peer peer = {
         .is_unix = true, .uid_known = b->uid_known, .uid = b->uid, .name = b->client};
     const struct core_client_cfg *cc = NULL;
     const char *why = NULL;
-    if (fed_identify(b->gw, &peer, &cc, &why) != 0) {
+    if (auth_identify(b->gw->cfg, b->gw->auth_override, &peer, &cc, &why) != 0) {
         char msg[300];
         snprintf(msg, sizeof msg, TP_BRIDGE_REFUSED ": %.*s%s%s", (int)strcspn(why, "\n"), why,
                  b->client[0] ? " (client " : "", b->client[0] ? b->client : "");

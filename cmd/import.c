@@ -10,7 +10,7 @@
  * with core_config_parse before it is accepted, values the INI syntax cannot carry are refused
  * with a reason, and the finished file is loaded with core_config_load before it replaces the
  * old one. Writes are atomic (temporary file in the same directory, fsync, rename). */
-#include "bridge/import.h"
+#include "cmd/import.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -1180,7 +1180,7 @@ static int write_config(struct import *im, bool existed, mode_t mode)
     return 0;
 }
 
-int br_import_main(int argc, char **argv)
+int cmd_import_main(int argc, char **argv)
 {
     struct import im;
     memset(&im, 0, sizeof im);
