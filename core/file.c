@@ -81,8 +81,10 @@ static char *grow(char *p, size_t n, size_t cap)
 int core_file_read_all(const char *path, unsigned flags, size_t max, char **out, size_t *len_out,
                        mode_t *mode_out, char *err, size_t errlen)
 {
-    int fd;
+    /* Written by open_regular on success only; set here so that no path reads them unset. */
+    int fd = -1;
     struct stat st;
+    memset(&st, 0, sizeof st);
     int rc = open_regular(path, O_RDONLY, 0, (flags & CORE_FILE_NOFOLLOW) != 0, &fd, &st, err,
                           errlen);
     if (rc != 0)
