@@ -43,6 +43,8 @@ extern char **environ;
 #define HEAD_MAX 65536             /* longest response header block */
 #define BODY_MAX ((size_t)64 << 20) /* longest de-chunked body */
 #define READ_CHUNK 65536           /* free tail offered to each read() */
+#define HEADERS_MAX 16             /* --header options */
+#define HEADER_LEN_MAX 4096        /* one --header's length */
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -61,6 +63,8 @@ struct opts {
     size_t bytes;     /* blob size */
     const char *name; /* the tool name to call (default: echo or blob) */
     char **cmd;       /* the command after `--` */
+    const char *headers[HEADERS_MAX]; /* --header "Name: value" lines (http, sessions, list) */
+    size_t nheaders;
 };
 
 static struct opts g_opt = {.c = 1, .d = 5, .warmup = 1, .n = 10, .tool = TOOL_ECHO};
@@ -1041,6 +1045,33 @@ static void build_prefix(void)
     bput(&g_req_prefix, g_target.host, strlen(g_target.host));
     BPUT_LIT(&g_req_prefix, "\r\nContent-Type: application/json\r\n"
                             "Accept: application/json, text/event-stream\r\n");
+    for (size_t i = 0; i < g_opt.nheaders; i++) {
+        bput(&g_req_prefix, g_opt.headers[i], strlen(g_opt.headers[i]));
+        BPUT_LIT(&g_req_prefix, "\r\n");
+    }
+}
+
+/* A --header value: "Name: value", Name an HTTP token, no control characters anywhere, and
+ * not one of the headers ag-load writes itself. */
+static bool header_ok(const char *h)
+{
+    size_t len = strlen(h);
+    if (len == 0 || len > HEADER_LEN_MAX)
+        return false;
+    size_t nl = strspn(h, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                          "!#$%&'*+-.^_`|~");
+    if (nl == 0 || h[nl] != ':')
+        return false;
+    for (const char *p = h; *p; p++)
+        if ((unsigned char)*p < 0x20 && *p != '\t')
+            return false;
+    static const char *const own[] = {"host", "content-type", "content-length", "accept",
+                                      "mcp-session-id", "mcp-protocol-version",
+                                      "transfer-encoding", "connection"};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        if (strlen(own[i]) == nl && strncasecmp(h, own[i], nl) == 0)
+            return false;
+    return true;
 }
 
 static void sess_hdr(struct core_buf *b, const char *sid, const char *ver)
@@ -2079,7 +2110,7 @@ static void usage(FILE *f)
         "\n"
         "modes:\n"
         "  http --target T -c C -d SECS [--tool echo|blob] [--bytes N] [--name NAME]\n"
-        "       [--warmup SECS]\n"
+        "       [--warmup SECS] [--header H]...\n"
         "      One Streamable HTTP session (initialize, notifications/initialized), then C\n"
         "      keep-alive connections each with one tools/call in flight for SECS seconds.\n"
         "      RESULT: label mode=http c d reqs rps p50_us p90_us p99_us max_us errors bytes_in\n"
@@ -2094,11 +2125,11 @@ static void usage(FILE *f)
         "      N times: spawn CMD, initialize, notifications/initialized, tools/list; time\n"
         "      from spawn to the tools/list reply; kill the group.\n"
         "      RESULT: label mode=startup n p50_us min_us max_us errors\n"
-        "  sessions --target T -n N [-c CONNS]\n"
+        "  sessions --target T -n N [-c CONNS] [--header H]...\n"
         "      Creates N initialized sessions over CONNS keep-alive connections (default 8)\n"
         "      and exits leaving them alive on the server (no DELETE).\n"
         "      RESULT: label mode=sessions n secs errors\n"
-        "  list --target T -n N\n"
+        "  list --target T -n N [--header H]...\n"
         "      One session, then N sequential tools/list requests.\n"
         "      RESULT: label mode=list n p50_us min_us max_us tools errors\n"
         "\n"
@@ -2115,6 +2146,11 @@ static void usage(FILE *f)
         "  --name NAME    the tool name to call (default: echo or blob, as --tool), e.g.\n"
         "                 demo__echo behind a gateway that prefixes names\n"
         "  --label L      the RESULT line's label (default: the mode)\n"
+        "  --header H     an extra request header \"Name: value\" on every HTTP request\n"
+        "                 (http, sessions, list), e.g. \"Authorization: Bearer TOKEN\";\n"
+        "                 repeatable, up to 16; not Host, Content-Type, Content-Length,\n"
+        "                 Accept, Mcp-Session-Id, MCP-Protocol-Version, Transfer-Encoding\n"
+        "                 or Connection, which ag-load writes itself\n"
         "  --timeout SECS hard bound on the whole run (default: warmup + duration + 30 s for\n"
         "                 http and stdio, 120 s otherwise); when it passes, the run stops,\n"
         "                 kills any child, counts an error, prints RESULT and exits 1\n"
@@ -2228,6 +2264,14 @@ int main(int argc, char **argv)
             g_opt.name = v;
         } else if (strcmp(a, "--label") == 0) {
             g_opt.label = v;
+        } else if (strcmp(a, "--header") == 0) {
+            if (g_opt.nheaders == HEADERS_MAX)
+                return bad_usage("at most 16 --header options", v);
+            if (!header_ok(v))
+                return bad_usage("--header needs \"Name: value\" (a token name, no control "
+                                 "characters, not a header ag-load sets itself)",
+                                 v);
+            g_opt.headers[g_opt.nheaders++] = v;
         } else {
             return bad_usage("unknown option", a);
         }
@@ -2237,6 +2281,8 @@ int main(int argc, char **argv)
     bool needs_cmd = strcmp(g_opt.mode, "stdio") == 0 || strcmp(g_opt.mode, "startup") == 0;
     if (needs_cmd && (g_opt.cmd == NULL || g_opt.cmd[0] == NULL))
         return bad_usage("this mode needs -- COMMAND ARGS...", NULL);
+    if (needs_cmd && g_opt.nheaders > 0)
+        return bad_usage("--header is for the HTTP modes (http, sessions, list)", NULL);
     if (!needs_cmd) {
         if (g_opt.target == NULL)
             return bad_usage("this mode needs --target", NULL);
