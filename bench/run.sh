@@ -7,6 +7,7 @@
 #   BENCH_SECONDS=5     measured seconds per load point      BENCH_WARMUP=1  warm-up seconds
 #   BENCH_SESSIONS=10000  idle sessions for the memory row   BENCH_KEEP=1    keep the work dir (logs)
 #   BENCH_CALLGRIND=0   skip the callgrind instruction count  BENCH_OUT=FILE  report path
+#   BENCH_ONLY=local|remote   only the local rows (the issue 3 set) or only the remote-upstream rows
 #   AGENTGATE_BIN, AG_LOAD, AG_FLOOR   the binaries (default build/agentgate, build/ag-load, build/ag-floor)
 #
 # Every load is bounded in time and talks to 127.0.0.1 or a Unix socket only. Every process
@@ -24,10 +25,14 @@ DUR=${BENCH_SECONDS:-5}
 WARM=${BENCH_WARMUP:-1}
 NSESS=${BENCH_SESSIONS:-10000}
 MSG_BYTES=65536
+ONLY=${BENCH_ONLY:-}
 
 say() { printf '== %s\n' "$*" >&2; }
 warn() { printf 'bench: %s\n' "$*" >&2; }
 die() { warn "$*"; exit 1; }
+
+case $ONLY in '' | local | remote) ;; *) die "BENCH_ONLY is local or remote, not '$ONLY'" ;; esac
+want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }   # want local|remote: that part runs
 
 for f in "$BIN" "$LOAD" "$FLOOR"; do
     [ -x "$f" ] || die "$f is not built (run: make build)"
@@ -68,9 +73,39 @@ stop_pid() {
 
 cleanup() {
     local p
+    stop_watch
     for p in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$p"; done
     if [ "${BENCH_KEEP:-0}" = 1 ]; then warn "work dir kept: $W"; else rm -rf "$W"; fi
 }
+
+# hwm_watch OUT ARGV0 [ARGV1]: in the background, every 0.2 s, the VmHWM (kB) of this runner's
+# descendants whose argv starts with ARGV0 [ARGV1]; the largest so far is written to OUT. VmHWM
+# only grows, so the last sample before such a process ends is its peak. Sets WATCH_PID.
+WATCH_PID=""
+hwm_watch() {
+    local out=$1 a0=$2 a1=${3:-} runner=$$
+    (
+        max=0
+        while alive "$runner"; do
+            for p in $(descendants "$runner"); do
+                { mapfile -d '' -t argv <"/proc/$p/cmdline"; } 2>/dev/null || continue
+                [ "${argv[0]:-}" = "$a0" ] || continue
+                [ -z "$a1" ] || [ "${argv[1]:-}" = "$a1" ] || continue
+                v=$(kb "$p" VmHWM)
+                if isnum "$v" && [ "$v" -gt "$max" ]; then max=$v; echo "$max" >"$out"; fi
+            done
+            sleep 0.2
+        done
+    ) &
+    WATCH_PID=$!
+}
+stop_watch() { # the watcher of hwm_watch, by its PID
+    [ -n "$WATCH_PID" ] || return 0
+    kill "$WATCH_PID" 2>/dev/null
+    wait "$WATCH_PID" 2>/dev/null
+    WATCH_PID=""
+}
+
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -254,12 +289,14 @@ measure_http() {
     fi
 }
 
-# handshake TARGET [TRIES]: initialize + tools/list until it lists tools; sets HS_TOOLS.
+# handshake TARGET [TRIES [ARGS...]]: initialize + tools/list until it lists tools; sets HS_TOOLS.
+# ARGS go to ag-load (e.g. --header "Authorization: Bearer …").
 handshake() {
     local t=$1 tries=${2:-40} i out n
+    shift $(($# < 2 ? $# : 2))
     HS_TOOLS=0
     for ((i = 0; i < tries; i++)); do
-        out=$(timeout 20 "$LOAD" list --target "$t" -n 1 --label handshake 2>>"$W/ag-load.log" | grep '^RESULT')
+        out=$(timeout 20 "$LOAD" list --target "$t" -n 1 --label handshake "$@" 2>>"$W/ag-load.log" | grep '^RESULT')
         n=$(sed -n 's/.* tools=\([0-9]*\).*/\1/p' <<<"$out")
         if [ -n "$n" ] && [ "$n" -gt 0 ]; then HS_TOOLS=$n; return 0; fi
         sleep 0.1
@@ -269,214 +306,309 @@ handshake() {
 
 declare -A HWM_IDLE HWM_ECHO HWM_BLOB NOTES
 STARTED=$(date +%s)
+CG_PER_REQ=""
 
-# pinned_c1 TAG TARGET PID PREFIX: the c=1 echo point with PID's process tree and ag-load on one CPU.
+# pinned_c1 TAG TARGET PIDS PREFIX [ARGS...]: the c=1 echo point with the process trees of PIDS
+# (one or more, space-separated) and ag-load on one CPU; ARGS go to ag-load.
 pinned_c1() {
-    local tag=$1 target=$2 pid=$3 prefix=$4 args
+    local tag=$1 target=$2 pids=$3 prefix=$4 args p
+    shift 4
     [ -n "$PIN_CPU" ] || return 0
     mapfile -t args < <(tool_args echo "$prefix")
-    pin_tree "$pid" "$PIN_CPU"
-    PIN=$PIN_CPU load "$tag" http --target "$target" -c 1 -d "$DUR" --warmup "$WARM" "${args[@]}" --label "$tag"
-    pin_tree "$pid" "$ALL_CPUS"
+    for p in $pids; do pin_tree "$p" "$PIN_CPU"; done
+    PIN=$PIN_CPU load "$tag" http --target "$target" -c 1 -d "$DUR" --warmup "$WARM" "${args[@]}" --label "$tag" "$@"
+    for p in $pids; do pin_tree "$p" "$ALL_CPUS"; done
 }
 
-# ================================================================ 1. direct stdio (the floor)
-say "direct stdio to agentgate demo-server"
-load stdio.c1 stdio -c 1 -d "$DUR" --warmup "$WARM" --tool echo --label stdio.c1 -- "$BIN" demo-server
-load stdio.c16 stdio -c 16 -d "$DUR" --warmup "$WARM" --tool echo --label stdio.c16 -- "$BIN" demo-server
-load stdio.blob stdio -c 16 -d "$DUR" --warmup "$WARM" --tool blob --bytes "$MSG_BYTES" --label stdio.blob -- "$BIN" demo-server
-[ -n "$PIN_CPU" ] && PIN=$PIN_CPU load stdio.pin stdio -c 1 -d "$DUR" --warmup "$WARM" --tool echo --label stdio.pin -- "$BIN" demo-server
+if want local; then
+    # ================================================================ 1. direct stdio (the floor)
+    say "direct stdio to agentgate demo-server"
+    load stdio.c1 stdio -c 1 -d "$DUR" --warmup "$WARM" --tool echo --label stdio.c1 -- "$BIN" demo-server
+    load stdio.c16 stdio -c 16 -d "$DUR" --warmup "$WARM" --tool echo --label stdio.c16 -- "$BIN" demo-server
+    load stdio.blob stdio -c 16 -d "$DUR" --warmup "$WARM" --tool blob --bytes "$MSG_BYTES" --label stdio.blob -- "$BIN" demo-server
+    [ -n "$PIN_CPU" ] && PIN=$PIN_CPU load stdio.pin stdio -c 1 -d "$DUR" --warmup "$WARM" --tool echo --label stdio.pin -- "$BIN" demo-server
 
-# ================================================================ 2. agentgate (TCP and Unix socket)
-say "agentgate serve (TCP and Unix socket)"
-free_port; AG_PORT=$PORT
-AG_SOCK=$W/ag.sock
-start_bg "$W/agentgate.log" "$BIN" serve --auth none --config "$AG_CONFIG" --listen "127.0.0.1:$AG_PORT" \
-    --socket "$AG_SOCK" --state-dir "$W/state-main"
-AG_PID=$BGPID
-AG_TCP="tcp:127.0.0.1:$AG_PORT/mcp"
-AG_UNIX="unix:$AG_SOCK:/mcp"
-TOOLS_PER_SERVER=""
-if wait_port "$AG_PORT" "$AG_PID" && listens_loopback_only "$AG_PORT" && handshake "$AG_TCP"; then
-    TOOLS_PER_SERVER=$HS_TOOLS
-    HWM_IDLE[agentgate]=$(kb "$AG_PID" VmHWM)
-    measure_http tcp "$AG_TCP" "$AG_PREFIX" noblob
-    measure_http unix "$AG_UNIX" "$AG_PREFIX" noblob
-    HWM_ECHO[agentgate]=$(kb "$AG_PID" VmHWM)
-    mapfile -t blob_args < <(tool_args blob "$AG_PREFIX")
-    load tcp.blob http --target "$AG_TCP" -c 16 -d "$DUR" --warmup "$WARM" "${blob_args[@]}" --bytes "$MSG_BYTES" --label tcp.blob
-    load unix.blob http --target "$AG_UNIX" -c 16 -d "$DUR" --warmup "$WARM" "${blob_args[@]}" --bytes "$MSG_BYTES" --label unix.blob
-    HWM_BLOB[agentgate]=$(kb "$AG_PID" VmHWM)
-    # agentgate bridge: a stdio server in front of the same daemon (what Claude Desktop runs)
-    mapfile -t echo_args < <(tool_args echo "$AG_PREFIX")
-    load bridge.c1 stdio -c 1 -d "$DUR" --warmup "$WARM" "${echo_args[@]}" --label bridge.c1 -- "$BIN" bridge --socket "$AG_SOCK"
-    load bridge.c16 stdio -c 16 -d "$DUR" --warmup "$WARM" "${echo_args[@]}" --label bridge.c16 -- "$BIN" bridge --socket "$AG_SOCK"
-    load bridge.blob stdio -c 16 -d "$DUR" --warmup "$WARM" "${blob_args[@]}" --bytes "$MSG_BYTES" --label bridge.blob -- "$BIN" bridge --socket "$AG_SOCK"
-    load start.bridge startup -n 20 --label start.bridge -- "$BIN" bridge --socket "$AG_SOCK"
-    pinned_c1 tcp.pin "$AG_TCP" "$AG_PID" "$AG_PREFIX"
-    pinned_c1 unix.pin "$AG_UNIX" "$AG_PID" "$AG_PREFIX"
-    # the gateway with one upstream: the reference for the fan-out rows
-    load list.single list --target "$AG_TCP" -n 200 --label list.single
-else
-    warn "agentgate did not come up: $(tail -n 5 "$W/agentgate.log")"
-fi
-
-# ================================================================ 3. the Node gateways
-# node_peer ROW NAME CMD...: start a Node gateway on $PORT, check it listens on loopback only and
-# answers a handshake; measure the row and its node process's VmHWM; stop it. Returns 1 if it
-# never answered (then nothing was measured).
-node_peer() {
-    local row=$1 name=$2 pid target; shift 2
-    target="tcp:127.0.0.1:$PORT/mcp"
-    start_bg "$W/$name.log" "$@"
-    pid=$BGPID
-    if ! wait_port "$PORT" "$pid" 30; then
-        stop_pid "$pid"; NOTES[$name]="did not start"; return 1
-    fi
-    if ! listens_loopback_only "$PORT"; then
-        stop_pid "$pid"; NOTES[$name]="not measured: it did not listen on 127.0.0.1 only"; return 1
-    fi
-    if ! handshake "$target" 20; then
-        stop_pid "$pid"; NOTES[$name]="did not answer ag-load's handshake"; return 1
-    fi
-    NOTES[$name]=""
-    HWM_IDLE[$name]=$(kb "$pid" VmHWM)
-    measure_http "$row" "$target" "" noblob
-    HWM_ECHO[$name]=$(kb "$pid" VmHWM)
-    load "$row.blob" http --target "$target" -c 16 -d "$DUR" --warmup "$WARM" --tool blob --bytes "$MSG_BYTES" --label "$row.blob"
-    HWM_BLOB[$name]=$(kb "$pid" VmHWM)
-    stop_pid "$pid"
-}
-
-say "supergateway $SG_VER (stateful Streamable HTTP)"
-free_port
-NODE_OPTIONS="--require $W/bind-loopback.cjs" node_peer sg supergateway "$NODE" "$SG_JS" \
-    --stdio "$BIN demo-server" --outputTransport streamableHttp --stateful --port "$PORT" --logLevel none ||
-    warn "supergateway: ${NOTES[supergateway]}: $(tail -n 5 "$W/supergateway.log")"
-
-say "mcp-proxy $MP_VER (--server stream)"
-MP_FLAGS=()
-free_port
-if ! node_peer mp mcp-proxy "$NODE" "$MP_JS" --host 127.0.0.1 --port "$PORT" --server stream -- "$BIN" demo-server; then
-    # mcp-proxy's resumability event store opens every SSE reply with a priming event whose
-    # data is empty; a client that cannot skip it fails the handshake. Retry without the store.
-    warn "mcp-proxy: ${NOTES[mcp-proxy]} ($(grep 'ag-load: error' "$W/ag-load.log" | tail -n 1 | cut -c1-160)); retrying with --no-eventStore"
-    MP_FLAGS=(--no-eventStore)
-    free_port
-    node_peer mp mcp-proxy "$NODE" "$MP_JS" --host 127.0.0.1 --port "$PORT" --server stream "${MP_FLAGS[@]}" -- "$BIN" demo-server ||
-        warn "mcp-proxy: ${NOTES[mcp-proxy]}: $(tail -n 5 "$W/mcp-proxy.log")"
-fi
-
-# ================================================================ 4. the HTTP floor
-say "HTTP floor (ag-floor)"
-free_port; FL_PORT=$PORT
-start_bg "$W/ag-floor.log" "$FLOOR" --listen "127.0.0.1:$FL_PORT"
-FL_PID=$BGPID
-if wait_port "$FL_PORT" "$FL_PID" && listens_loopback_only "$FL_PORT"; then
-    measure_http floor "tcp:127.0.0.1:$FL_PORT/mcp" ""
-    pinned_c1 floor.pin "tcp:127.0.0.1:$FL_PORT/mcp" "$FL_PID" ""
-else
-    warn "ag-floor did not start: $(tail -n 5 "$W/ag-floor.log")"
-fi
-stop_pid "$FL_PID"
-
-# ================================================================ startup
-say "cold start: mcp-remote $MR_VER against agentgate, and agentgate demo-server"
-export MCP_REMOTE_CONFIG_DIR=$W/mcp-auth     # mcp-remote's token store: a throwaway dir
-mkdir -p "$MCP_REMOTE_CONFIG_DIR"
-if alive "$AG_PID"; then
-    # --transport http-only: Streamable HTTP straight away (no SSE fallback probe);
-    # no auth: the gateway answers without a 401, so no OAuth flow and no browser.
-    load start.mcpremote startup -n 5 --label start.mcpremote -- \
-        "$NODE" "$MR_JS" "http://127.0.0.1:$AG_PORT/mcp" --transport http-only --silent
-fi
-load start.demo startup -n 10 --label start.demo -- "$BIN" demo-server
-
-# the main daemon is done: stop it now (its RSS was read above)
-stop_pid "$AG_PID"
-
-# ================================================================ idle sessions
-say "agentgate with $NSESS idle initialised sessions"
-free_port; SS_PORT=$PORT
-start_bg "$W/agentgate-sessions.log" "$BIN" serve --auth none --config "$AG_CONFIG" --listen "127.0.0.1:$SS_PORT" \
-    --socket off --state-dir "$W/state-sessions"
-SS_PID=$BGPID
-if wait_port "$SS_PORT" "$SS_PID" && handshake "tcp:127.0.0.1:$SS_PORT/mcp"; then
-    SESS_RSS0=$(kb "$SS_PID" VmRSS)
-    load sessions sessions --target "tcp:127.0.0.1:$SS_PORT/mcp" -n "$NSESS" --label sessions
-    sleep 0.5
-    SESS_RSS=$(kb "$SS_PID" VmRSS)
-    SESS_HWM=$(kb "$SS_PID" VmHWM)
-else
-    warn "agentgate (sessions) did not come up"
-fi
-stop_pid "$SS_PID"
-
-# ================================================================ tools/list fan-out
-# fanout CASE CONFIG: a daemon over 10 demo servers; the first list after start (cold), then n=50.
-fanout() {
-    local case=$1 cfg=$2 port pid
-    free_port; port=$PORT
-    start_bg "$W/agentgate-$case.log" "$BIN" serve --auth none --config "$cfg" --listen "127.0.0.1:$port" \
-        --socket off --state-dir "$W/state-$case"
-    pid=$BGPID
-    # ready = all ten upstreams initialised (read from the log, so no list warms a cache first)
-    if wait_port "$port" "$pid" && wait_log "$W/agentgate-$case.log" ': ready (' 10 20; then
-        load "$case.cold" list --target "tcp:127.0.0.1:$port/mcp" -n 1 --label "$case.cold"
-        load "$case.warm" list --target "tcp:127.0.0.1:$port/mcp" -n 50 --label "$case.warm"
+    # ================================================================ 2. agentgate (TCP and Unix socket)
+    say "agentgate serve (TCP and Unix socket)"
+    free_port; AG_PORT=$PORT
+    AG_SOCK=$W/ag.sock
+    start_bg "$W/agentgate.log" "$BIN" serve --auth none --config "$AG_CONFIG" --listen "127.0.0.1:$AG_PORT" \
+        --socket "$AG_SOCK" --state-dir "$W/state-main"
+    AG_PID=$BGPID
+    AG_TCP="tcp:127.0.0.1:$AG_PORT/mcp"
+    AG_UNIX="unix:$AG_SOCK:/mcp"
+    TOOLS_PER_SERVER=""
+    if wait_port "$AG_PORT" "$AG_PID" && listens_loopback_only "$AG_PORT" && handshake "$AG_TCP"; then
+        TOOLS_PER_SERVER=$HS_TOOLS
+        HWM_IDLE[agentgate]=$(kb "$AG_PID" VmHWM)
+        measure_http tcp "$AG_TCP" "$AG_PREFIX" noblob
+        measure_http unix "$AG_UNIX" "$AG_PREFIX" noblob
+        HWM_ECHO[agentgate]=$(kb "$AG_PID" VmHWM)
+        mapfile -t blob_args < <(tool_args blob "$AG_PREFIX")
+        load tcp.blob http --target "$AG_TCP" -c 16 -d "$DUR" --warmup "$WARM" "${blob_args[@]}" --bytes "$MSG_BYTES" --label tcp.blob
+        load unix.blob http --target "$AG_UNIX" -c 16 -d "$DUR" --warmup "$WARM" "${blob_args[@]}" --bytes "$MSG_BYTES" --label unix.blob
+        HWM_BLOB[agentgate]=$(kb "$AG_PID" VmHWM)
+        # agentgate bridge: a stdio server in front of the same daemon (what Claude Desktop runs)
+        mapfile -t echo_args < <(tool_args echo "$AG_PREFIX")
+        load bridge.c1 stdio -c 1 -d "$DUR" --warmup "$WARM" "${echo_args[@]}" --label bridge.c1 -- "$BIN" bridge --socket "$AG_SOCK"
+        load bridge.c16 stdio -c 16 -d "$DUR" --warmup "$WARM" "${echo_args[@]}" --label bridge.c16 -- "$BIN" bridge --socket "$AG_SOCK"
+        load bridge.blob stdio -c 16 -d "$DUR" --warmup "$WARM" "${blob_args[@]}" --bytes "$MSG_BYTES" --label bridge.blob -- "$BIN" bridge --socket "$AG_SOCK"
+        load start.bridge startup -n 20 --label start.bridge -- "$BIN" bridge --socket "$AG_SOCK"
+        pinned_c1 tcp.pin "$AG_TCP" "$AG_PID" "$AG_PREFIX"
+        pinned_c1 unix.pin "$AG_UNIX" "$AG_PID" "$AG_PREFIX"
+        # the gateway with one upstream: the reference for the fan-out rows
+        load list.single list --target "$AG_TCP" -n 200 --label list.single
     else
-        warn "agentgate ($case) did not come up: $(tail -n 5 "$W/agentgate-$case.log")"
+        warn "agentgate did not come up: $(tail -n 5 "$W/agentgate.log")"
     fi
-    stop_pid "$pid"
-}
-say "tools/list fan-out over 10 upstreams"
-fanout fan.prompt "$HERE/config/fanout.ini"
-fanout fan.late "$HERE/config/fanout-late.ini"
 
-# ================================================================ callgrind: instructions per tools/call
-CG_NOTE=""
-CG_PER_REQ=""
-cg_total() { sed -n 's/^\(summary\|totals\): *\([0-9]*\).*/\2/p' "$1" | head -n 1; }
-# cg_run NAME WITH_LOAD: the daemon under callgrind, handshake (+ the load), stop; sets CG_IR.
-cg_run() {
-    local name=$1 withload=$2 port pid
-    free_port; port=$PORT
-    start_bg "$W/cg-$name.log" valgrind --tool=callgrind --callgrind-out-file="$W/cg-$name.%p.out" \
-        "$BIN" serve --auth none --config "$AG_CONFIG" --listen "127.0.0.1:$port" --socket off --state-dir "$W/state-cg-$name"
-    pid=$BGPID
-    CG_IR=""
-    # readiness from the log, so both runs execute the same requests apart from the load
-    if wait_log "$W/cg-$name.log" 'demo: ready (' 1 60; then
-        load "cg.$name.hs" list --target "tcp:127.0.0.1:$port/mcp" -n 1 --label "cg.$name.hs"
-        if [ "$withload" = 1 ]; then
-            load cg.load http --target "tcp:127.0.0.1:$port/mcp" -c 1 -d 3 --warmup 0 \
-                $(tool_args echo "$AG_PREFIX") --label cg.load
+    # ================================================================ 3. the Node gateways
+    # node_peer ROW NAME CMD...: start a Node gateway on $PORT, check it listens on loopback only and
+    # answers a handshake; measure the row and its node process's VmHWM; stop it. Returns 1 if it
+    # never answered (then nothing was measured).
+    node_peer() {
+        local row=$1 name=$2 pid target; shift 2
+        target="tcp:127.0.0.1:$PORT/mcp"
+        start_bg "$W/$name.log" "$@"
+        pid=$BGPID
+        if ! wait_port "$PORT" "$pid" 30; then
+            stop_pid "$pid"; NOTES[$name]="did not start"; return 1
+        fi
+        if ! listens_loopback_only "$PORT"; then
+            stop_pid "$pid"; NOTES[$name]="not measured: it did not listen on 127.0.0.1 only"; return 1
+        fi
+        if ! handshake "$target" 20; then
+            stop_pid "$pid"; NOTES[$name]="did not answer ag-load's handshake"; return 1
+        fi
+        NOTES[$name]=""
+        HWM_IDLE[$name]=$(kb "$pid" VmHWM)
+        measure_http "$row" "$target" "" noblob
+        HWM_ECHO[$name]=$(kb "$pid" VmHWM)
+        load "$row.blob" http --target "$target" -c 16 -d "$DUR" --warmup "$WARM" --tool blob --bytes "$MSG_BYTES" --label "$row.blob"
+        HWM_BLOB[$name]=$(kb "$pid" VmHWM)
+        stop_pid "$pid"
+    }
+
+    say "supergateway $SG_VER (stateful Streamable HTTP)"
+    free_port
+    NODE_OPTIONS="--require $W/bind-loopback.cjs" node_peer sg supergateway "$NODE" "$SG_JS" \
+        --stdio "$BIN demo-server" --outputTransport streamableHttp --stateful --port "$PORT" --logLevel none ||
+        warn "supergateway: ${NOTES[supergateway]}: $(tail -n 5 "$W/supergateway.log")"
+
+    say "mcp-proxy $MP_VER (--server stream)"
+    MP_FLAGS=()
+    free_port
+    if ! node_peer mp mcp-proxy "$NODE" "$MP_JS" --host 127.0.0.1 --port "$PORT" --server stream -- "$BIN" demo-server; then
+        # mcp-proxy's resumability event store opens every SSE reply with a priming event whose
+        # data is empty; a client that cannot skip it fails the handshake. Retry without the store.
+        warn "mcp-proxy: ${NOTES[mcp-proxy]} ($(grep 'ag-load: error' "$W/ag-load.log" | tail -n 1 | cut -c1-160)); retrying with --no-eventStore"
+        MP_FLAGS=(--no-eventStore)
+        free_port
+        node_peer mp mcp-proxy "$NODE" "$MP_JS" --host 127.0.0.1 --port "$PORT" --server stream "${MP_FLAGS[@]}" -- "$BIN" demo-server ||
+            warn "mcp-proxy: ${NOTES[mcp-proxy]}: $(tail -n 5 "$W/mcp-proxy.log")"
+    fi
+
+    # ================================================================ 4. the HTTP floor
+    say "HTTP floor (ag-floor)"
+    free_port; FL_PORT=$PORT
+    start_bg "$W/ag-floor.log" "$FLOOR" --listen "127.0.0.1:$FL_PORT"
+    FL_PID=$BGPID
+    if wait_port "$FL_PORT" "$FL_PID" && listens_loopback_only "$FL_PORT"; then
+        measure_http floor "tcp:127.0.0.1:$FL_PORT/mcp" ""
+        pinned_c1 floor.pin "tcp:127.0.0.1:$FL_PORT/mcp" "$FL_PID" ""
+    else
+        warn "ag-floor did not start: $(tail -n 5 "$W/ag-floor.log")"
+    fi
+    stop_pid "$FL_PID"
+
+    # ================================================================ startup
+    say "cold start: mcp-remote $MR_VER against agentgate, and agentgate demo-server"
+    export MCP_REMOTE_CONFIG_DIR=$W/mcp-auth     # mcp-remote's token store: a throwaway dir
+    mkdir -p "$MCP_REMOTE_CONFIG_DIR"
+    if alive "$AG_PID"; then
+        # --transport http-only: Streamable HTTP straight away (no SSE fallback probe);
+        # no auth: the gateway answers without a 401, so no OAuth flow and no browser.
+        load start.mcpremote startup -n 5 --label start.mcpremote -- \
+            "$NODE" "$MR_JS" "http://127.0.0.1:$AG_PORT/mcp" --transport http-only --silent
+    fi
+    load start.demo startup -n 10 --label start.demo -- "$BIN" demo-server
+
+    # the main daemon is done: stop it now (its RSS was read above)
+    stop_pid "$AG_PID"
+
+    # ================================================================ idle sessions
+    say "agentgate with $NSESS idle initialised sessions"
+    free_port; SS_PORT=$PORT
+    start_bg "$W/agentgate-sessions.log" "$BIN" serve --auth none --config "$AG_CONFIG" --listen "127.0.0.1:$SS_PORT" \
+        --socket off --state-dir "$W/state-sessions"
+    SS_PID=$BGPID
+    if wait_port "$SS_PORT" "$SS_PID" && handshake "tcp:127.0.0.1:$SS_PORT/mcp"; then
+        SESS_RSS0=$(kb "$SS_PID" VmRSS)
+        load sessions sessions --target "tcp:127.0.0.1:$SS_PORT/mcp" -n "$NSESS" --label sessions
+        sleep 0.5
+        SESS_RSS=$(kb "$SS_PID" VmRSS)
+        SESS_HWM=$(kb "$SS_PID" VmHWM)
+    else
+        warn "agentgate (sessions) did not come up"
+    fi
+    stop_pid "$SS_PID"
+
+    # ================================================================ tools/list fan-out
+    # fanout CASE CONFIG: a daemon over 10 demo servers; the first list after start (cold), then n=50.
+    fanout() {
+        local case=$1 cfg=$2 port pid
+        free_port; port=$PORT
+        start_bg "$W/agentgate-$case.log" "$BIN" serve --auth none --config "$cfg" --listen "127.0.0.1:$port" \
+            --socket off --state-dir "$W/state-$case"
+        pid=$BGPID
+        # ready = all ten upstreams initialised (read from the log, so no list warms a cache first)
+        if wait_port "$port" "$pid" && wait_log "$W/agentgate-$case.log" ': ready (' 10 20; then
+            load "$case.cold" list --target "tcp:127.0.0.1:$port/mcp" -n 1 --label "$case.cold"
+            load "$case.warm" list --target "tcp:127.0.0.1:$port/mcp" -n 50 --label "$case.warm"
+        else
+            warn "agentgate ($case) did not come up: $(tail -n 5 "$W/agentgate-$case.log")"
+        fi
+        stop_pid "$pid"
+    }
+    say "tools/list fan-out over 10 upstreams"
+    fanout fan.prompt "$HERE/config/fanout.ini"
+    fanout fan.late "$HERE/config/fanout-late.ini"
+
+    # ================================================================ callgrind: instructions per tools/call
+    CG_NOTE=""
+    CG_PER_REQ=""
+    cg_total() { sed -n 's/^\(summary\|totals\): *\([0-9]*\).*/\2/p' "$1" | head -n 1; }
+    # cg_run NAME WITH_LOAD: the daemon under callgrind, handshake (+ the load), stop; sets CG_IR.
+    cg_run() {
+        local name=$1 withload=$2 port pid
+        free_port; port=$PORT
+        start_bg "$W/cg-$name.log" valgrind --tool=callgrind --callgrind-out-file="$W/cg-$name.%p.out" \
+            "$BIN" serve --auth none --config "$AG_CONFIG" --listen "127.0.0.1:$port" --socket off --state-dir "$W/state-cg-$name"
+        pid=$BGPID
+        CG_IR=""
+        # readiness from the log, so both runs execute the same requests apart from the load
+        if wait_log "$W/cg-$name.log" 'demo: ready (' 1 60; then
+            load "cg.$name.hs" list --target "tcp:127.0.0.1:$port/mcp" -n 1 --label "cg.$name.hs"
+            if [ "$withload" = 1 ]; then
+                load cg.load http --target "tcp:127.0.0.1:$port/mcp" -c 1 -d 3 --warmup 0 \
+                    $(tool_args echo "$AG_PREFIX") --label cg.load
+            fi
+        fi
+        stop_pid "$pid"
+        [ -f "$W/cg-$name.$pid.out" ] && CG_IR=$(cg_total "$W/cg-$name.$pid.out")
+    }
+    if [ "${BENCH_CALLGRIND:-1}" = 0 ]; then
+        CG_NOTE="skipped (BENCH_CALLGRIND=0)"
+    elif ! command -v valgrind >/dev/null; then
+        CG_NOTE="skipped: valgrind is not installed (apt-get install valgrind)"
+    else
+        say "callgrind: instructions per tools/call round trip in the daemon"
+        cg_run base 0; CG_BASE=$CG_IR
+        cg_run load 1; CG_LOAD=$CG_IR
+        CG_REQS=$(get cg.load reqs)
+        if isnum "$CG_BASE" && isnum "$CG_LOAD" && isnum "$CG_REQS" && [ "$CG_REQS" -gt 0 ]; then
+            CG_PER_REQ=$(calc '%.0f' "($CG_LOAD - $CG_BASE) / $CG_REQS")
+        else
+            CG_NOTE="failed (base Ir=${CG_BASE:-?}, load Ir=${CG_LOAD:-?}, reqs=${CG_REQS:-?}); see $W/cg-*.log"
         fi
     fi
-    stop_pid "$pid"
-    [ -f "$W/cg-$name.$pid.out" ] && CG_IR=$(cg_total "$W/cg-$name.$pid.out")
-}
-if [ "${BENCH_CALLGRIND:-1}" = 0 ]; then
-    CG_NOTE="skipped (BENCH_CALLGRIND=0)"
-elif ! command -v valgrind >/dev/null; then
-    CG_NOTE="skipped: valgrind is not installed (apt-get install valgrind)"
-else
-    say "callgrind: instructions per tools/call round trip in the daemon"
-    cg_run base 0; CG_BASE=$CG_IR
-    cg_run load 1; CG_LOAD=$CG_IR
-    CG_REQS=$(get cg.load reqs)
-    if isnum "$CG_BASE" && isnum "$CG_LOAD" && isnum "$CG_REQS" && [ "$CG_REQS" -gt 0 ]; then
-        CG_PER_REQ=$(calc '%.0f' "($CG_LOAD - $CG_BASE) / $CG_REQS")
-    else
-        CG_NOTE="failed (base Ir=${CG_BASE:-?}, load Ir=${CG_LOAD:-?}, reqs=${CG_REQS:-?}); see $W/cg-*.log"
-    fi
 fi
+
+# ================================================================ 5. a remote upstream (issue 10)
+# One remote Streamable HTTP upstream, `agentgate wrap -- agentgate demo-server` on 127.0.0.1
+# with a bearer token, reached four ways: directly (ag-load http), through `agentgate serve`
+# (config/remote.ini) over TCP, through `agentgate bridge` in front of that daemon, and through
+# mcp-remote. Every path sends the token.
+REM_NOTE=""; REM_AG_NOTE=""; REM_MR_NOTE=""
+REM_HWM_AG=""; REM_HWM_BRIDGE=""; REM_HWM_MR=""; REM_HWM_UP=""
+if want remote; then
+    say "remote upstream: agentgate wrap -- agentgate demo-server (Streamable HTTP, bearer token)"
+    REM_TOKEN=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
+    REM_AUTH="Authorization: Bearer $REM_TOKEN"
+    REM_HFILE=$W/upstream-headers.txt     # mcp-remote reads the token from a file, not from argv
+    (umask 077 && printf '%s\n' "$REM_AUTH" >"$REM_HFILE")
+    free_port; UP_PORT=$PORT
+    UP_URL="http://127.0.0.1:$UP_PORT/mcp"
+    UP_T="tcp:127.0.0.1:$UP_PORT/mcp"
+    # wrap reads the token from its environment (so it is not in any argv either)
+    start_bg "$W/upstream.log" env AGENTGATE_WRAP_TOKEN="$REM_TOKEN" "$BIN" wrap --listen "127.0.0.1:$UP_PORT" \
+        --state-dir "$W/state-upstream" -- "$BIN" demo-server
+    UP_PID=$BGPID
+    if ! grep -q -- '--header' <<<"$LOAD_HELP"; then
+        REM_NOTE="not measured: this ag-load has no --header, and the upstream needs a bearer token"
+    elif ! wait_port "$UP_PORT" "$UP_PID" || ! listens_loopback_only "$UP_PORT" ||
+        ! handshake "$UP_T" 40 --header "$REM_AUTH"; then
+        REM_NOTE="not measured: the upstream (agentgate wrap) did not come up"
+    fi
+    if [ -n "$REM_NOTE" ]; then
+        warn "remote rows: $REM_NOTE: $(tail -n 5 "$W/upstream.log")"
+    else
+        # (a) the upstream directly: the reference for the remote hop
+        load rem.direct.c1 http --target "$UP_T" -c 1 -d "$DUR" --warmup "$WARM" --tool echo \
+            --header "$REM_AUTH" --label rem.direct.c1
+        load rem.direct.c16 http --target "$UP_T" -c 16 -d "$DUR" --warmup "$WARM" --tool echo \
+            --header "$REM_AUTH" --label rem.direct.c16
+        pinned_c1 rem.direct.pin "$UP_T" "$UP_PID" "" --header "$REM_AUTH"
+
+        # (b) agentgate serve with the upstream as [server.demo] url = …, over TCP and via bridge
+        say "agentgate serve → the remote upstream (TCP, and agentgate bridge)"
+        free_port; RG_PORT=$PORT
+        RG_SOCK=$W/ag-remote.sock
+        RG_T="tcp:127.0.0.1:$RG_PORT/mcp"
+        AGENTGATE_BENCH_UPSTREAM_PORT=$UP_PORT AGENTGATE_BENCH_UPSTREAM_TOKEN=$REM_TOKEN \
+            start_bg "$W/agentgate-remote.log" "$BIN" serve --auth none --config "$HERE/config/remote.ini" \
+            --listen "127.0.0.1:$RG_PORT" --socket "$RG_SOCK" --state-dir "$W/state-remote"
+        RG_PID=$BGPID
+        # ready = the merged list has the remote upstream's tools
+        if wait_port "$RG_PORT" "$RG_PID" && listens_loopback_only "$RG_PORT" && handshake "$RG_T" 100; then
+            mapfile -t rem_echo < <(tool_args echo demo)
+            load rem.ag.c1 http --target "$RG_T" -c 1 -d "$DUR" --warmup "$WARM" "${rem_echo[@]}" --label rem.ag.c1
+            load rem.ag.c16 http --target "$RG_T" -c 16 -d "$DUR" --warmup "$WARM" "${rem_echo[@]}" --label rem.ag.c16
+            hwm_watch "$W/hwm-bridge" "$BIN" bridge
+            load rem.bridge.c1 stdio -c 1 -d "$DUR" --warmup "$WARM" "${rem_echo[@]}" --label rem.bridge.c1 \
+                -- "$BIN" bridge --socket "$RG_SOCK"
+            load rem.bridge.c16 stdio -c 16 -d "$DUR" --warmup "$WARM" "${rem_echo[@]}" --label rem.bridge.c16 \
+                -- "$BIN" bridge --socket "$RG_SOCK"
+            stop_watch
+            REM_HWM_BRIDGE=$(cat "$W/hwm-bridge" 2>/dev/null)
+            REM_HWM_AG=$(kb "$RG_PID" VmHWM)
+            # c=1 on one CPU: ag-load (and the bridge it spawns), the daemon and the upstream's tree
+            pinned_c1 rem.ag.pin "$RG_T" "$RG_PID $UP_PID" demo
+            if [ -n "$PIN_CPU" ]; then
+                pin_tree "$RG_PID" "$PIN_CPU"; pin_tree "$UP_PID" "$PIN_CPU"
+                PIN=$PIN_CPU load rem.bridge.pin stdio -c 1 -d "$DUR" --warmup "$WARM" "${rem_echo[@]}" \
+                    --label rem.bridge.pin -- "$BIN" bridge --socket "$RG_SOCK"
+                pin_tree "$RG_PID" "$ALL_CPUS"; pin_tree "$UP_PID" "$ALL_CPUS"
+            fi
+        else
+            REM_AG_NOTE="not measured: the daemon did not list the remote upstream's tools"
+            warn "remote rows, agentgate: $REM_AG_NOTE: $(tail -n 5 "$W/agentgate-remote.log")"
+        fi
+        stop_pid "$RG_PID"
+
+        # (c) mcp-remote, the stdio adapter agentgate bridge replaces, on the same upstream
+        say "mcp-remote $MR_VER → the remote upstream"
+        export MCP_REMOTE_CONFIG_DIR=$W/mcp-auth     # its token store: a throwaway dir
+        mkdir -p "$MCP_REMOTE_CONFIG_DIR"
+        hwm_watch "$W/hwm-mcpremote" "$NODE" "$MR_JS"
+        for c in 1 16; do
+            load "rem.mr.c$c" stdio -c "$c" -d "$DUR" --warmup "$WARM" --tool echo --label "rem.mr.c$c" \
+                -- "$NODE" "$MR_JS" "$UP_URL" --transport http-only --silent --header-file "$REM_HFILE"
+        done
+        stop_watch
+        REM_HWM_MR=$(cat "$W/hwm-mcpremote" 2>/dev/null)
+        [ -n "$(get rem.mr.c1 reqs)$(get rem.mr.c16 reqs)" ] || REM_MR_NOTE="did not run: see ag-load's log"
+        REM_HWM_UP=$(kb "$UP_PID" VmHWM)
+    fi
+    stop_pid "$UP_PID"
+fi
+
 ELAPSED=$(($(date +%s) - STARTED))
 
 # ================================================================ the report
 DATE=$(date +%Y-%m-%d)
 HOST=$(hostname -s 2>/dev/null || hostname)
-OUT=${BENCH_OUT:-$HERE/results/$DATE-$HOST.md}
+OUT=${BENCH_OUT:-$HERE/results/$DATE-$HOST${ONLY:+-$ONLY}.md}
 CPU=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] && COMMIT="$COMMIT (with uncommitted changes)"
@@ -508,6 +640,10 @@ check() { # DESCRIPTION MEASURED MET(1/0/"") TARGET
     printf '| %s | %s | %s | %s |\n' "$1" "$4" "$2" "$mark"
 }
 le() { isnum "${1:-}" && isnum "${2:-}" && calc '%d' "$1 <= $2"; }   # prints 1/0, or nothing
+diff_us() { # TAG_A TAG_B -> p50(A) - p50(B) in µs, or nothing
+    isnum "$(get "$1" p50_us)" && isnum "$(get "$2" p50_us)" && calc '%.0f' "$(get "$1" p50_us) - $(get "$2" p50_us)"
+}
+sum_kb() { isnum "${1:-}" && isnum "${2:-}" && printf '%s' "$(($1 + $2))"; }
 ge() { isnum "${1:-}" && isnum "${2:-}" && calc '%d' "$1 >= $2"; }
 
 # derived numbers
@@ -542,17 +678,21 @@ isnum "$SINGLE_P50" && isnum "$FAN_A" && FAN_A_OVER=$(calc '%+.0f' "$FAN_A - $SI
 isnum "$SINGLE_P50" && isnum "$FAN_B" && FAN_B_OVER=$(calc '%+.0f' "$FAN_B - $SINGLE_P50")
 isnum "$SINGLE_P50" && isnum "$FAN_B_COLD" && FAN_BC_OVER=$(calc '%+.0f' "$FAN_B_COLD - $SINGLE_P50")
 
-{
-    echo "# agentgate benchmark — $DATE, $HOST"
+report_head() {
+    echo "# agentgate benchmark — $DATE, $HOST${ONLY:+ (BENCH_ONLY=$ONLY: the $ONLY rows only)}"
     echo
     echo "- machine: $(nproc) CPUs ($CPU), kernel $(uname -r), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
     echo "- agentgate: commit $COMMIT${BUILD_TYPE:+, CMAKE_BUILD_TYPE=$BUILD_TYPE}"
-    echo "- agentgate config: bench/config/${AG_CONFIG##*/} ($([ -n "$AG_PREFIX" ] && echo "tools exposed as $AG_PREFIX""__echo, $AG_PREFIX""__blob" || echo "empty prefix: tools exposed as echo, blob, like the Node gateways; ag-load has no --name"))"
     echo "- Node $("$NODE" --version) for the peers: supergateway $SG_VER, mcp-proxy $MP_VER, mcp-remote $MR_VER"
+    echo "- load: \`build/ag-load\`, $DUR s per point after $WARM s warm-up, loopback / Unix socket only; the whole run took ${ELAPSED} s"
+}
+
+report_local() {
+    echo "- agentgate config: bench/config/${AG_CONFIG##*/} ($([ -n "$AG_PREFIX" ] && echo "tools exposed as $AG_PREFIX""__echo, $AG_PREFIX""__blob" || echo "empty prefix: tools exposed as echo, blob, like the Node gateways; ag-load has no --name"))"
     echo "- peers: \`supergateway --stdio \"agentgate demo-server\" --outputTransport streamableHttp --stateful --port P --logLevel none\` (no bind option: a preload makes it listen on 127.0.0.1, checked); \`mcp-proxy --host 127.0.0.1 --port P --server stream${MP_FLAGS[0]:+ ${MP_FLAGS[*]}} -- agentgate demo-server\`"
     [ -n "${MP_FLAGS[0]:-}" ] && echo "- mcp-proxy ran with ${MP_FLAGS[*]}: with its default resumability event store every SSE reply opens with a priming event whose data is empty, which this ag-load rejects at the handshake; without the store mcp-proxy does less work per reply, so this can only flatter it"
-    echo "- backend everywhere: \`agentgate demo-server\` (the same binary); load: \`build/ag-load\`, $DUR s per point after $WARM s warm-up, loopback / Unix socket only"
-    echo "- echo: \`tools/call echo {\"message\": …}\` (short); 64 KiB: \`tools/call blob {\"bytes\": $MSG_BYTES}\`; the whole run took ${ELAPSED} s"
+    echo "- backend everywhere: \`agentgate demo-server\` (the same binary)"
+    echo "- echo: \`tools/call echo {\"message\": …}\` (short); 64 KiB: \`tools/call blob {\"bytes\": $MSG_BYTES}\`"
     echo
     echo "## Throughput and latency"
     echo
@@ -657,6 +797,68 @@ isnum "$SINGLE_P50" && isnum "$FAN_B_COLD" && FAN_BC_OVER=$(calc '%+.0f' "$FAN_B
     check "\`agentgate bridge\` cold start (daemon running)" "$(us2ms "$(get start.bridge p50_us)") ms" "$(isnum "$(get start.bridge p50_us)" && le "$(get start.bridge p50_us)" 10000)" "≤ 10 ms"
     check "load generator headroom (floor ÷ agentgate)" "${X_FLOOR}×" "$(ge "$X_FLOOR" 3)" "≥ 3×"
     echo
+}
+
+report_remote() {
+    local t n add addf
+    # derived numbers
+    local br16 br1 mr16 mr1 x16 x1 xag16 hop hopf bhop bhopf
+    br16=$(get rem.bridge.c16 rps); br1=$(get rem.bridge.c1 rps)
+    mr16=$(get rem.mr.c16 rps); mr1=$(get rem.mr.c1 rps)
+    x16=$(ratio "$br16" "$mr16"); x1=$(ratio "$br1" "$mr1")
+    xag16=$(ratio "$(get rem.ag.c16 rps)" "$mr16")
+    xtimes() { if isnum "$1"; then printf '%s×' "$1"; else printf '—'; fi; }
+    hop=$(diff_us rem.ag.pin rem.direct.pin); hopf=$(diff_us rem.ag.c1 rem.direct.c1)
+    bhop=$(diff_us rem.bridge.pin rem.direct.pin); bhopf=$(diff_us rem.bridge.c1 rem.direct.c1)
+    echo "## Remote upstream (issue 10)"
+    echo
+    echo "One remote Streamable HTTP upstream: \`agentgate wrap -- agentgate demo-server\` on 127.0.0.1 with a bearer token (a random one per run), \`tools/call echo\`. Every path sends the token: ag-load with \`--header\`, agentgate through bench/config/remote.ini (\`url = http://127.0.0.1:P/mcp\`, \`transport = streamable-http\`, \`auth = bearer\` with \`token_env\`, tools exposed as demo__echo), mcp-remote with \`--header-file\` (\`mcp-remote http://127.0.0.1:P/mcp --transport http-only --silent --header-file F\`, token store in a throwaway \`MCP_REMOTE_CONFIG_DIR\`; it gets no 401, so no OAuth)."
+    [ -n "$REM_NOTE" ] && { echo; echo "**Remote rows $REM_NOTE.**"; }
+    echo
+    echo "| path | c=1 req/s | c=1 p50 µs | c=1 p99 µs | c=16 req/s | c=16 p50 µs | c=16 p99 µs | errors |"
+    echo "|---|--:|--:|--:|--:|--:|--:|--:|"
+    for t in direct ag bridge mr; do
+        case $t in
+        direct) n="upstream direct (ag-load HTTP → wrap)" ;;
+        ag) n="agentgate serve, TCP → upstream${REM_AG_NOTE:+ ($REM_AG_NOTE)}" ;;
+        bridge) n="agentgate bridge → agentgate serve → upstream${REM_AG_NOTE:+ ($REM_AG_NOTE)}" ;;
+        mr) n="mcp-remote $MR_VER (stdio) → upstream${REM_MR_NOTE:+ ($REM_MR_NOTE)}" ;;
+        esac
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" \
+            "$(rps "rem.$t.c1")" "$(lat "rem.$t.c1" p50_us)" "$(lat "rem.$t.c1" p99_us)" \
+            "$(rps "rem.$t.c16")" "$(lat "rem.$t.c16" p50_us)" "$(lat "rem.$t.c16" p99_us)" "$(errs "rem.$t")"
+    done
+    echo
+    echo "c=1 with every process of the path (ag-load and the bridge it runs, the daemon, the upstream and its demo server) on CPU ${PIN_CPU:-—}, as in the local rows:"
+    echo
+    echo "| path, c=1, one CPU | req/s | p50 µs | p99 µs | added p50 vs direct µs |"
+    echo "|---|--:|--:|--:|--:|"
+    for t in direct ag bridge; do
+        case $t in direct) n="upstream direct" ;; ag) n="agentgate serve, TCP → upstream" ;; bridge) n="agentgate bridge → upstream" ;; esac
+        add="—"; [ $t = direct ] || add=$(dash "$(diff_us "rem.$t.pin" rem.direct.pin)")
+        echo "| $n | $(rps "rem.$t.pin") | $(lat "rem.$t.pin" p50_us) | $(lat "rem.$t.pin" p99_us) | $add |"
+    done
+    echo
+    echo "Peak RSS (VmHWM, MB): agentgate serve $(mb "$REM_HWM_AG") (after its TCP and bridge rows), one \`agentgate bridge\` $(mb "$REM_HWM_BRIDGE") (the largest of its runs), mcp-remote $(mb "$REM_HWM_MR") (its node process, the largest of its runs); the upstream (\`agentgate wrap\`) $(mb "$REM_HWM_UP")."
+    echo
+    echo "## Targets (issue 10)"
+    echo
+    echo "| target | goal | measured | |"
+    echo "|---|---|---|---|"
+    check "throughput c=16, agentgate bridge → remote vs mcp-remote" "$(xtimes "$x16")" "$(ge "$x16" 20)" "≥ 20×"
+    check "throughput c=1, agentgate bridge → remote vs mcp-remote" "$(xtimes "$x1")" "" "—"
+    check "throughput c=16, agentgate TCP → remote vs mcp-remote" "$(xtimes "$xag16")" "" "—"
+    # judged on the one-CPU point, like issue 3's added latency (free scheduling is bimodal here)
+    check "remote hop's added p50 c=1: agentgate TCP → upstream − direct (one CPU)" "$(dash "$hop") µs (free scheduling: $(dash "$hopf") µs)" "$(le "$hop" 100)" "≤ 100 µs"
+    check "the same through agentgate bridge (one CPU)" "$(dash "$bhop") µs (free scheduling: $(dash "$bhopf") µs)" "" "—"
+    check "peak RSS: agentgate serve + bridge vs mcp-remote" "$(mb "$(sum_kb "$REM_HWM_AG" "$REM_HWM_BRIDGE")") MB vs $(mb "$REM_HWM_MR") MB" "" "—"
+    echo
+}
+
+{
+    report_head
+    if want local; then report_local; else echo; fi   # each part ends with an empty line
+    if want remote; then report_remote; fi
     echo "## Appendix: RESULT lines"
     echo
     echo '```'
