@@ -130,6 +130,7 @@ struct tp_remote {
     enum tp_remote_kind kind; /* settled transport; AUTO until then */
     enum rstate state;
     enum rstate auth_from; /* the state on_auth interrupted */
+    int probe_status;      /* auto: the status that made the POST fall back to SSE */
     char *session_id;
     char *proto;
     struct msg *held;
@@ -627,8 +628,8 @@ static void post_on_headers(void *ctx, struct tp_hreq *q, int status, const stru
         }
         const char *ct = tp_hheaders_get(h, "Content-Type");
         (void)snprintf(p->content_type, sizeof p->content_type, "%s", ct ? ct : "");
-        if (status == 202 || status == 204)
-            p->body = BODY_NONE;
+        if (status == 202 || status == 204 || post_legacy(p))
+            p->body = BODY_NONE; /* legacy replies travel on the GET stream */
         else if (ct && strncasecmp(ct, "application/json", 16) == 0)
             p->body = BODY_JSON;
         else if (ct && strncasecmp(ct, "text/event-stream", 17) == 0) {
@@ -649,6 +650,7 @@ static void post_on_headers(void *ctx, struct tp_hreq *q, int status, const stru
         core_log(CORE_LOG_INFO, "remote",
                  "%s: POST answered HTTP %d: trying the legacy HTTP+SSE transport", r->url, status);
         post_requeue(p);
+        r->probe_status = status;
         r->kind = TP_REMOTE_SSE;
         set_state(r, R_NEW);
         flush_held(r);
@@ -806,9 +808,11 @@ static void post_on_done(void *ctx, struct tp_hreq *q, int err, const char *why)
         } else if (err == CORE_ETOOBIG) {
             fail_request(r, p->m->id, "upstream reply larger than max_frame (%zu bytes)",
                          r->max_frame);
-        } else if (p->status >= 200 && p->status < 300 && p->m->id && !p->m->is_init &&
-                   err == CORE_ETIMEDOUT) {
-            fail_request(r, p->m->id, "upstream stream stalled: %s", why ? why : "timeout");
+        } else if (p->status != 0 && !p->m->is_init) {
+            /* The reply had begun: this request's exchange broke (a stall, a reset); the
+             * session may be fine, and the next request finds out. */
+            fail_request(r, p->m->id, "upstream reply broke off: %s",
+                         why && *why ? why : core_strerror(err));
         } else {
             go_down(r, err, "%s", why && *why ? why : core_strerror(err));
         }
@@ -1081,9 +1085,9 @@ static void stream_on_headers(void *ctx, struct tp_hreq *q, int status,
     case S_LEGACY:
         if (r->want == TP_REMOTE_AUTO)
             go_down(r, CORE_EPROTO,
-                    "the server speaks neither Streamable HTTP nor legacy HTTP+SSE (GET "
-                    "answered HTTP %d%s%s)",
-                    status, ct ? ", " : "", ct ? ct : "");
+                    "the server speaks neither Streamable HTTP (POST answered HTTP %d) nor "
+                    "legacy HTTP+SSE (GET answered HTTP %d%s%s)",
+                    r->probe_status, status, ct ? ", " : "", ct ? ct : "");
         else
             go_down(r, CORE_EPROTO, "legacy SSE stream: GET answered HTTP %d%s%s", status,
                     ct ? ", " : "", ct ? ct : "");
@@ -1152,7 +1156,7 @@ static void stream_on_done(void *ctx, struct tp_hreq *q, int err, const char *wh
         /* Failed before a good response (the status path handled those): a network error. */
         if (s->kind == S_LEGACY)
             go_down(r, err ? err : CORE_ECLOSED, "%s", why && *why ? why : "SSE stream failed");
-        else if (s->kind == S_RESUME && err != 0 && s->backoff_ms >= MAX_BACKOFF_MS)
+        else if (s->kind == S_RESUME && s->backoff_ms >= 4 * DEFAULT_RETRY_MS)
             resume_failed(s, "resuming the response stream: %s", why ? why : "failed");
         else
             stream_again(s, true);
