@@ -959,47 +959,62 @@ static void resume_failed(struct stream *s, const char *fmt, ...)
     core_free(id);
 }
 
-static bool same_origin(const char *a, const char *b);
+GW_STATIC bool remote_same_origin(const char *a, const char *b);
+GW_STATIC char *remote_resolve(const char *base, const char *ref, size_t n);
+
+/* The legacy `endpoint` event's URI resolved against the stream's URL (absolute, scheme-relative,
+ * absolute-path, query-only or path-relative), or NULL when it is empty or holds whitespace or
+ * control characters. The caller frees it and checks its origin. */
+GW_STATIC char *remote_resolve(const char *base, const char *ref, size_t n)
+{
+    while (n > 0 && isspace((unsigned char)*ref)) {
+        ref++;
+        n--;
+    }
+    while (n > 0 && isspace((unsigned char)ref[n - 1]))
+        n--;
+    if (n == 0)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)ref[i];
+        if (ch <= 0x20 || ch == 0x7f)
+            return NULL;
+    }
+    if ((n > 7 && strncasecmp(ref, "http://", 7) == 0) ||
+        (n > 8 && strncasecmp(ref, "https://", 8) == 0))
+        return core_xstrndup(ref, n);
+    const char *sep = strstr(base, "://");
+    if (!sep)
+        return NULL;
+    const char *auth = sep + 3;
+    size_t slen = (size_t)(sep - base) + 1; /* "http:" */
+    size_t olen = (size_t)(auth - base) + strcspn(auth, "/?#");
+    const char *path = base + olen;
+    size_t plen = strcspn(path, "?#");
+    if (n >= 2 && ref[0] == '/' && ref[1] == '/')
+        return xprintf("%.*s%.*s", (int)slen, base, (int)n, ref);
+    if (ref[0] == '/')
+        return xprintf("%.*s%.*s", (int)olen, base, (int)n, ref);
+    if (ref[0] == '?')
+        return xprintf("%.*s%s%.*s", (int)(olen + plen), base, plen ? "" : "/", (int)n, ref);
+    size_t dir = 0;
+    for (size_t i = 0; i < plen; i++)
+        if (path[i] == '/')
+            dir = i + 1;
+    if (dir == 0)
+        return xprintf("%.*s/%.*s", (int)olen, base, (int)n, ref);
+    return xprintf("%.*s%.*s", (int)(olen + dir), base, (int)n, ref);
+}
 
 static void legacy_endpoint(struct stream *s, const char *data, size_t n)
 {
     struct tp_remote *r = s->r;
-    char *ep = core_xstrndup(data, n);
-    char *end = ep + strlen(ep);
-    while (end > ep && isspace((unsigned char)end[-1]))
-        *--end = '\0';
-    char *url = NULL;
-    const char *start = ep;
-    while (isspace((unsigned char)*start))
-        start++;
-    if (strncasecmp(start, "http://", 7) == 0 || strncasecmp(start, "https://", 8) == 0) {
-        url = core_xstrdup(start);
-    } else {
-        /* scheme://authority of the base URL */
-        const char *auth = strstr(r->url, "://") + 3;
-        size_t alen = strcspn(auth, "/?#");
-        size_t olen = (size_t)(auth - r->url) + alen;
-        if (start[0] == '/' && start[1] == '/') {
-            size_t slen = (size_t)(auth - r->url) - 2;
-            url = xprintf("%.*s%s", (int)slen, r->url, start);
-        } else if (start[0] == '/') {
-            url = xprintf("%.*s%s", (int)olen, r->url, start);
-        } else {
-            /* relative to the base path's directory */
-            const char *path = r->url + olen;
-            size_t plen = strcspn(path, "?#");
-            size_t dir = 0;
-            for (size_t i = 0; i < plen; i++)
-                if (path[i] == '/')
-                    dir = i + 1;
-            if (dir == 0)
-                url = xprintf("%.*s/%s", (int)olen, r->url, start);
-            else
-                url = xprintf("%.*s%s", (int)(olen + dir), r->url, start);
-        }
+    char *url = remote_resolve(r->url, data, n);
+    if (!url) {
+        go_down(r, CORE_EPROTO, "legacy SSE stream sent an unusable endpoint event");
+        return;
     }
-    core_free(ep);
-    if (!same_origin(url, r->url)) {
+    if (!remote_same_origin(url, r->url)) {
         go_down(r, CORE_EPROTO, "legacy SSE endpoint %s is not on the server's origin", url);
         core_free(url);
         return;
@@ -1298,7 +1313,7 @@ static bool origin_of(const char *url, char *out, size_t cap)
     return true;
 }
 
-static bool same_origin(const char *a, const char *b)
+GW_STATIC bool remote_same_origin(const char *a, const char *b)
 {
     char oa[300];
     char ob[300];

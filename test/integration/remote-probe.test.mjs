@@ -304,6 +304,51 @@ test('a POST stream that ends before its response is resumed with GET + Last-Eve
     assert.ok(waited >= 250 && waited < 1500, `resumed ${waited} ms after the close (retry: 300)`);
 });
 
+/** A tiny legacy HTTP+SSE server: GET /sse sends `endpoint` (what endpointOf(port) returns),
+ * then behaves per `mode`: 'ok' answers POSTs on the stream, 'drop' closes the stream at the
+ * first POST without answering. */
+async function legacyServer(endpointOf, mode = 'ok') {
+    let stream = null;
+    const srv = await startHttp((req, res, body) => {
+        if (req.method === 'GET') {
+            res.writeHead(200, { 'content-type': 'text/event-stream' });
+            res.write(`event: endpoint\ndata: ${endpointOf(srv.port)}\n\n`);
+            stream = res;
+            return;
+        }
+        res.writeHead(202).end('Accepted');
+        const msg = JSON.parse(body);
+        if (mode === 'drop') return stream.end();
+        if (msg.id === undefined) return;
+        const result = msg.method === 'initialize' ? INIT_RESULT : { tools: [{ name: 'legacy_tool', inputSchema: { type: 'object' } }] };
+        stream.write(`event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: msg.id, result })}\n\n`);
+    });
+    return srv;
+}
+
+test('legacy SSE: a relative endpoint works; one on another origin is refused', T, async () => {
+    const good = await legacyServer(() => 'messages?session=1');
+    const out = parsed(await probe([`http://127.0.0.1:${good.port}/sse`, '--transport', 'sse']));
+    assert.deepEqual(out.tools.map((t) => t.name), ['legacy_tool']);
+    assert.ok(good.hits.filter((h) => h.method === 'POST').every((h) => h.url === '/messages?session=1'));
+    const evil = await legacyServer(() => 'http://evil.example:8080/messages');
+    const r = await probe([`http://127.0.0.1:${evil.port}/sse`, '--transport', 'sse']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /legacy SSE endpoint http:\/\/evil\.example:8080\/messages is not on the server's origin/);
+    assert.equal(evil.hits.filter((h) => h.method === 'POST').length, 0, 'nothing was posted to the other origin');
+    const other = await legacyServer((port) => `http://127.0.0.1:${port + 1}/messages`);
+    assert.equal((await probe([`http://127.0.0.1:${other.port}/sse`, '--transport', 'sse'])).code, 1);
+});
+
+test('legacy SSE: the stream closing is the end of the session', T, async () => {
+    const srv = await legacyServer(() => '/m', 'drop');
+    const t0 = Date.now();
+    const r = await probe([`http://127.0.0.1:${srv.port}/sse`, '--transport', 'sse']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /legacy SSE stream closed by the server/);
+    assert.ok(Date.now() - t0 < 5000);
+});
+
 function hasOpenssl() {
     try {
         execFileSync('openssl', ['version'], { stdio: 'ignore' });
