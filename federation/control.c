@@ -316,8 +316,18 @@ static cJSON *status_json(struct fed_gateway *gw, struct tp_http_req *req)
         const struct fed_server *srv = gw->servers[i];
         cJSON *sv = cJSON_CreateObject();
         cJSON_AddStringToObject(sv, "name", srv->cfg->name);
-        if (srv->shared)
-            cJSON_AddStringToObject(sv, "state", fed_up_state_name(srv->shared->state));
+        const struct fed_upstream *up = srv->shared;
+        if (up)
+            cJSON_AddStringToObject(sv, "state", fed_up_state_name(up->state));
+        if (srv->cfg->url) {
+            static const char *const kinds[] = {"auto", "streamable-http", "sse"};
+            cJSON_AddStringToObject(sv, "url", srv->cfg->url);
+            const char *in_use = up ? fed_upstream_transport(up) : NULL;
+            cJSON_AddStringToObject(sv, "transport",
+                                    in_use ? in_use : kinds[srv->cfg->transport]);
+        }
+        if (up && up->last_error && up->state != FED_UP_READY)
+            cJSON_AddStringToObject(sv, "last_error", up->last_error);
         cJSON_AddNumberToObject(sv, "private_instances", srv->n_private);
         cJSON_AddItemToArray(servers, sv);
     }

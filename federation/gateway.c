@@ -21,6 +21,7 @@
 #include "policy/audit.h"
 #include "policy/pins.h"
 #include "policy/policy.h"
+#include "transports/hclient.h"
 
 #define TICK_MS 50
 #define LIST_CHANGED_DELAY_MS 20
@@ -344,9 +345,41 @@ void fed_backlog_drained(struct fed_drops *d, const char *who)
 
 /* ---- shutdown ---------------------------------------------------------------------------- */
 
+struct tp_hclient *fed_gateway_hclient(struct fed_gateway *gw)
+{
+    if (gw->hclient == NULL && !gw->shutting_down) {
+        int rc = tp_hclient_new(gw->loop, &gw->hclient);
+        if (rc) {
+            core_log(CORE_LOG_ERROR, "gw", "the HTTP client for remote servers: %s",
+                     core_strerror(rc));
+            gw->hclient = NULL;
+        }
+    }
+    return gw->hclient;
+}
+
+static void maybe_done(struct fed_gateway *gw);
+
+static void on_hclient_closed(void *ctx)
+{
+    struct fed_gateway *gw = ctx;
+    gw->handles--;
+    maybe_done(gw);
+}
+
 static void maybe_done(struct fed_gateway *gw)
 {
-    if (!gw->shutting_down || gw->live_upstreams > 0 || gw->handles > 0)
+    if (!gw->shutting_down || gw->live_upstreams > 0)
+        return;
+    if (gw->hclient) {
+        /* Every remote session has ended; what is left (their DELETEs) is aborted. */
+        struct tp_hclient *hc = gw->hclient;
+        gw->hclient = NULL;
+        gw->handles++;
+        tp_hclient_close(hc, on_hclient_closed, gw);
+        return;
+    }
+    if (gw->handles > 0)
         return;
     for (size_t i = 0; i < gw->n_servers; i++)
         fed_server_unref(gw->servers[i]);

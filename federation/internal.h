@@ -23,6 +23,7 @@
 
 struct pol_pins;
 struct pol_audit;
+struct tp_hclient;
 
 struct fed_gateway {
     uv_loop_t *loop;
@@ -47,6 +48,8 @@ struct fed_gateway {
     struct pol_pins *pins;        /* NULL without a state dir */
     char *pins_path;
     struct pol_audit *audit;      /* NULL when off */
+    struct tp_hclient *hclient;   /* the HTTP client of every remote upstream; NULL until the
+                                     first one starts; closed once the last upstream is freed */
     uint64_t list_gen;            /* bumped when any list changes; stale cursors are refused */
     uv_timer_t tick;              /* request deadlines, idle sessions */
     uint64_t last_idle_sweep;
@@ -65,6 +68,9 @@ uint64_t fed_unix_now(void);
 /* Refuses the session id's tokens until exp (unix s), in this process and, through
  * <state>/revoked, the next ones. */
 void fed_gateway_revoke(struct fed_gateway *gw, const char *sid, uint64_t exp);
+/* The gateway's HTTP client, created at first use (NULL when that fails, or once shutting
+ * down). Borrowed. */
+struct tp_hclient *fed_gateway_hclient(struct fed_gateway *gw);
 /* Writes the pins file when something changed. */
 void fed_gateway_save_pins(struct fed_gateway *gw);
 /* Called when an upstream instance has been freed (shutdown bookkeeping). */

@@ -193,8 +193,12 @@ static void forward(struct fed_call *c, struct fed_upstream *up, const char *fra
         return;
     }
     if (!fed_upstream_is_ready(up)) {
-        call_errorf(c, -32603, "server '%s' is not ready (%s)", up->srv->cfg->name,
-                    fed_up_state_name(up->state));
+        if (up->last_error && up->state != FED_UP_INITIALIZING)
+            call_errorf(c, -32603, "server '%s' is unavailable: %.400s", up->srv->cfg->name,
+                        up->last_error);
+        else
+            call_errorf(c, -32603, "server '%s' is not ready (%s)", up->srv->cfg->name,
+                        fed_up_state_name(up->state));
         return;
     }
     struct fed_pending *p = fed_upstream_pend(up, c);

@@ -1,11 +1,16 @@
-/* The upstream supervisor: one stdio child per instance, its MCP session with the gateway,
- * the table of requests in flight to it, and restarts with exponential backoff. */
+/* The upstream supervisor: one link per instance (a stdio child, or a remote MCP session over
+ * HTTP), its MCP session with the gateway, the table of requests in flight to it, and restarts
+ * with exponential backoff. The link is the only part that differs between the two kinds:
+ * starting it, writing a frame, its queue, ending it, and what happens when it goes away
+ * (a child exits; a remote session goes down). The initialize exchange, the pending table,
+ * deadlines, list caches and restarts are shared. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sodium.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
@@ -14,6 +19,7 @@
 #include "federation/session.h"
 #include "federation/upstream.h"
 #include "transports/child.h"
+#include "transports/remote.h"
 
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 30000
@@ -60,6 +66,22 @@ static void set_state(struct fed_upstream *up, enum fed_up_state s)
 bool fed_upstream_is_ready(const struct fed_upstream *up)
 {
     return up != NULL && up->state == FED_UP_READY;
+}
+
+bool fed_upstream_is_remote(const struct fed_upstream *up)
+{
+    return up->srv->cfg->url != NULL;
+}
+
+const char *fed_upstream_transport(const struct fed_upstream *up)
+{
+    return up->remote ? tp_remote_kind_name(up->remote) : NULL;
+}
+
+static void set_last_error(struct fed_upstream *up, const char *why)
+{
+    core_free(up->last_error);
+    up->last_error = why ? core_xstrdup(why) : NULL;
 }
 
 bool fed_upstream_has_cap(const struct fed_upstream *up, const char *cap)
@@ -154,9 +176,10 @@ static void clear_session_state(struct fed_upstream *up)
 
 static void maybe_free(struct fed_upstream *up)
 {
-    if (!up->closing || up->handles > 0 || up->child != NULL)
+    if (!up->closing || up->handles > 0 || up->child != NULL || up->remote != NULL)
         return;
     clear_session_state(up);
+    core_free(up->last_error);
     for (int l = 0; l < FED_LIST_COUNT; l++)
         list_set(up, (enum fed_list)l, NULL);
     core_map_str_dispose(&up->names[0]);
@@ -284,8 +307,50 @@ void fed_upstream_sweep(struct fed_upstream *up, uint64_t now)
  * instead of growing the daemon without bound. */
 #define CHILD_QUEUE_MAX (64u << 20)
 
+/* One frame (the parts end with its newline) to the remote session, which takes messages
+ * without one. tp_remote copies the bytes; parts are joined on the stack when they fit. */
+static int remote_write(struct fed_upstream *up, const uv_buf_t *bufs, unsigned n)
+{
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    const char *p;
+    char small[4096];
+    struct core_buf b;
+    core_buf_init(&b, 0);
+    if (n == 1) {
+        p = bufs[0].base;
+    } else if (total <= sizeof small) {
+        size_t off = 0;
+        for (unsigned i = 0; i < n; i++) {
+            memcpy(small + off, bufs[i].base, bufs[i].len);
+            off += bufs[i].len;
+        }
+        p = small;
+    } else {
+        for (unsigned i = 0; i < n; i++) {
+            if (core_buf_append(&b, bufs[i].base, bufs[i].len) != 0) {
+                core_buf_dispose(&b);
+                return CORE_ETOOBIG;
+            }
+        }
+        p = b.data;
+    }
+    while (total > 0 && (p[total - 1] == '\n' || p[total - 1] == '\r'))
+        total--;
+    int rc = tp_remote_write(up->remote, p, total);
+    core_buf_dispose(&b);
+    if (rc == CORE_ETOOBIG)
+        core_log_limited(&up->log_limit, CORE_LOG_WARN, "up",
+                         "%s: the server is not taking requests (%zu bytes waiting)", up->name,
+                         tp_remote_queued(up->remote));
+    return rc;
+}
+
 int fed_upstream_write(struct fed_upstream *up, const uv_buf_t *bufs, unsigned n)
 {
+    if (up->remote)
+        return remote_write(up, bufs, n);
     if (up->child == NULL || tp_child_exited(up->child))
         return CORE_ECLOSED;
     if (tp_child_queued(up->child) > CHILD_QUEUE_MAX) {
@@ -322,6 +387,8 @@ void fed_upstream_log_line(struct fed_upstream *up, const char *p, size_t n)
 {
     if (up->child)
         tp_child_log_line(up->child, p, n);
+    else if (up->remote) /* no log file of its own: the daemon's log, when asked for */
+        core_log(CORE_LOG_DEBUG, "up", "%s: %.*s", up->name, (int)(n > 300 ? 300 : n), p);
 }
 
 void fed_upstream_notify(struct fed_upstream *up, const char *method, cJSON *params)
@@ -362,6 +429,17 @@ int fed_upstream_request(struct fed_upstream *up, const char *method, cJSON *par
 
 static void schedule_restart(struct fed_upstream *up);
 static void on_backoff(uv_timer_t *t);
+static void remote_down(struct fed_upstream *up, int err, const char *why);
+
+/* Ends the link because of what it said or failed to say: a child is killed (its exit then
+ * runs the restart logic), a remote session is closed and goes down at once with `why`. */
+static void link_fail(struct fed_upstream *up, const char *why)
+{
+    if (up->child)
+        tp_child_kill(up->child);
+    else if (up->remote)
+        remote_down(up, CORE_EPROTO, why);
+}
 
 static void on_initialized(void *ctx, struct fed_upstream *up, int err, const char *frame,
                            size_t n, const struct core_rpc_env *env)
@@ -369,25 +447,29 @@ static void on_initialized(void *ctx, struct fed_upstream *up, int err, const ch
     (void)ctx;
     if (up->closing || up->state != FED_UP_INITIALIZING)
         return;
+    if (err == CORE_ECLOSED && up->child == NULL && up->remote == NULL)
+        return; /* the link went away; that was logged with its reason */
     if (err || env->kind != CORE_RPC_RESULT) {
         char detail[200] = "";
         if (err == 0)
             snprintf(detail, sizeof detail, ": %.*s", (int)(env->error.len > 150 ? 150 : env->error.len),
                      frame + env->error.off);
-        core_log(CORE_LOG_ERROR, "up", "%s: initialize failed%s%s", up->name,
-                 err ? ": " : "", err ? core_strerror(err) : detail);
-        if (up->child)
-            tp_child_kill(up->child);
+        char why[300];
+        snprintf(why, sizeof why, "initialize failed%s%s", err ? ": " : "",
+                 err ? core_strerror(err) : detail);
+        core_log(CORE_LOG_ERROR, "up", "%s: %s", up->name, why);
+        link_fail(up, why);
         return;
     }
     cJSON *res = cJSON_ParseWithLength(frame + env->result.off, env->result.len);
     cJSON *ver = cJSON_GetObjectItemCaseSensitive(res, "protocolVersion");
     if (!cJSON_IsString(ver) || !fed_version_supported(ver->valuestring, strlen(ver->valuestring))) {
-        core_log(CORE_LOG_ERROR, "up", "%s: unsupported protocol version %s", up->name,
+        char why[200];
+        snprintf(why, sizeof why, "unsupported protocol version %.60s",
                  cJSON_IsString(ver) ? ver->valuestring : "(none)");
+        core_log(CORE_LOG_ERROR, "up", "%s: %s", up->name, why);
         cJSON_Delete(res);
-        if (up->child)
-            tp_child_kill(up->child);
+        link_fail(up, why);
         return;
     }
     clear_session_state(up);
@@ -402,7 +484,10 @@ static void on_initialized(void *ctx, struct fed_upstream *up, int err, const ch
     if (cJSON_IsString(ins) && ins->valuestring[0])
         up->instructions = core_xstrdup(ins->valuestring);
     cJSON_Delete(res);
+    if (up->remote) /* the protocol version header from now on, and the server's stream */
+        tp_remote_ready(up->remote, up->protocol_version);
     fed_upstream_notify(up, "notifications/initialized", NULL);
+    set_last_error(up, NULL);
     up->ready_at = fed_now(up->gw);
     set_state(up, FED_UP_READY);
     cJSON *si = up->server_info ? cJSON_GetObjectItemCaseSensitive(up->server_info, "name") : NULL;
@@ -411,7 +496,7 @@ static void on_initialized(void *ctx, struct fed_upstream *up, int err, const ch
     fed_router_upstream_ready(up);
 }
 
-static void on_child_frame(void *ctx, const char *p, size_t n)
+static void on_link_frame(void *ctx, const char *p, size_t n)
 {
     struct fed_upstream *up = ctx;
     struct core_rpc_env env;
@@ -423,10 +508,10 @@ static void on_child_frame(void *ctx, const char *p, size_t n)
         return;
     }
     if (rc != 0 || env.kind == CORE_RPC_INVALID || env.kind == CORE_RPC_BATCH) {
-        core_log(CORE_LOG_ERROR, "up", "%s: invalid frame on stdout (%zu bytes: %.*s%s)", up->name,
-                 n, (int)(n > 80 ? 80 : n), p, n > 80 ? "..." : "");
-        if (up->child && !up->closing)
-            tp_child_kill(up->child);
+        core_log(CORE_LOG_ERROR, "up", "%s: invalid frame from the server (%zu bytes: %.*s%s)",
+                 up->name, n, (int)(n > 80 ? 80 : n), p, n > 80 ? "..." : "");
+        if (!up->closing)
+            link_fail(up, "the server sent an invalid JSON-RPC message");
         return;
     }
     if (env.kind == CORE_RPC_RESULT || env.kind == CORE_RPC_ERROR) {
@@ -497,12 +582,14 @@ static void on_child_exit(void *ctx, int64_t status, int term_signal)
     size_t tl = up->child ? tp_child_stderr_tail(up->child, tail, sizeof tail) : 0;
     tp_child_free(up->child);
     up->child = NULL;
-    char msg[256];
+    char msg[256], why[64];
     if (term_signal)
-        snprintf(msg, sizeof msg, "server '%s' exited (signal %d)", up->srv->cfg->name, term_signal);
+        snprintf(why, sizeof why, "exited (signal %d)", term_signal);
     else
-        snprintf(msg, sizeof msg, "server '%s' exited (status %" PRId64 ")", up->srv->cfg->name,
-                 status);
+        snprintf(why, sizeof why, "exited (status %" PRId64 ")", status);
+    snprintf(msg, sizeof msg, "server '%s' %s", up->srv->cfg->name, why);
+    set_last_error(up, why);
+    up->down_at = fed_now(up->gw);
     bool was_ready = up->state == FED_UP_READY;
     core_log(up->closing ? CORE_LOG_INFO : CORE_LOG_WARN, "up", "%s: %s%s%.*s", up->name, msg,
              tl ? "; last stderr: " : "", (int)(tl > 300 ? 300 : tl),
@@ -581,10 +668,9 @@ static char **env_deny_list(const struct fed_gateway *gw, const struct core_serv
     return deny;
 }
 
-void fed_upstream_start(struct fed_upstream *up)
+/* Spawns the stdio child. Returns 0 or the spawn error (logged, and kept as last_error). */
+static int start_child(struct fed_upstream *up)
 {
-    if (up->closing || up->child != NULL)
-        return;
     const struct core_server_cfg *cfg = up->srv->cfg;
     struct fed_gateway *gw = up->gw;
     char log_path[4096];
@@ -610,24 +696,173 @@ void fed_upstream_start(struct fed_upstream *up)
         .stop_grace_ms = 2000,
     };
     static const struct tp_child_cbs cbs = {
-        .on_frame = on_child_frame,
+        .on_frame = on_link_frame,
         .on_invalid = on_child_invalid,
         .on_exit = on_child_exit,
     };
-    set_state(up, FED_UP_STARTING);
     int rc = tp_child_spawn(gw->loop, &opts, &cbs, up, &up->child);
     core_free(deny); /* the child has its environment by now */
     if (rc) {
-        core_log(CORE_LOG_ERROR, "up", "%s: cannot start '%s': %s", up->name, cfg->command,
-                 core_strerror(rc));
+        char why[300];
+        snprintf(why, sizeof why, "cannot start '%.200s': %s", cfg->command, core_strerror(rc));
+        core_log(CORE_LOG_ERROR, "up", "%s: %s", up->name, why);
+        set_last_error(up, why);
         up->child = NULL;
+        return rc;
+    }
+    core_log(CORE_LOG_INFO, "up", "%s: started pid %d", up->name, tp_child_pid(up->child));
+    return 0;
+}
+
+/* ---- the remote link ---------------------------------------------------------------------- */
+
+/* The remote session went away (unreachable, TLS, session expired, a broken protocol, refused
+ * credentials) or the gateway ended it: like a child's exit, the calls in flight fail with the
+ * reason, and a restart (a new session, a new initialize) follows. An expired session of a
+ * server that was serving is re-initialised at once; everything else backs off. */
+static void remote_down(struct fed_upstream *up, int err, const char *why)
+{
+    if (up->remote == NULL)
+        return;
+    struct tp_remote *r = up->remote;
+    up->remote = NULL;
+    tp_remote_close(r); /* safe from inside its own callbacks */
+    bool was_ready = up->state == FED_UP_READY;
+    set_last_error(up, why);
+    up->down_at = fed_now(up->gw);
+    char msg[600];
+    snprintf(msg, sizeof msg, "server '%s' is unavailable: %s", up->srv->cfg->name, why);
+    core_log(up->closing ? CORE_LOG_INFO : CORE_LOG_WARN, "up", "%s: down: %s", up->name, why);
+    fail_all_pending(up, CORE_ECLOSED, msg);
+    fed_router_upstream_down(up);
+    if (up->closing) {
+        maybe_free(up);
+        return;
+    }
+    if (up->srv->cfg->restart == CORE_RESTART_NEVER) {
+        set_state(up, FED_UP_STOPPED);
+        return;
+    }
+    if (err == CORE_ENOTFOUND && was_ready) {
+        core_log(CORE_LOG_INFO, "up", "%s: session expired; initialising a new one", up->name);
+        up->ready_at = 0;
+        set_state(up, FED_UP_BACKOFF);
+        uv_timer_start(&up->timer, on_backoff, 0, 0);
+        return;
+    }
+    schedule_restart(up);
+}
+
+static void on_remote_down(void *ctx, int err, const char *why)
+{
+    remote_down(ctx, err, why);
+}
+
+static void on_remote_auth(void *ctx, int status, const char *www)
+{
+    struct fed_upstream *up = ctx;
+    const struct core_server_cfg *cfg = up->srv->cfg;
+    char why[300];
+    (void)www; /* the OAuth client reads it; it is never logged */
+    switch (cfg->auth) {
+    case CORE_REMOTE_AUTH_OAUTH:
+        snprintf(why, sizeof why,
+                 "needs login: the server answered HTTP %d and no OAuth token is available",
+                 status);
+        break;
+    case CORE_REMOTE_AUTH_BEARER:
+        snprintf(why, sizeof why, "the server refused the bearer token from %s (HTTP %d)",
+                 cfg->token_env, status);
+        break;
+    default:
+        snprintf(why, sizeof why,
+                 "the server requires authorization (HTTP %d); set auth = bearer or auth = oauth",
+                 status);
+        break;
+    }
+    remote_down(up, CORE_EINVAL, why);
+}
+
+static enum tp_remote_kind remote_kind(enum core_transport t)
+{
+    switch (t) {
+    case CORE_TRANSPORT_STREAMABLE:
+        return TP_REMOTE_STREAMABLE;
+    case CORE_TRANSPORT_SSE:
+        return TP_REMOTE_SSE;
+    case CORE_TRANSPORT_AUTO:
+        break;
+    }
+    return TP_REMOTE_AUTO;
+}
+
+/* Opens the remote session object (nothing goes on the network before the initialize request
+ * is written). Upstream credentials come only from the config: the client's never do. */
+static int start_remote(struct fed_upstream *up)
+{
+    const struct core_server_cfg *cfg = up->srv->cfg;
+    char why[300] = "";
+    struct tp_hclient *hc = fed_gateway_hclient(up->gw);
+    if (hc == NULL) {
+        set_last_error(up, "the HTTP client could not be created");
+        return CORE_EINVAL;
+    }
+    struct core_buf bearer;
+    core_buf_init(&bearer, 0);
+    if (cfg->auth == CORE_REMOTE_AUTH_BEARER) {
+        const char *tok = getenv(cfg->token_env);
+        if (tok == NULL || tok[0] == '\0' || core_buf_appendf(&bearer, "Bearer %s", tok) != 0) {
+            snprintf(why, sizeof why, "token_env: environment variable %s is not set",
+                     cfg->token_env);
+            set_last_error(up, why);
+            core_log(CORE_LOG_ERROR, "up", "%s: %s", up->name, why);
+            core_buf_dispose(&bearer);
+            return CORE_EINVAL;
+        }
+    }
+    struct tp_remote_opts o = {
+        .url = cfg->url,
+        .kind = remote_kind(cfg->transport),
+        .headers = (const char *const *)cfg->headers,
+        .bearer = bearer.len ? bearer.data : NULL,
+        .ca_file = cfg->ca_file,
+        .max_frame = cfg->max_frame,
+    };
+    static const struct tp_remote_cbs cbs = {
+        .on_frame = on_link_frame,
+        .on_auth = on_remote_auth,
+        .on_down = on_remote_down,
+    };
+    int rc = tp_remote_new(hc, &o, &cbs, up, &up->remote);
+    if (bearer.len)
+        sodium_memzero(bearer.data, bearer.len);
+    core_buf_dispose(&bearer);
+    if (rc) {
+        snprintf(why, sizeof why, "cannot open %.200s: %s", cfg->url, core_strerror(rc));
+        core_log(CORE_LOG_ERROR, "up", "%s: %s", up->name, why);
+        set_last_error(up, why);
+        up->remote = NULL;
+        return rc;
+    }
+    core_log(CORE_LOG_INFO, "up", "%s: connecting to %s", up->name, cfg->url);
+    return 0;
+}
+
+void fed_upstream_start(struct fed_upstream *up)
+{
+    if (up->closing || up->child != NULL || up->remote != NULL)
+        return;
+    const struct core_server_cfg *cfg = up->srv->cfg;
+    set_state(up, FED_UP_STARTING);
+    int rc = cfg->url ? start_remote(up) : start_child(up);
+    if (rc) {
+        up->down_at = fed_now(up->gw);
         if (cfg->restart == CORE_RESTART_NEVER)
             set_state(up, FED_UP_STOPPED);
         else
             schedule_restart(up);
         return;
     }
-    core_log(CORE_LOG_INFO, "up", "%s: started pid %d", up->name, tp_child_pid(up->child));
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "protocolVersion", FED_LATEST_VERSION);
     cJSON_AddItemToObject(params, "capabilities", client_capabilities());
@@ -639,7 +874,7 @@ void fed_upstream_start(struct fed_upstream *up)
                       ? cfg->request_timeout_ms
                       : INIT_TIMEOUT_MS;
     if (send_request(up, "initialize", params, to, on_initialized, NULL) != 0)
-        tp_child_kill(up->child);
+        link_fail(up, "the initialize request could not be sent");
 }
 
 void fed_upstream_close(struct fed_upstream *up, const char *why)
@@ -654,6 +889,10 @@ void fed_upstream_close(struct fed_upstream *up, const char *why)
     fed_router_upstream_down(up);
     uv_timer_stop(&up->timer);
     uv_close((uv_handle_t *)&up->timer, on_timer_close);
+    if (up->remote) { /* the session ends (DELETE) and the object is freed */
+        tp_remote_close(up->remote);
+        up->remote = NULL;
+    }
     if (up->child)
         tp_child_stop(up->child);
     else

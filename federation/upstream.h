@@ -96,7 +96,9 @@ struct fed_pending {
                               call goes away, so server->client messages can be attributed */
 };
 
-/* A running (or restartable) instance of a server: one child process and its MCP session. */
+/* A running (or restartable) instance of a server and its MCP session, over one of two links:
+ * a stdio child (cfg->command) or a remote MCP session (cfg->url). Only upstream.c knows which;
+ * everything else sees the same instance. */
 struct fed_upstream {
     struct fed_gateway *gw;
     struct fed_server *srv;
@@ -110,7 +112,10 @@ struct fed_upstream {
     struct core_log_limit log_limit; /* what its traffic makes the daemon log */
     char name[96];             /* for logs: server name, plus the session for isolated ones */
     enum fed_up_state state;
-    struct tp_child *child;
+    struct tp_child *child;    /* stdio server: its process while it runs, else NULL */
+    struct tp_remote *remote;  /* remote server: its session while it is up, else NULL */
+    char *last_error;          /* why it went down last (one line), NULL once ready again */
+    uint64_t down_at;          /* loop time it went down; 0 = never */
     uv_timer_t timer;          /* backoff */
     uint64_t backoff_ms;
     uint64_t ready_at;         /* loop time when it became ready */
@@ -152,6 +157,11 @@ void fed_upstream_start(struct fed_upstream *up);
  * requests fail with `why`. */
 void fed_upstream_close(struct fed_upstream *up, const char *why);
 bool fed_upstream_is_ready(const struct fed_upstream *up);
+/* True for a remote server (url), false for a stdio one (command). */
+bool fed_upstream_is_remote(const struct fed_upstream *up);
+/* The remote transport in use ("streamable-http", "sse", "auto" while it settles), or NULL for a
+ * stdio server or while no session exists. */
+const char *fed_upstream_transport(const struct fed_upstream *up);
 /* Fails requests whose deadline has passed (called from the gateway's tick). */
 void fed_upstream_sweep(struct fed_upstream *up, uint64_t now);
 /* Sends a request built from method and params (params taken; may be NULL) as an internal
