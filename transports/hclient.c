@@ -608,11 +608,30 @@ static int map_error(struct tp_hreq *r, CURLcode res)
 
 /* ---- curl callbacks (run inside curl: never remove or free anything here) ---------------- */
 
+/* Called when we end a transfer before its response is complete (abort, timeout, too big),
+ * so the server learns at once that nobody listens any more. On HTTP/1.1 curl closes the
+ * connection of a transfer removed early anyway. On HTTP/2 it only queues an RST_STREAM, and
+ * curl 7.88 holds small frames back until the connection's next use, so an aborted LLM stream
+ * could go on generating. When no other transfer of ours runs to the same origin, the
+ * connection is closed instead (CURLOPT_FORBID_REUSE); when others share it, their traffic
+ * flushes the RST_STREAM and the connection stays. */
+static void end_early(struct tp_hreq *r)
+{
+    if (r->state != RQ_RUNNING || r->easy == NULL)
+        return;
+    for (struct tp_hreq *o = r->c->reqs; o != NULL; o = o->next) {
+        if (o != r && o->state == RQ_RUNNING && strcmp(o->origin, r->origin) == 0)
+            return;
+    }
+    curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L);
+}
+
 /* A failure found inside a callback: recorded now, reported when curl ends the transfer. */
 static void fail_later(struct tp_hreq *r, int err, const char *what, size_t limit)
 {
     if (r->fail_err != 0)
         return;
+    end_early(r);
     r->fail_err = err;
     core_set_err(r->why, sizeof r->why, "%s larger than %zu bytes", what, limit);
 }
@@ -1250,6 +1269,7 @@ static void on_req_timer(uv_timer_t *t)
     char ms[32];
     if (r->deadline_at != 0 && now >= r->deadline_at) {
         fmt_ms(ms, sizeof ms, r->deadline_ms);
+        end_early(r);
         core_set_err(r->why, sizeof r->why, "no complete response from %s within %s", r->hostport,
                  ms);
         finish(r, CORE_ETIMEDOUT, r->why);
@@ -1257,6 +1277,7 @@ static void on_req_timer(uv_timer_t *t)
     }
     if (r->idle_ms != 0 && !waiting_for_caller(r) && now >= r->last_io + r->idle_ms) {
         fmt_ms(ms, sizeof ms, r->idle_ms);
+        end_early(r);
         core_set_err(r->why, sizeof r->why, "no response from %s for %s", r->hostport, ms);
         finish(r, CORE_ETIMEDOUT, r->why);
         return;
@@ -1269,6 +1290,7 @@ void tp_hreq_abort(struct tp_hreq *r)
     if (r == NULL || r->state == RQ_DONE || r->state == RQ_ABORTED)
         return;
     core_log(CORE_LOG_DEBUG, MOD, "r%u: aborted", r->id);
+    end_early(r);
     bury(r);
     r->state = RQ_ABORTED;
     settle(r->c); /* reaps at once unless an entry point is on the stack */

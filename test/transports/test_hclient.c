@@ -1349,6 +1349,205 @@ START_TEST(broken_servers)
 }
 END_TEST
 
+/* ---- tests: HTTP/2 (node's http2 server over TLS) ----------------------------------------- */
+
+struct h2srv {
+    uv_process_t proc;
+    uv_pipe_t in;  /* the child's stdin: closing it ends the child */
+    uv_pipe_t out; /* the child's stdout: the port */
+    char buf[4096];
+    size_t len;
+    int port;
+    int n_aborted; /* "aborted" lines the server printed */
+    bool exited;
+};
+
+static struct h2srv H2;
+
+static void h2_exit(uv_process_t *p, int64_t status, int sig)
+{
+    GW_UNUSED(p);
+    GW_UNUSED(status);
+    GW_UNUSED(sig);
+    H2.exited = true;
+}
+
+static void h2_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    GW_UNUSED(h);
+    GW_UNUSED(hint);
+    *b = uv_buf_init(H2.buf + H2.len, (unsigned)(sizeof H2.buf - 1 - H2.len));
+}
+
+static void h2_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    GW_UNUSED(b);
+    if (n < 0) {
+        uv_read_stop(s);
+        return;
+    }
+    H2.len += (size_t)n;
+    H2.buf[H2.len] = '\0';
+    char *nl;
+    while ((nl = strchr(H2.buf, '\n')) != NULL) {
+        *nl = '\0';
+        if (strcmp(H2.buf, "aborted") == 0)
+            H2.n_aborted++;
+        else
+            H2.port = (int)strtol(H2.buf, NULL, 10);
+        size_t used = (size_t)(nl + 1 - H2.buf);
+        memmove(H2.buf, nl + 1, H2.len - used + 1);
+        H2.len -= used;
+    }
+}
+
+/* Starts node with h2server.mjs (next to this file) and waits for its port. */
+static void h2_start(const char *cert, const char *key)
+{
+    memset(&H2, 0, sizeof H2);
+    char script[512];
+    snprintf(script, sizeof script, "%s", __FILE__);
+    char *slash = strrchr(script, '/');
+    ck_assert_ptr_nonnull(slash);
+    snprintf(slash + 1, sizeof script - (size_t)(slash + 1 - script), "h2server.mjs");
+    char *args[] = {(char *)"node", script, (char *)cert, (char *)key, NULL};
+    uv_pipe_init(&H.loop, &H2.in, 0);
+    uv_pipe_init(&H.loop, &H2.out, 0);
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&H2.in},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&H2.out},
+        {.flags = UV_INHERIT_FD, .data.fd = 2}};
+    uv_process_options_t po = {.exit_cb = h2_exit, .file = "node", .args = args,
+                               .stdio_count = 3, .stdio = stdio};
+    ck_assert_int_eq(uv_spawn(&H.loop, &H2.proc, &po), 0);
+    uv_read_start((uv_stream_t *)&H2.out, h2_alloc, h2_read);
+    while (H2.port == 0)
+        uv_run(&H.loop, UV_RUN_ONCE);
+}
+
+static void h2_stop(void)
+{
+    uv_close((uv_handle_t *)&H2.in, NULL); /* stdin ends: the server exits */
+    while (!H2.exited)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&H2.out, NULL);
+    uv_close((uv_handle_t *)&H2.proc, NULL);
+    uv_run(&H.loop, UV_RUN_NOWAIT);
+}
+
+static void h2_url(char *out, size_t n, const char *path)
+{
+    snprintf(out, n, "https://127.0.0.1:%d%s", H2.port, path);
+}
+
+/* The integer after "\"key\":" in a JSON body, or -1. */
+static long json_int(const struct rec *x, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = x->body.data != NULL ? strstr(x->body.data, pat) : NULL;
+    return p != NULL ? strtol(p + strlen(pat), NULL, 10) : -1;
+}
+
+START_TEST(http2)
+{
+    char dir[] = "/tmp/hclient-h2-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char cert[128], key[128], url[160];
+    make_cert(dir, cert, key, sizeof cert);
+    h2_start(cert, key);
+
+    /* Concurrent requests share one HTTP/2 connection. */
+    enum { N = 20 };
+    struct rec xs[N];
+    h2_url(url, sizeof url, "/echo");
+    for (int i = 0; i < N; i++) {
+        rec_init(&xs[i]);
+        struct tp_hreq_opts o = {.url = url, .ca_file = cert};
+        start(&xs[i], &o, NULL);
+    }
+    for (int i = 0; i < N; i++) {
+        run_until_done(&xs[i]);
+        ck_assert_msg(xs[i].err == 0, "%s", xs[i].why);
+        ck_assert_msg(contains(&xs[i].body, "\"proto\":\"2.0\""), "%s", xs[i].body.data);
+        ck_assert_int_eq(json_int(&xs[i], "session"), 1);
+        rec_dispose(&xs[i]);
+    }
+
+    /* A streamed upload (DATA frames, no chunked encoding). */
+    struct up u;
+    memset(&u, 0, sizeof u);
+    rec_init(&u.x);
+    u.pieces = 10;
+    u.piece_len = 10000;
+    struct tp_hreq_opts uo = {.url = url, .ca_file = cert, .stream_body = true};
+    ck_assert_int_eq(tp_hreq_start(H.client, &uo, &UP_CBS, &u, &u.x.r), 0);
+    run_until_done(&u.x);
+    ck_assert_msg(u.x.err == 0, "%s", u.x.why);
+    ck_assert_int_eq(json_int(&u.x, "bytes"), 100000);
+    ck_assert(contains(&u.x.body, "\"method\":\"POST\""));
+    ck_assert_int_eq(json_int(&u.x, "session"), 1);
+    rec_dispose(&u.x);
+
+    /* Pause and resume under HTTP/2 flow control: every byte, in order. */
+    struct rec x;
+    rec_init(&x);
+    x.pause_each = true;
+    x.pause_ms = 1;
+    size_t total = 2 * 1024 * 1024 + 7;
+    char path[64];
+    snprintf(path, sizeof path, "/big?%zu", total);
+    h2_url(url, sizeof url, path);
+    struct tp_hreq_opts bo = {.url = url, .ca_file = cert};
+    start(&x, &bo, NULL);
+    run_until_done(&x);
+    ck_assert_msg(x.err == 0, "%s", x.why);
+    ck_assert_uint_eq(x.body.len, total);
+    for (size_t i = 0; i < total; i++) {
+        if (x.body.data[i] != big_byte(i))
+            ck_abort_msg("byte %zu differs", i);
+    }
+    rec_dispose(&x);
+
+    /* An abort inside on_data of the only stream: the server sees it at once (the connection
+     * is closed, since curl 7.88 would hold the RST_STREAM back until its next use). */
+    rec_init(&x);
+    x.abort_in_data = true;
+    h2_url(url, sizeof url, "/hold");
+    struct tp_hreq_opts ho = {.url = url, .ca_file = cert};
+    start(&x, &ho, NULL);
+    while (H2.n_aborted == 0)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    ck_assert(!x.done);
+    ck_assert_int_eq(x.n_data, 1);
+    rec_dispose(&x);
+    /* The next request gets a new connection. */
+    rec_init(&x);
+    h2_url(url, sizeof url, "/stats");
+    struct tp_hreq_opts so = {.url = url, .ca_file = cert};
+    start(&x, &so, NULL);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, 0);
+    ck_assert_int_eq(json_int(&x, "aborted"), 1);
+    ck_assert_int_eq(json_int(&x, "sessions"), 2);
+    rec_dispose(&x);
+
+    /* A stalled stream ended by the idle timeout: the server learns at once too. */
+    rec_init(&x);
+    h2_url(url, sizeof url, "/hold");
+    struct tp_hreq_opts io = {.url = url, .ca_file = cert, .idle_timeout_ms = 100};
+    start(&x, &io, NULL);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, CORE_ETIMEDOUT);
+    while (H2.n_aborted < 2)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    rec_dispose(&x);
+
+    h2_stop();
+    rm_dir(dir);
+}
+END_TEST
+
 /* ---- the suite ---------------------------------------------------------------------------- */
 
 static Suite *hclient_suite(void)
@@ -1374,6 +1573,7 @@ static Suite *hclient_suite(void)
     tcase_add_test(tc, close_with_transfers_in_flight);
     tcase_add_test(tc, reentrant_callbacks);
     tcase_add_test(tc, broken_servers);
+    tcase_add_test(tc, http2);
     suite_add_tcase(s, tc);
     return s;
 }
