@@ -133,6 +133,7 @@ struct tp_hreq {
     size_t body_seen;
     bool recv_paused;      /* the caller paused delivery (TP_HREQ_PAUSE or tp_hreq_pause) */
     bool curl_recv_paused; /* curl holds data for us (we returned CURL_WRITEFUNC_PAUSE) */
+    bool unpause_pending;  /* resumed: on_kick tells curl (which may deliver at once) */
 
     /* Streaming upload. */
     struct core_buf up; /* bytes given to tp_hreq_send; up_off of them already taken */
@@ -151,7 +152,7 @@ struct tp_hclient {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer; /* curl's timer */
-    uv_timer_t kick;  /* delivers on_writable from the loop */
+    uv_timer_t kick;  /* delivers on_writable and resumes from the loop */
     struct hsock *socks;
     struct tp_hreq *reqs;
     struct tp_hreq *dead;
@@ -504,27 +505,28 @@ static void settle(struct tp_hclient *c)
     if (c->depth != 0)
         return;
     c->depth++;
-    if (c->closing && !c->failed_all) {
-        c->failed_all = true;
-        for (struct tp_hreq *r = c->reqs; r != NULL; r = r->next) {
-            if (r->state == RQ_QUEUED || r->state == RQ_RUNNING)
-                finish(r, CORE_ECLOSED, "the HTTP client was closed");
+    for (;;) {
+        if (c->closing && !c->failed_all) {
+            c->failed_all = true;
+            for (struct tp_hreq *r = c->reqs; r != NULL; r = r->next) {
+                if (r->state == RQ_QUEUED || r->state == RQ_RUNNING)
+                    finish(r, CORE_ECLOSED, "the HTTP client was closed");
+            }
+            continue;
         }
-    }
-    while (c->n_queued > 0 && !c->closing) {
+        if (c->n_queued == 0 || c->closing)
+            break;
         struct tp_hreq *r = c->reqs;
         while (r != NULL && r->state != RQ_QUEUED)
             r = r->next;
         if (r == NULL)
             break;
-        c->n_queued--;
-        r->state = RQ_RUNNING;
         if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK) {
-            c->n_queued++; /* bury() counts it as queued again */
-            r->state = RQ_QUEUED;
             finish(r, CORE_EINVAL, "the transfer could not be started");
             continue;
         }
+        c->n_queued--;
+        r->state = RQ_RUNNING;
         r->in_multi = true;
         arm_timer(r);
     }
@@ -686,8 +688,12 @@ static bool final_headers(struct tp_hreq *r)
         return true;
     }
     r->status = status;
+    /* A Content-Length over max_body fails at once (not for HEAD, 204 and 304, which have no
+     * body whatever it says, nor for an encoded body, which is counted once decoded). */
     const char *cl = tp_hheaders_get(&r->resp, "content-length");
-    if (r->max_body != 0 && cl != NULL && tp_hheaders_get(&r->resp, "content-encoding") == NULL) {
+    bool bodyless = strcmp(r->method, "HEAD") == 0 || status == 204 || status == 304;
+    if (r->max_body != 0 && cl != NULL && !bodyless &&
+        tp_hheaders_get(&r->resp, "content-encoding") == NULL) {
         char *end;
         errno = 0;
         unsigned long long v = strtoull(cl, &end, 10);
@@ -757,14 +763,15 @@ static size_t on_curl_write(char *p, size_t size, size_t nitems, void *ud)
     size_t len = size * nitems;
     if (r->state != RQ_RUNNING)
         return WRITE_FAIL;
-    if (r->following)
-        return len; /* the body of a redirect we follow */
     if (r->recv_paused) {
-        /* Not consumed: curl keeps these bytes and stops reading until tp_hreq_resume. */
+        /* Not consumed: curl keeps these bytes and stops reading until tp_hreq_resume (on
+         * HTTP/2 it closes the stream's flow-control window). */
         r->curl_recv_paused = true;
         return CURL_WRITEFUNC_PAUSE;
     }
     r->last_io = uv_now(r->c->loop);
+    if (r->following)
+        return len; /* the body of a redirect we follow */
     if (!r->headers_delivered && !final_headers(r))
         return WRITE_FAIL;
     if (r->max_body != 0 && len > r->max_body - r->body_seen) {
@@ -846,6 +853,7 @@ static void follow(struct tp_hreq *r)
     if (redirect_to_get(r, r->redirect_status)) {
         core_free(r->method);
         r->method = core_xstrdup("GET");
+        r->stream_body = false; /* tp_hreq_send now answers CORE_EINVAL */
         curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, NULL);
         curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
     }
@@ -989,17 +997,28 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     return 0;
 }
 
-/* Delivers on_writable from the loop, never from inside curl or inside tp_hreq_send. */
+static void update_pause(struct tp_hreq *r);
+
+/* Work deferred to the loop, so that no callback runs inside tp_hreq_send / tp_hreq_resume:
+ * on_writable, and resuming a transfer curl holds paused (curl_easy_pause hands the held bytes
+ * to on_curl_write from inside the call). */
 static void on_kick(uv_timer_t *t)
 {
     struct tp_hclient *c = container_of(t, struct tp_hclient, kick);
     enter(c);
     for (struct tp_hreq *r = c->reqs; r != NULL; r = r->next) {
-        if (r->state != RQ_RUNNING || !r->writable_pending)
-            continue;
-        r->writable_pending = false;
-        if (!r->up_ended)
-            r->cbs.on_writable(r->ctx, r);
+        if (r->state == RQ_RUNNING && r->unpause_pending) {
+            r->unpause_pending = false;
+            if (!r->recv_paused && r->curl_recv_paused) {
+                r->curl_recv_paused = false;
+                update_pause(r);
+            }
+        }
+        if (r->state == RQ_RUNNING && r->writable_pending) {
+            r->writable_pending = false;
+            if (!r->up_ended)
+                r->cbs.on_writable(r->ctx, r);
+        }
     }
     leave(c);
 }
@@ -1324,9 +1343,9 @@ void tp_hreq_resume(struct tp_hreq *r)
     r->recv_paused = false;
     r->last_io = uv_now(r->c->loop);
     arm_timer(r);
-    if (r->curl_recv_paused) {
-        r->curl_recv_paused = false;
-        update_pause(r);
+    if (r->curl_recv_paused && !r->unpause_pending) {
+        r->unpause_pending = true;
+        (void)uv_timer_start(&r->c->kick, on_kick, 0, 0);
     }
 }
 

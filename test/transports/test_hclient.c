@@ -48,6 +48,7 @@ struct harness {
     size_t big_sent;
     size_t big_max_queued; /* the largest server-side queue seen (the client paused) */
     int closes_pending;
+    bool in_resume; /* inside tp_hreq_resume: on_data must not run then */
 };
 
 static struct harness H;
@@ -372,8 +373,11 @@ static void cb_headers(void *ctx, struct tp_hreq *r, int status, const struct tp
 static void on_resume_timer(uv_timer_t *t)
 {
     struct rec *x = container_of(t, struct rec, resume_timer);
-    if (x->r != NULL)
+    if (x->r != NULL) {
+        H.in_resume = true;
         tp_hreq_resume(x->r);
+        H.in_resume = false;
+    }
 }
 
 static int cb_data(void *ctx, struct tp_hreq *r, const char *p, size_t n)
@@ -382,6 +386,7 @@ static int cb_data(void *ctx, struct tp_hreq *r, const char *p, size_t n)
     ck_assert_ptr_eq(r, x->r);
     ck_assert(!x->done);
     ck_assert_int_eq(x->n_headers, 1);
+    ck_assert(!H.in_resume);
     x->n_data++;
     if (H.streaming != NULL)
         x->n_data_while_streaming++;
@@ -783,6 +788,16 @@ START_TEST(max_body)
     run_until_done(&x);
     ck_assert_int_eq(x.err, CORE_ETOOBIG);
     ck_assert_int_eq(x.n_headers, 0);
+    ck_assert_uint_eq(x.body.len, 0);
+    rec_dispose(&x);
+
+    /* HEAD announces a length it does not carry: not over the limit. */
+    rec_init(&x);
+    struct tp_hreq_opts h = {.method = "HEAD", .max_body = 10};
+    start(&x, &h, "/echo");
+    run_until_done(&x);
+    ck_assert_msg(x.err == 0, "%s", x.why);
+    ck_assert_int_eq(x.status, 200);
     ck_assert_uint_eq(x.body.len, 0);
     rec_dispose(&x);
 
@@ -1349,6 +1364,44 @@ START_TEST(broken_servers)
 }
 END_TEST
 
+START_TEST(proxy_environment)
+{
+    /* The user's proxy is honoured, but loopback destinations always go direct. The "proxy" is
+     * the other server (it answers a proxied request like any other). */
+    char proxy[64];
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", H.other_port);
+    setenv("http_proxy", proxy, 1);
+    unsetenv("no_proxy");
+    unsetenv("NO_PROXY");
+    struct tp_hclient *c2;
+    ck_assert_int_eq(tp_hclient_new(&H.loop, &c2), 0);
+    struct rec x;
+    rec_init(&x);
+    char url[128];
+    url_of(url, sizeof url, H.port, "/echo");
+    struct tp_hreq_opts o = {.url = url};
+    ck_assert_int_eq(tp_hreq_start(c2, &o, &CBS, &x, &x.r), 0);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, 0);
+    ck_assert_int_eq(H.n_req, 1);
+    ck_assert_int_eq(H.n_other_req, 0);
+    rec_dispose(&x);
+
+    rec_init(&x);
+    struct tp_hreq_opts p = {.url = "http://agentgate-test.invalid/echo"};
+    ck_assert_int_eq(tp_hreq_start(c2, &p, &CBS, &x, &x.r), 0);
+    run_until_done(&x);
+    ck_assert_msg(x.err == 0, "%s", x.why);
+    ck_assert_int_eq(H.n_other_req, 1);
+    ck_assert_msg(contains(&x.body, "GET /echo? "), "%s", x.body.data);
+    rec_dispose(&x);
+
+    H.closes_pending++;
+    tp_hclient_close(c2, on_closed, NULL);
+    unsetenv("http_proxy");
+}
+END_TEST
+
 /* ---- tests: HTTP/2 (node's http2 server over TLS) ----------------------------------------- */
 
 struct h2srv {
@@ -1574,6 +1627,7 @@ static Suite *hclient_suite(void)
     tcase_add_test(tc, reentrant_callbacks);
     tcase_add_test(tc, broken_servers);
     tcase_add_test(tc, http2);
+    tcase_add_test(tc, proxy_environment);
     suite_add_tcase(s, tc);
     return s;
 }
