@@ -386,6 +386,15 @@ static void arm_timer(struct tp_hreq *r)
 
 /* ---- ending requests ---------------------------------------------------------------------- */
 
+static const char *const state_names[] = {"QUEUED", "RUNNING", "DONE", "ABORTED"};
+
+/* The only place a request's state changes. */
+static void set_state(struct tp_hreq *r, enum req_state s)
+{
+    core_log(CORE_LOG_DEBUG, MOD, "r%u: %s -> %s", r->id, state_names[r->state], state_names[s]);
+    r->state = s;
+}
+
 static void bury(struct tp_hreq *r)
 {
     struct tp_hclient *c = r->c;
@@ -403,7 +412,7 @@ static void finish(struct tp_hreq *r, int err, const char *why)
 {
     struct tp_hclient *c = r->c;
     bury(r);
-    r->state = RQ_DONE;
+    set_state(r, RQ_DONE);
     if (err != 0)
         core_log(CORE_LOG_DEBUG, MOD, "r%u: %s %s failed: %s", r->id, r->method, r->origin, why);
     else
@@ -489,10 +498,11 @@ static void sock_close(struct hsock *s)
 static void teardown(struct tp_hclient *c)
 {
     c->torn_down = true;
-    curl_multi_cleanup(c->multi);
-    c->multi = NULL;
+    /* Stop watching the sockets before curl closes them (uv_close stops a poll at once). */
     while (c->socks != NULL)
         sock_close(c->socks);
+    curl_multi_cleanup(c->multi);
+    c->multi = NULL;
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->kick, on_handle_closed);
 }
@@ -526,7 +536,7 @@ static void settle(struct tp_hclient *c)
             continue;
         }
         c->n_queued--;
-        r->state = RQ_RUNNING;
+        set_state(r, RQ_RUNNING);
         r->in_multi = true;
         arm_timer(r);
     }
@@ -1266,13 +1276,12 @@ int tp_hreq_start(struct tp_hclient *c, const struct tp_hreq_opts *o,
     if (r->deadline_ms != 0)
         r->deadline_at = now + r->deadline_ms;
     if (c->in_curl == 0) {
-        r->state = RQ_RUNNING;
+        set_state(r, RQ_RUNNING);
         r->in_multi = true;
         arm_timer(r);
     } else {
         /* curl must not be re-entered: settle() adds it once curl has returned. */
-        r->state = RQ_QUEUED;
-        c->n_queued++;
+        c->n_queued++; /* r->state is RQ_QUEUED from the start */
     }
     core_log(CORE_LOG_DEBUG, MOD, "r%u: %s %s", r->id, r->method, r->origin);
     *out = r;
@@ -1311,7 +1320,7 @@ void tp_hreq_abort(struct tp_hreq *r)
     core_log(CORE_LOG_DEBUG, MOD, "r%u: aborted", r->id);
     end_early(r);
     bury(r);
-    r->state = RQ_ABORTED;
+    set_state(r, RQ_ABORTED);
     settle(r->c); /* reaps at once unless an entry point is on the stack */
 }
 
