@@ -1098,6 +1098,11 @@ size_t tp_hclient_active(const struct tp_hclient *c)
     return c->n_active;
 }
 
+uv_loop_t *tp_hclient_loop(const struct tp_hclient *c)
+{
+    return c->loop;
+}
+
 /* ---- requests ----------------------------------------------------------------------------- */
 
 static bool has_header(const char *const *headers, const char *name)

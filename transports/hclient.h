@@ -24,6 +24,8 @@ GW_MUST_CHECK int tp_hclient_new(uv_loop_t *loop, struct tp_hclient **out);
 void tp_hclient_close(struct tp_hclient *c, void (*done)(void *ctx), void *ctx);
 /* Transfers in flight (tests, status). */
 size_t tp_hclient_active(const struct tp_hclient *c);
+/* The loop the client runs on (for users that need timers of their own, like tp_remote). */
+uv_loop_t *tp_hclient_loop(const struct tp_hclient *c);
 
 /* Received response headers, borrowed for the call they are passed to. */
 struct tp_hheaders;

@@ -500,6 +500,7 @@ START_TEST(get_and_post)
     start(&x, &o, "/echo?a=1");
     ck_assert_int_eq(tp_hclient_active(H.client), 1);
     ck_assert(!x.done); /* never from inside tp_hreq_start */
+    ck_assert_ptr_eq(tp_hclient_loop(H.client), &H.loop);
     run_until_done(&x);
     ck_assert_int_eq(x.err, 0);
     ck_assert_int_eq(x.n_headers, 1);
