@@ -11,7 +11,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -898,6 +900,42 @@ START_TEST(connect_refused)
 }
 END_TEST
 
+START_TEST(connect_timeout)
+{
+    /* A listener whose accept queue is full drops further SYNs: connecting hangs. */
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(l, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(l, 0), 0);
+    socklen_t alen = sizeof a;
+    ck_assert_int_eq(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        (void)connect(fill[i], (struct sockaddr *)&a, sizeof a);
+    }
+    run_for(50);
+    struct rec x;
+    rec_init(&x);
+    char url[128];
+    url_of(url, sizeof url, ntohs(a.sin_port), "/");
+    struct tp_hreq_opts o = {.url = url, .connect_timeout_ms = 300};
+    start(&x, &o, NULL);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, CORE_ETIMEDOUT);
+    ck_assert_msg(strstr(x.why, "connect to 127.0.0.1:") != NULL &&
+                      strstr(x.why, "timed out") != NULL,
+                  "%s", x.why);
+    uint64_t dt = x.t_done - x.t_start;
+    ck_assert_msg(dt >= 290 && dt < 3000, "after %llu ms", (unsigned long long)dt);
+    rec_dispose(&x);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(l);
+}
+END_TEST
+
 /* ---- tests: redirects --------------------------------------------------------------------- */
 
 START_TEST(redirect_same_origin)
@@ -1619,6 +1657,7 @@ static Suite *hclient_suite(void)
     tcase_add_test(tc, max_body);
     tcase_add_test(tc, deadline_and_idle);
     tcase_add_test(tc, connect_refused);
+    tcase_add_test(tc, connect_timeout);
     tcase_add_test(tc, redirect_same_origin);
     tcase_add_test(tc, redirect_cross_origin);
     tcase_add_test(tc, tls_verification);
