@@ -118,6 +118,7 @@ struct tp_hreq {
     uv_timer_t timer;
     uint64_t deadline_at; /* loop time (ms) at which the transfer fails; 0 = none */
     uint64_t deadline_ms;
+    uint64_t connect_ms;  /* curl's connect timeout */
     uint64_t idle_ms;     /* 0 = no idle timeout */
     uint64_t last_io;     /* loop time of the last byte moved (or of the last resume) */
 
@@ -578,10 +579,13 @@ static int map_error(struct tp_hreq *r, CURLcode res)
     case CURLE_COULDNT_RESOLVE_PROXY:
         core_set_err(r->why, sizeof r->why, "cannot resolve the proxy: %s", detail);
         return UV_EAI_NONAME;
-    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_OPERATION_TIMEDOUT: {
         /* Only the connect timeout is curl's; deadlines and idle limits are our timer's. */
-        core_set_err(r->why, sizeof r->why, "connect to %s timed out: %s", r->hostport, detail);
+        char ms[32];
+        fmt_ms(ms, sizeof ms, r->connect_ms);
+        core_set_err(r->why, sizeof r->why, "connect to %s timed out after %s", r->hostport, ms);
         return CORE_ETIMEDOUT;
+    }
     case CURLE_PEER_FAILED_VERIFICATION:
         core_set_err(r->why, sizeof r->why, "TLS certificate of %s did not verify: %s", r->hostport,
                  detail);
@@ -1140,8 +1144,7 @@ static int setup_easy(struct tp_hreq *r, const struct tp_hreq_opts *o)
         SET(CURLOPT_CAINFO, o->ca_file);
         SET(CURLOPT_CAPATH, NULL); /* only the given CAs, not the system store as well */
     }
-    SET(CURLOPT_CONNECTTIMEOUT_MS,
-        (long)(o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS));
+    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)r->connect_ms);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     SET(CURLOPT_NOPROXY, r->c->noproxy);
     SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
@@ -1227,6 +1230,7 @@ int tp_hreq_start(struct tp_hclient *c, const struct tp_hreq_opts *o,
     r->max_body = o->max_body;
     r->idle_ms = o->idle_timeout_ms;
     r->deadline_ms = o->deadline_ms;
+    r->connect_ms = o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     r->redirects_left = o->max_redirects;
     r->id = ++c->next_id;
     int rc = 0;
