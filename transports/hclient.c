@@ -96,7 +96,7 @@ struct tp_hreq {
     struct tp_hclient *c;
     CURL *easy;
     enum req_state state;
-    unsigned id; /* for logs: "r12" */
+    unsigned id;                 /* for logs: "r12" */
     struct tp_hreq *prev, *next; /* c->reqs: every request not yet reaped */
     struct tp_hreq *next_dead;   /* c->dead: the graveyard */
     struct tp_hreq_cbs cbs;
@@ -118,9 +118,9 @@ struct tp_hreq {
     uv_timer_t timer;
     uint64_t deadline_at; /* loop time (ms) at which the transfer fails; 0 = none */
     uint64_t deadline_ms;
-    uint64_t connect_ms;  /* curl's connect timeout */
-    uint64_t idle_ms;     /* 0 = no idle timeout */
-    uint64_t last_io;     /* loop time of the last byte moved (or of the last resume) */
+    uint64_t connect_ms; /* curl's connect timeout */
+    uint64_t idle_ms;    /* 0 = no idle timeout */
+    uint64_t last_io;    /* loop time of the last byte moved (or of the last resume) */
 
     /* The response. */
     struct tp_hheaders resp;
@@ -164,9 +164,9 @@ struct tp_hclient {
     unsigned next_id;
     unsigned n_handles; /* libuv handles not closed yet (timer, kick, polls, request timers) */
     char *noproxy;
-    bool closing;   /* tp_hclient_close was called */
+    bool closing;    /* tp_hclient_close was called */
     bool failed_all; /* every transfer got its CORE_ECLOSED */
-    bool torn_down; /* the multi is cleaned up and our handles are closing */
+    bool torn_down;  /* the multi is cleaned up and our handles are closing */
     void (*done)(void *ctx);
     void *done_ctx;
 };
@@ -199,8 +199,8 @@ static void fmt_ms(char *out, size_t n, uint64_t ms)
 /* Drops trailing CR, LF, blanks and tabs of p[0..*n). */
 static void trim_end(const char *p, size_t *n)
 {
-    while (*n > 0 && (p[*n - 1] == '\r' || p[*n - 1] == '\n' || p[*n - 1] == ' ' ||
-                      p[*n - 1] == '\t'))
+    while (*n > 0 &&
+           (p[*n - 1] == '\r' || p[*n - 1] == '\n' || p[*n - 1] == ' ' || p[*n - 1] == '\t'))
         (*n)--;
 }
 
@@ -298,8 +298,7 @@ void tp_hheaders_each(const struct tp_hheaders *h,
 /* Parses url (absolute, or relative to base when base is not NULL). On success returns 0 and
  * new strings: *full (the normalised URL), *origin ("scheme://host:port", lower case) and
  * *hostport ("host:port"). Only http and https are accepted. */
-static int parse_url(const char *base, const char *url, char **full, char **origin,
-                     char **hostport)
+static int parse_url(const char *base, const char *url, char **full, char **origin, char **hostport)
 {
     int rc = CORE_EINVAL;
     char *scheme = NULL, *host = NULL, *port = NULL, *whole = NULL;
@@ -570,11 +569,11 @@ static int map_error(struct tp_hreq *r, CURLcode res)
     switch (res) {
     case CURLE_COULDNT_CONNECT:
         core_set_err(r->why, sizeof r->why, "connect to %s failed: %s", r->hostport,
-                 oserr != 0 ? strerror((int)oserr) : detail);
+                     oserr != 0 ? strerror((int)oserr) : detail);
         return oserr != 0 ? -(int)oserr : UV_ECONNREFUSED;
     case CURLE_COULDNT_RESOLVE_HOST:
         core_set_err(r->why, sizeof r->why, "cannot resolve the host of %s: %s", r->hostport,
-                 detail);
+                     detail);
         return UV_EAI_NONAME;
     case CURLE_COULDNT_RESOLVE_PROXY:
         core_set_err(r->why, sizeof r->why, "cannot resolve the proxy: %s", detail);
@@ -588,21 +587,22 @@ static int map_error(struct tp_hreq *r, CURLcode res)
     }
     case CURLE_PEER_FAILED_VERIFICATION:
         core_set_err(r->why, sizeof r->why, "TLS certificate of %s did not verify: %s", r->hostport,
-                 detail);
+                     detail);
         return CORE_EPROTO;
     case CURLE_SSL_CACERT_BADFILE:
         core_set_err(r->why, sizeof r->why, "cannot use the CA file: %s", detail);
         return CORE_EINVAL;
     case CURLE_SSL_CONNECT_ERROR:
-        core_set_err(r->why, sizeof r->why, "TLS handshake with %s failed: %s", r->hostport, detail);
+        core_set_err(r->why, sizeof r->why, "TLS handshake with %s failed: %s", r->hostport,
+                     detail);
         return CORE_EPROTO;
     case CURLE_GOT_NOTHING:
         core_set_err(r->why, sizeof r->why, "%s closed the connection without a response",
-                 r->hostport);
+                     r->hostport);
         return CORE_ECLOSED;
     case CURLE_PARTIAL_FILE:
         core_set_err(r->why, sizeof r->why, "%s closed the connection before the response ended",
-                 r->hostport);
+                     r->hostport);
         return CORE_ECLOSED;
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
@@ -614,7 +614,7 @@ static int map_error(struct tp_hreq *r, CURLcode res)
     case CURLE_HTTP2_STREAM:
     case CURLE_BAD_CONTENT_ENCODING:
         core_set_err(r->why, sizeof r->why, "%s sent an invalid HTTP response: %s", r->hostport,
-                 detail);
+                     detail);
         return CORE_EPROTO;
     default:
         core_set_err(r->why, sizeof r->why, "request to %s failed: %s", r->hostport, detail);
@@ -1189,8 +1189,8 @@ static int setup_easy(struct tp_hreq *r, const struct tp_hreq_opts *o)
     return 0;
 }
 
-int tp_hreq_start(struct tp_hclient *c, const struct tp_hreq_opts *o,
-                  const struct tp_hreq_cbs *cbs, void *ctx, struct tp_hreq **out)
+int tp_hreq_start(struct tp_hclient *c, const struct tp_hreq_opts *o, const struct tp_hreq_cbs *cbs,
+                  void *ctx, struct tp_hreq **out)
 {
     if (c->closing)
         return CORE_ECLOSED;
@@ -1308,7 +1308,7 @@ static void on_req_timer(uv_timer_t *t)
         fmt_ms(ms, sizeof ms, r->deadline_ms);
         end_early(r);
         core_set_err(r->why, sizeof r->why, "no complete response from %s within %s", r->hostport,
-                 ms);
+                     ms);
         finish(r, CORE_ETIMEDOUT, r->why);
         return;
     }

@@ -105,8 +105,8 @@ static void on_big_tick(uv_timer_t *t)
     static char block[65536];
     /* Keep at most 256 KiB queued: what piles up beyond the socket shows the client paused. */
     while (H.big_sent < H.big_total && tp_http_req_queued(H.big) < 256 * 1024) {
-        size_t n = H.big_total - H.big_sent < sizeof block ? H.big_total - H.big_sent
-                                                           : sizeof block;
+        size_t n =
+            H.big_total - H.big_sent < sizeof block ? H.big_total - H.big_sent : sizeof block;
         for (size_t i = 0; i < n; i++)
             block[i] = big_byte(H.big_sent + i);
         uv_buf_t b = uv_buf_init(block, (unsigned)n);
@@ -301,11 +301,11 @@ struct rec {
     char why[256];
     char url[256];
     /* behaviours */
-    bool pause_each;        /* return TP_HREQ_PAUSE from every on_data, resume from a timer */
-    bool abort_in_data;     /* tp_hreq_abort inside the first on_data */
-    bool abort_in_headers;  /* tp_hreq_abort inside on_headers */
-    int pause_first_ms;     /* pause in the first on_data for this long, then resume */
-    bool close_in_data;     /* tp_hclient_close inside the first on_data */
+    bool pause_each;              /* return TP_HREQ_PAUSE from every on_data, resume from a timer */
+    bool abort_in_data;           /* tp_hreq_abort inside the first on_data */
+    bool abort_in_headers;        /* tp_hreq_abort inside on_headers */
+    int pause_first_ms;           /* pause in the first on_data for this long, then resume */
+    bool close_in_data;           /* tp_hclient_close inside the first on_data */
     struct rec *start_in_headers; /* start this request (GET /echo) from inside on_headers */
     struct rec *start_in_done;    /* start this request (GET /echo) from inside on_done */
     uint64_t t_start;
@@ -679,8 +679,8 @@ END_TEST
 /* A streamed upload: piece 0 goes right after start, the rest from on_writable. */
 struct up {
     struct rec x;
-    int pieces;    /* pieces to send in all */
-    int sent;      /* pieces sent */
+    int pieces; /* pieces to send in all */
+    int sent;   /* pieces sent */
     size_t piece_len;
     int n_writable;
     int send_after_end_rc;
@@ -1510,8 +1510,8 @@ static void h2_start(const char *cert, const char *key)
         {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&H2.in},
         {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&H2.out},
         {.flags = UV_INHERIT_FD, .data.fd = 2}};
-    uv_process_options_t po = {.exit_cb = h2_exit, .file = "node", .args = args,
-                               .stdio_count = 3, .stdio = stdio};
+    uv_process_options_t po = {
+        .exit_cb = h2_exit, .file = "node", .args = args, .stdio_count = 3, .stdio = stdio};
     ck_assert_int_eq(uv_spawn(&H.loop, &H2.proc, &po), 0);
     uv_read_start((uv_stream_t *)&H2.out, h2_alloc, h2_read);
     while (H2.port == 0)
