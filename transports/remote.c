@@ -628,8 +628,9 @@ static void post_on_headers(void *ctx, struct tp_hreq *q, int status, const stru
         }
         const char *ct = tp_hheaders_get(h, "Content-Type");
         (void)snprintf(p->content_type, sizeof p->content_type, "%s", ct ? ct : "");
-        if (status == 202 || status == 204 || post_legacy(p))
-            p->body = BODY_NONE; /* legacy replies travel on the GET stream */
+        if (status == 202 || status == 204 || post_legacy(p) || !p->m->id)
+            p->body = BODY_NONE; /* legacy replies travel on the GET stream; a notification
+                                    or response has nothing to wait for */
         else if (ct && strncasecmp(ct, "application/json", 16) == 0)
             p->body = BODY_JSON;
         else if (ct && strncasecmp(ct, "text/event-stream", 17) == 0) {
