@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -178,6 +179,24 @@ static void on_request(void *ctx, struct tp_http_req *req)
         hold(req);
     } else if (strcmp(path, "/silent") == 0) {
         hold(req); /* never answered */
+    } else if (strncmp(path, "/r3", 3) == 0) {
+        /* /r302?LOCATION answers 302 with that Location ("%3F" in it becomes "?"). */
+        char loc[256];
+        const char *q = tp_http_req_query(req);
+        size_t k = 0;
+        for (size_t i = 0; q[i] != '\0' && k + 1 < sizeof loc; i++) {
+            if (strncmp(q + i, "%3F", 3) == 0) {
+                loc[k++] = '?';
+                i += 2;
+            } else {
+                loc[k++] = q[i];
+            }
+        }
+        loc[k] = '\0';
+        struct tp_http_header h[] = {{"Location", loc}, {"Content-Type", "text/plain"}};
+        int status = (int)strtol(path + 2, NULL, 10);
+        uv_buf_t b = uv_buf_init((char *)"moved", 5);
+        ck_assert_int_eq(tp_http_respond(req, status, h, 2, &b, 1), 0);
     } else {
         ck_assert_int_eq(tp_http_respond_simple(req, 404, "text/plain", "no such path"), 0);
     }
@@ -282,6 +301,12 @@ struct rec {
     bool pause_each;        /* return TP_HREQ_PAUSE from every on_data, resume from a timer */
     bool abort_in_data;     /* tp_hreq_abort inside the first on_data */
     bool abort_in_headers;  /* tp_hreq_abort inside on_headers */
+    int pause_first_ms;     /* pause in the first on_data for this long, then resume */
+    bool close_in_data;     /* tp_hclient_close inside the first on_data */
+    struct rec *start_in_headers; /* start this request (GET /echo) from inside on_headers */
+    struct rec *start_in_done;    /* start this request (GET /echo) from inside on_done */
+    uint64_t t_start;
+    uint64_t t_done;
     uv_timer_t resume_timer;
     bool timer_used;
     int pause_ms;
@@ -315,6 +340,8 @@ static int collect_multi(void *ctx, const char *name, const char *value)
     return 0;
 }
 
+static void start_echo(struct rec *x);
+
 static void cb_headers(void *ctx, struct tp_hreq *r, int status, const struct tp_hheaders *h)
 {
     struct rec *x = ctx;
@@ -334,6 +361,8 @@ static void cb_headers(void *ctx, struct tp_hreq *r, int status, const struct tp
     if (v != NULL)
         snprintf(x->location, sizeof x->location, "%s", v);
     tp_hheaders_each(h, collect_multi, x);
+    if (x->start_in_headers != NULL)
+        start_echo(x->start_in_headers);
     if (x->abort_in_headers) {
         tp_hreq_abort(r);
         x->r = NULL;
@@ -362,6 +391,21 @@ static int cb_data(void *ctx, struct tp_hreq *r, const char *p, size_t n)
         x->r = NULL;
         return 0;
     }
+    if (x->close_in_data && x->n_data == 1) {
+        H.closes_pending++;
+        tp_hclient_close(H.client, on_closed, NULL);
+        H.client = NULL;
+        return 0;
+    }
+    if (x->pause_first_ms != 0 && x->n_data == 1) {
+        if (!x->timer_used) {
+            uv_timer_init(&H.loop, &x->resume_timer);
+            x->timer_used = true;
+        }
+        x->n_pauses++;
+        uv_timer_start(&x->resume_timer, on_resume_timer, (uint64_t)x->pause_first_ms, 0);
+        return TP_HREQ_PAUSE;
+    }
     if (x->pause_each) {
         if (!x->timer_used) {
             uv_timer_init(&H.loop, &x->resume_timer);
@@ -383,9 +427,13 @@ static void cb_done(void *ctx, struct tp_hreq *r, int err, const char *why)
     x->err = err;
     snprintf(x->why, sizeof x->why, "%s", why);
     snprintf(x->url, sizeof x->url, "%s", tp_hreq_url(r));
+    uv_update_time(&H.loop);
+    x->t_done = uv_now(&H.loop);
     if (err == 0)
         ck_assert_int_eq(tp_hreq_status(r), x->status);
     x->r = NULL;
+    if (x->start_in_done != NULL)
+        start_echo(x->start_in_done);
 }
 
 static const struct tp_hreq_cbs CBS = {cb_headers, cb_data, NULL, cb_done};
@@ -403,9 +451,17 @@ static void start(struct rec *x, struct tp_hreq_opts *o, const char *path)
         url_of(url, sizeof url, H.port, path);
         o->url = url;
     }
+    uv_update_time(&H.loop);
+    x->t_start = uv_now(&H.loop);
     ck_assert_int_eq(tp_hreq_start(H.client, o, &CBS, x, &x->r), 0);
     if (o->url == url)
         o->url = NULL;
+}
+
+static void start_echo(struct rec *x)
+{
+    struct tp_hreq_opts o = {0};
+    start(x, &o, "/echo");
 }
 
 static void run_until_done(struct rec *x)
@@ -610,6 +666,689 @@ START_TEST(abort_inside_on_data)
 }
 END_TEST
 
+/* ---- tests: streaming upload -------------------------------------------------------------- */
+
+/* A streamed upload: piece 0 goes right after start, the rest from on_writable. */
+struct up {
+    struct rec x;
+    int pieces;    /* pieces to send in all */
+    int sent;      /* pieces sent */
+    size_t piece_len;
+    int n_writable;
+    int send_after_end_rc;
+};
+
+static void up_piece(struct up *u)
+{
+    char buf[65536];
+    ck_assert_uint_le(u->piece_len, sizeof buf);
+    memset(buf, 'A' + u->sent % 26, u->piece_len);
+    ck_assert_int_eq(tp_hreq_send(u->x.r, buf, u->piece_len), 0);
+    u->sent++;
+    if (u->sent == u->pieces) {
+        tp_hreq_send_end(u->x.r);
+        u->send_after_end_rc = tp_hreq_send(u->x.r, "x", 1);
+    }
+}
+
+static void up_writable(void *ctx, struct tp_hreq *r)
+{
+    struct up *u = ctx;
+    ck_assert_ptr_eq(r, u->x.r);
+    u->n_writable++;
+    ck_assert_uint_eq(tp_hreq_send_queued(r), 0);
+    if (u->sent < u->pieces)
+        up_piece(u);
+}
+
+static const struct tp_hreq_cbs UP_CBS = {cb_headers, cb_data, up_writable, cb_done};
+
+START_TEST(streaming_upload)
+{
+    struct up u;
+    memset(&u, 0, sizeof u);
+    rec_init(&u.x);
+    u.pieces = 20;
+    u.piece_len = 50000;
+    char url[128];
+    url_of(url, sizeof url, H.port, "/echo");
+    const char *hdrs[] = {"Content-Type: application/octet-stream", NULL};
+    struct tp_hreq_opts o = {.url = url, .stream_body = true, .headers = hdrs};
+    ck_assert_int_eq(tp_hreq_start(H.client, &o, &UP_CBS, &u, &u.x.r), 0);
+    up_piece(&u); /* before any callback: allowed */
+    ck_assert_uint_eq(tp_hreq_send_queued(u.x.r), u.piece_len);
+    run_until_done(&u.x);
+    ck_assert_msg(u.x.err == 0, "%s", u.x.why);
+    ck_assert_int_eq(u.x.status, 200);
+    ck_assert_msg(contains(&u.x.body, "POST /echo? "), "%.200s", u.x.body.data);
+    ck_assert(contains(&u.x.body, " len=1000000 "));
+    ck_assert(contains(&u.x.body, " transfer-encoding=chunked "));
+    /* Every piece arrived, in order. */
+    const char *b = strstr(u.x.body.data, "body=") + 5;
+    for (int i = 0; i < u.pieces; i++) {
+        for (size_t k = 0; k < u.piece_len; k += 997)
+            ck_assert_int_eq(b[(size_t)i * u.piece_len + k], 'A' + i % 26);
+    }
+    ck_assert_int_ge(u.n_writable, u.pieces - 1);
+    ck_assert_int_eq(u.send_after_end_rc, CORE_EINVAL);
+    rec_dispose(&u.x);
+
+    /* A plain request refuses tp_hreq_send. */
+    struct rec x;
+    rec_init(&x);
+    struct tp_hreq_opts g = {0};
+    start(&x, &g, "/echo");
+    ck_assert_int_eq(tp_hreq_send(x.r, "x", 1), CORE_EINVAL);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, 0);
+    rec_dispose(&x);
+
+    /* An empty streamed body. */
+    memset(&u, 0, sizeof u);
+    rec_init(&u.x);
+    struct tp_hreq_opts e = {.url = url, .stream_body = true, .method = "PUT"};
+    ck_assert_int_eq(tp_hreq_start(H.client, &e, &UP_CBS, &u, &u.x.r), 0);
+    tp_hreq_send_end(u.x.r);
+    run_until_done(&u.x);
+    ck_assert_msg(u.x.err == 0, "%s", u.x.why);
+    ck_assert(contains(&u.x.body, "PUT /echo? "));
+    ck_assert(contains(&u.x.body, " len=0 "));
+    rec_dispose(&u.x);
+}
+END_TEST
+
+/* ---- tests: limits and timeouts ----------------------------------------------------------- */
+
+START_TEST(max_body)
+{
+    /* A streamed body (no Content-Length) passing the limit. */
+    struct rec x;
+    rec_init(&x);
+    H.big_total = 1 << 20;
+    struct tp_hreq_opts o = {.max_body = 1000};
+    start(&x, &o, "/big");
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, CORE_ETOOBIG);
+    ck_assert_str_eq(x.why, "response larger than 1000 bytes");
+    ck_assert_uint_le(x.body.len, 1000);
+    rec_dispose(&x);
+
+    /* A Content-Length over the limit fails before on_headers. */
+    rec_init(&x);
+    char big[3000];
+    memset(big, 'z', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    struct tp_hreq_opts p = {.max_body = 1000, .body = big, .body_len = strlen(big)};
+    start(&x, &p, "/echo");
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, CORE_ETOOBIG);
+    ck_assert_int_eq(x.n_headers, 0);
+    ck_assert_uint_eq(x.body.len, 0);
+    rec_dispose(&x);
+
+    /* Exactly at the limit is fine. */
+    rec_init(&x);
+    H.big_total = 5000;
+    struct tp_hreq_opts q = {.max_body = 5000};
+    start(&x, &q, "/big");
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, 0);
+    ck_assert_uint_eq(x.body.len, 5000);
+    rec_dispose(&x);
+}
+END_TEST
+
+START_TEST(deadline_and_idle)
+{
+    /* The whole transfer must end within deadline_ms. */
+    struct rec x;
+    rec_init(&x);
+    struct tp_hreq_opts o = {.deadline_ms = 200};
+    start(&x, &o, "/silent");
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, CORE_ETIMEDOUT);
+    ck_assert_msg(strstr(x.why, "within 200 ms") != NULL, "%s", x.why);
+    uint64_t dt = x.t_done - x.t_start;
+    ck_assert_msg(dt >= 195 && dt < 1500, "after %llu ms", (unsigned long long)dt);
+    while (H.n_srv_close < 1) /* and the server sees the connection go */
+        uv_run(&H.loop, UV_RUN_ONCE);
+    rec_dispose(&x);
+
+    /* A stream that stalls. */
+    rec_init(&x);
+    struct tp_hreq_opts s = {.idle_timeout_ms = 150};
+    start(&x, &s, "/hold");
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, CORE_ETIMEDOUT);
+    ck_assert_msg(strstr(x.why, "for 150 ms") != NULL, "%s", x.why);
+    ck_assert_str_eq(x.body.data, "first");
+    dt = x.t_done - x.t_start;
+    ck_assert_msg(dt >= 145 && dt < 1500, "after %llu ms", (unsigned long long)dt);
+    rec_dispose(&x);
+
+    /* A slow but steady stream under the idle limit completes, and time paused by the caller
+     * does not count (a 400 ms pause with a 120 ms limit). */
+    rec_init(&x);
+    x.pause_first_ms = 400;
+    H.stream_interval_ms = 40;
+    struct tp_hreq_opts t = {.idle_timeout_ms = 120, .deadline_ms = 5000};
+    start(&x, &t, "/stream");
+    run_until_done(&x);
+    ck_assert_msg(x.err == 0, "%s", x.why);
+    ck_assert_str_eq(x.body.data, "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
+    ck_assert_int_eq(x.n_pauses, 1);
+    dt = x.t_done - x.t_start;
+    ck_assert_msg(dt >= 400, "after %llu ms", (unsigned long long)dt);
+    rec_dispose(&x);
+}
+END_TEST
+
+START_TEST(connect_refused)
+{
+    /* A port nobody listens on: bind one, note it, close it. */
+    uv_tcp_t t;
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&H.loop, &t);
+    ck_assert_int_eq(uv_tcp_bind(&t, (const struct sockaddr *)&a, 0), 0);
+    struct sockaddr_in got;
+    int len = sizeof got;
+    ck_assert_int_eq(uv_tcp_getsockname(&t, (struct sockaddr *)&got, &len), 0);
+    int port = ntohs(got.sin_port);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&H.loop, UV_RUN_NOWAIT);
+
+    struct rec x;
+    rec_init(&x);
+    char url[128], want[128];
+    url_of(url, sizeof url, port, "/x");
+    struct tp_hreq_opts o = {.url = url};
+    start(&x, &o, NULL);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, UV_ECONNREFUSED);
+    snprintf(want, sizeof want, "connect to 127.0.0.1:%d failed: Connection refused", port);
+    ck_assert_str_eq(x.why, want);
+    ck_assert_int_eq(x.n_headers, 0);
+    rec_dispose(&x);
+
+    /* A host name that does not resolve. */
+    rec_init(&x);
+    struct tp_hreq_opts n = {.url = "http://no-such-host.invalid/"};
+    start(&x, &n, NULL);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, UV_EAI_NONAME);
+    ck_assert_msg(strstr(x.why, "cannot resolve") != NULL, "%s", x.why);
+    rec_dispose(&x);
+}
+END_TEST
+
+/* ---- tests: redirects --------------------------------------------------------------------- */
+
+START_TEST(redirect_same_origin)
+{
+    struct rec x;
+    rec_init(&x);
+    const char *hdrs[] = {"Authorization: Bearer s3cret", NULL};
+    struct tp_hreq_opts o = {.headers = hdrs, .max_redirects = 3};
+    start(&x, &o, "/r302?/echo%3Fafter=1");
+    run_until_done(&x);
+    ck_assert_msg(x.err == 0, "%s", x.why);
+    ck_assert_int_eq(x.n_headers, 1); /* only the final response */
+    ck_assert_int_eq(x.status, 200);
+    ck_assert_msg(contains(&x.body, "GET /echo?after=1 "), "%s", x.body.data);
+    ck_assert(contains(&x.body, " authorization=Bearer s3cret "));
+    char want[128];
+    snprintf(want, sizeof want, "http://127.0.0.1:%d/echo?after=1", H.port);
+    ck_assert_str_eq(x.url, want);
+    ck_assert_int_eq(H.n_req, 2);
+    rec_dispose(&x);
+
+    /* 303 turns a POST into a GET without a body; 307 keeps both. */
+    rec_init(&x);
+    struct tp_hreq_opts p = {.body = "payload", .body_len = 7, .max_redirects = 1};
+    start(&x, &p, "/r303?/echo");
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, 0);
+    ck_assert_msg(contains(&x.body, "GET /echo? "), "%s", x.body.data);
+    ck_assert(contains(&x.body, " len=0 "));
+    rec_dispose(&x);
+    rec_init(&x);
+    start(&x, &p, "/r307?/echo");
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, 0);
+    ck_assert_msg(contains(&x.body, "POST /echo? "), "%s", x.body.data);
+    ck_assert(contains(&x.body, "body=payload"));
+    rec_dispose(&x);
+
+    /* With no redirects allowed (the default), the 3xx is the answer. */
+    rec_init(&x);
+    struct tp_hreq_opts z = {0};
+    start(&x, &z, "/r301?/echo");
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, 0);
+    ck_assert_int_eq(x.status, 301);
+    ck_assert_str_eq(x.location, "/echo");
+    ck_assert_str_eq(x.body.data, "moved");
+    rec_dispose(&x);
+
+    /* A chain longer than max_redirects ends with the last 3xx. */
+    rec_init(&x);
+    struct tp_hreq_opts c = {.max_redirects = 1};
+    start(&x, &c, "/r302?/r308%3F/echo");
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, 0);
+    ck_assert_int_eq(x.status, 308);
+    ck_assert_str_eq(x.location, "/echo");
+    rec_dispose(&x);
+}
+END_TEST
+
+START_TEST(redirect_cross_origin)
+{
+    /* Another port is another origin: not followed, its server never hears from us. */
+    struct rec x;
+    rec_init(&x);
+    char path[128];
+    snprintf(path, sizeof path, "/r302?http://127.0.0.1:%d/echo", H.other_port);
+    const char *hdrs[] = {"Authorization: Bearer s3cret", NULL};
+    struct tp_hreq_opts o = {.headers = hdrs, .max_redirects = 5};
+    start(&x, &o, path);
+    run_until_done(&x);
+    ck_assert_msg(x.err == 0, "%s", x.why);
+    ck_assert_int_eq(x.n_headers, 1);
+    ck_assert_int_eq(x.status, 302);
+    ck_assert_str_eq(x.location, path + 6);
+    ck_assert_str_eq(x.body.data, "moved");
+    run_for(50);
+    ck_assert_int_eq(H.n_other_req, 0);
+    rec_dispose(&x);
+
+    /* Another scheme is another origin too (and so is a host name for the same address). */
+    rec_init(&x);
+    snprintf(path, sizeof path, "/r307?https://127.0.0.1:%d/echo", H.port);
+    start(&x, &o, path);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, 0);
+    ck_assert_int_eq(x.status, 307);
+    rec_dispose(&x);
+    rec_init(&x);
+    snprintf(path, sizeof path, "/r307?http://localhost:%d/echo", H.port);
+    start(&x, &o, path);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, 0);
+    ck_assert_int_eq(x.status, 307);
+    rec_dispose(&x);
+    ck_assert_int_eq(H.n_req, 3);
+    ck_assert_int_eq(H.n_other_req, 0);
+}
+END_TEST
+
+/* ---- tests: TLS --------------------------------------------------------------------------- */
+
+/* Makes a self-signed certificate for 127.0.0.1 with openssl in dir; fills cert and key. */
+static void make_cert(const char *dir, char *cert, char *key, size_t n)
+{
+    snprintf(cert, n, "%s/cert.pem", dir);
+    snprintf(key, n, "%s/key.pem", dir);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout %s -out %s -days 2 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1",
+             key, cert);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void rm_dir(const char *dir)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(tls_verification)
+{
+    char dir[] = "/tmp/hclient-tls-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char cert[128], key[128], cert2[128], key2[128], dir2[160];
+    make_cert(dir, cert, key, sizeof cert);
+    snprintf(dir2, sizeof dir2, "%s/other", dir);
+    ck_assert_int_eq(mkdir(dir2, 0700), 0);
+    make_cert(dir2, cert2, key2, sizeof cert2);
+
+    struct tp_http_server *tls = tp_http_server_new(&H.loop, NULL, on_request, &H);
+    char err[256];
+    ck_assert_int_eq(tp_http_server_set_tls(tls, cert, key, err, sizeof err), 0);
+    ck_assert_int_eq(tp_http_server_listen_tcp(tls, "127.0.0.1", 0), 0);
+    char url[128];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/echo", tp_http_server_port(tls));
+
+    /* The system store does not know a self-signed certificate. */
+    struct rec x;
+    rec_init(&x);
+    struct tp_hreq_opts o = {.url = url};
+    start(&x, &o, NULL);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, CORE_EPROTO);
+    ck_assert_msg(strstr(x.why, "TLS certificate of 127.0.0.1:") != NULL &&
+                      strstr(x.why, "did not verify") != NULL,
+                  "%s", x.why);
+    ck_assert_int_eq(H.n_req, 0);
+    rec_dispose(&x);
+
+    /* Another CA does not either. */
+    rec_init(&x);
+    struct tp_hreq_opts w = {.url = url, .ca_file = cert2};
+    start(&x, &w, NULL);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, CORE_EPROTO);
+    ck_assert_msg(strstr(x.why, "did not verify") != NULL, "%s", x.why);
+    rec_dispose(&x);
+
+    /* A CA file that is not there. */
+    rec_init(&x);
+    struct tp_hreq_opts m = {.url = url, .ca_file = "/nonexistent/ca.pem"};
+    start(&x, &m, NULL);
+    run_until_done(&x);
+    ck_assert_int_ne(x.err, 0);
+    ck_assert_int_eq(H.n_req, 0);
+    rec_dispose(&x);
+
+    /* The certificate itself as ca_file: verified. */
+    rec_init(&x);
+    struct tp_hreq_opts v = {.url = url, .ca_file = cert, .body = "over tls", .body_len = 8};
+    start(&x, &v, NULL);
+    run_until_done(&x);
+    ck_assert_msg(x.err == 0, "%s", x.why);
+    ck_assert_int_eq(x.status, 200);
+    ck_assert_msg(contains(&x.body, "POST /echo? "), "%s", x.body.data);
+    ck_assert(contains(&x.body, "body=over tls"));
+    rec_dispose(&x);
+
+    H.closes_pending++;
+    tp_http_server_close(tls, on_closed, NULL);
+    rm_dir(dir);
+}
+END_TEST
+
+/* ---- tests: connections ------------------------------------------------------------------- */
+
+/* The "conn=cN" the echo reported. */
+static void conn_of(const struct rec *x, char *out, size_t n)
+{
+    const char *p = strstr(x->body.data, "conn=");
+    ck_assert_ptr_nonnull(p);
+    size_t k = strcspn(p, " ");
+    snprintf(out, n, "%.*s", (int)k, p);
+}
+
+START_TEST(connection_reuse)
+{
+    char first[32] = "", c[32];
+    for (int i = 0; i < 3; i++) {
+        struct rec x;
+        rec_init(&x);
+        struct tp_hreq_opts o = {0};
+        start(&x, &o, "/echo");
+        run_until_done(&x);
+        ck_assert_int_eq(x.err, 0);
+        conn_of(&x, c, sizeof c);
+        if (i == 0)
+            snprintf(first, sizeof first, "%s", c);
+        else
+            ck_assert_str_eq(c, first); /* the same TCP connection each time */
+        rec_dispose(&x);
+    }
+}
+END_TEST
+
+START_TEST(many_concurrent)
+{
+    enum { N = 200 };
+    struct rec *xs = core_xcalloc(N, sizeof *xs);
+    for (int i = 0; i < N; i++) {
+        rec_init(&xs[i]);
+        char path[64];
+        snprintf(path, sizeof path, "/echo?i=%d", i);
+        struct tp_hreq_opts o = {0};
+        start(&xs[i], &o, path);
+    }
+    ck_assert_uint_eq(tp_hclient_active(H.client), N);
+    for (int i = 0; i < N; i++)
+        run_until_done(&xs[i]);
+    for (int i = 0; i < N; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "GET /echo?i=%d ", i);
+        ck_assert_int_eq(xs[i].err, 0);
+        ck_assert_msg(contains(&xs[i].body, want), "%d: %s", i, xs[i].body.data);
+        rec_dispose(&xs[i]);
+    }
+    ck_assert_uint_eq(tp_hclient_active(H.client), 0);
+    ck_assert_int_eq(H.n_req, N);
+    core_free(xs);
+}
+END_TEST
+
+START_TEST(close_with_transfers_in_flight)
+{
+    struct rec xs[4];
+    const char *paths[] = {"/silent", "/hold", "/silent", "/stream"};
+    for (int i = 0; i < 4; i++) {
+        rec_init(&xs[i]);
+        struct tp_hreq_opts o = {0};
+        start(&xs[i], &o, paths[i]);
+    }
+    while (H.n_req < 4)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    H.closes_pending++;
+    tp_hclient_close(H.client, on_closed, NULL);
+    for (int i = 0; i < 4; i++) {
+        ck_assert(xs[i].done);
+        ck_assert_int_eq(xs[i].err, CORE_ECLOSED);
+        ck_assert_str_eq(xs[i].why, "the HTTP client was closed");
+    }
+    struct rec y;
+    rec_init(&y);
+    struct tp_hreq_opts o = {.url = "http://127.0.0.1:1/"};
+    struct tp_hreq *r = NULL;
+    ck_assert_int_eq(tp_hreq_start(H.client, &o, &CBS, &y, &r), CORE_ECLOSED);
+    H.client = NULL;
+    while (H.closes_pending > 0)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    while (H.n_srv_close < 3) /* the server sees every connection go */
+        uv_run(&H.loop, UV_RUN_ONCE);
+    for (int i = 0; i < 4; i++)
+        rec_dispose(&xs[i]);
+    rec_dispose(&y);
+}
+END_TEST
+
+START_TEST(reentrant_callbacks)
+{
+    /* A request started inside on_headers (inside curl) and one inside on_done. */
+    struct rec a, b, c;
+    rec_init(&a);
+    rec_init(&b);
+    rec_init(&c);
+    a.start_in_headers = &b;
+    a.start_in_done = &c;
+    struct tp_hreq_opts o = {0};
+    start(&a, &o, "/echo");
+    run_until_done(&a);
+    run_until_done(&b);
+    run_until_done(&c);
+    ck_assert_int_eq(a.err, 0);
+    ck_assert_int_eq(b.err, 0);
+    ck_assert_int_eq(c.err, 0);
+    ck_assert(contains(&b.body, "GET /echo? "));
+    ck_assert(contains(&c.body, "GET /echo? "));
+    rec_dispose(&a);
+    rec_dispose(&b);
+    rec_dispose(&c);
+
+    /* The client closed from inside on_data: every transfer, that one too, ends with
+     * CORE_ECLOSED once the callback has returned. */
+    struct rec d, e;
+    rec_init(&d);
+    rec_init(&e);
+    struct tp_hreq_opts s = {0};
+    start(&e, &s, "/silent");
+    d.close_in_data = true;
+    start(&d, &s, "/hold");
+    while (H.closes_pending > 0 || !d.done)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    ck_assert_int_eq(d.err, CORE_ECLOSED);
+    ck_assert_int_eq(e.err, CORE_ECLOSED);
+    ck_assert_int_eq(d.n_data, 1);
+    rec_dispose(&d);
+    rec_dispose(&e);
+}
+END_TEST
+
+/* ---- tests: broken servers ---------------------------------------------------------------- */
+
+/* A raw TCP server that answers the first bytes of every connection with `reply` and closes. */
+struct raw {
+    uv_tcp_t listener;
+    const char *reply;
+    size_t reply_len;
+    int port;
+};
+
+struct rawconn {
+    uv_tcp_t h;
+    uv_write_t w;
+    struct raw *srv;
+    char buf[4096];
+    bool replied;
+};
+
+static void raw_conn_closed(uv_handle_t *h)
+{
+    core_free(container_of((uv_tcp_t *)h, struct rawconn, h));
+}
+
+static void raw_written(uv_write_t *w, int status)
+{
+    GW_UNUSED(status);
+    struct rawconn *rc = container_of(w, struct rawconn, w);
+    uv_close((uv_handle_t *)&rc->h, raw_conn_closed);
+}
+
+static void raw_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    GW_UNUSED(hint);
+    struct rawconn *rc = container_of((uv_tcp_t *)h, struct rawconn, h);
+    *b = uv_buf_init(rc->buf, sizeof rc->buf);
+}
+
+static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    GW_UNUSED(b);
+    struct rawconn *rc = container_of((uv_tcp_t *)s, struct rawconn, h);
+    if (n < 0) {
+        if (!rc->replied)
+            uv_close((uv_handle_t *)&rc->h, raw_conn_closed);
+        return;
+    }
+    if (n == 0 || rc->replied)
+        return;
+    rc->replied = true;
+    uv_read_stop(s);
+    uv_buf_t out = uv_buf_init((char *)rc->srv->reply, (unsigned)rc->srv->reply_len);
+    ck_assert_int_eq(uv_write(&rc->w, s, &out, 1, raw_written), 0);
+}
+
+static void raw_conn(uv_stream_t *l, int status)
+{
+    ck_assert_int_eq(status, 0);
+    struct raw *srv = container_of((uv_tcp_t *)l, struct raw, listener);
+    struct rawconn *rc = core_xcalloc(1, sizeof *rc);
+    rc->srv = srv;
+    uv_tcp_init(&H.loop, &rc->h);
+    ck_assert_int_eq(uv_accept(l, (uv_stream_t *)&rc->h), 0);
+    uv_read_start((uv_stream_t *)&rc->h, raw_alloc, raw_read);
+}
+
+static void raw_start(struct raw *srv, const char *reply, size_t len)
+{
+    srv->reply = reply;
+    srv->reply_len = len;
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&H.loop, &srv->listener);
+    ck_assert_int_eq(uv_tcp_bind(&srv->listener, (const struct sockaddr *)&a, 0), 0);
+    ck_assert_int_eq(uv_listen((uv_stream_t *)&srv->listener, 16, raw_conn), 0);
+    struct sockaddr_in got;
+    int n = sizeof got;
+    ck_assert_int_eq(uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&got, &n), 0);
+    srv->port = ntohs(got.sin_port);
+}
+
+/* One request to a raw server answering `reply`; x gets the outcome. */
+static void raw_request(struct rec *x, const char *reply, size_t len)
+{
+    struct raw srv;
+    raw_start(&srv, reply, len);
+    char url[128];
+    url_of(url, sizeof url, srv.port, "/");
+    rec_init(x);
+    struct tp_hreq_opts o = {.url = url};
+    start(x, &o, NULL);
+    run_until_done(x);
+    uv_close((uv_handle_t *)&srv.listener, NULL);
+    run_for(10);
+}
+
+START_TEST(broken_servers)
+{
+    struct rec x;
+    static const char garbage[] = "garbage\r\n\r\n";
+    raw_request(&x, garbage, sizeof garbage - 1);
+    ck_assert_int_eq(x.err, CORE_EPROTO);
+    ck_assert_msg(strstr(x.why, "invalid HTTP response") != NULL, "%s", x.why);
+    ck_assert_int_eq(x.n_headers, 0);
+    rec_dispose(&x);
+
+    static const char badstatus[] = "HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n";
+    raw_request(&x, badstatus, sizeof badstatus - 1);
+    ck_assert_int_eq(x.err, CORE_EPROTO);
+    ck_assert_int_eq(x.n_headers, 0);
+    rec_dispose(&x);
+
+    static const char nothing[] = "";
+    raw_request(&x, nothing, 0);
+    ck_assert_int_eq(x.err, CORE_ECLOSED);
+    ck_assert_msg(strstr(x.why, "without a response") != NULL, "%s", x.why);
+    rec_dispose(&x);
+
+    static const char shortbody[] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+    raw_request(&x, shortbody, sizeof shortbody - 1);
+    ck_assert_int_eq(x.err, CORE_ECLOSED);
+    ck_assert_msg(strstr(x.why, "before the response ended") != NULL, "%s", x.why);
+    ck_assert_int_eq(x.n_headers, 1);
+    ck_assert_str_eq(x.body.data, "abc");
+    rec_dispose(&x);
+
+    /* Endless headers: bounded. */
+    size_t n = 100 * 1024;
+    char *bomb = core_xmalloc(n + 64);
+    size_t k = (size_t)snprintf(bomb, 64, "HTTP/1.1 200 OK\r\n");
+    while (k + 40 < n) {
+        memcpy(bomb + k, "X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", 39);
+        k += 39;
+    }
+    memcpy(bomb + k, "\r\n", 2);
+    k += 2;
+    raw_request(&x, bomb, k);
+    ck_assert_int_eq(x.err, CORE_ETOOBIG);
+    ck_assert_str_eq(x.why, "response headers larger than 65536 bytes");
+    ck_assert_int_eq(x.n_headers, 0);
+    rec_dispose(&x);
+    core_free(bomb);
+}
+END_TEST
+
 /* ---- the suite ---------------------------------------------------------------------------- */
 
 static Suite *hclient_suite(void)
@@ -623,6 +1362,18 @@ static Suite *hclient_suite(void)
     tcase_add_test(tc, streaming_response);
     tcase_add_test(tc, pause_and_resume);
     tcase_add_test(tc, abort_inside_on_data);
+    tcase_add_test(tc, streaming_upload);
+    tcase_add_test(tc, max_body);
+    tcase_add_test(tc, deadline_and_idle);
+    tcase_add_test(tc, connect_refused);
+    tcase_add_test(tc, redirect_same_origin);
+    tcase_add_test(tc, redirect_cross_origin);
+    tcase_add_test(tc, tls_verification);
+    tcase_add_test(tc, connection_reuse);
+    tcase_add_test(tc, many_concurrent);
+    tcase_add_test(tc, close_with_transfers_in_flight);
+    tcase_add_test(tc, reentrant_callbacks);
+    tcase_add_test(tc, broken_servers);
     suite_add_tcase(s, tc);
     return s;
 }
