@@ -83,6 +83,7 @@ struct post {
     struct tp_sse_decoder sse;  /* live when body == BODY_SSE */
     bool sse_live;
     bool answered;              /* the response to m->id went through on_frame */
+    bool probing;               /* the first POST, which settles the transport (R_PROBING) */
     bool dead;                  /* in the graveyard */
     char last_id[256];          /* the SSE stream's last event id */
     bool has_last_id;
@@ -147,7 +148,7 @@ struct tp_remote {
     bool closing;
 };
 
-static void start_post(struct tp_remote *r, struct msg *m);
+static void start_post(struct tp_remote *r, struct msg *m, bool probing);
 static void stream_connect(struct stream *s);
 static void stream_later(struct stream *s, unsigned ms);
 static struct stream *stream_new(struct tp_remote *r, enum stream_kind kind);
@@ -595,7 +596,7 @@ static void post_on_headers(void *ctx, struct tp_hreq *q, int status, const stru
     }
     if (status >= 200 && status < 300) {
         const char *sid = tp_hheaders_get(h, "Mcp-Session-Id");
-        if (sid && !post_legacy(p) && p->m->is_init && !r->session_id) {
+        if (sid && !post_legacy(p) && (p->probing || p->m->is_init) && !r->session_id) {
             bool ok = strlen(sid) <= 255;
             for (const char *c = sid; *c && ok; c++)
                 ok = *c >= 0x21 && *c <= 0x7e;
@@ -605,7 +606,7 @@ static void post_on_headers(void *ctx, struct tp_hreq *q, int status, const stru
                 core_log(CORE_LOG_WARN, "remote", "%s: ignoring a malformed Mcp-Session-Id",
                          r->url);
         }
-        if (r->state == R_PROBING && p->m->is_init) {
+        if (r->state == R_PROBING && p->probing) {
             if (r->kind == TP_REMOTE_AUTO)
                 r->kind = TP_REMOTE_STREAMABLE;
             set_state(r, R_OPEN);
@@ -631,7 +632,7 @@ static void post_on_headers(void *ctx, struct tp_hreq *q, int status, const stru
         goto out;
     }
     /* An error status. */
-    if (r->state == R_PROBING && p->m->is_init && r->want == TP_REMOTE_AUTO &&
+    if (r->state == R_PROBING && p->probing && r->want == TP_REMOTE_AUTO &&
         (status == 400 || status == 404 || status == 405)) {
         core_log(CORE_LOG_INFO, "remote",
                  "%s: POST answered HTTP %d: trying the legacy HTTP+SSE transport", r->url, status);
@@ -759,7 +760,7 @@ static void post_fail_status(struct post *p)
     }
     char line[200];
     first_line(b, n, line, sizeof line);
-    if (p->m->is_init) {
+    if (p->probing || p->m->is_init) {
         go_down(r, CORE_EPROTO, "upstream answered HTTP %d%s%s", p->status, line[0] ? ": " : "",
                 line);
         return;
@@ -788,7 +789,7 @@ static void post_on_done(void *ctx, struct tp_hreq *q, int err, const char *why)
         } else if (err == CORE_ETOOBIG) {
             fail_request(r, p->m->id, "upstream reply larger than max_frame (%zu bytes)",
                          r->max_frame);
-        } else if (p->status != 0 && !p->m->is_init) {
+        } else if (p->status != 0 && !p->probing && !p->m->is_init) {
             /* The reply had begun: this request's exchange broke (a stall, a reset); the
              * session may be fine, and the next request finds out. */
             fail_request(r, p->m->id, "upstream reply broke off: %s",
@@ -836,12 +837,13 @@ static const struct tp_hreq_cbs post_cbs = {
 };
 
 /* Starts the POST of m (taken). Failing to start is a session failure. */
-static void start_post(struct tp_remote *r, struct msg *m)
+static void start_post(struct tp_remote *r, struct msg *m, bool probing)
 {
     bool legacy = r->kind == TP_REMOTE_SSE;
     struct post *p = core_xcalloc(1, sizeof *p);
     p->r = r;
     p->m = m;
+    p->probing = probing;
     struct hdrs h;
     hdrs_common(r, &h, legacy);
     hdr_add(&h, core_xstrdup("Content-Type: application/json"));
@@ -1226,11 +1228,11 @@ static void send_msg(struct tp_remote *r, struct msg *m)
             stream_connect(s);
         } else {
             set_state(r, R_PROBING);
-            start_post(r, m);
+            start_post(r, m, true);
         }
         break;
     case R_OPEN:
-        start_post(r, m);
+        start_post(r, m, false);
         break;
     case R_PROBING:
     case R_SSE_OPENING:
@@ -1252,7 +1254,7 @@ static void flush_held(struct tp_remote *r)
         }
         if (r->state != R_OPEN)
             break;
-        start_post(r, unhold(r));
+        start_post(r, unhold(r), false);
     }
 }
 
