@@ -6,6 +6,9 @@
 SHELL := /bin/bash
 JOBS ?= 2
 ARGS ?=
+# Warnings as errors (CMake option AG_WERROR): off for `make build`/`make run`, so a newer compiler's
+# new warning does not stop a user; on for `make test` (and so CI) and for `make build-asan`.
+WERROR ?= OFF
 
 .PHONY: all deps deps-test deps-bench build build-asan run test unit integration bench clean
 
@@ -18,16 +21,17 @@ deps-test:
 	contrib/install-deps.sh --test
 
 build:
-	cmake -S . -B build
+	cmake -S . -B build -DAG_WERROR=$(WERROR)
 	cmake --build build -j$(JOBS)
 
 build-asan:
-	cmake -S . -B build-asan -DAG_SANITIZE=ON
+	cmake -S . -B build-asan -DAG_SANITIZE=ON -DAG_WERROR=ON
 	cmake --build build-asan -j$(JOBS)
 
 run: deps build
 	./build/agentgate serve $(ARGS)
 
+test: WERROR = ON
 test: deps-test build build-asan
 	test/run-all.sh
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "core/paths.h"
 
@@ -372,61 +373,29 @@ static int join_path(char *out, size_t cap, const char *dir, const char *name, c
  * message in err; raw holds nothing on failure. */
 static int read_key_file(const char *path, unsigned char raw[KEY_BYTES], char *err, size_t errlen)
 {
-    /* O_NONBLOCK so that a FIFO planted there cannot block us before fstat refuses it;
-     * O_NOFOLLOW so that a symlink there is refused rather than read through: a key is only
-     * ever the file in the state directory. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return CORE_ENOTFOUND;
-        if (errno == ELOOP) {
-            core_set_err(err, errlen,
-                         "session key file %s is a symbolic link, which agentgate does not "
-                         "follow; remove it",
-                         path);
-            return CORE_EINVAL;
-        }
-        core_set_err(err, errlen, "cannot open session key file %s: %s", path, strerror(errno));
+    /* A symlink there is refused rather than read through: a key is only ever the file in the
+     * state directory. The limit is above KEY_BYTES so that a wrong size can be reported. */
+    char *text = NULL;
+    size_t len = 0;
+    char why[600];
+    int rc = core_file_read_all(path, CORE_FILE_NOFOLLOW | CORE_FILE_PRIVATE, 4 * KEY_BYTES, &text,
+                                &len, NULL, why, sizeof why);
+    if (rc == -ENOENT)
+        return CORE_ENOTFOUND;
+    if (rc != 0) {
+        core_set_err(err, errlen, "session key file %s", why);
         return CORE_EINVAL;
     }
-    int rc = CORE_EINVAL;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        core_set_err(err, errlen, "cannot stat session key file %s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        core_set_err(err, errlen, "session key file %s is not a regular file", path);
-        goto out;
-    }
-    if ((st.st_mode & 077) != 0) {
-        core_set_err(err, errlen,
-                "session key file %s has mode %04o, open to group/others; run `chmod 600 %s`", path,
-                (unsigned)(st.st_mode & 07777), path);
-        goto out;
-    }
-    if (st.st_size != KEY_BYTES) {
-        core_set_err(err, errlen, "session key file %s is %lld bytes; a key is exactly %d bytes", path,
-                (long long)st.st_size, KEY_BYTES);
-        goto out;
-    }
-    size_t got = 0;
-    while (got < KEY_BYTES) {
-        ssize_t r = read(fd, raw + got, KEY_BYTES - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            core_set_err(err, errlen, "cannot read session key file %s: %s", path,
-                    r < 0 ? strerror(errno) : "file shrank");
-            goto out;
-        }
-        got += (size_t)r;
-    }
     rc = 0;
-out:
-    close(fd);
-    if (rc != 0)
-        sodium_memzero(raw, KEY_BYTES);
+    if (len != KEY_BYTES) {
+        core_set_err(err, errlen, "session key file %s is %zu bytes; a key is exactly %d bytes",
+                     path, len, KEY_BYTES);
+        rc = CORE_EINVAL;
+    } else {
+        memcpy(raw, text, KEY_BYTES);
+    }
+    sodium_memzero(text, len);
+    core_free(text);
     return rc;
 }
 
@@ -717,11 +686,4 @@ void auth_random_hex(char *out, size_t n)
     }
     /* The hex may become a secret (bearer tokens). */
     sodium_memzero(raw, sizeof raw);
-}
-
-void auth_sha256_hex(const void *data, size_t n, char out[65])
-{
-    unsigned char h[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256(h, data, n);
-    sodium_bin2hex(out, 65, h, sizeof h);
 }

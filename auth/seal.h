@@ -80,8 +80,6 @@ GW_MUST_CHECK int auth_open(const char *tok, size_t n, struct core_buf *out);
 void auth_random(void *buf, size_t n);
 /* Writes 2*n lowercase hex chars of n random bytes plus a NUL into out (size 2*n+1). */
 void auth_random_hex(char *out, size_t n);
-/* Writes the lowercase hex SHA-256 of data plus a NUL into out. */
-void auth_sha256_hex(const void *data, size_t n, char out[65]);
 /* Wipes every key of the ring (sodium_memzero) and frees it; sealing fails until the next
  * auth_seal_init or auth_keys_load. */
 void auth_keys_clear(void);

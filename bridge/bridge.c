@@ -32,6 +32,7 @@
 #include "core/log.h"
 #include "core/paths.h"
 #include "core/peer.h"
+#include "transports/bridge_hello.h"
 
 #define MOD "bridge"
 
@@ -513,10 +514,10 @@ static bool track_daemon(struct bridge *br, const char *p, const struct core_rpc
 }
 
 /* The daemon's refusal of the hello: an error with id null whose message starts
- * "agentgate: refused". */
+ * TP_BRIDGE_REFUSED. */
 static bool refused(const char *p, const struct core_rpc_env *env)
 {
-    static const char mark[] = "\"agentgate: refused";
+    static const char mark[] = "\"" TP_BRIDGE_REFUSED;
     struct core_span msg;
     enum core_json_type t;
     return env->kind == CORE_RPC_ERROR && env->id_type == CORE_JSON_NULL &&
@@ -863,7 +864,8 @@ static void attach(struct bridge *br, int fd)
 
     struct core_buf hello;
     core_buf_init(&hello, 0);
-    rc = core_buf_append_str(&hello, "{\"agentgate-bridge\":1,\"client\":\"");
+    rc = core_buf_appendf(&hello, "{\"%s\":%d,\"%s\":\"", TP_BRIDGE_HELLO_KEY,
+                          TP_BRIDGE_HELLO_VERSION, TP_BRIDGE_HELLO_CLIENT);
     if (rc == 0)
         rc = append_json_str(&hello, br->client);
     if (rc == 0)

@@ -3,11 +3,11 @@
 #include <string.h>
 
 #include "bridge/bridge.h"
-#include "bridge/import.h"
 #include "cmd/admin.h"
+#include "cmd/demo.h"
+#include "cmd/import.h"
 #include "cmd/serve.h"
 #include "cmd/wrap.h"
-#include "federation/demo.h"
 #include "transports/child.h"
 
 static void usage(FILE *f)
@@ -41,7 +41,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "bridge") == 0)
         return br_bridge_main(argc - 1, argv + 1);
     if (strcmp(cmd, "import") == 0)
-        return br_import_main(argc - 1, argv + 1);
+        return cmd_import_main(argc - 1, argv + 1);
     if (strcmp(cmd, "reload") == 0)
         return cmd_reload(argc - 1, argv + 1);
     if (strcmp(cmd, "approve") == 0)
@@ -51,7 +51,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "token") == 0)
         return cmd_token(argc - 1, argv + 1);
     if (strcmp(cmd, "demo-server") == 0)
-        return fed_demo_main(argc - 1, argv + 1);
+        return cmd_demo_main(argc - 1, argv + 1);
     if (strcmp(cmd, "__exec") == 0)
         return tp_child_exec_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/paths.h"
 #include "federation/bridge_front.h"
+#include "federation/control.h"
 #include "federation/gateway.h"
 #include "federation/mcp_http.h"
 #include "transports/child.h"

@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
-#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +36,8 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/file.h"
+#include "core/hash.h"
 #include "core/log.h"
 
 #define CONFIG_MAX_FILE (1024 * 1024)  /* bytes; a config file is small */
@@ -1125,11 +1126,8 @@ static int set_client(struct parser *p, const char *key, const char *raw)
                       token == NULL ? "not set" : "empty");
             goto out;
         }
-        /* crypto_hash_sha256 is plain C with no CPU dispatch: it needs no sodium_init(). */
-        unsigned char digest[crypto_hash_sha256_BYTES];
-        char hex[crypto_hash_sha256_BYTES * 2 + 1];
-        crypto_hash_sha256(digest, (const unsigned char *)token, strlen(token));
-        sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
+        char hex[CORE_SHA256_HEX_SIZE];
+        core_sha256_hex(token, strlen(token), hex);
         rc = set_token(p, key, hex);
         if (rc == 0) {
             /* Unique: a second client with the same token_env has the same token, refused. */
@@ -1564,50 +1562,23 @@ int core_config_parse(const char *text, size_t len, const char *name, struct cor
 
 int core_config_load(const char *path, struct core_config **out, char *err, size_t errlen)
 {
-    struct core_buf b;
-    char chunk[16384];
-    int rc = 0;
-    core_buf_init(&b, CONFIG_MAX_FILE);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = uv_translate_sys_error(errno);
-        goto fail;
-    }
-    for (;;) {
-        ssize_t got = read(fd, chunk, sizeof(chunk));
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            rc = uv_translate_sys_error(errno);
-            break;
-        }
-        if (got == 0)
-            break;
-        rc = core_buf_append(&b, chunk, (size_t)got);
-        if (rc)
-            break;
-    }
-    close(fd);
-    if (rc == CORE_ETOOBIG) {
+    char *text = NULL;
+    size_t len = 0;
+    char why[512];
+    int rc = core_file_read_all(path, 0, CONFIG_MAX_FILE, &text, &len, NULL, why, sizeof why);
+    if (rc != 0) {
         if (err != NULL && errlen > 0) {
-            snprintf(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
+            if (rc == CORE_ETOOBIG)
+                snprintf(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
+            else if (rc == CORE_EINVAL)
+                snprintf(err, errlen, "%s", why); /* not a regular file */
+            else
+                snprintf(err, errlen, "%s: cannot read: %s", path, core_strerror(rc));
             sanitize(err);
         }
-        core_buf_dispose(&b);
-        return CORE_EPARSE;
+        return rc == CORE_ETOOBIG ? CORE_EPARSE : rc;
     }
-    if (rc)
-        goto fail;
-    size_t len;
-    char *text = core_buf_take(&b, &len);
     rc = core_config_parse(text, len, path, out, err, errlen);
     core_free(text);
-    return rc;
-fail:
-    if (err != NULL && errlen > 0) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, core_strerror(rc));
-        sanitize(err);
-    }
-    core_buf_dispose(&b);
     return rc;
 }

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,11 +13,14 @@
 
 #include "core/alloc.h"
 
-int core_file_open(const char *path, int flags, mode_t mode, int *fd_out, char *err, size_t errlen)
+/* core_file_open, with O_NOFOLLOW only when nofollow; *st_out gets the file's stat. */
+static int open_regular(const char *path, int flags, mode_t mode, bool nofollow, int *fd_out,
+                        struct stat *st_out, char *err, size_t errlen)
 {
     /* O_NONBLOCK only for the open itself: a FIFO planted at path would otherwise block it
      * until someone opens the other end. Regular files ignore it. */
-    int fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, mode);
+    int fd = open(path, flags | (nofollow ? O_NOFOLLOW : 0) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+                  mode);
     if (fd < 0) {
         int e = errno;
         if (e == ELOOP) {
@@ -52,6 +57,100 @@ int core_file_open(const char *path, int flags, mode_t mode, int *fd_out, char *
         return rc;
     }
     *fd_out = fd;
+    *st_out = st;
+    return 0;
+}
+
+int core_file_open(const char *path, int flags, mode_t mode, int *fd_out, char *err, size_t errlen)
+{
+    struct stat st;
+    return open_regular(path, flags, mode, true, fd_out, &st, err, errlen);
+}
+
+/* Moves the n bytes at *p into a new block of cap bytes, wiping the old one (it may hold a
+ * secret), and frees it. */
+static char *grow(char *p, size_t n, size_t cap)
+{
+    char *q = core_xmalloc(cap);
+    memcpy(q, p, n);
+    explicit_bzero(p, n);
+    core_free(p);
+    return q;
+}
+
+int core_file_read_all(const char *path, unsigned flags, size_t max, char **out, size_t *len_out,
+                       mode_t *mode_out, char *err, size_t errlen)
+{
+    /* Written by open_regular on success only; set here so that no path reads them unset. */
+    int fd = -1;
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    int rc = open_regular(path, O_RDONLY, 0, (flags & CORE_FILE_NOFOLLOW) != 0, &fd, &st, err,
+                          errlen);
+    if (rc != 0)
+        return rc;
+    char *buf = NULL;
+    size_t len = 0;
+    if ((flags & CORE_FILE_PRIVATE) != 0 && (st.st_mode & 077) != 0) {
+        rc = CORE_EINVAL;
+        core_set_err(err, errlen, "%s: mode %04o lets group/others in; run `chmod 600 %s`", path,
+                     (unsigned)(st.st_mode & 07777), path);
+        goto out;
+    }
+    if (st.st_size < 0 || (uintmax_t)st.st_size > max) {
+        rc = CORE_ETOOBIG;
+        core_set_err(err, errlen, "%s: larger than %zu bytes", path, max);
+        goto out;
+    }
+    /* Sized by fstat, so a file that does not change is read with one allocation; one that grows
+     * meanwhile still stops at max. The extra byte holds the NUL, or shows that there is more. */
+    size_t cap = (size_t)st.st_size + 1;
+    buf = core_xmalloc(cap);
+    for (;;) {
+        if (len == cap) {
+            if (cap > max) {
+                rc = CORE_ETOOBIG;
+                core_set_err(err, errlen, "%s: larger than %zu bytes", path, max);
+                goto out;
+            }
+            size_t ncap = cap <= max / 2 ? cap * 2 : max + 1;
+            buf = grow(buf, len, ncap);
+            cap = ncap;
+        }
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = -errno;
+            core_set_err(err, errlen, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    if (len > max) {
+        rc = CORE_ETOOBIG;
+        core_set_err(err, errlen, "%s: larger than %zu bytes", path, max);
+        goto out;
+    }
+    if (len == cap)
+        buf = grow(buf, len, len + 1);
+    buf[len] = '\0';
+out:
+    close(fd);
+    if (rc != 0) {
+        if (buf != NULL) {
+            explicit_bzero(buf, len);
+            core_free(buf);
+        }
+        return rc;
+    }
+    *out = buf;
+    if (len_out != NULL)
+        *len_out = len;
+    if (mode_out != NULL)
+        *mode_out = st.st_mode & 07777;
     return 0;
 }
 

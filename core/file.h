@@ -1,4 +1,4 @@
-/* Opening state files without following symlinks, and writing files so that a crash leaves
+/* Reading whole files, opening state files without following symlinks, and writing files so that a crash leaves
  * either the old content or the new, never half of it. */
 #ifndef GW_CORE_FILE_H
 #define GW_CORE_FILE_H
@@ -18,6 +18,21 @@
  * directory; or another -errno; on failure err gets one line naming the file. */
 GW_MUST_CHECK int core_file_open(const char *path, int flags, mode_t mode, int *fd_out, char *err,
                                  size_t errlen);
+/* Flags for core_file_read_all. */
+#define CORE_FILE_NOFOLLOW 1u /* refuse a symlink at path, as core_file_open does */
+#define CORE_FILE_PRIVATE 2u  /* refuse a file with any group/other permission bit */
+
+/* Reads the whole regular file at path into a new NUL-terminated buffer: *out (the caller frees
+ * it with core_free, after wiping it if it holds a secret; no other copy is left behind), its
+ * length without the NUL in *len_out and its permission bits in *mode_out (either may be NULL).
+ * At most max bytes are read, even from a file that grows meanwhile. A symlink at path is
+ * followed unless flags has CORE_FILE_NOFOLLOW; a FIFO, device or directory is refused without
+ * blocking. Returns 0; -ENOENT when path does not exist; -ELOOP for a symlink (NOFOLLOW);
+ * CORE_EINVAL for anything but a regular file, or a non-private one (PRIVATE); CORE_ETOOBIG
+ * when longer than max; or another -errno. On failure err gets one line naming the file and
+ * the out-parameters are untouched. */
+GW_MUST_CHECK int core_file_read_all(const char *path, unsigned flags, size_t max, char **out,
+                                     size_t *len_out, mode_t *mode_out, char *err, size_t errlen);
 /* Rotation: path.(keep-1) -> path.keep (the old one replaced), ..., path.1 -> path.2, then
  * path -> path.1; missing files are skipped. rename(2) moves directory entries, so a symlink
  * among them is moved or replaced, never followed. The caller opens a fresh path afterwards.

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/identity.h"
 #include "core/alloc.h"
 #include "core/frame.h"
 #include "core/log.h"
@@ -13,9 +14,9 @@
 #include "federation/internal.h"
 #include "federation/router.h"
 #include "federation/session.h"
+#include "transports/bridge_hello.h"
 
 #define BRIDGE_MAX_FRAME (16u << 20)
-#define BRIDGE_HELLO_MAX 1024
 /* A bridge whose output waits past this stops being read (back-pressure), and resumes below
  * half of it. Notifications are dropped earlier (FED_NOTIFY_STREAM_MAX) and the connection is
  * closed past FED_STREAM_HARD_MAX (the bridge reconnects and replays its session). */
@@ -211,12 +212,12 @@ static const struct fed_session_ops sess_ops = {.notify = sess_notify, .ended = 
 
 static void on_hello(struct bconn *b, const char *p, size_t n)
 {
-    cJSON *h = n <= BRIDGE_HELLO_MAX ? cJSON_ParseWithLength(p, n) : NULL;
-    cJSON *ver = cJSON_GetObjectItemCaseSensitive(h, FED_BRIDGE_HELLO_KEY);
-    cJSON *client = cJSON_GetObjectItemCaseSensitive(h, "client");
-    if (!cJSON_IsNumber(ver) || ver->valueint != 1) {
+    cJSON *h = n <= TP_BRIDGE_HELLO_MAX ? cJSON_ParseWithLength(p, n) : NULL;
+    cJSON *ver = cJSON_GetObjectItemCaseSensitive(h, TP_BRIDGE_HELLO_KEY);
+    cJSON *client = cJSON_GetObjectItemCaseSensitive(h, TP_BRIDGE_HELLO_CLIENT);
+    if (!cJSON_IsNumber(ver) || ver->valueint != TP_BRIDGE_HELLO_VERSION) {
         core_log(CORE_LOG_WARN, "bridge", "b%u: bad hello; closing", b->id);
-        send_error(b, -32600, "agentgate: expected the bridge hello {\"agentgate-bridge\":1,...}");
+        send_error(b, -32600, "agentgate: expected the bridge hello {\"" TP_BRIDGE_HELLO_KEY "\":...}");
         cJSON_Delete(h);
         bconn_close(b);
         return;
@@ -226,18 +227,18 @@ static void on_hello(struct bconn *b, const char *p, size_t n)
     memcpy(b->client, name, nl);
     b->client[nl] = '\0';
     cJSON_Delete(h);
-    struct fed_peer peer = {
+    struct auth_peer peer = {
         .is_unix = true, .uid_known = b->uid_known, .uid = b->uid, .name = b->client};
     const struct core_client_cfg *cc = NULL;
     const char *why = NULL;
-    if (fed_identify(b->gw, &peer, &cc, &why) != 0) {
+    if (auth_identify(b->gw->cfg, b->gw->auth_override, &peer, &cc, &why) != 0) {
         char msg[300];
-        snprintf(msg, sizeof msg, "agentgate: refused: %.*s%s%s", (int)strcspn(why, "\n"), why,
+        snprintf(msg, sizeof msg, TP_BRIDGE_REFUSED ": %.*s%s%s", (int)strcspn(why, "\n"), why,
                  b->client[0] ? " (client " : "", b->client[0] ? b->client : "");
         if (b->client[0])
             snprintf(msg + strlen(msg), sizeof msg - strlen(msg), ")");
         core_log(CORE_LOG_WARN, "bridge", "b%u: %s", b->id, msg);
-        send_error(b, -32001, msg);
+        send_error(b, TP_BRIDGE_REFUSED_CODE, msg);
         bconn_close(b);
         return;
     }
@@ -245,8 +246,8 @@ static void on_hello(struct bconn *b, const char *p, size_t n)
     b->s = fed_session_new(b->gw, cc, &sess_ops, b, full, sizeof full);
     if (b->s == NULL) {
         char msg[340];
-        snprintf(msg, sizeof msg, "agentgate: refused: %s", full);
-        send_error(b, -32001, msg);
+        snprintf(msg, sizeof msg, TP_BRIDGE_REFUSED ": %s", full);
+        send_error(b, TP_BRIDGE_REFUSED_CODE, msg);
         bconn_close(b);
         return;
     }

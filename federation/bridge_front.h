@@ -7,9 +7,6 @@
 
 struct fed_gateway;
 
-/* The hello a bridge sends first, as one line: {"agentgate-bridge":1,"client":"NAME"} */
-#define FED_BRIDGE_HELLO_KEY "agentgate-bridge"
-
 /* Takes over a connected stream socket (fd, owned from now on) whose first bytes, already read,
  * are initial[0..n) (the hello line and possibly more). */
 void fed_bridge_accept(struct fed_gateway *gw, int fd, const char *initial, size_t n);

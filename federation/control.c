@@ -1,9 +1,12 @@
 /* Reload and approve: the daemon's control endpoints on the Unix socket (the socket's 0600
  * mode and the peer-uid check keep them to the user), and the work behind them and SIGHUP. */
+#include "federation/control.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/identity.h"
 #include "auth/seal.h"
 #include "core/alloc.h"
 #include "core/log.h"
@@ -158,7 +161,7 @@ int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
             struct fed_session *s = v;
             if (s->client == NULL)
                 continue;
-            const struct core_client_cfg *nc = fed_client_named(gw, s->client);
+            const struct core_client_cfg *nc = auth_client_named(gw->cfg, s->client);
             if (nc == NULL) {
                 gone = s;
                 break;
@@ -191,7 +194,7 @@ int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap)
     /* Rate buckets of clients that are gone. */
     it = 0;
     while (core_map_str_next(&gw->buckets, &it, &k, &v))
-        if (fed_client_named(gw, k) == NULL) {
+        if (auth_client_named(gw->cfg, k) == NULL) {
             core_free(v);
             core_map_str_del(&gw->buckets, k, strlen(k));
             it = 0;

@@ -30,14 +30,6 @@ void fed_gateway_start(struct fed_gateway *gw);
  * once everything is closed. */
 void fed_gateway_shutdown(struct fed_gateway *gw, void (*done)(void *ctx), void *ctx);
 
-/* Re-reads the config file (and the session keys and pins): added servers start, removed ones
- * stop, changed ones restart, client policies apply to live sessions at once. On success
- * returns 0 and a summary in msg; on error returns non-zero, the running config stays and msg
- * holds the one-line reason ("FILE:LINE: ..."). */
-int fed_gateway_reload(struct fed_gateway *gw, char *msg, size_t cap);
-/* Accepts the changed definitions of a server's tools (tool NULL = all of them). Returns 0 and
- * the count in *n, or non-zero with a message. */
-int fed_gateway_approve(struct fed_gateway *gw, const char *server, const char *tool, int *n,
-                        char *msg, size_t cap);
+/* Reload and approve are federation/control.h. */
 
 #endif

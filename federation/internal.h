@@ -1,6 +1,6 @@
-/* Shared between the files of federation/: the gateway object, identities, the memory bound for
- * clients that do not read, and the HTTP fronts' helpers. Upstreams, sessions and the router
- * have headers of their own. */
+/* Shared between the files of federation/: the gateway object, the memory bound for clients
+ * that do not read, and the HTTP fronts' helpers. Upstreams, sessions, the router and the
+ * control endpoints have headers of their own; client identities are auth/identity.h. */
 #ifndef GW_FEDERATION_INTERNAL_H
 #define GW_FEDERATION_INTERNAL_H
 
@@ -17,27 +17,6 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "federation/gateway.h"
-
-
-/* ---- identities ------------------------------------------------------------------------ */
-
-/* What a front knows about who is asking. */
-struct fed_peer {
-    bool is_unix;              /* came in on the Unix socket */
-    bool uid_known;            /* is_unix: the kernel told the peer's uid */
-    uid_t uid;
-    const char *authorization; /* the Authorization header, or NULL */
-    const char *name;          /* the client name it gives (X-Agentgate-Client, bridge hello) */
-};
-
-/* auth = none is in force (serve --auth, else the config). */
-bool fed_auth_none(const struct fed_gateway *gw);
-const struct core_client_cfg *fed_client_named(const struct fed_gateway *gw, const char *name);
-/* Returns 0 with *client (NULL = anonymous), or an HTTP status (401, 403) with a one-line
- * reason for the peer. Socket peers must run as our uid; TCP needs a bearer token unless
- * auth = none. */
-int fed_identify(const struct fed_gateway *gw, const struct fed_peer *peer,
-                  const struct core_client_cfg **client, const char **why);
 
 
 /* ---- the gateway ---------------------------------------------------------------------------- */
@@ -121,8 +100,6 @@ bool fed_backlog_room(struct fed_gateway *gw, size_t conn, size_t conn_max, size
 void fed_backlog_drained(struct fed_drops *d, const char *who);
 
 struct tp_http_req;
-/* POST /agentgate/reload and /agentgate/approve (Unix socket only). */
-void fed_control_request(struct fed_gateway *gw, struct tp_http_req *req);
 /* HTTP fronts: a short text answer, and a JSON-RPC error (id null) with an HTTP status. */
 void fed_http_status(struct tp_http_req *req, int status, const char *text);
 void fed_http_rpc_error(struct tp_http_req *req, int status, int code, const char *msg);

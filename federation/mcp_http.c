@@ -6,8 +6,10 @@
 #include <sodium.h>
 #include <strings.h>
 
+#include "auth/identity.h"
 #include "core/alloc.h"
 #include "core/log.h"
+#include "federation/control.h"
 #include "federation/internal.h"
 #include "federation/router.h"
 #include "federation/session.h"
@@ -587,14 +589,14 @@ void fed_http_request(struct fed_gateway *gw, struct tp_http_req *req)
             why = "Unauthorized: send Authorization: Bearer <token>\n";
         }
     } else {
-        struct fed_peer peer = {
+        struct auth_peer peer = {
             .is_unix = is_unix,
             .authorization = tp_http_req_header(req, "Authorization"),
             .name = tp_http_req_header(req, "X-Agentgate-Client"),
         };
         if (is_unix)
             peer.uid_known = tp_http_req_peer_uid(req, &peer.uid);
-        status = fed_identify(gw, &peer, &client, &why);
+        status = auth_identify(gw->cfg, gw->auth_override, &peer, &client, &why);
     }
     if (status) {
         core_log(CORE_LOG_INFO, "http", "%s: %d %s %s: %.*s", tp_http_req_conn_name(req), status,

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 
 #include "core/alloc.h"
 #include "core/file.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/map.h"
 
@@ -109,9 +109,7 @@ static void canonical_sha256(const cJSON *j, char hex[65])
     char *text = cJSON_PrintUnformatted(dup);
     if (text == NULL)
         abort();
-    unsigned char bin[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256(bin, (const unsigned char *)text, strlen(text));
-    sodium_bin2hex(hex, 65, bin, sizeof bin);
+    core_sha256_hex(text, strlen(text), hex);
     cJSON_free(text);
     cJSON_Delete(dup);
 }
@@ -302,12 +300,12 @@ static void upgrade(cJSON *root)
 
 int pol_pins_load(const char *path, struct pol_pins **out, char *err, size_t errlen)
 {
-    int rc = 0;
     char *text = NULL;
+    size_t got = 0;
     /* A symlink at path is refused, not followed: the pins decide which tool definitions are
-     * trusted, so they come only from the file in the (private) state directory. */
-    int fd;
-    rc = core_file_open(path, O_RDONLY, 0, &fd, err, errlen);
+     * trusted, so they come only from the (private) file in the (private) state directory. */
+    int rc = core_file_read_all(path, CORE_FILE_NOFOLLOW | CORE_FILE_PRIVATE, PINS_MAX_FILE, &text,
+                                &got, NULL, err, errlen);
     if (rc == -ENOENT) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddNumberToObject(root, "version", PINS_VERSION);
@@ -317,40 +315,6 @@ int pol_pins_load(const char *path, struct pol_pins **out, char *err, size_t err
     }
     if (rc != 0)
         return rc == -ELOOP ? CORE_EINVAL : rc;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        rc = -errno;
-        core_set_err(err, errlen, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if ((st.st_mode & 077) != 0) {
-        rc = CORE_EINVAL;
-        core_set_err(err, errlen, "%s: mode %04o lets group/others read it; run chmod 600 on it", path,
-                (unsigned)(st.st_mode & 07777));
-        goto out;
-    }
-    if (st.st_size > (off_t)PINS_MAX_FILE) {
-        rc = CORE_ETOOBIG;
-        core_set_err(err, errlen, "%s: larger than %u bytes", path, PINS_MAX_FILE);
-        goto out;
-    }
-    size_t size = (size_t)st.st_size;
-    text = core_xmalloc(size + 1);
-    size_t got = 0;
-    while (got < size) {
-        ssize_t r = read(fd, text + got, size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = -errno;
-            core_set_err(err, errlen, "%s: %s", path, strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break; /* shrank under us: parse what is there */
-        got += (size_t)r;
-    }
-    text[got] = '\0';
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, got, &end, 0);
     if (root == NULL) {
@@ -368,7 +332,6 @@ int pol_pins_load(const char *path, struct pol_pins **out, char *err, size_t err
     *out = pins_new(root);
 out:
     core_free(text);
-    close(fd);
     return rc;
 }
 

@@ -7,7 +7,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 secs="${1:-${FUZZ_SECONDS:-20}}"
-CC=clang cmake -S . -B build-fuzz -DAG_FUZZ=ON -DAG_TESTS=OFF >/dev/null
+CC=clang cmake -S . -B build-fuzz -DAG_FUZZ=ON -DAG_TESTS=OFF -DAG_WERROR=ON >/dev/null
 cmake --build build-fuzz -j"${JOBS:-2}" >/dev/null
 mkdir -p build-fuzz/crashes
 pass=0

@@ -47,6 +47,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/peer.h"
+#include "transports/bridge_hello.h"
 #include "transports/tls.h"
 
 #define MOD "http"
@@ -1253,8 +1254,8 @@ static void on_read_error(struct tp_http_conn *c, int err)
     conn_close(c);
 }
 
-/* A Unix-socket peer whose first byte opens a JSON object speaks the bridge's line protocol,
- * not HTTP (no method starts with '{'): its descriptor (a duplicate) and the bytes read so far
+/* A Unix-socket peer whose first byte is TP_BRIDGE_SNIFF ('{', which no HTTP method starts
+ * with) speaks the bridge's line protocol (transports/bridge_hello.h), not HTTP: its descriptor (a duplicate) and the bytes read so far
  * go to the raw callback, and this connection closes. */
 static void hand_over(struct tp_http_conn *c)
 {
@@ -1277,7 +1278,8 @@ static void conn_input(struct tp_http_conn *c)
 {
     switch (c->state) {
     case CONN_IDLE:
-        if (c->is_unix && c->srv->raw_cb && c->in_pos == 0 && c->in.data[0] == '{') {
+        if (c->is_unix && c->srv->raw_cb && c->in_pos == 0 &&
+            c->in.data[0] == TP_BRIDGE_SNIFF) {
             hand_over(c);
             break;
         }

@@ -3,6 +3,7 @@
 
 #include <check.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -896,8 +897,14 @@ START_TEST(test_load)
     ck_assert_int_eq(core_config_load(path, &cfg, err, sizeof(err)), UV_ENOENT);
     snprintf(want, sizeof(want), "%s: cannot read: %s", path, uv_strerror(UV_ENOENT));
     ck_assert_str_eq(err, want);
-    ck_assert_int_eq(core_config_load("/tmp", &cfg, err, sizeof(err)), UV_EISDIR);
+    /* A directory, or a FIFO that would block the read: refused up front. */
+    ck_assert_int_eq(core_config_load("/tmp", &cfg, err, sizeof(err)), CORE_EINVAL);
+    ck_assert_str_eq(err, "/tmp: not a regular file");
     ck_assert_ptr_null(cfg);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    ck_assert_int_eq(core_config_load(path, &cfg, err, sizeof(err)), CORE_EINVAL);
+    ck_assert_ptr_null(cfg);
+    unlink(path);
 }
 END_TEST
 

@@ -137,6 +137,120 @@ START_TEST(test_not_regular)
 END_TEST
 
 /* rename(2) replaces the directory entry: the symlink goes, its target stays as it was. */
+/* core_file_read_all: the whole file, NUL-terminated, its length and mode; a file of exactly max
+ * bytes is read, one byte more is refused; the empty file is an empty string. */
+START_TEST(test_read_all)
+{
+    char *text = NULL;
+    size_t len = 99;
+    mode_t mode = 0;
+    write_text(path, "hello\nworld");
+    ck_assert_int_eq(chmod(path, 0640), 0);
+    ck_assert_int_eq(core_file_read_all(path, 0, 1024, &text, &len, &mode, err, sizeof err), 0);
+    ck_assert_uint_eq(len, 11);
+    ck_assert_str_eq(text, "hello\nworld");
+    ck_assert_uint_eq(mode, 0640);
+    core_free(text);
+
+    /* Exactly at the limit, and one past it (out-parameters untouched on failure). */
+    text = NULL;
+    ck_assert_int_eq(core_file_read_all(path, 0, 11, &text, &len, NULL, err, sizeof err), 0);
+    ck_assert_str_eq(text, "hello\nworld");
+    core_free(text);
+    text = NULL;
+    len = 99;
+    ck_assert_int_eq(core_file_read_all(path, 0, 10, &text, &len, NULL, err, sizeof err),
+                     CORE_ETOOBIG);
+    ck_assert_ptr_null(text);
+    ck_assert_uint_eq(len, 99);
+    ck_assert_msg(strstr(err, path) != NULL && strstr(err, "larger than 10 bytes") != NULL, "%s",
+                  err);
+
+    /* Empty. */
+    write_text(path, "");
+    ck_assert_int_eq(core_file_read_all(path, 0, 10, &text, &len, NULL, err, sizeof err), 0);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_str_eq(text, "");
+    core_free(text);
+
+    /* Missing: -ENOENT, with the file named. */
+    unlink(path);
+    text = NULL;
+    ck_assert_int_eq(core_file_read_all(path, 0, 10, &text, NULL, NULL, err, sizeof err), -ENOENT);
+    ck_assert_ptr_null(text);
+    ck_assert_msg(strstr(err, path) != NULL, "%s", err);
+}
+END_TEST
+
+/* A file that grows past fstat's size while it is read: everything up to max is read, and more
+ * than max is refused even though fstat said less. /proc files report size 0. */
+START_TEST(test_read_all_unsized)
+{
+    char *text = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(core_file_read_all("/proc/self/status", 0, 1 << 20, &text, &len, NULL, err,
+                                        sizeof err),
+                     0);
+    ck_assert_uint_gt(len, 0);
+    ck_assert_uint_eq(strlen(text), len);
+    ck_assert_ptr_nonnull(strstr(text, "Name:"));
+    core_free(text);
+    text = NULL;
+    ck_assert_int_eq(core_file_read_all("/proc/self/status", 0, 16, &text, &len, NULL, err,
+                                        sizeof err),
+                     CORE_ETOOBIG);
+    ck_assert_ptr_null(text);
+}
+END_TEST
+
+/* The flags: NOFOLLOW refuses a symlink that is followed without it; PRIVATE refuses any
+ * group/other bit and says how to fix it; a directory and a FIFO are refused without blocking. */
+START_TEST(test_read_all_flags)
+{
+    char *text = NULL;
+    size_t len = 0;
+    write_text(target, "secret");
+    ck_assert_int_eq(chmod(target, 0600), 0);
+    ck_assert_int_eq(symlink(target, path), 0);
+    ck_assert_int_eq(core_file_read_all(path, 0, 64, &text, &len, NULL, err, sizeof err), 0);
+    ck_assert_str_eq(text, "secret");
+    core_free(text);
+    text = NULL;
+    ck_assert_int_eq(core_file_read_all(path, CORE_FILE_NOFOLLOW, 64, &text, &len, NULL, err,
+                                        sizeof err),
+                     -ELOOP);
+    ck_assert_ptr_null(text);
+    ck_assert_msg(strstr(err, "symbolic link") != NULL, "%s", err);
+    unlink(path);
+
+    ck_assert_int_eq(core_file_read_all(target, CORE_FILE_PRIVATE, 64, &text, &len, NULL, err,
+                                        sizeof err),
+                     0);
+    core_free(text);
+    text = NULL;
+    static const mode_t open_modes[] = {0640, 0604, 0620, 0602, 0610, 0601};
+    for (size_t i = 0; i < sizeof open_modes / sizeof open_modes[0]; i++) {
+        char want[8];
+        snprintf(want, sizeof want, "0%o", (unsigned)open_modes[i]);
+        ck_assert_int_eq(chmod(target, open_modes[i]), 0);
+        ck_assert_int_eq(core_file_read_all(target, CORE_FILE_PRIVATE, 64, &text, &len, NULL, err,
+                                            sizeof err),
+                         CORE_EINVAL);
+        ck_assert_ptr_null(text);
+        ck_assert_msg(strstr(err, want) != NULL && strstr(err, "chmod 600") != NULL, "%s", err);
+    }
+
+    ck_assert_int_eq(core_file_read_all(dir, 0, 64, &text, &len, NULL, err, sizeof err),
+                     CORE_EINVAL);
+    ck_assert_msg(strstr(err, "not a regular file") != NULL, "%s", err);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    ck_assert_int_eq(core_file_read_all(path, 0, 64, &text, &len, NULL, err, sizeof err),
+                     CORE_EINVAL);
+    ck_assert_msg(strstr(err, "not a regular file") != NULL, "%s", err);
+    ck_assert_ptr_null(text);
+}
+END_TEST
+
 START_TEST(test_atomic_write_replaces_symlink)
 {
     write_text(target, "precious\n");
@@ -161,6 +275,9 @@ static Suite *file_suite(void)
     tcase_add_test(tc, test_symlink_not_followed);
     tcase_add_test(tc, test_not_regular);
     tcase_add_test(tc, test_atomic_write_replaces_symlink);
+    tcase_add_test(tc, test_read_all);
+    tcase_add_test(tc, test_read_all_unsized);
+    tcase_add_test(tc, test_read_all_flags);
     suite_add_tcase(s, tc);
     return s;
 }

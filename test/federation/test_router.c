@@ -12,7 +12,7 @@
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/log.h"
-#include "federation/demo.h"
+#include "cmd/demo.h"
 #include "federation/internal.h"
 #include "federation/router.h"
 #include "federation/session.h"
@@ -644,7 +644,7 @@ int main(int argc, char **argv)
 {
     /* The test binary doubles as the upstream: `test_router demo-server`. */
     if (argc > 1 && strcmp(argv[1], "demo-server") == 0)
-        return fed_demo_main(argc - 1, argv + 1);
+        return cmd_demo_main(argc - 1, argv + 1);
     core_alloc_hook_cjson();
     core_log_set_level(CORE_LOG_WARN);
     ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);

@@ -10,7 +10,7 @@
  * with core_config_parse before it is accepted, values the INI syntax cannot carry are refused
  * with a reason, and the finished file is loaded with core_config_load before it replaces the
  * old one. Writes are atomic (temporary file in the same directory, fsync, rename). */
-#include "bridge/import.h"
+#include "cmd/import.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -162,48 +162,19 @@ static char *comment_value(const cJSON *v)
     return out;
 }
 
-/* Reads the whole file at path into *out (NUL-terminated; caller frees). Returns 0, a UV-style
- * negative errno, or CORE_ETOOBIG. */
+/* Reads the whole file at path into *out (NUL-terminated; caller frees). Returns 0, -errno,
+ * CORE_EINVAL (not a regular file) or CORE_ETOOBIG; read_error says which in words. */
 static int read_file(const char *path, char **out, size_t *len)
 {
-    struct core_buf b;
-    char chunk[16384];
-    int rc = 0;
-    core_buf_init(&b, CLIENT_FILE_MAX);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    for (;;) {
-        ssize_t got = read(fd, chunk, sizeof chunk);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            rc = -errno;
-            break;
-        }
-        if (got == 0)
-            break;
-        rc = core_buf_append(&b, chunk, (size_t)got);
-        if (rc)
-            break;
-    }
-    close(fd);
-    if (rc) {
-        core_buf_dispose(&b);
-        return rc;
-    }
-    if (core_buf_reserve(&b, 0) != 0) {
-        core_buf_dispose(&b);
-        return CORE_ETOOBIG;
-    }
-    *out = core_buf_take(&b, len);
-    return 0;
+    return core_file_read_all(path, 0, CLIENT_FILE_MAX, out, len, NULL, NULL, 0);
 }
 
 static const char *read_error(int rc)
 {
     if (rc == CORE_ETOOBIG)
         return "larger than 16 MiB";
+    if (rc == CORE_EINVAL)
+        return "not a regular file";
     return strerror(-rc);
 }
 
@@ -1209,7 +1180,7 @@ static int write_config(struct import *im, bool existed, mode_t mode)
     return 0;
 }
 
-int br_import_main(int argc, char **argv)
+int cmd_import_main(int argc, char **argv)
 {
     struct import im;
     memset(&im, 0, sizeof im);

@@ -1,6 +1,6 @@
-/* Tests for federation/demo.c: the demo server runs in a forked process on pipes (or a file as
+/* Tests for cmd/demo.c: the demo server runs in a forked process on pipes (or a file as
  * stdin) and the test talks to it like a client, line by line. */
-#include "federation/demo.h"
+#include "cmd/demo.h"
 
 #include <check.h>
 #include <cjson/cJSON.h>
@@ -64,7 +64,7 @@ static void peer_start_fd(struct peer *p, int in_fd)
         close(out[1]);
         long live = core_alloc_live();
         char *argv[] = {"agentgate", "demo-server", NULL};
-        int rc = fed_demo_main(2, argv);
+        int rc = cmd_demo_main(2, argv);
         if (core_alloc_live() != live) {
             fprintf(stderr, "demo server leaked %ld allocations\n", core_alloc_live() - live);
             rc = 99;

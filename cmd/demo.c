@@ -6,7 +6,7 @@
  * end of each loop callback, so a burst of pipelined requests costs one write. Request ids and
  * progress tokens are echoed as the client's own bytes, so every JSON type and every integer
  * (even beyond 2^53) comes back exactly. */
-#include "federation/demo.h"
+#include "cmd/demo.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -1302,7 +1302,7 @@ static void input_start(struct demo_srv *s)
 
 /* ---- main -------------------------------------------------------------------------------- */
 
-int fed_demo_main(int argc, char **argv)
+int cmd_demo_main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

@@ -1,7 +1,7 @@
 /* `agentgate demo-server`: a small stdio MCP server built into the binary. It is the gateway's
  * embedded default upstream, a test fixture and the benchmark backend. */
-#ifndef GW_FEDERATION_DEMO_H
-#define GW_FEDERATION_DEMO_H
+#ifndef GW_CMD_DEMO_H
+#define GW_CMD_DEMO_H
 
 /* Serves MCP (newline-delimited JSON-RPC) on stdin/stdout until stdin reaches EOF and every
  * request in progress (sleeps) has been answered, then frees everything and returns the exit
@@ -9,6 +9,6 @@
  * frames; diagnostics go to stderr. stdin may be a pipe, a socket, a tty or a file.
  * Sets SIGPIPE to SIG_IGN and installs the cJSON allocation hooks (process-wide).
  * argv is `... demo-server [--help]`; other arguments are ignored. */
-int fed_demo_main(int argc, char **argv);
+int cmd_demo_main(int argc, char **argv);
 
 #endif
