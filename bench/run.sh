@@ -637,6 +637,7 @@ row() { # ROW NAME
 check() { # DESCRIPTION MEASURED MET(1/0/"") TARGET
     local mark
     case ${3:-} in 1) mark='met' ;; 0) mark='**not met**' ;; *) mark='not measured' ;; esac
+    [ "$4" = "—" ] && mark='(no target)'
     printf '| %s | %s | %s | %s |\n' "$1" "$4" "$2" "$mark"
 }
 le() { isnum "${1:-}" && isnum "${2:-}" && calc '%d' "$1 <= $2"; }   # prints 1/0, or nothing

@@ -597,7 +597,9 @@ static void post_on_headers(void *ctx, struct tp_hreq *q, int status, const stru
     if (status >= 200 && status < 300) {
         const char *sid = tp_hheaders_get(h, "Mcp-Session-Id");
         if (sid && !post_legacy(p) && (p->probing || p->m->is_init) && !r->session_id) {
-            bool ok = strlen(sid) <= 255;
+            /* Visible ASCII; the spec sets no length, and agentgate's own sealed ids (wrap,
+             * serve) are ~270 bytes with a client's capabilities in them: bounded, not short. */
+            bool ok = strlen(sid) <= 4096;
             for (const char *c = sid; *c && ok; c++)
                 ok = *c >= 0x21 && *c <= 0x7e;
             if (ok)
