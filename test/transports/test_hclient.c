@@ -1625,6 +1625,50 @@ START_TEST(http2)
     ck_assert_int_eq(json_int(&x, "sessions"), 2);
     rec_dispose(&x);
 
+    /* Two streams share the connection; aborting one resets only it (the other's traffic
+     * carries the RST_STREAM) and the other goes on to its end. */
+    struct rec y;
+    rec_init(&x);
+    rec_init(&y);
+    x.abort_in_data = true;
+    y.pause_each = true;
+    y.pause_ms = 2;
+    h2_url(url, sizeof url, "/big?1048576");
+    struct tp_hreq_opts yo = {.url = url, .ca_file = cert};
+    start(&y, &yo, NULL);
+    h2_url(url, sizeof url, "/hold");
+    start(&x, &ho, NULL);
+    int before = H2.n_aborted;
+    run_until_done(&y);
+    ck_assert_msg(y.err == 0, "%s", y.why);
+    ck_assert_uint_eq(y.body.len, 1048576);
+    ck_assert(!x.done);
+    while (H2.n_aborted == before)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    rec_dispose(&x);
+    rec_dispose(&y);
+
+    /* A compressed body is delivered decoded, and max_body counts decoded bytes: 4 MiB of
+     * 'a' is about 4 KiB on the wire. */
+    rec_init(&x);
+    h2_url(url, sizeof url, "/gzip?100000");
+    struct tp_hreq_opts zo = {.url = url, .ca_file = cert};
+    start(&x, &zo, NULL);
+    run_until_done(&x);
+    ck_assert_msg(x.err == 0, "%s", x.why);
+    ck_assert_uint_eq(x.body.len, 100000);
+    ck_assert_int_eq(x.body.data[0], 'a');
+    ck_assert_int_eq(x.body.data[99999], 'a');
+    rec_dispose(&x);
+    rec_init(&x);
+    h2_url(url, sizeof url, "/gzip?4194304");
+    struct tp_hreq_opts bomb = {.url = url, .ca_file = cert, .max_body = 65536};
+    start(&x, &bomb, NULL);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, CORE_ETOOBIG);
+    ck_assert_uint_le(x.body.len, 65536);
+    rec_dispose(&x);
+
     /* A stalled stream ended by the idle timeout: the server learns at once too. */
     rec_init(&x);
     h2_url(url, sizeof url, "/hold");
@@ -1632,7 +1676,7 @@ START_TEST(http2)
     start(&x, &io, NULL);
     run_until_done(&x);
     ck_assert_int_eq(x.err, CORE_ETIMEDOUT);
-    while (H2.n_aborted < 2)
+    while (H2.n_aborted < 3)
         uv_run(&H.loop, UV_RUN_ONCE);
     rec_dispose(&x);
 
