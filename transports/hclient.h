@@ -105,8 +105,9 @@ GW_MUST_CHECK int tp_hreq_start(struct tp_hclient *c, const struct tp_hreq_opts 
  * nothing once on_done has been called. */
 void tp_hreq_abort(struct tp_hreq *r);
 /* Pauses / resumes delivery of the response body (back-pressure). While paused curl stops
- * reading (on HTTP/2 the stream's window closes); at most one read buffer is held. Delivery
- * starts again from the loop, never inside tp_hreq_resume. */
+ * reading (on HTTP/2 the stream's window closes) and holds what it had already read: one read
+ * buffer, decoded (curl caps that at 64 MiB for a compressed body). Delivery starts again from
+ * the loop, never inside tp_hreq_resume. */
 void tp_hreq_pause(struct tp_hreq *r);
 void tp_hreq_resume(struct tp_hreq *r);
 /* Streaming upload: appends bytes to the request body (copied). Returns 0, CORE_EINVAL (not a
