@@ -1,7 +1,8 @@
-/* Tests for transports/hclient.c against real servers on 127.0.0.1, all on one uv loop in the
- * test's process: the project's own HTTP server (transports/http.c, also with TLS) plays the
- * remote side, and a few raw libuv TCP servers play broken ones. Every test closes every
- * handle, checks uv_loop_close() and that no allocation of ours is left. */
+/* Tests for transports/hclient.c against real servers on 127.0.0.1: the project's own HTTP
+ * server (transports/http.c, also with TLS) on the same uv loop plays the remote side, a few raw
+ * libuv TCP servers play broken ones, and node's http2 module (h2server.mjs, spawned) plays an
+ * HTTP/2 server. Certificates are made at test time with the openssl command. Every test
+ * closes every handle, checks uv_loop_close() and that no allocation of ours is left. */
 #include "transports/hclient.h"
 #include "transports/http.h"
 
