@@ -6,6 +6,7 @@
 #include "cmd/admin.h"
 #include "cmd/demo.h"
 #include "cmd/import.h"
+#include "cmd/probe.h"
 #include "cmd/serve.h"
 #include "cmd/wrap.h"
 #include "transports/child.h"
@@ -23,6 +24,7 @@ static void usage(FILE *f)
                "  approve      accept changed tool definitions: approve SERVER [TOOL]\n"
                "  rotate-key   replace the session key and reload the daemon\n"
                "  token        client bearer tokens: token create NAME\n"
+               "  probe        connect to a remote MCP server, list its tools, call one: probe URL\n"
                "  demo-server  a small built-in stdio MCP server (echo, sum, sleep ...)\n"
                "  version      print the version\n");
 }
@@ -50,6 +52,8 @@ int main(int argc, char **argv)
         return cmd_rotate_key(argc - 1, argv + 1);
     if (strcmp(cmd, "token") == 0)
         return cmd_token(argc - 1, argv + 1);
+    if (strcmp(cmd, "probe") == 0)
+        return cmd_probe(argc - 1, argv + 1);
     if (strcmp(cmd, "demo-server") == 0)
         return cmd_demo_main(argc - 1, argv + 1);
     if (strcmp(cmd, "__exec") == 0)

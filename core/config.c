@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
@@ -213,6 +214,7 @@ static void server_init(struct core_server_cfg *srv, const char *name, int line)
     srv->env_inherit = CORE_ENV_INHERIT_DEFAULT;
     srv->env_pass = empty_list();
     srv->secret_env = empty_list();
+    srv->headers = empty_list();
 }
 
 static void server_dispose(struct core_server_cfg *srv)
@@ -226,6 +228,10 @@ static void server_dispose(struct core_server_cfg *srv)
     free_list(srv->roots);
     free_list(srv->env_pass);
     free_list(srv->secret_env);
+    core_free(srv->url);
+    free_list(srv->headers);
+    core_free(srv->token_env);
+    core_free(srv->ca_file);
 }
 
 static void client_init(struct core_client_cfg *c, const char *name, int line)
@@ -323,7 +329,10 @@ bool core_server_cfg_equal(const struct core_server_cfg *a, const struct core_se
            a->pin == b->pin && a->max_instances == b->max_instances &&
            a->env_inherit == b->env_inherit &&
            list_equal(a->env_pass, a->n_env_pass, b->env_pass, b->n_env_pass) &&
-           list_equal(a->secret_env, a->n_secret_env, b->secret_env, b->n_secret_env);
+           list_equal(a->secret_env, a->n_secret_env, b->secret_env, b->n_secret_env) &&
+           str_equal(a->url, b->url) && a->transport == b->transport &&
+           list_equal(a->headers, a->n_headers, b->headers, b->n_headers) && a->auth == b->auth &&
+           str_equal(a->token_env, b->token_env) && str_equal(a->ca_file, b->ca_file);
 }
 
 struct core_server_cfg *core_server_cfg_dup(const struct core_server_cfg *srv)
@@ -339,6 +348,10 @@ struct core_server_cfg *core_server_cfg_dup(const struct core_server_cfg *srv)
     copy->roots = list_dup(srv->roots, srv->n_roots);
     copy->env_pass = list_dup(srv->env_pass, srv->n_env_pass);
     copy->secret_env = list_dup(srv->secret_env, srv->n_secret_env);
+    copy->url = srv->url != NULL ? core_xstrdup(srv->url) : NULL;
+    copy->headers = list_dup(srv->headers, srv->n_headers);
+    copy->token_env = srv->token_env != NULL ? core_xstrdup(srv->token_env) : NULL;
+    copy->ca_file = srv->ca_file != NULL ? core_xstrdup(srv->ca_file) : NULL;
     return copy;
 }
 
@@ -790,6 +803,18 @@ out:
     return rc;
 }
 
+/* The variables raw's ${env:NAME} markers read hold this server's secrets: no other server
+ * may inherit them. raw has passed expand(), so every marker is well formed. */
+static void note_secrets(struct core_server_cfg *srv, const char *raw)
+{
+    for (const char *d = strstr(raw, ENV_MARKER); d != NULL; d = strstr(d, ENV_MARKER)) {
+        const char *name_start = d + sizeof(ENV_MARKER) - 1;
+        const char *close = strchr(name_start, '}');
+        add_unique(&srv->secret_env, &srv->n_secret_env, name_start, (size_t)(close - name_start));
+        d = close + 1;
+    }
+}
+
 static int set_env(struct parser *p, struct core_server_cfg *srv, const char *key, const char *raw)
 {
     char q[EXCERPT_MAX];
@@ -812,15 +837,125 @@ static int set_env(struct parser *p, struct core_server_cfg *srv, const char *ke
     srv->env = core_xrealloc(srv->env, (srv->n_env + 2) * sizeof(char *));
     srv->env[srv->n_env++] = core_buf_take(&b, NULL);
     srv->env[srv->n_env] = NULL;
-    /* The variables this value came from hold this server's secrets: no other server may
-     * inherit them. raw has passed expand(), so every marker is well formed. */
-    for (const char *d = strstr(raw, ENV_MARKER); d != NULL; d = strstr(d, ENV_MARKER)) {
-        const char *name_start = d + sizeof(ENV_MARKER) - 1;
-        const char *close = strchr(name_start, '}');
-        add_unique(&srv->secret_env, &srv->n_secret_env, name_start, (size_t)(close - name_start));
-        d = close + 1;
-    }
+    note_secrets(srv, raw);
     return 0;
+}
+
+/* The names a header may not take: the remote transport sets them itself, or they describe
+ * the message framing. */
+static const char *const reserved_headers[] = {
+    "Accept",         "Content-Type",      "Content-Length", "Transfer-Encoding",
+    "Connection",     "Host",              "Mcp-Session-Id", "MCP-Protocol-Version",
+    "Last-Event-ID",  "Upgrade",           NULL};
+
+/* An HTTP header name: RFC 9110 token characters. */
+static bool is_header_name(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++) {
+        if (!is_alnum(*s) && strchr("!#$%&'*+-.^_`|~", *s) == NULL)
+            return false;
+    }
+    return true;
+}
+
+/* headers.NAME = value: a static header on every request to a remote server. */
+static int set_header(struct parser *p, struct core_server_cfg *srv, const char *key,
+                      const char *raw)
+{
+    char q[EXCERPT_MAX];
+    const char *name = key + 8;
+    if (!is_header_name(name))
+        return fail(p, p->line, "%s: '%s' is not a valid HTTP header name", key,
+                    excerpt(q, sizeof(q), name));
+    for (const char *const *r = reserved_headers; *r; r++) {
+        if (strcasecmp(*r, name) == 0)
+            return fail(p, p->line, "%s: %s is set by the remote transport itself", key, *r);
+    }
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < srv->n_headers; i++) {
+        if (strncasecmp(srv->headers[i], name, nl) == 0 && srv->headers[i][nl] == ':')
+            return fail(p, p->line, "%s: header %s is set twice (names are case-insensitive)",
+                        key, name);
+    }
+    char *v = NULL;
+    int rc = expand(p, key, raw, &v);
+    if (rc)
+        return rc;
+    for (const char *c = v; *c; c++) {
+        if ((unsigned char)*c < 0x20 && *c != '\t') {
+            core_free(v);
+            return fail(p, p->line, "%s: the value holds a control character", key);
+        }
+    }
+    struct core_buf b;
+    core_buf_init(&b, 0);
+    rc = core_buf_appendf(&b, "%s: %s", name, v);
+    if (v[0] != '\0')
+        sodium_memzero(v, strlen(v)); /* may be a credential */
+    core_free(v);
+    if (rc) {
+        core_buf_dispose(&b);
+        return fail(p, p->line, "%s: value too long", key);
+    }
+    srv->headers = core_xrealloc(srv->headers, (srv->n_headers + 2) * sizeof(char *));
+    srv->headers[srv->n_headers++] = core_buf_take(&b, NULL);
+    srv->headers[srv->n_headers] = NULL;
+    note_secrets(srv, raw);
+    return 0;
+}
+
+/* Why s is not a remote server URL, or NULL: http:// or https://, a host, no credentials
+ * (they belong in headers.* or token_env), no blanks or control characters, no fragment. */
+static const char *url_problem(const char *s)
+{
+    const char *rest;
+    if (strncasecmp(s, "https://", 8) == 0)
+        rest = s + 8;
+    else if (strncasecmp(s, "http://", 7) == 0)
+        rest = s + 7;
+    else
+        return "is not an http:// or https:// URL";
+    for (const char *c = s; *c; c++) {
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+            return "contains a blank or a control character";
+    }
+    if (strchr(s, '#') != NULL)
+        return "has a #fragment, which an HTTP request cannot carry";
+    size_t alen = strcspn(rest, "/?");
+    if (alen == 0)
+        return "has no host";
+    if (memchr(rest, '@', alen) != NULL)
+        return "carries credentials; put them in token_env or headers.Authorization";
+    const char *host_end = rest + alen;
+    const char *colon = NULL;
+    if (rest[0] == '[') {
+        const char *close = memchr(rest, ']', alen);
+        if (close == NULL)
+            return "has an unterminated [IPv6] host";
+        if (close + 1 < host_end && close[1] != ':')
+            return "has text after its [IPv6] host";
+        colon = close + 1 < host_end ? close + 1 : NULL;
+    } else {
+        colon = memchr(rest, ':', alen);
+        if (colon == rest)
+            return "has no host";
+    }
+    if (colon != NULL) {
+        unsigned long port = 0;
+        const char *d = colon + 1;
+        if (d == host_end)
+            return "has an empty port";
+        for (; d < host_end; d++) {
+            if (!is_digit(*d) || port > 65535)
+                return "has a port that is not 1-65535";
+            port = port * 10 + (unsigned long)(*d - '0');
+        }
+        if (port < 1 || port > 65535)
+            return "has a port that is not 1-65535";
+    }
+    return NULL;
 }
 
 static int set_comma_list(struct parser *p, const char *key, const char *raw, char ***list,
@@ -863,6 +998,8 @@ static int set_server(struct parser *p, const char *key, const char *raw)
         return set_env(p, srv, key, raw);
     if (strcmp(key, "env_pass") == 0)
         return set_env_pass(p, srv, key, raw);
+    if (strncmp(key, "headers.", 8) == 0)
+        return set_header(p, srv, key, raw);
 
     char *v = NULL;
     int rc = expand(p, key, raw, &v);
@@ -926,6 +1063,57 @@ static int set_server(struct parser *p, const char *key, const char *raw)
                       excerpt(q, sizeof(q), raw));
     } else if (strcmp(key, "request_timeout") == 0) {
         rc = set_duration(p, key, raw, v, &srv->request_timeout_ms);
+    } else if (strcmp(key, "url") == 0) {
+        const char *why = url_problem(v);
+        if (why != NULL) {
+            rc = fail(p, p->line, "url: '%s' %s", excerpt(q, sizeof(q), v), why);
+            goto out;
+        }
+        set_string(&srv->url, v);
+        v = NULL;
+    } else if (strcmp(key, "transport") == 0) {
+        if (strcmp(v, "auto") == 0)
+            srv->transport = CORE_TRANSPORT_AUTO;
+        else if (strcmp(v, "streamable-http") == 0)
+            srv->transport = CORE_TRANSPORT_STREAMABLE;
+        else if (strcmp(v, "sse") == 0)
+            srv->transport = CORE_TRANSPORT_SSE;
+        else
+            rc = fail(p, p->line, "transport: '%s' is not auto, streamable-http or sse",
+                      excerpt(q, sizeof(q), raw));
+    } else if (strcmp(key, "auth") == 0) {
+        if (strcmp(v, "none") == 0)
+            srv->auth = CORE_REMOTE_AUTH_NONE;
+        else if (strcmp(v, "bearer") == 0)
+            srv->auth = CORE_REMOTE_AUTH_BEARER;
+        else if (strcmp(v, "oauth") == 0)
+            srv->auth = CORE_REMOTE_AUTH_OAUTH;
+        else
+            rc = fail(p, p->line, "auth: '%s' is not none, bearer or oauth",
+                      excerpt(q, sizeof(q), raw));
+    } else if (strcmp(key, "token_env") == 0) {
+        if (!is_env_name(v, strlen(v))) {
+            rc = fail(p, p->line, "token_env: '%s' is not a valid environment variable name",
+                      excerpt(q, sizeof(q), v));
+            goto out;
+        }
+        const char *token = getenv(v);
+        if (token == NULL || token[0] == '\0') {
+            rc = fail(p, p->line, "token_env: environment variable %s is %s", v,
+                      token == NULL ? "not set" : "empty");
+            goto out;
+        }
+        /* The token is this server's secret: no server inherits the variable. */
+        add_unique(&srv->secret_env, &srv->n_secret_env, v, strlen(v));
+        set_string(&srv->token_env, v);
+        v = NULL;
+    } else if (strcmp(key, "ca_file") == 0) {
+        if (v[0] == '\0') {
+            rc = fail(p, p->line, "ca_file: empty");
+            goto out;
+        }
+        set_string(&srv->ca_file, v);
+        v = NULL;
     } else {
         rc = set_size(p, key, raw, v, &srv->max_frame);
     }
@@ -1159,10 +1347,12 @@ static bool is_known_key(enum section section, const char *key)
     static const char *const server[] = {
         "command",       "args",      "cwd",      "prefix",   "isolation",
         "restart",       "request_timeout", "roots", "max_frame", "pin",
-        "env_inherit",   "env_pass",  "max_instances", NULL};
+        "env_inherit",   "env_pass",  "max_instances", "url", "transport",
+        "auth",          "token_env", "ca_file", NULL};
     static const char *const client[] = {"token_sha256", "token_env", "servers",      "allow",
                                          "deny",         "rate",      "max_sessions", NULL};
-    if (section == SECTION_SERVER && strncmp(key, "env.", 4) == 0)
+    if (section == SECTION_SERVER &&
+        (strncmp(key, "env.", 4) == 0 || strncmp(key, "headers.", 8) == 0))
         return true;
     const char *const *known = section == SECTION_GATEWAY  ? gateway
                                : section == SECTION_SERVER ? server
@@ -1216,6 +1406,67 @@ static int on_pair(struct parser *p, const char *key, const char *raw)
     return set_server(p, key, raw);
 }
 
+/* The line of key in the current section, or 0. */
+static int key_line(const struct parser *p, const char *key)
+{
+    for (size_t i = 0; i < p->n_keys; i++) {
+        if (strcmp(p->keys[i].key, key) == 0)
+            return p->keys[i].line;
+    }
+    return 0;
+}
+
+/* The first key of the current section starting with prefix (e.g. "env."), or NULL. */
+static const struct seen_key *key_with_prefix(const struct parser *p, const char *prefix)
+{
+    for (size_t i = 0; i < p->n_keys; i++) {
+        if (strncmp(p->keys[i].key, prefix, strlen(prefix)) == 0)
+            return &p->keys[i];
+    }
+    return NULL;
+}
+
+/* A server is either a stdio command or a remote url, and each kind's keys stay with it. */
+static int check_server_kind(struct parser *p, const struct core_server_cfg *srv)
+{
+    static const char *const stdio_only[] = {"args", "cwd", "env_inherit", "env_pass", "env.",
+                                             NULL};
+    static const char *const remote_only[] = {"transport", "auth", "token_env", "ca_file",
+                                              "headers.", NULL};
+    int cl = key_line(p, "command"), ul = key_line(p, "url");
+    if (srv->command == NULL && srv->url == NULL)
+        return fail(p, srv->line, "[server.%s] has no command (a stdio server) or url (a remote "
+                    "server)", srv->name);
+    if (srv->command != NULL && srv->url != NULL)
+        return fail(p, cl > ul ? cl : ul,
+                    "[server.%s] has both command (line %d) and url (line %d); a server is one "
+                    "or the other", srv->name, cl, ul);
+    const char *const *wrong = srv->url != NULL ? stdio_only : remote_only;
+    for (; *wrong; wrong++) {
+        const struct seen_key *k = key_with_prefix(p, *wrong);
+        if (k == NULL || ((*wrong)[strlen(*wrong) - 1] != '.' && strcmp(k->key, *wrong) != 0))
+            continue;
+        return fail(p, k->line, "%s: only for %s servers, and [server.%s] has %s", k->key,
+                    srv->url != NULL ? "command (stdio)" : "url (remote)", srv->name,
+                    srv->url != NULL ? "a url" : "a command");
+    }
+    if (srv->url == NULL)
+        return 0;
+    int al = key_line(p, "auth"), tl = key_line(p, "token_env");
+    if (srv->auth == CORE_REMOTE_AUTH_BEARER && srv->token_env == NULL)
+        return fail(p, al, "auth = bearer needs token_env = VAR, the variable holding the token");
+    if (srv->auth != CORE_REMOTE_AUTH_BEARER && srv->token_env != NULL)
+        return fail(p, tl, "token_env: only with auth = bearer");
+    for (size_t i = 0; i < p->n_keys && srv->auth != CORE_REMOTE_AUTH_NONE; i++) {
+        if (strcasecmp(p->keys[i].key, "headers.Authorization") == 0)
+            return fail(p, p->keys[i].line,
+                        "%s: [server.%s] has auth = %s (line %d), which sets Authorization "
+                        "itself; use one of them", p->keys[i].key, srv->name,
+                        srv->auth == CORE_REMOTE_AUTH_BEARER ? "bearer" : "oauth", al);
+    }
+    return 0;
+}
+
 /* Checks the server whose section just ended. */
 static int finish_section(struct parser *p)
 {
@@ -1223,8 +1474,9 @@ static int finish_section(struct parser *p)
         return 0;
     size_t last = p->cfg->n_servers - 1;
     const struct core_server_cfg *srv = &p->cfg->servers[last];
-    if (srv->command == NULL)
-        return fail(p, srv->line, "[server.%s] has no command", srv->name);
+    int rc = check_server_kind(p, srv);
+    if (rc)
+        return rc;
     if (p->prefix_lines[last] == srv->line) {
         /* The default prefix, the server's name, is checked here. */
         const char *why = prefix_problem(srv->prefix);

@@ -38,10 +38,24 @@ enum core_env_inherit {
     CORE_ENV_INHERIT_ALL,         /* every variable of the daemon */
 };
 
+/* How a remote server ([server.NAME] url = ...) is reached. */
+enum core_transport {
+    CORE_TRANSPORT_AUTO = 0,   /* Streamable HTTP, falling back to legacy HTTP+SSE on 400/404/405 */
+    CORE_TRANSPORT_STREAMABLE, /* Streamable HTTP only */
+    CORE_TRANSPORT_SSE,        /* the legacy HTTP+SSE transport (2024-11-05) */
+};
+
+/* Where a remote server's credentials come from. */
+enum core_remote_auth {
+    CORE_REMOTE_AUTH_NONE = 0, /* none (or a static headers.Authorization) */
+    CORE_REMOTE_AUTH_BEARER,   /* "Authorization: Bearer $token_env", to this server only */
+    CORE_REMOTE_AUTH_OAUTH,    /* the OAuth client (auth/oauth.h) */
+};
+
 struct core_server_cfg {
     char *name;          /* the part after "server." */
     int line;            /* line of the section header, for later error messages */
-    char *command;       /* required */
+    char *command;       /* a stdio server's program; NULL for a remote server (url) */
     char **args;         /* NULL-terminated; never NULL (empty list = {NULL}) */
     size_t n_args;
     char **env;          /* NULL-terminated "KEY=VALUE" pairs added to the daemon's environment */
@@ -63,6 +77,18 @@ struct core_server_cfg {
     char **secret_env;   /* NULL-terminated, each once: every NAME of ${env:NAME} in this
                           * server's env.* values, which no other server inherits; never NULL */
     size_t n_secret_env;
+    /* A remote server: exactly one of command and url is set. The keys below apply only to
+     * url servers, and args, env.*, cwd, env_inherit and env_pass only to command servers. */
+    char *url;           /* http:// or https:// URL of the MCP endpoint (or the legacy SSE one) */
+    enum core_transport transport; /* default CORE_TRANSPORT_AUTO */
+    char **headers;      /* NULL-terminated "Name: value" lines (headers.Name = value, ${env:}
+                          * expanded; each NAME read lands in secret_env); never NULL */
+    size_t n_headers;
+    enum core_remote_auth auth; /* default CORE_REMOTE_AUTH_NONE */
+    char *token_env;     /* auth = bearer: the variable holding the token (checked set and
+                          * non-empty at load, read again when the upstream connects; also in
+                          * secret_env); else NULL */
+    char *ca_file;       /* PEM CA bundle trusted for this server instead of the system store */
 };
 
 /* A [client.NAME] section: an identity and the policy applied to it. */

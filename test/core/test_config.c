@@ -555,11 +555,11 @@ END_TEST
 START_TEST(test_missing_command)
 {
     check_error_is("[server.a]\ncommand = c\n\n[server.b]\nargs = []\n\n[gateway]\n",
-                   "t.ini:4: [server.b] has no command");
+                   "t.ini:4: [server.b] has no command (a stdio server) or url (a remote server)");
     check_error_is("[gateway]\n[server.last]\nargs = []\n",
-                   "t.ini:2: [server.last] has no command");
+                   "t.ini:2: [server.last] has no command (a stdio server) or url (a remote server)");
     check_error_is("[server.empty]\n[server.x]\ncommand = c\n",
-                   "t.ini:1: [server.empty] has no command");
+                   "t.ini:1: [server.empty] has no command (a stdio server) or url (a remote server)");
     check_error("[server.a]\ncommand =\n", 2, "command: empty");
     check_error("[server.a]\ncommand = c\ncwd = ;\n", 3, "cwd: empty");
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/alloc.h"
 #include "core/err.h"
@@ -94,7 +95,11 @@ static void check_config(const struct core_config *cfg)
     for (size_t i = 0; i < cfg->n_servers; i++) {
         const struct core_server_cfg *s = &cfg->servers[i];
         CHECK(s->name != NULL && s->name[0] != '\0' && strlen(s->name) <= 64);
-        CHECK(s->command != NULL && s->command[0] != '\0');
+        /* Exactly one of command and url. */
+        CHECK((s->command != NULL) != (s->url != NULL));
+        CHECK(s->command == NULL || s->command[0] != '\0');
+        CHECK(s->url == NULL || strncasecmp(s->url, "http", 4) == 0);
+        CHECK(s->headers != NULL && s->n_headers == 0 ? s->headers[0] == NULL : true);
         CHECK(s->prefix != NULL && strlen(s->prefix) <= 32 && strstr(s->prefix, "__") == NULL);
         if (s->prefix[0] == '\0') {
             CHECK(!empty_prefix);
