@@ -6,6 +6,7 @@
 #include "cmd/admin.h"
 #include "cmd/demo.h"
 #include "cmd/import.h"
+#include "cmd/login.h"
 #include "cmd/serve.h"
 #include "cmd/wrap.h"
 #include "transports/child.h"
@@ -23,6 +24,8 @@ static void usage(FILE *f)
                "  approve      accept changed tool definitions: approve SERVER [TOOL]\n"
                "  rotate-key   replace the session key and reload the daemon\n"
                "  token        client bearer tokens: token create NAME\n"
+               "  login        log in to a remote server with OAuth: login SERVER\n"
+               "  logout       forget a remote server's OAuth tokens: logout SERVER\n"
                "  demo-server  a small built-in stdio MCP server (echo, sum, sleep ...)\n"
                "  version      print the version\n");
 }
@@ -50,6 +53,12 @@ int main(int argc, char **argv)
         return cmd_rotate_key(argc - 1, argv + 1);
     if (strcmp(cmd, "token") == 0)
         return cmd_token(argc - 1, argv + 1);
+    if (strcmp(cmd, "login") == 0)
+        return cmd_login(argc - 1, argv + 1);
+    if (strcmp(cmd, "logout") == 0)
+        return cmd_logout(argc - 1, argv + 1);
+    if (strcmp(cmd, "__oauth-token") == 0)
+        return cmd_oauth_token(argc - 1, argv + 1);
     if (strcmp(cmd, "demo-server") == 0)
         return cmd_demo_main(argc - 1, argv + 1);
     if (strcmp(cmd, "__exec") == 0)
