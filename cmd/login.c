@@ -79,11 +79,13 @@ static int parse(int argc, char **argv, const char *cmd, void (*usage)(FILE *),
     o->timeout_s = 300;
     o->concurrent = 1;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 1;
         }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
         if (strcmp(a, "--no-browser") == 0) {
             o->no_browser = true;
             continue;
