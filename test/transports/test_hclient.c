@@ -307,6 +307,7 @@ struct rec {
     bool abort_in_headers;        /* tp_hreq_abort inside on_headers */
     int pause_first_ms;           /* pause in the first on_data for this long, then resume */
     bool close_in_data;           /* tp_hclient_close inside the first on_data */
+    bool close_in_done;           /* tp_hclient_close inside on_done */
     struct rec *start_in_headers; /* start this request (GET /echo) from inside on_headers */
     struct rec *start_in_done;    /* start this request (GET /echo) from inside on_done */
     uint64_t t_start;
@@ -440,6 +441,11 @@ static void cb_done(void *ctx, struct tp_hreq *r, int err, const char *why)
     if (err == 0)
         ck_assert_int_eq(tp_hreq_status(r), x->status);
     x->r = NULL;
+    if (x->close_in_done) {
+        H.closes_pending++;
+        tp_hclient_close(H.client, on_closed, NULL);
+        H.client = NULL;
+    }
     if (x->start_in_done != NULL)
         start_echo(x->start_in_done);
 }
@@ -1241,6 +1247,24 @@ START_TEST(reentrant_callbacks)
     rec_dispose(&a);
     rec_dispose(&b);
     rec_dispose(&c);
+
+    /* The client closed from inside on_done: the others end with CORE_ECLOSED after it. */
+    struct rec f, g;
+    rec_init(&f);
+    rec_init(&g);
+    struct tp_hreq_opts q = {0};
+    start(&g, &q, "/silent");
+    f.close_in_done = true;
+    start(&f, &q, "/echo");
+    run_until_done(&f);
+    ck_assert_int_eq(f.err, 0);
+    ck_assert(g.done);
+    ck_assert_int_eq(g.err, CORE_ECLOSED);
+    while (H.closes_pending > 0)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    rec_dispose(&f);
+    rec_dispose(&g);
+    ck_assert_int_eq(tp_hclient_new(&H.loop, &H.client), 0);
 
     /* The client closed from inside on_data: every transfer, that one too, ends with
      * CORE_ECLOSED once the callback has returned. */
