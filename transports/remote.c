@@ -619,7 +619,8 @@ static void post_on_headers(void *ctx, struct tp_hreq *q, int status, const stru
     if (status >= 200 && status < 300) {
         const char *sid = tp_hheaders_get(h, "Mcp-Session-Id");
         if (sid && !post_legacy(p) && p->m->is_init && !r->session_id) {
-            bool ok = strlen(sid) <= 255;
+            /* No length in the spec; a sealed id (agentgate's own) runs to a few hundred bytes. */
+            bool ok = strlen(sid) <= 4096;
             for (const char *c = sid; *c && ok; c++)
                 ok = *c >= 0x21 && *c <= 0x7e;
             if (ok)
