@@ -376,7 +376,10 @@ void fed_control_request(struct fed_gateway *gw, struct tp_http_req *req)
         return;
     }
     const char *path = tp_http_req_path(req);
-    if (strcmp(path, "/agentgate/status") == 0 && strcmp(tp_http_req_method(req), "GET") == 0) {
+    /* GET, or POST (what the blocking control client of `agentgate status` sends). */
+    if (strcmp(path, "/agentgate/status") == 0 &&
+        (strcmp(tp_http_req_method(req), "GET") == 0 ||
+         strcmp(tp_http_req_method(req), "POST") == 0)) {
         reply(req, 200, status_json(gw, req));
         return;
     }
