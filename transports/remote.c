@@ -60,6 +60,7 @@ struct msg {
     struct msg *next;
     char *id;     /* a request's id as JSON text; NULL for notifications and responses */
     bool is_init; /* an initialize request */
+    bool is_initialized; /* the notifications/initialized notification */
     size_t n;
     char data[];
 };
@@ -106,6 +107,7 @@ struct stream {
     struct tp_sse_decoder sse;
     bool sse_live;
     bool ok;           /* the current connection answered 2xx with an event stream */
+    bool was_ok;       /* some earlier connection of this stream did */
     char last_id[256];
     bool has_last_id;
     unsigned retry_ms; /* the server's retry:, 0 = none seen */
@@ -144,6 +146,10 @@ struct tp_remote {
     struct stream *get; /* the S_GET or S_LEGACY stream, or NULL */
     bool ready;
     bool get_refused; /* the server has no GET stream (405) */
+    /* notifications/initialized is being posted: later messages wait for its answer, so the
+     * server has seen it before any request that follows (concurrent POSTs may arrive in any
+     * order, and a server may offer tools only once it knows the client's capabilities). */
+    bool initialized_out;
     int depth;        /* callbacks of r on the stack */
     bool closing;
 };
@@ -459,6 +465,8 @@ static void post_requeue(struct post *p)
     struct msg *m = p->m;
     post_bury(p);
     p->m = NULL;
+    if (m->is_initialized)
+        r->initialized_out = false; /* it goes out again, first */
     hold_front(r, m);
 }
 
@@ -597,8 +605,7 @@ static void post_on_headers(void *ctx, struct tp_hreq *q, int status, const stru
     if (status >= 200 && status < 300) {
         const char *sid = tp_hheaders_get(h, "Mcp-Session-Id");
         if (sid && !post_legacy(p) && (p->probing || p->m->is_init) && !r->session_id) {
-            /* Visible ASCII; the spec sets no length, and agentgate's own sealed ids (wrap,
-             * serve) are ~270 bytes with a client's capabilities in them: bounded, not short. */
+            /* No length in the spec; a sealed id (agentgate's own) runs to a few hundred bytes. */
             bool ok = strlen(sid) <= 4096;
             for (const char *c = sid; *c && ok; c++)
                 ok = *c >= 0x21 && *c <= 0x7e;
@@ -762,6 +769,15 @@ static void post_fail_status(struct post *p)
     }
     char line[200];
     first_line(b, n, line, sizeof line);
+    /* The MCP SDK's own example servers (server-everything among them) answer an unknown session
+     * id with 400 "Bad Request: No valid session ID provided" instead of 404: on a request that
+     * carried our session id that means the same, an expired session. */
+    if (p->status == 400 && r->session_id && !post_legacy(p) && !p->probing && !p->m->is_init &&
+        strcasestr(line, "session") != NULL) {
+        go_down(r, CORE_ENOTFOUND, "session expired (HTTP 400 on session %s: %s)", r->session_id,
+                line);
+        return;
+    }
     if (p->probing || p->m->is_init) {
         go_down(r, CORE_EPROTO, "upstream answered HTTP %d%s%s", p->status, line[0] ? ": " : "",
                 line);
@@ -784,6 +800,12 @@ static void post_on_done(void *ctx, struct tp_hreq *q, int err, const char *why)
         return;
     enter(r);
     p->req = NULL;
+    if (p->m->is_initialized && r->initialized_out) {
+        /* Answered (or failed, which the next request finds out): the rest may go. */
+        r->initialized_out = false;
+        if (!gone(r) && r->state == R_OPEN)
+            flush_held(r);
+    }
     if (err != 0) {
         if (p->body == BODY_SSE && p->m->id && !p->answered && p->has_last_id) {
             /* A cut (or stalled) stream that was primed with an id: resume it. */
@@ -862,6 +884,8 @@ static void start_post(struct tp_remote *r, struct msg *m, bool probing)
         .idle_timeout_ms = r->stall_ms,
     };
     r->queued += m->n;
+    if (m->is_initialized)
+        r->initialized_out = true;
     p->next = r->posts;
     if (r->posts)
         r->posts->prev = p;
@@ -1050,6 +1074,7 @@ static void stream_on_headers(void *ctx, struct tp_hreq *q, int status,
     bool sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
     if (status >= 200 && status < 300 && sse) {
         s->ok = true;
+        s->was_ok = true;
         s->backoff_ms = 0;
         if (s->sse_live)
             tp_sse_decoder_dispose(&s->sse);
@@ -1074,6 +1099,13 @@ static void stream_on_headers(void *ctx, struct tp_hreq *q, int status,
     }
     if (status == 404 && r->session_id && s->kind != S_LEGACY) {
         go_down(r, CORE_ENOTFOUND, "session expired (HTTP 404 on session %s)", r->session_id);
+        goto out;
+    }
+    /* The server took this GET stream before and now refuses it as a bad request: our session
+     * is unknown to it (a restarted server built on the SDK's examples says 400, not 404). */
+    if (status == 400 && r->session_id && s->kind == S_GET && s->was_ok) {
+        go_down(r, CORE_ENOTFOUND, "session expired (HTTP 400 on session %s's GET stream)",
+                r->session_id);
         goto out;
     }
     switch (s->kind) {
@@ -1234,7 +1266,10 @@ static void send_msg(struct tp_remote *r, struct msg *m)
         }
         break;
     case R_OPEN:
-        start_post(r, m, false);
+        if (r->initialized_out)
+            hold_back(r, m);
+        else
+            start_post(r, m, false);
         break;
     case R_PROBING:
     case R_SSE_OPENING:
@@ -1254,7 +1289,7 @@ static void flush_held(struct tp_remote *r)
             send_msg(r, unhold(r));
             continue;
         }
-        if (r->state != R_OPEN)
+        if (r->state != R_OPEN || r->initialized_out)
             break;
         start_post(r, unhold(r), false);
     }
@@ -1343,10 +1378,11 @@ int tp_remote_new(struct tp_hclient *hc, const struct tp_remote_opts *opts,
     return 0;
 }
 
-/* A request's id (its JSON text) and whether it is initialize; NULL id for notifications and
- * responses; false for anything that is not one JSON-RPC message (batches included: they are
- * never sent, 2025-06-18 removed them). */
-static bool scan_msg(const char *p, size_t n, char **id, bool *is_init)
+/* A request's id (its JSON text) and whether it is initialize, and whether it is the
+ * notifications/initialized notification; NULL id for notifications and responses; false for
+ * anything that is not one JSON-RPC message (batches included: they are never sent, 2025-06-18
+ * removed them). */
+static bool scan_msg(const char *p, size_t n, char **id, bool *is_init, bool *is_initialized)
 {
     struct core_rpc_env env;
     if (core_rpc_scan(p, n, &env) != 0 || env.kind == CORE_RPC_INVALID ||
@@ -1354,6 +1390,8 @@ static bool scan_msg(const char *p, size_t n, char **id, bool *is_init)
         return false;
     *id = NULL;
     *is_init = false;
+    *is_initialized = env.kind == CORE_RPC_NOTIFICATION &&
+                      strcmp(env.method_str, "notifications/initialized") == 0;
     if (env.kind == CORE_RPC_REQUEST && env.id_type != CORE_JSON_NULL) {
         *id = core_xstrndup(p + env.id.off, env.id.len);
         *is_init = strcmp(env.method_str, "initialize") == 0;
@@ -1368,13 +1406,14 @@ int tp_remote_write(struct tp_remote *r, const char *p, size_t n)
     if (n > r->max_frame || r->queued + n > r->max_queued)
         return CORE_ETOOBIG;
     char *id;
-    bool is_init;
-    if (!scan_msg(p, n, &id, &is_init))
+    bool is_init, is_initialized;
+    if (!scan_msg(p, n, &id, &is_init, &is_initialized))
         return CORE_EINVAL;
     struct msg *m = core_xmalloc(sizeof *m + n + 1);
     m->next = NULL;
     m->id = id;
     m->is_init = is_init;
+    m->is_initialized = is_initialized;
     m->n = n;
     memcpy(m->data, p, n);
     m->data[n] = '\0';
