@@ -78,23 +78,38 @@ cleanup() {
     if [ "${BENCH_KEEP:-0}" = 1 ]; then warn "work dir kept: $W"; else rm -rf "$W"; fi
 }
 
-# hwm_watch OUT ARGV0 [ARGV1]: in the background, every 0.2 s, the VmHWM (kB) of this runner's
+# hwm_watch OUT ARGV0 [ARGV1]: in the background, every 0.5 s, the VmHWM (kB) of this runner's
 # descendants whose argv starts with ARGV0 [ARGV1]; the largest so far is written to OUT. VmHWM
-# only grows, so the last sample before such a process ends is its peak. Sets WATCH_PID.
+# only grows, so the last sample before such a process ends is its peak. Only bash builtins in
+# the loop (no fork but sleep), so the sampling takes next to nothing from the rows it watches.
+# Sets WATCH_PID.
 WATCH_PID=""
 hwm_watch() {
     local out=$1 a0=$2 a1=${3:-} runner=$$
     (
         max=0
         while alive "$runner"; do
-            for p in $(descendants "$runner"); do
+            todo=("$runner")
+            while [ ${#todo[@]} -gt 0 ]; do
+                p=${todo[0]}
+                todo=("${todo[@]:1}")
+                for f in /proc/"$p"/task/*/children; do
+                    kids=()
+                    { read -r -a kids <"$f"; } 2>/dev/null
+                    todo+=("${kids[@]+"${kids[@]}"}")
+                done
+                argv=()
                 { mapfile -d '' -t argv <"/proc/$p/cmdline"; } 2>/dev/null || continue
                 [ "${argv[0]:-}" = "$a0" ] || continue
                 [ -z "$a1" ] || [ "${argv[1]:-}" = "$a1" ] || continue
-                v=$(kb "$p" VmHWM)
-                if isnum "$v" && [ "$v" -gt "$max" ]; then max=$v; echo "$max" >"$out"; fi
+                k=""; v=""
+                { while read -r k v _; do [ "$k" = VmHWM: ] && break; done <"/proc/$p/status"; } 2>/dev/null
+                if [ "$k" = VmHWM: ] && isnum "$v" && [ "$v" -gt "$max" ]; then
+                    max=$v
+                    echo "$max" >"$out"
+                fi
             done
-            sleep 0.2
+            sleep 0.5
         done
     ) &
     WATCH_PID=$!
@@ -306,6 +321,7 @@ handshake() {
 
 declare -A HWM_IDLE HWM_ECHO HWM_BLOB NOTES
 STARTED=$(date +%s)
+LOADAVG0=$(cut -d' ' -f1-3 /proc/loadavg)
 CG_PER_REQ=""
 
 # pinned_c1 TAG TARGET PIDS PREFIX [ARGS...]: the c=1 echo point with the process trees of PIDS
@@ -686,6 +702,7 @@ report_head() {
     echo "- agentgate: commit $COMMIT${BUILD_TYPE:+, CMAKE_BUILD_TYPE=$BUILD_TYPE}"
     echo "- Node $("$NODE" --version) for the peers: supergateway $SG_VER, mcp-proxy $MP_VER, mcp-remote $MR_VER"
     echo "- load: \`build/ag-load\`, $DUR s per point after $WARM s warm-up, loopback / Unix socket only; the whole run took ${ELAPSED} s"
+    echo "- load average (1, 5, 15 min) at the start: $LOADAVG0; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (the run itself adds up to ~2 while it loads; more than that is other work on the machine, and the figures are that much noisier)"
 }
 
 report_local() {
