@@ -322,7 +322,6 @@ handshake() {
 declare -A HWM_IDLE HWM_ECHO HWM_BLOB NOTES
 STARTED=$(date +%s)
 LOADAVG0=$(cut -d' ' -f1-3 /proc/loadavg)
-CG_PER_REQ=""
 
 # pinned_c1 TAG TARGET PIDS PREFIX [ARGS...]: the c=1 echo point with the process trees of PIDS
 # (one or more, space-separated) and ag-load on one CPU; ARGS go to ag-load.
@@ -335,6 +334,48 @@ pinned_c1() {
     PIN=$PIN_CPU load "$tag" http --target "$target" -c 1 -d "$DUR" --warmup "$WARM" "${args[@]}" --label "$tag" "$@"
     for p in $pids; do pin_tree "$p" "$ALL_CPUS"; done
 }
+
+# ---------------------------------------------------------------- callgrind
+cg_total() { sed -n 's/^\(summary\|totals\): *\([0-9]*\).*/\2/p' "$1" | head -n 1; }
+# cg_run NAME WITH_LOAD CONFIG PREFIX: the daemon on CONFIG under callgrind, a handshake (and
+# with WITH_LOAD=1 `ag-load http -c 1 -d 3` of echo, RESULT under cg.NAME), stop; sets CG_IR.
+cg_run() {
+    local name=$1 withload=$2 cfg=$3 prefix=$4 port pid
+    free_port; port=$PORT
+    start_bg "$W/cg-$name.log" valgrind --tool=callgrind --callgrind-out-file="$W/cg-$name.%p.out" \
+        "$BIN" serve --auth none --config "$cfg" --listen "127.0.0.1:$port" --socket off --state-dir "$W/state-cg-$name"
+    pid=$BGPID
+    CG_IR=""
+    # readiness from the log, so both runs execute the same requests apart from the load
+    if wait_log "$W/cg-$name.log" 'demo: ready (' 1 60; then
+        load "cg.$name.hs" list --target "tcp:127.0.0.1:$port/mcp" -n 1 --label "cg.$name.hs"
+        if [ "$withload" = 1 ]; then
+            load "cg.$name" http --target "tcp:127.0.0.1:$port/mcp" -c 1 -d 3 --warmup 0 \
+                $(tool_args echo "$prefix") --label "cg.$name"
+        fi
+    fi
+    stop_pid "$pid"
+    [ -f "$W/cg-$name.$pid.out" ] && CG_IR=$(cg_total "$W/cg-$name.$pid.out")
+}
+# cg_measure VAR TAG CONFIG PREFIX: instructions per tools/call round trip in the daemon,
+# (Ir with the load − Ir of start + handshake + stop) ÷ requests; sets VAR_BASE, VAR_LOAD,
+# VAR_REQS, VAR_PER_REQ (or VAR_NOTE on failure). The load's RESULT is under cg.TAGload.
+cg_measure() {
+    local var=$1 tag=$2 cfg=$3 prefix=$4 base ld reqs
+    cg_run "${tag}base" 0 "$cfg" "$prefix"; base=$CG_IR
+    cg_run "${tag}load" 1 "$cfg" "$prefix"; ld=$CG_IR
+    reqs=$(get "cg.${tag}load" reqs)
+    printf -v "${var}_BASE" '%s' "$base"
+    printf -v "${var}_LOAD" '%s' "$ld"
+    printf -v "${var}_REQS" '%s' "$reqs"
+    if isnum "$base" && isnum "$ld" && isnum "$reqs" && [ "$reqs" -gt 0 ]; then
+        printf -v "${var}_PER_REQ" '%s' "$(calc '%.0f' "($ld - $base) / $reqs")"
+    else
+        printf -v "${var}_NOTE" '%s' "failed (base Ir=${base:-?}, load Ir=${ld:-?}, reqs=${reqs:-?}); see $W/cg-${tag}*.log"
+    fi
+}
+CG_NOTE=""; CG_PER_REQ=""; CG_BASE=""; CG_LOAD=""; CG_REQS=""
+RCG_NOTE=""; RCG_PER_REQ=""; RCG_BASE=""; RCG_LOAD=""; RCG_REQS=""
 
 if want local; then
     # ================================================================ 1. direct stdio (the floor)
@@ -491,42 +532,13 @@ if want local; then
     fanout fan.late "$HERE/config/fanout-late.ini"
 
     # ================================================================ callgrind: instructions per tools/call
-    CG_NOTE=""
-    CG_PER_REQ=""
-    cg_total() { sed -n 's/^\(summary\|totals\): *\([0-9]*\).*/\2/p' "$1" | head -n 1; }
-    # cg_run NAME WITH_LOAD: the daemon under callgrind, handshake (+ the load), stop; sets CG_IR.
-    cg_run() {
-        local name=$1 withload=$2 port pid
-        free_port; port=$PORT
-        start_bg "$W/cg-$name.log" valgrind --tool=callgrind --callgrind-out-file="$W/cg-$name.%p.out" \
-            "$BIN" serve --auth none --config "$AG_CONFIG" --listen "127.0.0.1:$port" --socket off --state-dir "$W/state-cg-$name"
-        pid=$BGPID
-        CG_IR=""
-        # readiness from the log, so both runs execute the same requests apart from the load
-        if wait_log "$W/cg-$name.log" 'demo: ready (' 1 60; then
-            load "cg.$name.hs" list --target "tcp:127.0.0.1:$port/mcp" -n 1 --label "cg.$name.hs"
-            if [ "$withload" = 1 ]; then
-                load cg.load http --target "tcp:127.0.0.1:$port/mcp" -c 1 -d 3 --warmup 0 \
-                    $(tool_args echo "$AG_PREFIX") --label cg.load
-            fi
-        fi
-        stop_pid "$pid"
-        [ -f "$W/cg-$name.$pid.out" ] && CG_IR=$(cg_total "$W/cg-$name.$pid.out")
-    }
     if [ "${BENCH_CALLGRIND:-1}" = 0 ]; then
         CG_NOTE="skipped (BENCH_CALLGRIND=0)"
     elif ! command -v valgrind >/dev/null; then
         CG_NOTE="skipped: valgrind is not installed (apt-get install valgrind)"
     else
         say "callgrind: instructions per tools/call round trip in the daemon"
-        cg_run base 0; CG_BASE=$CG_IR
-        cg_run load 1; CG_LOAD=$CG_IR
-        CG_REQS=$(get cg.load reqs)
-        if isnum "$CG_BASE" && isnum "$CG_LOAD" && isnum "$CG_REQS" && [ "$CG_REQS" -gt 0 ]; then
-            CG_PER_REQ=$(calc '%.0f' "($CG_LOAD - $CG_BASE) / $CG_REQS")
-        else
-            CG_NOTE="failed (base Ir=${CG_BASE:-?}, load Ir=${CG_LOAD:-?}, reqs=${CG_REQS:-?}); see $W/cg-*.log"
-        fi
+        cg_measure CG "" "$AG_CONFIG" "$AG_PREFIX"
     fi
 fi
 
@@ -615,6 +627,20 @@ if want remote; then
         REM_HWM_MR=$(cat "$W/hwm-mcpremote" 2>/dev/null)
         [ -n "$(get rem.mr.c1 reqs)$(get rem.mr.c16 reqs)" ] || REM_MR_NOTE="did not run: see ag-load's log"
         REM_HWM_UP=$(kb "$UP_PID" VmHWM)
+
+        # (d) instructions per tools/call in the daemon across the remote hop (callgrind; the
+        # upstream runs outside valgrind), as the local rows count them for a stdio upstream
+        if [ "${BENCH_CALLGRIND:-1}" = 0 ]; then
+            RCG_NOTE="skipped (BENCH_CALLGRIND=0)"
+        elif ! command -v valgrind >/dev/null; then
+            RCG_NOTE="skipped: valgrind is not installed (apt-get install valgrind)"
+        elif [ -n "$REM_AG_NOTE" ]; then
+            RCG_NOTE="$REM_AG_NOTE"
+        else
+            say "callgrind: instructions per tools/call across the remote hop"
+            AGENTGATE_BENCH_UPSTREAM_PORT=$UP_PORT AGENTGATE_BENCH_UPSTREAM_TOKEN=$REM_TOKEN \
+                cg_measure RCG r "$HERE/config/remote.ini" demo
+        fi
     fi
     stop_pid "$UP_PID"
 fi
@@ -857,6 +883,12 @@ report_remote() {
         echo "| $n | $(rps "rem.$t.pin") | $(lat "rem.$t.pin" p50_us) | $(lat "rem.$t.pin" p99_us) | $add |"
     done
     echo
+    if [ -n "$RCG_PER_REQ" ]; then
+        echo "Instructions per \`tools/call echo\` in the daemon across the remote hop (callgrind, as in the local rows; wrap and its demo server run outside valgrind): **$RCG_PER_REQ** (Ir $RCG_LOAD with $RCG_REQS requests at c=1, minus Ir $RCG_BASE for start + handshake + stop)$([ -n "$CG_PER_REQ" ] && echo "; with a stdio upstream: $CG_PER_REQ")."
+    else
+        echo "Instructions per call across the remote hop (callgrind): ${RCG_NOTE:-not measured}."
+    fi
+    echo
     echo "Peak RSS (VmHWM, MB): agentgate serve $(mb "$REM_HWM_AG") (after its TCP and bridge rows), one \`agentgate bridge\` $(mb "$REM_HWM_BRIDGE") (the largest of its runs), mcp-remote $(mb "$REM_HWM_MR") (its node process, the largest of its runs); the upstream (\`agentgate wrap\`) $(mb "$REM_HWM_UP")."
     echo
     echo "## Targets (issue 10)"
@@ -882,6 +914,7 @@ report_remote() {
     echo '```'
     cat "$RESULTS_FILE"
     [ -n "$CG_PER_REQ" ] && echo "RESULT label=callgrind mode=callgrind ir_base=$CG_BASE ir_load=$CG_LOAD reqs=$CG_REQS ir_per_req=$CG_PER_REQ"
+    [ -n "$RCG_PER_REQ" ] && echo "RESULT label=callgrind.remote mode=callgrind ir_base=$RCG_BASE ir_load=$RCG_LOAD reqs=$RCG_REQS ir_per_req=$RCG_PER_REQ"
     echo '```'
 } >"$W/report.md"
 
