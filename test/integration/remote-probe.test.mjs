@@ -269,9 +269,12 @@ test('401 without OAuth: a clear authorization error; --bearer-env and --header 
     const r = await probe([srv.url]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /requires authorization \(HTTP 401\)/);
+    // 401 is an authorization problem, never a reason to try the legacy SSE transport.
+    assert.equal(srv.hits.filter((h) => h.method === 'GET' && h.url === '/mcp').length, 0);
+    const hitsBefore = srv.hits.length;
     const ok = parsed(await probe([srv.url, '--bearer-env', 'PROBE_TOKEN', '--header', 'X-Team:core'], { env: { PROBE_TOKEN: 's3cret' } }));
     assert.deepEqual(ok.tools, []);
-    assert.ok(srv.hits.filter((h) => h.headers.authorization === 'Bearer s3cret').every((h) => h.headers['x-team'] === 'core'));
+    assert.ok(srv.hits.slice(hitsBefore).every((h) => h.headers.authorization === 'Bearer s3cret' && h.headers['x-team'] === 'core'));
 });
 
 test('a session that expires (404 on its id) is reported as such', T, async () => {
