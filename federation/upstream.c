@@ -28,7 +28,7 @@
 #define INIT_TIMEOUT_MS 60000
 #define MAX_LIST_PAGES 100
 #define SERVER_LOG_MAX (10u << 20) /* <state>/logs/NAME.log rotates past this */
-#define AUTH_WINDOW_MS 10000 /* more than AUTH_MAX_TRIES challenges in this long: give up */
+#define AUTH_WINDOW_MS 10000       /* more than AUTH_MAX_TRIES challenges in this long: give up */
 #define AUTH_MAX_TRIES 3
 
 static const char *const list_methods[FED_LIST_COUNT] = {
@@ -743,7 +743,7 @@ static void remote_down(struct fed_upstream *up, int err, const char *why)
     struct tp_remote *r = up->remote;
     up->remote = NULL;
     tp_remote_close(r); /* safe from inside its own callbacks */
-    if (up->oreq) { /* a token for the session that just ended */
+    if (up->oreq) {     /* a token for the session that just ended */
         auth_oauth_cancel(up->oreq);
         up->oreq = NULL;
     }
@@ -830,21 +830,21 @@ static void on_remote_auth(void *ctx, int status, const char *www)
             up->auth_count = 0;
         }
         if (++up->auth_count > AUTH_MAX_TRIES) {
-            snprintf(why, sizeof why, "the server refused %u fresh OAuth tokens in a row "
-                     "(HTTP %d)", AUTH_MAX_TRIES, status);
+            snprintf(why, sizeof why, "the server refused %u fresh OAuth tokens in a row (HTTP %d)",
+                     AUTH_MAX_TRIES, status);
             remote_down(up, CORE_EINVAL, why);
             return;
         }
         struct auth_oauth *o = fed_gateway_oauth(up->gw, why, sizeof why);
         struct auth_oauth_server srv;
         oauth_server(cfg, &srv);
-        struct auth_oauth_challenge ch = {.status = status, .www_authenticate = www,
-                                          .rejected = up->bearer};
+        struct auth_oauth_challenge ch = {
+            .status = status, .www_authenticate = www, .rejected = up->bearer};
         if (o && auth_oauth_get_token(o, &srv, &ch, on_oauth_retry, up, &up->oreq) == 0)
             return;
         if (o)
-            snprintf(why, sizeof why, "the server answered HTTP %d and no new token was asked "
-                     "for", status);
+            snprintf(why, sizeof why, "the server answered HTTP %d; no new token was asked for",
+                     status);
         remote_down(up, CORE_EINVAL, why);
         return;
     }
