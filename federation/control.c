@@ -354,6 +354,15 @@ static cJSON *status_json(struct fed_gateway *gw, struct tp_http_req *req)
             const char *in_use = up ? fed_upstream_transport(up) : NULL;
             cJSON_AddStringToObject(sv, "transport", in_use ? in_use : kinds[srv->cfg->transport]);
         }
+        if (up == NULL) {
+            /* Per-client or per-session instances: the reason one of them is down. */
+            for (const struct fed_upstream *p = gw->ups; p; p = p->next) {
+                if (p->srv == srv && p->last_error && p->state != FED_UP_READY && !p->closing) {
+                    up = p;
+                    break;
+                }
+            }
+        }
         if (up && up->last_error && up->state != FED_UP_READY)
             cJSON_AddStringToObject(sv, "last_error", up->last_error);
         cJSON_AddNumberToObject(sv, "private_instances", srv->n_private);

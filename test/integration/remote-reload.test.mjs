@@ -166,9 +166,15 @@ test('isolation = session: one remote MCP session per client session, ended with
     await c1.close();
     await waitFor(() => r.methods().filter((m) => m === 'DELETE').length > deletes, { timeout: 5000, what: 'the ended session\'s remote session deleted' });
     assert.equal(resultText(await c2.client.callTool({ name: 'iso__whoami', arguments: {} })), 'called whoami', 'the other session keeps its own');
+    // The server goes away: status tells why, for per-session instances too.
+    await stop(r);
+    await assert.rejects(c2.client.callTool({ name: 'iso__whoami', arguments: {} }), /server 'iso' is unavailable/);
+    const down = await di.cli(['status']);
+    assert.equal(down.code, 0, down.stderr);
+    assert.match(down.stdout, /iso\s+private\s+auto\s+http:\/\/127\.0\.0\.1:\d+\/mcp\s+\(1 private instance\(s\)\)/);
+    assert.match(down.stdout, /last error: connect to 127\.0\.0\.1:\d+ failed/);
     await kit.closeClients();
     await assertCleanStop(assert, di);
-    await stop(r);
 }));
 
 test('the daemon stops cleanly and ends its remote sessions', T, wrap(async () => {
