@@ -30,6 +30,7 @@
 #define SERVER_LOG_MAX (10u << 20) /* <state>/logs/NAME.log rotates past this */
 #define AUTH_WINDOW_MS 10000       /* more than AUTH_MAX_TRIES challenges in this long: give up */
 #define AUTH_MAX_TRIES 3
+#define FAST_REINIT_MS 1000 /* an expired session that lived this long is renewed at once */
 
 static const char *const list_methods[FED_LIST_COUNT] = {
     "tools/list", "prompts/list", "resources/list", "resources/templates/list"};
@@ -767,7 +768,9 @@ static void remote_down(struct fed_upstream *up, int err, const char *why)
         set_state(up, FED_UP_STOPPED);
         return;
     }
-    if (err == CORE_ENOTFOUND && was_ready) {
+    /* A session that served a while and expired is renewed at once; one that expires right
+     * after it began (a server that forgets every session) backs off like any failure. */
+    if (err == CORE_ENOTFOUND && was_ready && fed_now(up->gw) - up->ready_at >= FAST_REINIT_MS) {
         core_log(CORE_LOG_INFO, "up", "%s: session expired; initialising a new one", up->name);
         up->ready_at = 0;
         set_state(up, FED_UP_BACKOFF);
