@@ -1013,7 +1013,8 @@ static void respond(struct lconn *c, int status, const char *msg)
     c->out.base = core_buf_take(&b, NULL);
     c->answered = true;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &c->out, 1, on_written) != 0)
+    uv_buf_t bufs[1] = {c->out}; /* uv_write copies the array, not the bytes */
+    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, bufs, 1, on_written) != 0)
         lconn_close(c);
 }
 

@@ -16,7 +16,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { OAuth2Server } from 'oauth2-mock-server';
 
-import { BIN, makeTmp, runBin, within } from './harness.mjs';
+import { BIN, makeTmp, runBin as runBinRaw, sanitizerReport, within } from './harness.mjs';
 
 // ---------------------------------------------------------------- the authorization server
 
@@ -126,6 +126,13 @@ const mcp = http.createServer(async (req, res) => {
 
 // ---------------------------------------------------------------- agentgate
 
+/** runBin, failing on any sanitizer report (ASan/LSan/UBSan builds). */
+async function runBin(args, opts) {
+    const r = await runBinRaw(args, opts);
+    assert.equal(sanitizerReport(r.stderr), null, `agentgate ${args[0]}: ${r.stderr}`);
+    return r;
+}
+
 let dir;
 let state;
 let config;
@@ -157,6 +164,7 @@ async function login(server = 'prot') {
     const cb = await fetch(authz.headers.get('location'));
     const page = await cb.text();
     const code = await within(15000, exited, 'login to exit');
+    assert.equal(sanitizerReport(stderr), null, stderr);
     return { code, stdout, stderr, url, page, callbackStatus: cb.status };
 }
 
