@@ -53,6 +53,9 @@ static struct {
     bool iss_param;       /* the metadata advertises RFC 9207 */
     const char *iss_sent; /* iss put on the redirect (NULL: none; "" : the right one) */
     char last_form[1024];
+    char last_scope[128];     /* scope of the last authorization request */
+    char last_token_auth[256]; /* Authorization header of the last token request */
+    char last_location[1024]; /* Location the authorize endpoint answered */
     struct tp_http_req *held; /* a token request answered after a delay */
     int next_token;
     /* calls */
@@ -116,6 +119,9 @@ static void on_request(void *ctx, struct tp_http_req *req)
         char *state = auth_query_get(q, "state", NULL);
         ck_assert_ptr_nonnull(ru);
         ck_assert_ptr_nonnull(state);
+        char *sc = auth_query_get(q, "scope", NULL);
+        snprintf(H.last_scope, sizeof H.last_scope, "%s", sc != NULL ? sc : "");
+        core_free(sc);
         char *res = auth_query_get(q, "resource", NULL);
         ck_assert_str_eq(res, H.url);
         core_free(res);
@@ -130,12 +136,15 @@ static void on_request(void *ctx, struct tp_http_req *req)
         }
         core_free(ru);
         core_free(state);
+        snprintf(H.last_location, sizeof H.last_location, "%s", loc);
         struct tp_http_header h[] = {{"Location", loc}};
         ck_assert_int_eq(tp_http_respond(req, 302, h, 1, NULL, 0), 0);
     } else if (strcmp(path, "/token") == 0) {
         size_t len;
         const char *b = tp_http_req_body(req, &len);
         snprintf(H.last_form, sizeof H.last_form, "%.*s", (int)len, b);
+        const char *ah = tp_http_req_header(req, "authorization");
+        snprintf(H.last_token_auth, sizeof H.last_token_auth, "%s", ah != NULL ? ah : "");
         H.n_token++;
         if (strstr(H.last_form, "grant_type=refresh_token") != NULL)
             H.n_refresh++;
@@ -450,6 +459,185 @@ START_TEST(test_headless_login_iss)
 }
 END_TEST
 
+
+START_TEST(test_stepup_headless_and_limit)
+{
+    seed("at-old", "rt0", 3600);
+    auth_oauth_set_headless(H.o, true);
+    struct auth_oauth_challenge ch = {403, "Bearer error=\"insufficient_scope\", scope=\"s2\"",
+                                      "Bearer at-old"};
+    for (int i = 0; i < 3; i++) {
+        get(i, &ch);
+        run_until(i + 1);
+        ck_assert_msg(H.calls[i].err == 0, "%s", H.calls[i].why);
+        /* The union of what was granted and what the challenge asks for. */
+        ck_assert_str_eq(H.last_scope, "s2 s1");
+    }
+    ck_assert_int_eq(H.n_authorize, 3);
+    get(3, &ch);
+    run_until(4);
+    ck_assert_int_eq(H.calls[3].err, AUTH_OAUTH_EFAILED);
+    ck_assert_ptr_nonnull(strstr(H.calls[3].why, "step-ups"));
+    ck_assert_int_eq(H.n_authorize, 3);
+    /* A 403 for another reason is no step-up. */
+    struct auth_oauth_challenge other = {403, "Bearer error=\"invalid_token\"", NULL};
+    get(4, &other);
+    run_until(5);
+    ck_assert_int_eq(H.calls[4].err, AUTH_OAUTH_EFAILED);
+    ck_assert_int_eq(H.n_authorize, 3);
+}
+END_TEST
+
+START_TEST(test_client_credentials)
+{
+    struct auth_oauth_server s = {.name = "t", .url = H.url, .client_id = "svc",
+                                  .client_secret = "pa:ss", .client_credentials = true,
+                                  .scopes = "s9"};
+    H.in_call = true;
+    ck_assert_int_eq(auth_oauth_get_token(H.o, &s, NULL, on_token, &H.calls[0], NULL), 0);
+    H.in_call = false;
+    run_until(1);
+    ck_assert_msg(H.calls[0].err == 0, "%s", H.calls[0].why);
+    ck_assert_str_eq(H.calls[0].authz, "Bearer at1");
+    ck_assert_ptr_nonnull(strstr(H.last_form, "grant_type=client_credentials"));
+    ck_assert_ptr_nonnull(strstr(H.last_form, "scope=s9"));
+    ck_assert_ptr_null(strstr(H.last_form, "client_secret"));
+    /* client_secret_basic (the default when the server lists no method): "svc:pa%3Ass". */
+    ck_assert_str_eq(H.last_token_auth, "Basic c3ZjOnBhJTNBc3M=");
+    ck_assert_int_eq(H.n_authorize, 0);
+    /* Expired (the fake clock): renewed (with the refresh token this server also issued). */
+    auth_oauth_clock_skew = 7200;
+    H.in_call = true;
+    ck_assert_int_eq(auth_oauth_get_token(H.o, &s, NULL, on_token, &H.calls[1], NULL), 0);
+    H.in_call = false;
+    run_until(2);
+    ck_assert_str_eq(H.calls[1].authz, "Bearer at2");
+    ck_assert_int_eq(H.n_token, 2);
+}
+END_TEST
+
+/* ---- the loopback redirect listener ---- */
+
+struct fetch {
+    bool done;
+    int status;
+    int err;
+};
+
+static void f_headers(void *ctx, struct tp_hreq *r, int status, const struct tp_hheaders *h)
+{
+    (void)r, (void)h;
+    ((struct fetch *)ctx)->status = status;
+}
+
+static int f_data(void *ctx, struct tp_hreq *r, const char *p, size_t n)
+{
+    (void)ctx, (void)r, (void)p, (void)n;
+    return 0;
+}
+
+static void f_done(void *ctx, struct tp_hreq *r, int err, const char *why)
+{
+    (void)r, (void)why;
+    struct fetch *f = ctx;
+    f->err = err;
+    f->done = true;
+}
+
+static struct fetch fetch_url(const char *url)
+{
+    struct fetch f = {0};
+    struct tp_hreq_opts o = {.url = url, .deadline_ms = 5000};
+    static const struct tp_hreq_cbs cbs = {f_headers, f_data, NULL, f_done};
+    struct tp_hreq *r;
+    if (tp_hreq_start(H.hc, &o, &cbs, &f, &r) != 0) {
+        f.err = -1;
+        return f;
+    }
+    while (!f.done)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    return f;
+}
+
+static char auth_url[2048];
+
+static void on_url(void *ctx, const char *url)
+{
+    (void)ctx;
+    ck_assert_msg(!H.in_call, "on_url inside the call");
+    snprintf(auth_url, sizeof auth_url, "%s", url);
+}
+
+START_TEST(test_redirect_listener)
+{
+    struct auth_oauth_server s = server();
+    struct auth_oauth_login_opts lo = {.timeout_ms = 10000, .on_url = on_url};
+    auth_url[0] = '\0';
+    H.in_call = true;
+    ck_assert_int_eq(auth_oauth_login(H.o, &s, &lo, on_token, &H.calls[0], NULL), 0);
+    H.in_call = false;
+    while (auth_url[0] == '\0')
+        uv_run(&H.loop, UV_RUN_ONCE);
+    ck_assert_ptr_nonnull(strstr(auth_url, "code_challenge_method=S256"));
+    ck_assert_ptr_nonnull(strstr(auth_url, "response_type=code"));
+    /* "The browser": the authorization endpoint redirects back. */
+    struct fetch a = fetch_url(auth_url);
+    ck_assert_int_eq(a.status, 302);
+    char *q = strchr(H.last_location, '?');
+    ck_assert_ptr_nonnull(q);
+    char base[256];
+    snprintf(base, sizeof base, "%.*s", (int)(q - H.last_location), H.last_location);
+    ck_assert_ptr_nonnull(strstr(base, "http://127.0.0.1:"));
+    /* A forged callback (wrong state) is refused and the listener keeps waiting. */
+    char bad[512];
+    snprintf(bad, sizeof bad, "%s?code=evil&state=0123456789abcdef0123456789abcdef", base);
+    ck_assert_int_eq(fetch_url(bad).status, 400);
+    char other[300];
+    snprintf(other, sizeof other, "%.*s/favicon.ico",
+             (int)(strstr(base, "/callback") - base), base);
+    ck_assert_int_eq(fetch_url(other).status, 404);
+    ck_assert(!H.calls[0].done);
+    ck_assert_int_eq(H.n_code, 0);
+    /* The real one. */
+    ck_assert_int_eq(fetch_url(H.last_location).status, 200);
+    run_until(1);
+    ck_assert_msg(H.calls[0].err == 0, "%s", H.calls[0].why);
+    ck_assert_int_eq(H.n_code, 1);
+    ck_assert_ptr_nonnull(strstr(H.last_form, "code=c1"));
+    /* Exactly one: nobody listens any more. */
+    struct fetch again = fetch_url(H.last_location);
+    ck_assert_int_ne(again.err, 0);
+    ck_assert_int_eq(again.status, 0);
+}
+END_TEST
+
+START_TEST(test_login_timeout_and_close)
+{
+    struct auth_oauth_server s = server();
+    struct auth_oauth_login_opts lo = {.timeout_ms = 100, .on_url = on_url};
+    auth_url[0] = '\0';
+    ck_assert_int_eq(auth_oauth_login(H.o, &s, &lo, on_token, &H.calls[0], NULL), 0);
+    run_until(1);
+    ck_assert_int_eq(H.calls[0].err, AUTH_OAUTH_EFAILED);
+    ck_assert_ptr_nonnull(strstr(H.calls[0].why, "no login within"));
+    /* A login still waiting when the object closes ends with ECANCELED (teardown closes). */
+    lo.timeout_ms = 10000;
+    auth_url[0] = '\0';
+    ck_assert_int_eq(auth_oauth_login(H.o, &s, &lo, on_token, &H.calls[1], NULL), 0);
+    while (auth_url[0] == '\0')
+        uv_run(&H.loop, UV_RUN_ONCE);
+    H.closes = 1;
+    auth_oauth_close(H.o, on_closed, NULL);
+    run_until(2);
+    ck_assert_int_eq(H.calls[1].err, AUTH_OAUTH_ECANCELED);
+    while (H.closes > 0)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    /* A fresh one for the teardown to close. */
+    char err[128];
+    ck_assert_int_eq(auth_oauth_new(&H.loop, H.hc, H.dir, &H.o, err, sizeof err), 0);
+}
+END_TEST
+
 static Suite *oauth_suite(void)
 {
     Suite *s = suite_create("oauth");
@@ -462,6 +650,10 @@ static Suite *oauth_suite(void)
     tcase_add_test(tc, test_401_shortcut_and_refresh);
     tcase_add_test(tc, test_not_logged_in_and_cancel);
     tcase_add_test(tc, test_headless_login_iss);
+    tcase_add_test(tc, test_stepup_headless_and_limit);
+    tcase_add_test(tc, test_client_credentials);
+    tcase_add_test(tc, test_redirect_listener);
+    tcase_add_test(tc, test_login_timeout_and_close);
     suite_add_tcase(s, tc);
     return s;
 }
