@@ -6,6 +6,7 @@
 #include "cmd/admin.h"
 #include "cmd/demo.h"
 #include "cmd/import.h"
+#include "cmd/probe.h"
 #include "cmd/login.h"
 #include "cmd/serve.h"
 #include "cmd/wrap.h"
@@ -24,6 +25,7 @@ static void usage(FILE *f)
                "  approve      accept changed tool definitions: approve SERVER [TOOL]\n"
                "  rotate-key   replace the session key and reload the daemon\n"
                "  token        client bearer tokens: token create NAME\n"
+               "  probe        connect to a remote MCP server, list its tools, call one: probe URL\n"
                "  login        log in to a remote server with OAuth: login SERVER\n"
                "  logout       forget a remote server's OAuth tokens: logout SERVER\n"
                "  demo-server  a small built-in stdio MCP server (echo, sum, sleep ...)\n"
@@ -53,6 +55,8 @@ int main(int argc, char **argv)
         return cmd_rotate_key(argc - 1, argv + 1);
     if (strcmp(cmd, "token") == 0)
         return cmd_token(argc - 1, argv + 1);
+    if (strcmp(cmd, "probe") == 0)
+        return cmd_probe(argc - 1, argv + 1);
     if (strcmp(cmd, "login") == 0)
         return cmd_login(argc - 1, argv + 1);
     if (strcmp(cmd, "logout") == 0)

@@ -130,6 +130,7 @@ void tp_sse_decoder_init(struct tp_sse_decoder *d, size_t max_event)
     d->has_id = 0;
     d->last_cr = 0;
     d->retry_ms = 0;
+    d->last_id[0] = '\0';
     d->bom_done = 0;
 }
 
@@ -141,6 +142,8 @@ void tp_sse_decoder_dispose(struct tp_sse_decoder *d)
 
 static void dispatch(struct tp_sse_decoder *d, tp_sse_event_cb cb, void *ctx)
 {
+    if (d->has_id)
+        memcpy(d->last_id, d->id, sizeof d->last_id);
     if (d->data.len > 0) {
         /* The data buffer ends with the \n of its last line, which is not part of the data. */
         size_t n = d->data.len - 1;
@@ -263,4 +266,14 @@ int tp_sse_decoder_feed(struct tp_sse_decoder *d, const char *p, size_t n, tp_ss
     if (start < n)
         return core_buf_append(&d->line, p + start, n - start);
     return 0;
+}
+
+unsigned tp_sse_decoder_retry_ms(const struct tp_sse_decoder *d)
+{
+    return d->retry_ms;
+}
+
+const char *tp_sse_decoder_last_id(const struct tp_sse_decoder *d)
+{
+    return d->last_id[0] != '\0' ? d->last_id : NULL;
 }

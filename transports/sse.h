@@ -32,6 +32,8 @@ struct tp_sse_decoder {
     int has_id;
     int last_cr;           /* the previous chunk ended in \r */
     unsigned retry_ms;     /* last retry: value seen, 0 if none */
+    char last_id[256];     /* the WHATWG "last event ID": set by any event with an id field,
+                              dispatched or not (an id-only priming event counts) */
     int bom_done;          /* the first line (which may start with a BOM) has been seen */
     size_t max_line;       /* longest line accepted */
 };
@@ -45,5 +47,10 @@ void tp_sse_decoder_dispose(struct tp_sse_decoder *d);
  * over 255 bytes); after an error the decoder must only be disposed. */
 GW_MUST_CHECK int tp_sse_decoder_feed(struct tp_sse_decoder *d, const char *p, size_t n,
                                       tp_sse_event_cb cb, void *ctx);
+/* The last event id the stream set (kept across events, also by events without data), or NULL
+ * when none was set; what a reconnect sends as Last-Event-ID. */
+const char *tp_sse_decoder_last_id(const struct tp_sse_decoder *d);
+/* The last `retry:` value the stream sent, in milliseconds; 0 when it sent none. */
+unsigned tp_sse_decoder_retry_ms(const struct tp_sse_decoder *d);
 
 #endif

@@ -399,6 +399,34 @@ START_TEST(too_big)
 }
 END_TEST
 
+/* The last event id survives events without one, is set by an id-only (undispatched) event,
+ * and is cleared by an empty id; retry: is reported. */
+START_TEST(last_event_id)
+{
+    struct tp_sse_decoder d;
+    struct seen got;
+    seen_init(&got);
+    tp_sse_decoder_init(&d, 0);
+    ck_assert_ptr_null(tp_sse_decoder_last_id(&d));
+    ck_assert_uint_eq(tp_sse_decoder_retry_ms(&d), 0);
+    const char *a = "id: p1\nretry: 500\n\n"; /* priming without data: not dispatched */
+    ck_assert_int_eq(tp_sse_decoder_feed(&d, a, strlen(a), on_event, &got), 0);
+    ck_assert_int_eq(got.count, 0);
+    ck_assert_str_eq(tp_sse_decoder_last_id(&d), "p1");
+    ck_assert_uint_eq(tp_sse_decoder_retry_ms(&d), 500);
+    const char *b = "data: x\n\n"; /* no id: the last one stays */
+    ck_assert_int_eq(tp_sse_decoder_feed(&d, b, strlen(b), on_event, &got), 0);
+    ck_assert_int_eq(got.count, 1);
+    ck_assert_str_eq(tp_sse_decoder_last_id(&d), "p1");
+    const char *c2 = "id: e2\ndata: y\n\nid\ndata: z\n\n";
+    ck_assert_int_eq(tp_sse_decoder_feed(&d, c2, strlen(c2), on_event, &got), 0);
+    ck_assert_int_eq(got.count, 3);
+    ck_assert_ptr_null(tp_sse_decoder_last_id(&d));
+    tp_sse_decoder_dispose(&d);
+    core_buf_dispose(&got.out);
+}
+END_TEST
+
 static Suite *sse_suite(void)
 {
     Suite *s = suite_create("sse");
@@ -414,6 +442,7 @@ static Suite *sse_suite(void)
     tcase_add_test(tc, retry_field);
     tcase_add_test(tc, bom);
     tcase_add_test(tc, too_big);
+    tcase_add_test(tc, last_event_id);
     suite_add_tcase(s, tc);
     return s;
 }
