@@ -36,6 +36,7 @@
 #include "auth/wwwauth.h"
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/config.h"
 #include "core/log.h"
 #include "transports/hclient.h"
 
@@ -1492,6 +1493,20 @@ static void flow_token(struct auth_oauth_req *r)
 }
 
 /* ---- the public API ---- */
+
+void auth_oauth_server_from_config(const struct core_server_cfg *cfg,
+                                   struct auth_oauth_server *out)
+{
+    memset(out, 0, sizeof *out);
+    out->name = cfg->name;
+    out->url = cfg->url;
+    out->client_id = cfg->client_id;
+    out->client_secret = cfg->client_secret;
+    out->client_metadata_url = cfg->client_metadata_url;
+    out->scopes = cfg->scopes;
+    out->client_credentials = cfg->oauth_client_credentials;
+    out->ca_file = cfg->ca_file;
+}
 
 int auth_oauth_new(uv_loop_t *loop, struct tp_hclient *hc, const char *state_dir,
                    struct auth_oauth **out, char *err, size_t errlen)

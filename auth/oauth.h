@@ -43,6 +43,12 @@ struct auth_oauth_server {
                                 * NULL = the system store */
 };
 
+struct core_server_cfg;
+/* Fills *out from a [server.NAME] section with url and auth = oauth (pointers borrowed from
+ * cfg: keep cfg alive while out is used). */
+void auth_oauth_server_from_config(const struct core_server_cfg *cfg,
+                                   struct auth_oauth_server *out);
+
 /* What the server answered, when the call follows a challenge. */
 struct auth_oauth_challenge {
     int status;                   /* 401 or 403; 0 = no challenge (use what is stored) */

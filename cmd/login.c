@@ -177,19 +177,6 @@ static int find_server(const struct login_opts *o, struct core_config **cfg_out,
     return 1;
 }
 
-static void fill_server(const struct core_server_cfg *s, struct auth_oauth_server *out)
-{
-    memset(out, 0, sizeof *out);
-    out->name = s->name;
-    out->url = s->url;
-    out->client_id = s->client_id;
-    out->client_secret = s->client_secret;
-    out->client_metadata_url = s->client_metadata_url;
-    out->scopes = s->scopes;
-    out->client_credentials = s->oauth_client_credentials;
-    out->ca_file = s->ca_file;
-}
-
 /* Tells a running daemon that SERVER's credentials changed; quiet when none runs. */
 static void notify_daemon(const struct login_opts *o, const struct core_config *cfg)
 {
@@ -350,7 +337,7 @@ int cmd_login(int argc, char **argv)
 #endif
                                         );
     struct auth_oauth_server srv;
-    fill_server(s, &srv);
+    auth_oauth_server_from_config(s, &srv);
     struct auth_oauth_login_opts lo = {.headless = o.headless,
                                        .timeout_ms = (uint64_t)o.timeout_s * 1000,
                                        .on_url = on_url,
@@ -517,7 +504,7 @@ int cmd_oauth_token(int argc, char **argv)
     run.ca_file = s->ca_file;
     auth_oauth_set_headless(run.oauth, o.headless);
     struct auth_oauth_server srv;
-    fill_server(s, &srv);
+    auth_oauth_server_from_config(s, &srv);
     /* N requests in the same loop iteration: they share one refresh. */
     for (unsigned i = 0; i < o.concurrent; i++) {
         struct probe *p = core_xcalloc(1, sizeof *p);
