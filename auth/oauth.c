@@ -193,6 +193,8 @@ struct auth_oauth_req {
     struct auth_prm prm;
     bool have_prm;
     bool legacy; /* no PRM: the 2025-03-26 rules (the server's origin is the issuer) */
+    bool prm_answered; /* some PRM URL gave an HTTP answer (not only transport errors) */
+    char prm_err[160]; /* the last transport error of a PRM fetch */
     char *issuer;
     char *as_urls[MAX_URLS];
     size_t n_as, i_as;
@@ -768,9 +770,11 @@ static void on_prm_done(struct xfer *x, int err, const char *why)
     const char *url = r->prm_urls[r->i_prm - 1];
     if (err != 0 && x->status == 0) {
         core_log(CORE_LOG_DEBUG, MOD, "%s: %s: %s", r->name, url, why ? why : "failed");
+        snprintf(r->prm_err, sizeof r->prm_err, "%s", why != NULL ? why : core_strerror(err));
         flow_prm_next(r);
         return;
     }
+    r->prm_answered = true;
     if (x->status != 200) {
         flow_prm_next(r);
         return;
@@ -806,6 +810,11 @@ static void flow_prm_next(struct auth_oauth_req *r)
         int rc = x_start(&r->x, "GET", url, json_get_headers, NULL, 0, r->ca_file, on_prm_done);
         if (rc != 0)
             http_failed(r, "cannot fetch", url, rc, NULL);
+        return;
+    }
+    if (!r->prm_answered) {
+        finish(r, AUTH_OAUTH_EFAILED, NULL, "cannot reach %s for its resource metadata: %s",
+               r->url, r->prm_err[0] != '\0' ? r->prm_err : "no answer");
         return;
     }
     /* No protected resource metadata: a 2025-03-26 server, its origin is the issuer. */

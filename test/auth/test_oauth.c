@@ -638,6 +638,26 @@ START_TEST(test_login_timeout_and_close)
 }
 END_TEST
 
+
+START_TEST(test_unreachable_server)
+{
+    /* Nothing listens there: a clear error, no guessing of 2025-03-26 endpoints. */
+    auth_oauth_set_headless(H.o, true);
+    struct auth_oauth_server s = {.name = "t", .url = "http://127.0.0.1:1/mcp", .client_id = "c"};
+    struct auth_oauth_challenge ch = {401, "Bearer", NULL};
+    H.in_call = true;
+    ck_assert_int_eq(auth_oauth_get_token(H.o, &s, &ch, on_token, &H.calls[0], NULL), 0);
+    H.in_call = false;
+    run_until(1);
+    ck_assert_int_eq(H.calls[0].err, AUTH_OAUTH_EFAILED);
+    ck_assert_ptr_nonnull(strstr(H.calls[0].why, "cannot reach http://127.0.0.1:1/mcp"));
+    /* Not an http(s) URL: refused at the call, no callback. */
+    s.url = "ftp://x/";
+    ck_assert_int_eq(auth_oauth_get_token(H.o, &s, NULL, on_token, &H.calls[1], NULL),
+                     CORE_EINVAL);
+}
+END_TEST
+
 static Suite *oauth_suite(void)
 {
     Suite *s = suite_create("oauth");
@@ -654,6 +674,7 @@ static Suite *oauth_suite(void)
     tcase_add_test(tc, test_client_credentials);
     tcase_add_test(tc, test_redirect_listener);
     tcase_add_test(tc, test_login_timeout_and_close);
+    tcase_add_test(tc, test_unreachable_server);
     suite_add_tcase(s, tc);
     return s;
 }
