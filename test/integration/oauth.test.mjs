@@ -16,7 +16,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { OAuth2Server } from 'oauth2-mock-server';
 
-import { BIN, makeTmp, runBin as runBinRaw, sanitizerReport, within } from './harness.mjs';
+import { BIN, makeTmp, runBin as runBinRaw, sanitizerReport, startDaemon, waitFor, within } from './harness.mjs';
 
 // ---------------------------------------------------------------- the authorization server
 
@@ -145,8 +145,8 @@ function writeConfig(extra = '') {
 const base = () => ['--config', config, '--state-dir', state];
 
 /** `agentgate login SERVER --no-browser`, completing the redirect like a browser would. */
-async function login(server = 'prot') {
-    const proc = spawn(BIN, ['login', server, ...base(), '--no-browser', '--timeout', '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function login(server = 'prot', extra = []) {
+    const proc = spawn(BIN, ['login', server, ...base(), '--no-browser', '--timeout', '20', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     proc.stderr.on('data', (d) => (stderr += d));
@@ -338,4 +338,25 @@ test('login refuses a server that is not remote with auth = oauth', async () => 
     const u = await runBin(['login', 'nosuch', ...base()]);
     assert.equal(u.code, 1);
     assert.match(u.stderr, /has no \[server\.nosuch\]/);
+});
+
+test('login and logout tell a running daemon', async () => {
+    const d = await startDaemon({ tag: 'oauth-gw' });
+    try {
+        const r = await login('prot', ['--socket', d.socket]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, /told the daemon/);
+        await waitFor(() => /noted new credentials for prot/.test(d.stderr), { what: 'the daemon to log the login' });
+        const out = await runBin(['logout', 'prot', ...base(), '--socket', d.socket]);
+        assert.equal(out.code, 0, out.stderr);
+        assert.match(out.stderr, /told the daemon/);
+        // No daemon on the socket: login still succeeds, quietly.
+        const gone = path.join(dir, 'no-daemon.sock');
+        const r2 = await login('prot', ['--socket', gone]);
+        assert.equal(r2.code, 0, r2.stderr);
+        assert.doesNotMatch(r2.stderr, /daemon/);
+    } finally {
+        d.kill();
+        await d.exited;
+    }
 });
