@@ -106,7 +106,7 @@ void auth_oauth_set_headless(struct auth_oauth *o, bool on);
  *   per server and 10 minutes.
  * cb runs exactly once, from the loop (never inside this call). *out (may be NULL) is the
  * request for auth_oauth_cancel, valid until cb runs. Returns 0, or CORE_EINVAL (srv->url is
- * not an http(s) URL) and then cb never runs. */
+ * not an http(s) URL) or CORE_ECLOSED (the object is closing), and then cb never runs. */
 GW_MUST_CHECK int auth_oauth_get_token(struct auth_oauth *o, const struct auth_oauth_server *srv,
                                        const struct auth_oauth_challenge *ch,
                                        auth_oauth_token_cb cb, void *ctx,
@@ -127,7 +127,8 @@ struct auth_oauth_login_opts {
  * when the server advertises RFC 9207), the URL handed to opts->on_url, the code exchanged with
  * PKCE and the resource indicator, the tokens stored. With srv->client_credentials it just runs
  * that grant. cb runs exactly once, from the loop, with the Authorization value or an error;
- * *out (may be NULL) is the request for auth_oauth_cancel. Returns 0 or CORE_EINVAL. */
+ * *out (may be NULL) is the request for auth_oauth_cancel. Returns 0, CORE_EINVAL or
+ * CORE_ECLOSED, as auth_oauth_get_token. */
 GW_MUST_CHECK int auth_oauth_login(struct auth_oauth *o, const struct auth_oauth_server *srv,
                                    const struct auth_oauth_login_opts *opts,
                                    auth_oauth_token_cb cb, void *ctx,
