@@ -35,12 +35,12 @@ struct auth_oauth_server {
      * the authorization server advertises client_id_metadata_document_supported. The gateway
      * cannot host the document itself, so this is only used when configured. NULL = none. */
     const char *client_metadata_url;
-    const char *scopes;        /* space-separated scopes to ask for; NULL = from the challenge,
-                                * else the resource's scopes_supported, else none */
-    bool client_credentials;   /* oauth_grant = client_credentials: no user, the client's own
-                                * token (needs client_id and client_secret) */
-    const char *ca_file;       /* PEM CA bundle for this server and its authorization server;
-                                * NULL = the system store */
+    const char *scopes;      /* space-separated scopes to ask for; NULL = from the challenge,
+                              * else the resource's scopes_supported, else none */
+    bool client_credentials; /* oauth_grant = client_credentials: no user, the client's own
+                              * token (needs client_id and client_secret) */
+    const char *ca_file;     /* PEM CA bundle for this server and its authorization server;
+                              * NULL = the system store */
 };
 
 struct core_server_cfg;
@@ -73,8 +73,7 @@ enum {
 /* err 0: authorization is the header value to send ("Bearer ..."), borrowed for the call (wipe
  * any copy after use). Otherwise authorization is NULL and why is a one-line reason without
  * secrets, borrowed for the call. */
-typedef void (*auth_oauth_token_cb)(void *ctx, int err, const char *authorization,
-                                    const char *why);
+typedef void (*auth_oauth_token_cb)(void *ctx, int err, const char *authorization, const char *why);
 /* The authorization URL the user must open (interactive login). Borrowed for the call. */
 typedef void (*auth_oauth_url_cb)(void *ctx, const char *url);
 
@@ -113,8 +112,8 @@ GW_MUST_CHECK int auth_oauth_get_token(struct auth_oauth *o, const struct auth_o
                                        struct auth_oauth_req **out);
 
 struct auth_oauth_login_opts {
-    bool headless;          /* fetch the URL ourselves (see auth_oauth_set_headless) */
-    uint64_t timeout_ms;    /* how long to wait for the redirect; 0 = 5 minutes */
+    bool headless;            /* fetch the URL ourselves (see auth_oauth_set_headless) */
+    uint64_t timeout_ms;      /* how long to wait for the redirect; 0 = 5 minutes */
     auth_oauth_url_cb on_url; /* gets the authorization URL (not called when headless) */
     void *url_ctx;
     /* A challenge to start discovery from (may be NULL: the flow first sends an unauthenticated
@@ -130,9 +129,8 @@ struct auth_oauth_login_opts {
  * *out (may be NULL) is the request for auth_oauth_cancel. Returns 0, CORE_EINVAL or
  * CORE_ECLOSED, as auth_oauth_get_token. */
 GW_MUST_CHECK int auth_oauth_login(struct auth_oauth *o, const struct auth_oauth_server *srv,
-                                   const struct auth_oauth_login_opts *opts,
-                                   auth_oauth_token_cb cb, void *ctx,
-                                   struct auth_oauth_req **out);
+                                   const struct auth_oauth_login_opts *opts, auth_oauth_token_cb cb,
+                                   void *ctx, struct auth_oauth_req **out);
 
 /* Stops a pending request; its callback does not run. May be called from any callback. */
 void auth_oauth_cancel(struct auth_oauth_req *r);

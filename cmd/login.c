@@ -35,23 +35,23 @@ struct login_opts {
 
 static void login_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: agentgate login SERVER [--config FILE] [--state-dir DIR] [--socket PATH]\n"
-            "                      [--no-browser] [--timeout SECONDS] [--headless]\n"
-            "\n"
-            "Logs in to the remote server [server.SERVER] of the config (auth = oauth): finds its\n"
-            "authorization server, registers agentgate there when no client_id is configured,\n"
-            "prints the URL to open and opens it in a browser when a display is present, waits\n"
-            "for the redirect on 127.0.0.1, and stores the tokens encrypted in the state\n"
-            "directory. A running daemon is told, so the server's tools appear.\n"
-            "  --config FILE      the config (default: serve's default config)\n"
-            "  --state-dir DIR    where the credential store is, default $XDG_STATE_HOME/agentgate\n"
-            "                     (else ~/.local/state/agentgate)\n"
-            "  --socket PATH      the daemon's socket to notify (default as for serve)\n"
-            "  --no-browser       only print the URL\n"
-            "  --timeout SECONDS  how long to wait for the login, default 300\n"
-            "  --headless         fetch the URL without a browser and take the code from its\n"
-            "                     redirect (authorization servers that approve at once: CI)\n");
+    fprintf(
+        f, "usage: agentgate login SERVER [--config FILE] [--state-dir DIR] [--socket PATH]\n"
+           "                      [--no-browser] [--timeout SECONDS] [--headless]\n"
+           "\n"
+           "Logs in to the remote server [server.SERVER] of the config (auth = oauth): finds its\n"
+           "authorization server, registers agentgate there when no client_id is configured,\n"
+           "prints the URL to open and opens it in a browser when a display is present, waits\n"
+           "for the redirect on 127.0.0.1, and stores the tokens encrypted in the state\n"
+           "directory. A running daemon is told, so the server's tools appear.\n"
+           "  --config FILE      the config (default: serve's default config)\n"
+           "  --state-dir DIR    where the credential store is, default $XDG_STATE_HOME/agentgate\n"
+           "                     (else ~/.local/state/agentgate)\n"
+           "  --socket PATH      the daemon's socket to notify (default as for serve)\n"
+           "  --no-browser       only print the URL\n"
+           "  --timeout SECONDS  how long to wait for the login, default 300\n"
+           "  --headless         fetch the URL without a browser and take the code from its\n"
+           "                     redirect (authorization servers that approve at once: CI)\n");
 }
 
 static void logout_usage(FILE *f)
@@ -162,8 +162,9 @@ static int find_server(const struct login_opts *o, struct core_config **cfg_out,
         if (strcmp(s->name, o->server) != 0)
             continue;
         if (s->url == NULL || s->auth != CORE_REMOTE_AUTH_OAUTH) {
-            fprintf(stderr, "agentgate: [server.%s] in %s is not a remote server with auth = "
-                            "oauth\n",
+            fprintf(stderr,
+                    "agentgate: [server.%s] in %s is not a remote server with auth = "
+                    "oauth\n",
                     s->name, path);
             core_config_free(cfg);
             return 1;
@@ -232,10 +233,14 @@ static void open_browser(struct run *run, const char *url)
     /* The URL is one argv element, never a shell string; it starts with http(s):// (the
      * authorization endpoint passed auth_url_is_secure). */
     char *args[] = {(char *)opener, (char *)url, NULL};
-    uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE}, {.flags = UV_IGNORE},
-                                     {.flags = UV_IGNORE}};
-    uv_process_options_t po = {.file = opener, .args = args, .stdio = stdio, .stdio_count = 3,
-                               .exit_cb = on_spawn_exit, .flags = UV_PROCESS_DETACHED};
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE}, {.flags = UV_IGNORE}, {.flags = UV_IGNORE}};
+    uv_process_options_t po = {.file = opener,
+                               .args = args,
+                               .stdio = stdio,
+                               .stdio_count = 3,
+                               .exit_cb = on_spawn_exit,
+                               .flags = UV_PROCESS_DETACHED};
     uv_process_t *p = core_xcalloc(1, sizeof *p);
     if (uv_spawn(&run->loop, p, &po) != 0) {
         core_free(p);
@@ -329,13 +334,12 @@ int cmd_login(int argc, char **argv)
         core_config_free(cfg);
         return 1;
     }
-    run.open_browser =
-        !o.no_browser && !o.headless && (getenv("DISPLAY") != NULL ||
-                                         getenv("WAYLAND_DISPLAY") != NULL
+    run.open_browser = !o.no_browser && !o.headless &&
+                       (getenv("DISPLAY") != NULL || getenv("WAYLAND_DISPLAY") != NULL
 #ifdef __APPLE__
-                                         || true
+                        || true
 #endif
-                                        );
+                       );
     struct auth_oauth_server srv;
     auth_oauth_server_from_config(s, &srv);
     struct auth_oauth_login_opts lo = {.headless = o.headless,
@@ -402,8 +406,7 @@ struct probe {
     unsigned index;
 };
 
-static void on_check_headers(void *ctx, struct tp_hreq *r, int status,
-                             const struct tp_hheaders *h)
+static void on_check_headers(void *ctx, struct tp_hreq *r, int status, const struct tp_hheaders *h)
 {
     struct probe *p = ctx;
     (void)h;
@@ -464,12 +467,15 @@ static void on_token(void *ctx, int err, const char *authz, const char *why)
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":"
         "\"2025-11-25\",\"capabilities\":{},\"clientInfo\":{\"name\":\"agentgate-check\","
         "\"version\":\"1\"}}}";
-    struct tp_hreq_opts ho = {.method = "POST", .url = run->url, .headers = headers,
-                              .body = body, .body_len = sizeof body - 1,
-                              .ca_file = run->ca_file, .deadline_ms = 15000};
-    static const struct tp_hreq_cbs cbs = {.on_headers = on_check_headers,
-                                           .on_data = on_check_data,
-                                           .on_done = on_check_done};
+    struct tp_hreq_opts ho = {.method = "POST",
+                              .url = run->url,
+                              .headers = headers,
+                              .body = body,
+                              .body_len = sizeof body - 1,
+                              .ca_file = run->ca_file,
+                              .deadline_ms = 15000};
+    static const struct tp_hreq_cbs cbs = {
+        .on_headers = on_check_headers, .on_data = on_check_data, .on_done = on_check_done};
     struct tp_hreq *hr;
     int rc = tp_hreq_start(run->hc, &ho, &cbs, p, &hr);
     sodium_memzero(hdr, strlen(hdr));

@@ -45,18 +45,18 @@ static struct {
     char url[96];
     char dir[64];
     /* server behaviour and counters */
-    int n_token;          /* token endpoint requests */
-    int n_refresh;        /* ... with grant_type=refresh_token */
-    int n_code;           /* ... with grant_type=authorization_code */
+    int n_token;   /* token endpoint requests */
+    int n_refresh; /* ... with grant_type=refresh_token */
+    int n_code;    /* ... with grant_type=authorization_code */
     int n_authorize;
     bool revoke;          /* refresh answers 400 invalid_grant */
     bool iss_param;       /* the metadata advertises RFC 9207 */
     const char *iss_sent; /* iss put on the redirect (NULL: none; "" : the right one) */
     char last_form[1024];
-    char last_scope[128];     /* scope of the last authorization request */
+    char last_scope[128];      /* scope of the last authorization request */
     char last_token_auth[256]; /* Authorization header of the last token request */
-    char last_location[1024]; /* Location the authorize endpoint answered */
-    struct tp_http_req *held; /* a token request answered after a delay */
+    char last_location[1024];  /* Location the authorize endpoint answered */
+    struct tp_http_req *held;  /* a token request answered after a delay */
     int next_token;
     /* calls */
     struct call calls[MAX_CALLS];
@@ -459,7 +459,6 @@ START_TEST(test_headless_login_iss)
 }
 END_TEST
 
-
 START_TEST(test_stepup_headless_and_limit)
 {
     seed("at-old", "rt0", 3600);
@@ -490,8 +489,11 @@ END_TEST
 
 START_TEST(test_client_credentials)
 {
-    struct auth_oauth_server s = {.name = "t", .url = H.url, .client_id = "svc",
-                                  .client_secret = "pa:ss", .client_credentials = true,
+    struct auth_oauth_server s = {.name = "t",
+                                  .url = H.url,
+                                  .client_id = "svc",
+                                  .client_secret = "pa:ss",
+                                  .client_credentials = true,
                                   .scopes = "s9"};
     H.in_call = true;
     ck_assert_int_eq(auth_oauth_get_token(H.o, &s, NULL, on_token, &H.calls[0], NULL), 0);
@@ -593,8 +595,8 @@ START_TEST(test_redirect_listener)
     snprintf(bad, sizeof bad, "%s?code=evil&state=0123456789abcdef0123456789abcdef", base);
     ck_assert_int_eq(fetch_url(bad).status, 400);
     char other[300];
-    snprintf(other, sizeof other, "%.*s/favicon.ico",
-             (int)(strstr(base, "/callback") - base), base);
+    snprintf(other, sizeof other, "%.*s/favicon.ico", (int)(strstr(base, "/callback") - base),
+             base);
     ck_assert_int_eq(fetch_url(other).status, 404);
     ck_assert(!H.calls[0].done);
     ck_assert_int_eq(H.n_code, 0);
@@ -638,7 +640,6 @@ START_TEST(test_login_timeout_and_close)
 }
 END_TEST
 
-
 START_TEST(test_unreachable_server)
 {
     /* Nothing listens there: a clear error, no guessing of 2025-03-26 endpoints. */
@@ -653,8 +654,7 @@ START_TEST(test_unreachable_server)
     ck_assert_ptr_nonnull(strstr(H.calls[0].why, "cannot reach http://127.0.0.1:1/mcp"));
     /* Not an http(s) URL: refused at the call, no callback. */
     s.url = "ftp://x/";
-    ck_assert_int_eq(auth_oauth_get_token(H.o, &s, NULL, on_token, &H.calls[1], NULL),
-                     CORE_EINVAL);
+    ck_assert_int_eq(auth_oauth_get_token(H.o, &s, NULL, on_token, &H.calls[1], NULL), CORE_EINVAL);
 }
 END_TEST
 
