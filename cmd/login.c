@@ -193,8 +193,13 @@ static void notify_daemon(const struct login_opts *o, const struct core_config *
     int rc = cmd_ctl_post(sock, "/agentgate/credentials", body, &r, msg, sizeof msg);
     cJSON_free(body);
     if (rc == 0) {
+        const char *e = cmd_ctl_reply_str(&r, "error");
         if (cmd_ctl_reply_ok(&r))
             fprintf(stderr, "agentgate: told the daemon\n");
+        else if (e != NULL)
+            fprintf(stderr, "agentgate: the daemon answered: %s\n", e);
+        else
+            fprintf(stderr, "agentgate: the daemon answered HTTP %d\n", r.status);
         cJSON_Delete(r.json);
     } else if (!cmd_ctl_is_no_daemon(rc)) {
         fprintf(stderr, "agentgate: could not tell the daemon: %s\n", msg);

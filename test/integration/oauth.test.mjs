@@ -16,7 +16,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { OAuth2Server } from 'oauth2-mock-server';
 
-import { BIN, makeTmp, runBin as runBinRaw, sanitizerReport, startDaemon, waitFor, within } from './harness.mjs';
+import { BIN, makeTmp, runBin as runBinRaw, sanitizerReport, startDaemon, within } from './harness.mjs';
 
 // ---------------------------------------------------------------- the authorization server
 
@@ -341,18 +341,21 @@ test('login refuses a server that is not remote with auth = oauth', async () => 
 });
 
 test('login and logout tell a running daemon', async () => {
-    const d = await startDaemon({ tag: 'oauth-gw' });
+    // The daemon serves the same server from the same state directory.
+    const d = await startDaemon({ tag: 'oauth-gw', config: `[server.prot]\nurl = ${mcpUrl}\nauth = oauth\nclient_id = agentgate-test\n` });
+    const at = ['--config', d.configPath, '--state-dir', d.stateDir, '--socket', d.socket];
     try {
-        const r = await login('prot', ['--socket', d.socket]);
-        assert.equal(r.code, 0, r.stderr);
-        assert.match(r.stderr, /told the daemon/);
-        await waitFor(() => /noted new credentials for prot/.test(d.stderr), { what: 'the daemon to log the login' });
-        const out = await runBin(['logout', 'prot', ...base(), '--socket', d.socket]);
+        const proc = spawn(BIN, ['login', 'prot', ...at, '--headless'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let stderr = '';
+        proc.stderr.on('data', (c) => (stderr += c));
+        const code = await within(15000, new Promise((resolve) => proc.on('exit', resolve)), 'login');
+        assert.equal(code, 0, stderr);
+        assert.match(stderr, /told the daemon/);
+        const out = await runBin(['logout', 'prot', ...at]);
         assert.equal(out.code, 0, out.stderr);
         assert.match(out.stderr, /told the daemon/);
         // No daemon on the socket: login still succeeds, quietly.
-        const gone = path.join(dir, 'no-daemon.sock');
-        const r2 = await login('prot', ['--socket', gone]);
+        const r2 = await login('prot', ['--socket', path.join(dir, 'no-daemon.sock')]);
         assert.equal(r2.code, 0, r2.stderr);
         assert.doesNotMatch(r2.stderr, /daemon/);
     } finally {
