@@ -120,8 +120,15 @@ const mcp = http.createServer(async (req, res) => {
         transport.close();
         server.close();
     });
+    let parsed;
+    try {
+        parsed = body ? JSON.parse(body) : undefined;
+    } catch {
+        res.writeHead(400).end();
+        return;
+    }
     await server.connect(transport);
-    await transport.handleRequest(req, res, JSON.parse(body));
+    await transport.handleRequest(req, res, parsed);
 });
 
 // ---------------------------------------------------------------- agentgate
