@@ -16,7 +16,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { OAuth2Server } from 'oauth2-mock-server';
 
-import { BIN, makeTmp, runBin, within } from './harness.mjs';
+import { BIN, makeTmp, runBin as runBinRaw, sanitizerReport, startDaemon, within } from './harness.mjs';
 
 // ---------------------------------------------------------------- the authorization server
 
@@ -120,11 +120,25 @@ const mcp = http.createServer(async (req, res) => {
         transport.close();
         server.close();
     });
+    let parsed;
+    try {
+        parsed = body ? JSON.parse(body) : undefined;
+    } catch {
+        res.writeHead(400).end();
+        return;
+    }
     await server.connect(transport);
-    await transport.handleRequest(req, res, JSON.parse(body));
+    await transport.handleRequest(req, res, parsed);
 });
 
 // ---------------------------------------------------------------- agentgate
+
+/** runBin, failing on any sanitizer report (ASan/LSan/UBSan builds). */
+async function runBin(args, opts) {
+    const r = await runBinRaw(args, opts);
+    assert.equal(sanitizerReport(r.stderr), null, `agentgate ${args[0]}: ${r.stderr}`);
+    return r;
+}
 
 let dir;
 let state;
@@ -138,8 +152,8 @@ function writeConfig(extra = '') {
 const base = () => ['--config', config, '--state-dir', state];
 
 /** `agentgate login SERVER --no-browser`, completing the redirect like a browser would. */
-async function login(server = 'prot') {
-    const proc = spawn(BIN, ['login', server, ...base(), '--no-browser', '--timeout', '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function login(server = 'prot', extra = []) {
+    const proc = spawn(BIN, ['login', server, ...base(), '--no-browser', '--timeout', '20', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     proc.stderr.on('data', (d) => (stderr += d));
@@ -157,6 +171,7 @@ async function login(server = 'prot') {
     const cb = await fetch(authz.headers.get('location'));
     const page = await cb.text();
     const code = await within(15000, exited, 'login to exit');
+    assert.equal(sanitizerReport(stderr), null, stderr);
     return { code, stdout, stderr, url, page, callbackStatus: cb.status };
 }
 
@@ -330,4 +345,28 @@ test('login refuses a server that is not remote with auth = oauth', async () => 
     const u = await runBin(['login', 'nosuch', ...base()]);
     assert.equal(u.code, 1);
     assert.match(u.stderr, /has no \[server\.nosuch\]/);
+});
+
+test('login and logout tell a running daemon', async () => {
+    // The daemon serves the same server from the same state directory.
+    const d = await startDaemon({ tag: 'oauth-gw', config: `[server.prot]\nurl = ${mcpUrl}\nauth = oauth\nclient_id = agentgate-test\n` });
+    const at = ['--config', d.configPath, '--state-dir', d.stateDir, '--socket', d.socket];
+    try {
+        const proc = spawn(BIN, ['login', 'prot', ...at, '--headless'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let stderr = '';
+        proc.stderr.on('data', (c) => (stderr += c));
+        const code = await within(15000, new Promise((resolve) => proc.on('exit', resolve)), 'login');
+        assert.equal(code, 0, stderr);
+        assert.match(stderr, /told the daemon/);
+        const out = await runBin(['logout', 'prot', ...at]);
+        assert.equal(out.code, 0, out.stderr);
+        assert.match(out.stderr, /told the daemon/);
+        // No daemon on the socket: login still succeeds, quietly.
+        const r2 = await login('prot', ['--socket', path.join(dir, 'no-daemon.sock')]);
+        assert.equal(r2.code, 0, r2.stderr);
+        assert.doesNotMatch(r2.stderr, /daemon/);
+    } finally {
+        d.kill();
+        await d.exited;
+    }
 });
