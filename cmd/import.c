@@ -182,17 +182,16 @@ static const char *read_error(int rc)
     return strerror(-rc);
 }
 
-
 static int default_client_path(enum client c, char *out, size_t cap)
 {
     switch (c) {
     case CLIENT_CLAUDE:
 #ifdef __APPLE__
         return core_path_xdg(out, cap, NULL, "Library/Application Support",
-                        "Claude/claude_desktop_config.json");
+                             "Claude/claude_desktop_config.json");
 #else
         return core_path_xdg(out, cap, "XDG_CONFIG_HOME", ".config",
-                        "Claude/claude_desktop_config.json");
+                             "Claude/claude_desktop_config.json");
 #endif
     case CLIENT_CURSOR:
         return core_path_xdg(out, cap, NULL, ".cursor", "mcp.json");
@@ -557,17 +556,17 @@ static bool is_self(const cJSON *entry)
            strcmp(first->valuestring, "bridge") == 0;
 }
 
-static enum import_dialect dialect_of(enum client c)
+static enum cmd_import_dialect dialect_of(enum client c)
 {
     switch (c) {
     case CLIENT_CURSOR:
-        return IMPORT_DIALECT_CURSOR;
+        return CMD_IMPORT_DIALECT_CURSOR;
     case CLIENT_VSCODE:
-        return IMPORT_DIALECT_VSCODE;
+        return CMD_IMPORT_DIALECT_VSCODE;
     case CLIENT_CLAUDE:
         break;
     }
-    return IMPORT_DIALECT_CLAUDE;
+    return CMD_IMPORT_DIALECT_CLAUDE;
 }
 
 /* Writes `prefix = ...` when the name is not a valid tool prefix. Returns false with *why when
@@ -600,7 +599,7 @@ static char *item_head(const char *item)
 /* Builds the remote [server.NAME] section of r into b, or returns false with the reason in
  * whybuf. Notes for the report go into notes. */
 static bool remote_section(const struct import *im, struct core_buf *b, const char *name,
-                           const struct import_remote *r, struct core_buf *notes, char *whybuf,
+                           const struct cmd_import_remote *r, struct core_buf *notes, char *whybuf,
                            size_t whylen)
 {
     const char *p;
@@ -611,7 +610,7 @@ static bool remote_section(const struct import *im, struct core_buf *b, const ch
     }
     putf(b, "[server.%s]\nurl = %s\ntransport = %s\n", name, r->url, r->transport);
     for (size_t i = 0; i < r->n_headers; i++) {
-        const struct import_header *h = &r->headers[i];
+        const struct cmd_import_header *h = &r->headers[i];
         if ((p = ini_problem(h->value)) != NULL) {
             snprintf(whybuf, whylen, "headers.%.64s %s", h->name, p);
             return false;
@@ -641,13 +640,13 @@ static bool remote_section(const struct import *im, struct core_buf *b, const ch
     for (size_t i = 0; i < r->n_unmapped; i++) {
         char *text = comment_text(r->unmapped[i]);
         char *head = item_head(text);
-        if (r->via == IMPORT_VIA_NATIVE) {
+        if (r->via == CMD_IMPORT_VIA_NATIVE) {
             putf(b, "; %s\n", text);
             putf(notes, "; key '%s' has no agentgate equivalent, kept as a comment", head);
         } else {
-            putf(b, "; not carried over from %s: %s\n", import_remote_via_name(r->via), text);
+            putf(b, "; not carried over from %s: %s\n", cmd_import_remote_via_name(r->via), text);
             putf(notes, "; %s %s not carried over, kept as a comment",
-                 import_remote_via_name(r->via), head);
+                 cmd_import_remote_via_name(r->via), head);
         }
         core_free(head);
         core_free(text);
@@ -685,7 +684,8 @@ static bool local_section(enum client c, struct core_buf *b, const char *name, c
         cJSON *strs = cJSON_CreateArray();
         const cJSON *a;
         int i = 0;
-        cJSON_ArrayForEach (a, args) {
+        cJSON_ArrayForEach(a, args)
+        {
             char *s;
             i++;
             if (!scalar_text(a, &s)) {
@@ -718,7 +718,8 @@ static bool local_section(enum client c, struct core_buf *b, const char *name, c
             return false;
         }
         const cJSON *e;
-        cJSON_ArrayForEach (e, env) {
+        cJSON_ArrayForEach(e, env)
+        {
             char *s;
             if (!is_env_name(e->string)) {
                 snprintf(whybuf, whylen,
@@ -764,7 +765,8 @@ static bool local_section(enum client c, struct core_buf *b, const char *name, c
 
     /* Keys agentgate has no place for stay in the section as comments. */
     const cJSON *item;
-    cJSON_ArrayForEach (item, entry) {
+    cJSON_ArrayForEach(item, entry)
+    {
         const char *k = item->string;
         if (strcmp(k, "command") == 0 || strcmp(k, "args") == 0 || strcmp(k, "env") == 0 ||
             strcmp(k, "cwd") == 0)
@@ -901,15 +903,15 @@ static enum outcome import_entry(struct import *im, const cJSON *entry)
     if (im->text.len > 0)
         put(&section, "\n");
     enum outcome out = OUTCOME_SKIPPED;
-    const enum import_dialect dialect = dialect_of(im->opt.client);
-    struct import_remote *r = NULL;
+    const enum cmd_import_dialect dialect = dialect_of(im->opt.client);
+    struct cmd_import_remote *r = NULL;
     if (remote) {
-        if (import_remote_native(dialect, entry, &r, whybuf, sizeof whybuf) != 0) {
+        if (cmd_import_remote_native(dialect, entry, &r, whybuf, sizeof whybuf) != 0) {
             report_line(im, orig, "skipped: %s", whybuf);
             im->n_skipped++;
             goto done;
         }
-    } else if (import_remote_wrapper(dialect, entry, &r, whybuf, sizeof whybuf) < 0) {
+    } else if (cmd_import_remote_wrapper(dialect, entry, &r, whybuf, sizeof whybuf) < 0) {
         /* A wrapper that cannot become a remote section still runs as it did. */
         char *w = comment_text(whybuf);
         putf(&notes, "; not converted to a native remote server (%s), imported as a stdio server",
@@ -924,7 +926,7 @@ static enum outcome import_entry(struct import *im, const cJSON *entry)
             goto done;
         }
         const char *n = notes.data != NULL ? notes.data : "";
-        if (r->via == IMPORT_VIA_NATIVE) {
+        if (r->via == CMD_IMPORT_VIA_NATIVE) {
             report_line(im, orig, "%s [server.%s] (remote, transport = %s, auth = %s)%s%s",
                         dry ? "would be added as" : "added as", name, r->transport, r->auth,
                         rename_note, n);
@@ -932,9 +934,9 @@ static enum outcome import_entry(struct import *im, const cJSON *entry)
             report_line(im, orig,
                         "%s%s wrapper → native remote server [server.%s] (transport = %s, "
                         "auth = %s); one Node process%s fewer%s%s",
-                        dry ? "would convert: " : "", import_remote_via_name(r->via), name,
+                        dry ? "would convert: " : "", cmd_import_remote_via_name(r->via), name,
                         r->transport, r->auth,
-                        r->via == IMPORT_VIA_MCP_REMOTE ? " and its token store" : "",
+                        r->via == CMD_IMPORT_VIA_MCP_REMOTE ? " and its token store" : "",
                         rename_note, n);
             im->n_converted++;
         }
@@ -957,7 +959,7 @@ static enum outcome import_entry(struct import *im, const cJSON *entry)
         out = OUTCOME_ADDED;
     }
 done:
-    import_remote_free(r);
+    cmd_import_remote_free(r);
     core_buf_dispose(&section);
     core_buf_dispose(&notes);
     core_free(name);
@@ -1312,7 +1314,7 @@ int cmd_import_main(int argc, char **argv)
         if (snprintf(given, sizeof given, "%s", im.opt.config_path) >= (int)sizeof given)
             goto too_long;
     } else if (core_path_xdg(given, sizeof given, "XDG_CONFIG_HOME", ".config",
-                        "agentgate/agentgate.ini") != 0) {
+                             "agentgate/agentgate.ini") != 0) {
         fprintf(stderr, "agentgate: cannot find the agentgate config: HOME is not set\n");
         goto out;
     }
@@ -1379,7 +1381,8 @@ int cmd_import_main(int argc, char **argv)
     size_t i = 0;
     const cJSON *entry;
     if (servers != NULL) {
-        cJSON_ArrayForEach (entry, servers) {
+        cJSON_ArrayForEach(entry, servers)
+        {
             outcomes[i++] = import_entry(&im, entry);
         }
     }
@@ -1394,8 +1397,9 @@ int cmd_import_main(int argc, char **argv)
     bool changed = im.text.len != im.original_len;
     char remotes[160] = "";
     if (im.n_remote > 0)
-        snprintf(remotes, sizeof remotes, " (%zu remote, %zu of them converted from stdio wrappers)",
-                 im.n_remote, im.n_converted);
+        snprintf(remotes, sizeof remotes,
+                 " (%zu remote, %zu of them converted from stdio wrappers)", im.n_remote,
+                 im.n_converted);
     if (im.opt.dry_run) {
         printf("dry run: %zu to add%s, %zu to skip; nothing written to %s\n", im.n_added, remotes,
                im.n_skipped, im.config_path);

@@ -37,7 +37,7 @@ static void put(struct core_buf *b, const char *s, size_t n)
     (void)!core_buf_append(b, s, n); /* b is unlimited */
 }
 
-static void add_unmapped(struct import_remote *r, char *item)
+static void add_unmapped(struct cmd_import_remote *r, char *item)
 {
     r->unmapped = core_xrealloc(r->unmapped, (r->n_unmapped + 1) * sizeof(char *));
     r->unmapped[r->n_unmapped++] = item;
@@ -53,7 +53,7 @@ static char *json_text(const cJSON *v)
     return out;
 }
 
-static void add_unmapped_key(struct import_remote *r, const cJSON *item)
+static void add_unmapped_key(struct cmd_import_remote *r, const cJSON *item)
 {
     char *v = json_text(item);
     struct core_buf b;
@@ -67,11 +67,11 @@ static void add_unmapped_key(struct import_remote *r, const cJSON *item)
 
 /* How ${...} in one string is read. */
 struct vars {
-    enum import_dialect d;
-    bool plain_env;        /* ${NAME} is an environment variable (Claude Code, mcp-remote) */
-    const cJSON *env;      /* mcp-remote: the entry's env, which ${NAME} reads first, or NULL */
-    bool *env_used;        /* per item of env: read by a header */
-    const char *what;      /* for messages: "headers.X", "url" */
+    enum cmd_import_dialect d;
+    bool plain_env;   /* ${NAME} is an environment variable (Claude Code, mcp-remote) */
+    const cJSON *env; /* mcp-remote: the entry's env, which ${NAME} reads first, or NULL */
+    bool *env_used;   /* per item of env: read by a header */
+    const char *what; /* for messages: "headers.X", "url" */
 };
 
 /* Appends s to out with every variable the client (and the wrapper) would expand written as
@@ -79,7 +79,7 @@ struct vars {
 static int translate(const struct vars *v, const char *s, int depth, struct core_buf *out,
                      char *why, size_t whylen)
 {
-    bool client_env = v->d != IMPORT_DIALECT_CLAUDE;
+    bool client_env = v->d != CMD_IMPORT_DIALECT_CLAUDE;
     bool plain = v->plain_env && depth == 0; /* the wrapper expands once, not recursively */
     if (!client_env && strstr(s, "${env:") != NULL) {
         snprintf(why, whylen,
@@ -133,8 +133,7 @@ static int translate(const struct vars *v, const char *s, int depth, struct core
     }
 }
 
-static int translate_dup(const struct vars *v, const char *s, char **out, char *why,
-                         size_t whylen)
+static int translate_dup(const struct vars *v, const char *s, char **out, char *why, size_t whylen)
 {
     struct core_buf b;
     core_buf_init(&b, 0);
@@ -164,8 +163,8 @@ static bool contains_ci(const char *s, const char *needle)
 /* A header name that usually carries a credential. */
 static bool is_secret_name(const char *name)
 {
-    static const char *const words[] = {"authorization", "cookie", "token", "key",
-                                        "secret",        "password", "auth", NULL};
+    static const char *const words[] = {"authorization", "cookie",   "token", "key",
+                                        "secret",        "password", "auth",  NULL};
     for (const char *const *w = words; *w; w++) {
         if (contains_ci(name, *w))
             return true;
@@ -175,7 +174,7 @@ static bool is_secret_name(const char *name)
 
 /* Adds or replaces (names are case-insensitive; the later one wins, as in the wrappers) a
  * header whose value is raw before translation. */
-static int add_header(struct import_remote *r, struct vars *v, const char *name, size_t nlen,
+static int add_header(struct cmd_import_remote *r, struct vars *v, const char *name, size_t nlen,
                       const char *raw, char *why, size_t whylen)
 {
     for (size_t i = 0; i < nlen; i++) {
@@ -236,11 +235,11 @@ static char *bearer_env(const char *value)
 /* Settles auth: an Authorization header "Bearer ${env:NAME}" becomes auth = bearer with
  * token_env; any other Authorization header stays a static header (auth = none); without one,
  * the client or mcp-remote would run OAuth when challenged (auth = oauth), supergateway not. */
-static void finish(struct import_remote *r)
+static void finish(struct cmd_import_remote *r)
 {
-    r->auth = r->via == IMPORT_VIA_SUPERGATEWAY ? "none" : "oauth";
+    r->auth = r->via == CMD_IMPORT_VIA_SUPERGATEWAY ? "none" : "oauth";
     for (size_t i = 0; i < r->n_headers; i++) {
-        struct import_header *h = &r->headers[i];
+        struct cmd_import_header *h = &r->headers[i];
         if (strcasecmp(h->name, "Authorization") == 0) {
             r->auth = "none";
             char *var = bearer_env(h->value);
@@ -259,16 +258,16 @@ static void finish(struct import_remote *r)
     }
 }
 
-static struct import_remote *remote_new(enum import_via via)
+static struct cmd_import_remote *remote_new(enum cmd_import_via via)
 {
-    struct import_remote *r = core_xcalloc(1, sizeof(*r));
+    struct cmd_import_remote *r = core_xcalloc(1, sizeof(*r));
     r->via = via;
     r->transport = "auto";
     r->auth = "none";
     return r;
 }
 
-void import_remote_free(struct import_remote *r)
+void cmd_import_remote_free(struct cmd_import_remote *r)
 {
     if (r == NULL)
         return;
@@ -286,20 +285,20 @@ void import_remote_free(struct import_remote *r)
     core_free(r);
 }
 
-const char *import_remote_via_name(enum import_via via)
+const char *cmd_import_remote_via_name(enum cmd_import_via via)
 {
     switch (via) {
-    case IMPORT_VIA_MCP_REMOTE:
+    case CMD_IMPORT_VIA_MCP_REMOTE:
         return "mcp-remote";
-    case IMPORT_VIA_SUPERGATEWAY:
+    case CMD_IMPORT_VIA_SUPERGATEWAY:
         return "supergateway";
-    case IMPORT_VIA_NATIVE:
+    case CMD_IMPORT_VIA_NATIVE:
         break;
     }
     return "url";
 }
 
-static int set_url(struct import_remote *r, struct vars *v, const char *raw, char *why,
+static int set_url(struct cmd_import_remote *r, struct vars *v, const char *raw, char *why,
                    size_t whylen)
 {
     if (raw[0] == '\0') {
@@ -318,20 +317,20 @@ static int set_url(struct import_remote *r, struct vars *v, const char *raw, cha
 
 /* ---- native entries ---- */
 
-static const char *native_transport(enum import_dialect d, const char *type)
+static const char *native_transport(enum cmd_import_dialect d, const char *type)
 {
     if (type == NULL)
         return "auto";
     if (strcmp(type, "sse") == 0)
         return "sse";
     /* VS Code's "http" tries Streamable HTTP and falls back to SSE: that is auto. */
-    if (d == IMPORT_DIALECT_VSCODE && strcmp(type, "http") == 0)
+    if (d == CMD_IMPORT_DIALECT_VSCODE && strcmp(type, "http") == 0)
         return "auto";
     return "streamable-http";
 }
 
-int import_remote_native(enum import_dialect d, const cJSON *entry, struct import_remote **out,
-                         char *why, size_t whylen)
+int cmd_import_remote_native(enum cmd_import_dialect d, const cJSON *entry,
+                             struct cmd_import_remote **out, char *why, size_t whylen)
 {
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(entry, "type");
     const cJSON *url = cJSON_GetObjectItemCaseSensitive(entry, "url");
@@ -340,9 +339,9 @@ int import_remote_native(enum import_dialect d, const cJSON *entry, struct impor
         snprintf(why, whylen, "\"url\" is not a string");
         return CORE_EINVAL;
     }
-    struct import_remote *r = remote_new(IMPORT_VIA_NATIVE);
+    struct cmd_import_remote *r = remote_new(CMD_IMPORT_VIA_NATIVE);
     r->transport = native_transport(d, cJSON_IsString(type) ? type->valuestring : NULL);
-    struct vars v = {.d = d, .plain_env = d == IMPORT_DIALECT_CLAUDE};
+    struct vars v = {.d = d, .plain_env = d == CMD_IMPORT_DIALECT_CLAUDE};
     int rc = set_url(r, &v, url->valuestring, why, whylen);
     if (rc)
         goto fail;
@@ -353,7 +352,8 @@ int import_remote_native(enum import_dialect d, const cJSON *entry, struct impor
             goto fail;
         }
         const cJSON *h;
-        cJSON_ArrayForEach (h, headers) {
+        cJSON_ArrayForEach(h, headers)
+        {
             if (!cJSON_IsString(h)) {
                 snprintf(why, whylen, "headers.%.64s is not a string", h->string);
                 rc = CORE_EINVAL;
@@ -365,7 +365,8 @@ int import_remote_native(enum import_dialect d, const cJSON *entry, struct impor
         }
     }
     const cJSON *item;
-    cJSON_ArrayForEach (item, entry) {
+    cJSON_ArrayForEach(item, entry)
+    {
         if (strcmp(item->string, "type") != 0 && strcmp(item->string, "url") != 0 &&
             strcmp(item->string, "headers") != 0)
             add_unmapped_key(r, item);
@@ -374,7 +375,7 @@ int import_remote_native(enum import_dialect d, const cJSON *entry, struct impor
     *out = r;
     return 0;
 fail:
-    import_remote_free(r);
+    cmd_import_remote_free(r);
     return rc;
 }
 
@@ -391,7 +392,8 @@ static bool cmd_is(const char *cmd, const char *name)
     size_t n = strlen(name);
     if (strncmp(base, name, n) != 0)
         return false;
-    return base[n] == '\0' || strcasecmp(base + n, ".cmd") == 0 || strcasecmp(base + n, ".exe") == 0;
+    return base[n] == '\0' || strcasecmp(base + n, ".cmd") == 0 ||
+           strcasecmp(base + n, ".exe") == 0;
 }
 
 /* The package name of an npx-style spec ("mcp-remote@0.1.37" → "mcp-remote"), compared. */
@@ -415,9 +417,16 @@ static enum tool tool_of(const char *spec)
 /* Finds the wrapper in command + args; *first is the index of its first own argument. */
 static enum tool find_tool(const char *cmd, const char *const *args, size_t n, size_t *first)
 {
-    static const char *const runner_flags[] = {
-        "-y", "--yes", "-q", "--quiet", "--silent", "--bun", "--prefer-offline",
-        "--prefer-online", "--ignore-existing", NULL};
+    static const char *const runner_flags[] = {"-y",
+                                               "--yes",
+                                               "-q",
+                                               "--quiet",
+                                               "--silent",
+                                               "--bun",
+                                               "--prefer-offline",
+                                               "--prefer-online",
+                                               "--ignore-existing",
+                                               NULL};
     if (cmd_is(cmd, "mcp-remote")) {
         *first = 0;
         return TOOL_MCP_REMOTE;
@@ -463,7 +472,7 @@ static enum tool find_tool(const char *cmd, const char *const *args, size_t n, s
     return t;
 }
 
-static void add_unmapped_args(struct import_remote *r, const char *const *args, size_t from,
+static void add_unmapped_args(struct cmd_import_remote *r, const char *const *args, size_t from,
                               size_t count)
 {
     struct core_buf b;
@@ -477,7 +486,7 @@ static void add_unmapped_args(struct import_remote *r, const char *const *args, 
 }
 
 /* mcp-remote's --header value: NAME (letters, digits, _ and -), a colon, optional blanks. */
-static int mcp_remote_header(struct import_remote *r, struct vars *v, const char *a, char *why,
+static int mcp_remote_header(struct cmd_import_remote *r, struct vars *v, const char *a, char *why,
                              size_t whylen, bool *ok)
 {
     size_t n = 0;
@@ -514,13 +523,17 @@ static bool is_digits(const char *s)
     return true;
 }
 
-static int parse_mcp_remote(struct import_remote *r, struct vars *v, const char *const *args,
+static int parse_mcp_remote(struct cmd_import_remote *r, struct vars *v, const char *const *args,
                             size_t n, char *why, size_t whylen)
 {
     /* Options that take a value and that agentgate has no place for. */
-    static const char *const valued[] = {"--host", "--static-oauth-client-metadata",
-                                         "--static-oauth-client-info", "--resource",
-                                         "--auth-timeout", "--ignore-tool", NULL};
+    static const char *const valued[] = {"--host",
+                                         "--static-oauth-client-metadata",
+                                         "--static-oauth-client-info",
+                                         "--resource",
+                                         "--auth-timeout",
+                                         "--ignore-tool",
+                                         NULL};
     bool *taken = core_xcalloc(n + 1, sizeof(bool));
     int rc = 0;
     for (size_t i = 0; i + 1 < n; i++) {
@@ -616,7 +629,7 @@ static bool sg_opt(const char *a, const char *camel, const char *kebab, const ch
 }
 
 /* Returns 1 when the arguments do not make supergateway a client of a remote server. */
-static int parse_supergateway(struct import_remote *r, struct vars *v, const char *const *args,
+static int parse_supergateway(struct cmd_import_remote *r, struct vars *v, const char *const *args,
                               size_t n, char *why, size_t whylen)
 {
     const char *url = NULL;
@@ -684,8 +697,7 @@ static int parse_supergateway(struct import_remote *r, struct vars *v, const cha
         }
         /* Anything else, with its value when one follows. */
         size_t count = 1;
-        if (strncmp(a, "--", 2) == 0 && strchr(a, '=') == NULL && has_next &&
-            args[i + 1][0] != '-')
+        if (strncmp(a, "--", 2) == 0 && strchr(a, '=') == NULL && has_next && args[i + 1][0] != '-')
             count = 2;
         add_unmapped_args(r, args, i, count);
         i += count - 1;
@@ -696,8 +708,8 @@ static int parse_supergateway(struct import_remote *r, struct vars *v, const cha
     return set_url(r, v, url, why, whylen);
 }
 
-int import_remote_wrapper(enum import_dialect d, const cJSON *entry, struct import_remote **out,
-                          char *why, size_t whylen)
+int cmd_import_remote_wrapper(enum cmd_import_dialect d, const cJSON *entry,
+                              struct cmd_import_remote **out, char *why, size_t whylen)
 {
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(entry, "command");
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(entry, "args");
@@ -710,10 +722,11 @@ int import_remote_wrapper(enum import_dialect d, const cJSON *entry, struct impo
     size_t i = 0;
     const cJSON *a;
     int rc = 1;
-    struct import_remote *r = NULL;
+    struct cmd_import_remote *r = NULL;
     bool *env_used = NULL;
     if (cJSON_IsArray(args)) {
-        cJSON_ArrayForEach (a, args) {
+        cJSON_ArrayForEach(a, args)
+        {
             if (!cJSON_IsString(a))
                 goto out;
             argv[i++] = a->valuestring;
@@ -725,7 +738,7 @@ int import_remote_wrapper(enum import_dialect d, const cJSON *entry, struct impo
         goto out;
     size_t n_env = cJSON_IsObject(env) ? (size_t)cJSON_GetArraySize(env) : 0;
     env_used = core_xcalloc(n_env + 1, sizeof(bool));
-    r = remote_new(t == TOOL_MCP_REMOTE ? IMPORT_VIA_MCP_REMOTE : IMPORT_VIA_SUPERGATEWAY);
+    r = remote_new(t == TOOL_MCP_REMOTE ? CMD_IMPORT_VIA_MCP_REMOTE : CMD_IMPORT_VIA_SUPERGATEWAY);
     struct vars v = {
         .d = d,
         .plain_env = t == TOOL_MCP_REMOTE,
@@ -743,7 +756,8 @@ int import_remote_wrapper(enum import_dialect d, const cJSON *entry, struct impo
     size_t k = 0;
     if (n_env > 0) {
         const cJSON *e;
-        cJSON_ArrayForEach (e, env) {
+        cJSON_ArrayForEach(e, env)
+        {
             bool used = env_used[k++];
             if (used)
                 continue;
@@ -766,7 +780,8 @@ int import_remote_wrapper(enum import_dialect d, const cJSON *entry, struct impo
         }
     }
     const cJSON *item;
-    cJSON_ArrayForEach (item, entry) {
+    cJSON_ArrayForEach(item, entry)
+    {
         const char *key = item->string;
         if (strcmp(key, "command") == 0 || strcmp(key, "args") == 0 || strcmp(key, "env") == 0)
             continue;
@@ -780,7 +795,7 @@ int import_remote_wrapper(enum import_dialect d, const cJSON *entry, struct impo
     r = NULL;
     rc = 0;
 out:
-    import_remote_free(r);
+    cmd_import_remote_free(r);
     core_free(env_used);
     core_free(argv);
     return rc;

@@ -16,11 +16,11 @@ enum kind { NATIVE, WRAPPER };
 
 /* "url|transport|auth[|token_env=V][|ca=V][|H name=value[!]]...[|U item]...", where ! marks a
  * header flagged as a credential in clear. */
-static char *render(const struct import_remote *r)
+static char *render(const struct cmd_import_remote *r)
 {
     struct core_buf b;
     core_buf_init(&b, 0);
-    ck_assert_int_eq(core_buf_appendf(&b, "%s %s|%s|%s", import_remote_via_name(r->via), r->url,
+    ck_assert_int_eq(core_buf_appendf(&b, "%s %s|%s|%s", cmd_import_remote_via_name(r->via), r->url,
                                       r->transport, r->auth),
                      0);
     if (r->token_env != NULL)
@@ -28,8 +28,7 @@ static char *render(const struct import_remote *r)
     if (r->ca_file != NULL)
         ck_assert_int_eq(core_buf_appendf(&b, "|ca=%s", r->ca_file), 0);
     for (size_t i = 0; i < r->n_headers; i++)
-        ck_assert_int_eq(core_buf_appendf(&b, "|H %s=%s%s", r->headers[i].name,
-                                          r->headers[i].value,
+        ck_assert_int_eq(core_buf_appendf(&b, "|H %s=%s%s", r->headers[i].name, r->headers[i].value,
                                           r->headers[i].secret_in_clear ? "!" : ""),
                          0);
     for (size_t i = 0; i < r->n_unmapped; i++)
@@ -39,19 +38,19 @@ static char *render(const struct import_remote *r)
 
 /* Runs the parser on the JSON entry; returns its result code and the rendering (or the reason
  * on failure, or "" when the entry is not a wrapper) in *text, freed by the caller. */
-static int run(enum kind k, enum import_dialect d, const char *json, char **text)
+static int run(enum kind k, enum cmd_import_dialect d, const char *json, char **text)
 {
     cJSON *entry = cJSON_Parse(json);
     ck_assert_msg(entry != NULL, "bad test JSON: %s", json);
-    struct import_remote *r = NULL;
+    struct cmd_import_remote *r = NULL;
     char why[512] = "";
-    int rc = k == NATIVE ? import_remote_native(d, entry, &r, why, sizeof why)
-                         : import_remote_wrapper(d, entry, &r, why, sizeof why);
+    int rc = k == NATIVE ? cmd_import_remote_native(d, entry, &r, why, sizeof why)
+                         : cmd_import_remote_wrapper(d, entry, &r, why, sizeof why);
     cJSON_Delete(entry);
     if (rc == 0) {
         ck_assert_ptr_nonnull(r);
         *text = render(r);
-        import_remote_free(r);
+        cmd_import_remote_free(r);
     } else {
         ck_assert_ptr_null(r);
         *text = core_xstrdup(rc == 1 ? "" : why);
@@ -59,7 +58,7 @@ static int run(enum kind k, enum import_dialect d, const char *json, char **text
     return rc;
 }
 
-static void expect(enum kind k, enum import_dialect d, const char *json, const char *want)
+static void expect(enum kind k, enum cmd_import_dialect d, const char *json, const char *want)
 {
     char *got = NULL;
     int rc = run(k, d, json, &got);
@@ -68,7 +67,7 @@ static void expect(enum kind k, enum import_dialect d, const char *json, const c
     core_free(got);
 }
 
-static void expect_fail(enum kind k, enum import_dialect d, const char *json, const char *want)
+static void expect_fail(enum kind k, enum cmd_import_dialect d, const char *json, const char *want)
 {
     char *got = NULL;
     int rc = run(k, d, json, &got);
@@ -77,7 +76,7 @@ static void expect_fail(enum kind k, enum import_dialect d, const char *json, co
     core_free(got);
 }
 
-static void expect_not_wrapper(enum import_dialect d, const char *json)
+static void expect_not_wrapper(enum cmd_import_dialect d, const char *json)
 {
     char *got = NULL;
     int rc = run(WRAPPER, d, json, &got);
@@ -85,48 +84,82 @@ static void expect_not_wrapper(enum import_dialect d, const char *json)
     core_free(got);
 }
 
-#define CL IMPORT_DIALECT_CLAUDE
-#define CU IMPORT_DIALECT_CURSOR
-#define VS IMPORT_DIALECT_VSCODE
+#define CL CMD_IMPORT_DIALECT_CLAUDE
+#define CU CMD_IMPORT_DIALECT_CURSOR
+#define VS CMD_IMPORT_DIALECT_VSCODE
 
 START_TEST(test_mcp_remote_runners)
 {
     const char *want = "mcp-remote https://mcp.linear.app/mcp|auto|oauth";
-    expect(WRAPPER, CL, "{\"command\":\"npx\",\"args\":[\"-y\",\"mcp-remote@0.1.37\",\"https://mcp.linear.app/mcp\"]}", want);
-    expect(WRAPPER, CL, "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://mcp.linear.app/mcp\"]}", want);
-    expect(WRAPPER, CL, "{\"command\":\"/usr/local/bin/npx\",\"args\":[\"--yes\",\"mcp-remote@latest\",\"https://mcp.linear.app/mcp\"]}", want);
-    expect(WRAPPER, CL, "{\"command\":\"C:\\\\nodejs\\\\npx.cmd\",\"args\":[\"-y\",\"mcp-remote\",\"https://mcp.linear.app/mcp\"]}", want);
-    expect(WRAPPER, CL, "{\"command\":\"mcp-remote\",\"args\":[\"https://mcp.linear.app/mcp\"]}", want);
-    expect(WRAPPER, CL, "{\"command\":\"bunx\",\"args\":[\"mcp-remote@0.1.37\",\"https://mcp.linear.app/mcp\"]}", want);
-    expect(WRAPPER, CL, "{\"command\":\"pnpm\",\"args\":[\"dlx\",\"mcp-remote\",\"https://mcp.linear.app/mcp\"]}", want);
-    expect(WRAPPER, CL, "{\"command\":\"yarn\",\"args\":[\"dlx\",\"mcp-remote\",\"https://mcp.linear.app/mcp\"]}", want);
-    expect(WRAPPER, CL, "{\"type\":\"stdio\",\"command\":\"npx\",\"args\":[\"-p\",\"mcp-remote@0.1.37\",\"mcp-remote\",\"https://mcp.linear.app/mcp\"]}", want);
+    expect(WRAPPER, CL,
+           "{\"command\":\"npx\",\"args\":[\"-y\",\"mcp-remote@0.1.37\",\"https://mcp.linear.app/"
+           "mcp\"]}",
+           want);
+    expect(WRAPPER, CL,
+           "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://mcp.linear.app/mcp\"]}", want);
+    expect(WRAPPER, CL,
+           "{\"command\":\"/usr/local/bin/npx\",\"args\":[\"--yes\",\"mcp-remote@latest\",\"https:/"
+           "/mcp.linear.app/mcp\"]}",
+           want);
+    expect(WRAPPER, CL,
+           "{\"command\":\"C:\\\\nodejs\\\\npx.cmd\",\"args\":[\"-y\",\"mcp-remote\",\"https://"
+           "mcp.linear.app/mcp\"]}",
+           want);
+    expect(WRAPPER, CL, "{\"command\":\"mcp-remote\",\"args\":[\"https://mcp.linear.app/mcp\"]}",
+           want);
+    expect(WRAPPER, CL,
+           "{\"command\":\"bunx\",\"args\":[\"mcp-remote@0.1.37\",\"https://mcp.linear.app/mcp\"]}",
+           want);
+    expect(
+        WRAPPER, CL,
+        "{\"command\":\"pnpm\",\"args\":[\"dlx\",\"mcp-remote\",\"https://mcp.linear.app/mcp\"]}",
+        want);
+    expect(
+        WRAPPER, CL,
+        "{\"command\":\"yarn\",\"args\":[\"dlx\",\"mcp-remote\",\"https://mcp.linear.app/mcp\"]}",
+        want);
+    expect(WRAPPER, CL,
+           "{\"type\":\"stdio\",\"command\":\"npx\",\"args\":[\"-p\",\"mcp-remote@0.1.37\",\"mcp-"
+           "remote\",\"https://mcp.linear.app/mcp\"]}",
+           want);
 }
 END_TEST
 
 START_TEST(test_not_wrappers)
 {
-    expect_not_wrapper(CL, "{\"command\":\"npx\",\"args\":[\"-y\",\"@modelcontextprotocol/server-everything\"]}");
-    expect_not_wrapper(CL, "{\"command\":\"npx\",\"args\":[\"mcp-remote-helper\",\"https://x.example/mcp\"]}");
-    expect_not_wrapper(CL, "{\"command\":\"npx\",\"args\":[\"--node-options=--inspect\",\"mcp-remote\",\"https://x.example/mcp\"]}");
-    expect_not_wrapper(CL, "{\"command\":\"node\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\"]}");
-    expect_not_wrapper(CL, "{\"command\":\"pnpm\",\"args\":[\"exec\",\"mcp-remote\",\"https://x.example/mcp\"]}");
+    expect_not_wrapper(
+        CL, "{\"command\":\"npx\",\"args\":[\"-y\",\"@modelcontextprotocol/server-everything\"]}");
+    expect_not_wrapper(
+        CL, "{\"command\":\"npx\",\"args\":[\"mcp-remote-helper\",\"https://x.example/mcp\"]}");
+    expect_not_wrapper(CL, "{\"command\":\"npx\",\"args\":[\"--node-options=--inspect\",\"mcp-"
+                           "remote\",\"https://x.example/mcp\"]}");
+    expect_not_wrapper(
+        CL, "{\"command\":\"node\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\"]}");
+    expect_not_wrapper(
+        CL, "{\"command\":\"pnpm\",\"args\":[\"exec\",\"mcp-remote\",\"https://x.example/mcp\"]}");
     expect_not_wrapper(CL, "{\"command\":\"npx\",\"args\":[\"-y\"]}");
     expect_not_wrapper(CL, "{\"command\":\"npx\",\"args\":[\"mcp-remote\",7]}");
     expect_not_wrapper(CL, "{\"command\":\"npx\",\"args\":\"mcp-remote https://x.example/mcp\"}");
     expect_not_wrapper(CL, "{\"url\":\"https://x.example/mcp\"}");
     /* supergateway serving a stdio server, or serving at all, is not a client wrapper. */
-    expect_not_wrapper(CL, "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway\",\"--stdio\",\"uvx mcp-server-git\"]}");
-    expect_not_wrapper(CL, "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway\",\"--sse\",\"https://x.example/sse\",\"--outputTransport\",\"ws\"]}");
-    expect_not_wrapper(CL, "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway\",\"--port\",\"8000\"]}");
+    expect_not_wrapper(CL, "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway\",\"--stdio\","
+                           "\"uvx mcp-server-git\"]}");
+    expect_not_wrapper(CL, "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway\",\"--sse\","
+                           "\"https://x.example/sse\",\"--outputTransport\",\"ws\"]}");
+    expect_not_wrapper(
+        CL, "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway\",\"--port\",\"8000\"]}");
 }
 END_TEST
 
 START_TEST(test_mcp_remote_transport)
 {
-#define BASE "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\",\"--transport\",\"%s\"]}"
-    const char *cases[][2] = {{"http-first", "auto"}, {"sse-first", "auto"},
-                              {"http-only", "streamable-http"}, {"sse-only", "sse"}};
+#define BASE                                                                                       \
+    "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/"                           \
+    "mcp\",\"--transport\",\"%s\"]}"
+    const char *cases[][2] = {{"http-first", "auto"},
+                              {"sse-first", "auto"},
+                              {"http-only", "streamable-http"},
+                              {"sse-only", "sse"}};
     char json[256], want[128];
     for (size_t i = 0; i < 4; i++) {
         snprintf(json, sizeof json, BASE, cases[i][0]);
@@ -136,26 +169,33 @@ START_TEST(test_mcp_remote_transport)
     /* mcp-remote ignores a strategy it does not know, and so do we, saying so. */
     snprintf(json, sizeof json, BASE, "websocket");
 #undef BASE
-    expect(WRAPPER, CL, json, "mcp-remote https://x.example/mcp|auto|oauth|U --transport websocket");
+    expect(WRAPPER, CL, json,
+           "mcp-remote https://x.example/mcp|auto|oauth|U --transport websocket");
 }
 END_TEST
 
 START_TEST(test_mcp_remote_flags)
 {
-    expect(WRAPPER, CL,
-           "{\"command\":\"npx\",\"args\":[\"-y\",\"mcp-remote\",\"https://x.example/mcp\",\"3334\","
-           "\"--allow-http\",\"--host\",\"127.0.0.1\",\"--debug\",\"--resource\",\"https://t.example/\","
-           "\"--static-oauth-client-info\",\"{\\\"client_id\\\":\\\"abc\\\"}\",\"--ignore-tool\",\"delete*\","
-           "\"--auth-timeout\",\"60\",\"--enable-proxy\",\"--silent\",\"--disable-resource-parameter\"]}",
-           "mcp-remote https://x.example/mcp|auto|oauth|U 3334|U --host 127.0.0.1|U --debug"
-           "|U --resource https://t.example/|U --static-oauth-client-info {\"client_id\":\"abc\"}"
-           "|U --ignore-tool delete*|U --auth-timeout 60|U --enable-proxy|U --silent"
-           "|U --disable-resource-parameter");
+    expect(
+        WRAPPER, CL,
+        "{\"command\":\"npx\",\"args\":[\"-y\",\"mcp-remote\",\"https://x.example/mcp\",\"3334\","
+        "\"--allow-http\",\"--host\",\"127.0.0.1\",\"--debug\",\"--resource\",\"https://t.example/"
+        "\","
+        "\"--static-oauth-client-info\",\"{\\\"client_id\\\":\\\"abc\\\"}\",\"--ignore-tool\","
+        "\"delete*\","
+        "\"--auth-timeout\",\"60\",\"--enable-proxy\",\"--silent\",\"--disable-resource-"
+        "parameter\"]}",
+        "mcp-remote https://x.example/mcp|auto|oauth|U 3334|U --host 127.0.0.1|U --debug"
+        "|U --resource https://t.example/|U --static-oauth-client-info {\"client_id\":\"abc\"}"
+        "|U --ignore-tool delete*|U --auth-timeout 60|U --enable-proxy|U --silent"
+        "|U --disable-resource-parameter");
     /* Headers are taken out first, wherever they stand: the URL may follow them. */
     expect(WRAPPER, CL,
-           "{\"command\":\"mcp-remote\",\"args\":[\"--header\",\"X-Team: core\",\"https://x.example/mcp\"]}",
+           "{\"command\":\"mcp-remote\",\"args\":[\"--header\",\"X-Team: "
+           "core\",\"https://x.example/mcp\"]}",
            "mcp-remote https://x.example/mcp|auto|oauth|H X-Team=core");
-    expect_fail(WRAPPER, CL, "{\"command\":\"mcp-remote\",\"args\":[\"--debug\",\"https://x.example/mcp\"]}",
+    expect_fail(WRAPPER, CL,
+                "{\"command\":\"mcp-remote\",\"args\":[\"--debug\",\"https://x.example/mcp\"]}",
                 "mcp-remote reads its first argument (after the headers) as the server URL, and "
                 "here it is '--debug'");
     expect_fail(WRAPPER, CL, "{\"command\":\"npx\",\"args\":[\"mcp-remote\"]}",
@@ -177,7 +217,8 @@ START_TEST(test_mcp_remote_headers)
     expect(WRAPPER, CL,
            "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\",\"--header\","
            "\"Authorization:${AUTH_HEADER}\",\"--header\",\"x-api-key:k-${KEY_PART}\"],"
-           "\"env\":{\"AUTH_HEADER\":\"Bearer abc123\",\"DEBUG\":\"1\",\"KEY_PART\":\"${NOT_AGAIN}\"}}",
+           "\"env\":{\"AUTH_HEADER\":\"Bearer "
+           "abc123\",\"DEBUG\":\"1\",\"KEY_PART\":\"${NOT_AGAIN}\"}}",
            "mcp-remote https://x.example/mcp|auto|none|H Authorization=Bearer abc123!"
            "|H x-api-key=k-${NOT_AGAIN}!|U env.DEBUG = 1");
     /* Only the variable unresolved in env: the whole header read from the environment. */
@@ -188,7 +229,8 @@ START_TEST(test_mcp_remote_headers)
     /* The later of two same-named headers wins (case-insensitive); a malformed one is ignored
      * by mcp-remote and reported by us. */
     expect(WRAPPER, CL,
-           "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\",\"--header\",\"X-A: 1\","
+           "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/"
+           "mcp\",\"--header\",\"X-A: 1\","
            "\"--header\",\"x-a: 2\",\"--header\",\"no colon\"]}",
            "mcp-remote https://x.example/mcp|auto|oauth|H x-a=2|U --header no colon");
     /* Cursor and VS Code expand ${env:NAME} themselves, in args and in env. */
@@ -200,16 +242,18 @@ START_TEST(test_mcp_remote_headers)
            "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\",\"--header\","
            "\"Authorization: Bearer ${TOK}\"],\"env\":{\"TOK\":\"${env:REAL_TOKEN}\"}}",
            "mcp-remote https://x.example/mcp|auto|bearer|token_env=REAL_TOKEN");
-    expect_fail(WRAPPER, VS,
-                "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\",\"--header\","
-                "\"Authorization: Bearer ${input:tok}\"]}",
-                "headers.Authorization uses ${input:tok}, a client variable agentgate cannot "
-                "resolve; only ${env:NAME} is supported");
-    expect_fail(WRAPPER, CL,
-                "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\",\"--header\","
-                "\"Authorization: Bearer ${env:TOK}\"]}",
-                "headers.Authorization contains \"${env:\", which agentgate would expand but Claude "
-                "passes as is");
+    expect_fail(
+        WRAPPER, VS,
+        "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\",\"--header\","
+        "\"Authorization: Bearer ${input:tok}\"]}",
+        "headers.Authorization uses ${input:tok}, a client variable agentgate cannot "
+        "resolve; only ${env:NAME} is supported");
+    expect_fail(
+        WRAPPER, CL,
+        "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\",\"--header\","
+        "\"Authorization: Bearer ${env:TOK}\"]}",
+        "headers.Authorization contains \"${env:\", which agentgate would expand but Claude "
+        "passes as is");
 }
 END_TEST
 
@@ -226,67 +270,91 @@ END_TEST
 
 START_TEST(test_supergateway)
 {
-    expect(WRAPPER, CL, "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway\",\"--sse\",\"https://x.example/sse\"]}",
+    expect(WRAPPER, CL,
+           "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway\",\"--sse\",\"https://x.example/"
+           "sse\"]}",
            "supergateway https://x.example/sse|sse|none");
-    expect(WRAPPER, CL, "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway@3.4.0\",\"--streamableHttp\",\"https://x.example/mcp\"]}",
+    expect(WRAPPER, CL,
+           "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway@3.4.0\",\"--streamableHttp\","
+           "\"https://x.example/mcp\"]}",
            "supergateway https://x.example/mcp|streamable-http|none");
-    expect(WRAPPER, CL, "{\"command\":\"supergateway\",\"args\":[\"--streamable-http=https://x.example/mcp\",\"--outputTransport\",\"stdio\"]}",
+    expect(WRAPPER, CL,
+           "{\"command\":\"supergateway\",\"args\":[\"--streamable-http=https://x.example/"
+           "mcp\",\"--outputTransport\",\"stdio\"]}",
            "supergateway https://x.example/mcp|streamable-http|none");
     /* Headers are split at the first colon and trimmed; --oauth2Bearer is an Authorization
      * header (a literal token: kept, flagged); other options are reported with their values. */
     expect(WRAPPER, CL,
-           "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway\",\"--sse\",\"https://x.example/sse\","
-           "\"--header\",\" X-User-Id : 123 \",\"--oauth2Bearer\",\"tok\",\"--logLevel\",\"none\",\"--cors\"]}",
+           "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway\",\"--sse\",\"https://x.example/"
+           "sse\","
+           "\"--header\",\" X-User-Id : 123 "
+           "\",\"--oauth2Bearer\",\"tok\",\"--logLevel\",\"none\",\"--cors\"]}",
            "supergateway https://x.example/sse|sse|none|H X-User-Id=123|H Authorization=Bearer tok!"
            "|U --logLevel none|U --cors");
     expect(WRAPPER, CU,
-           "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway\",\"--sse\",\"https://x.example/sse\","
+           "{\"command\":\"npx\",\"args\":[\"-y\",\"supergateway\",\"--sse\",\"https://x.example/"
+           "sse\","
            "\"--oauth2Bearer\",\"${env:SG_TOKEN}\"]}",
            "supergateway https://x.example/sse|sse|bearer|token_env=SG_TOKEN");
     /* supergateway expands nothing: in a Claude file ${X} is literal text. */
     expect(WRAPPER, CL,
-           "{\"command\":\"npx\",\"args\":[\"supergateway\",\"--sse\",\"https://x.example/sse\",\"--header\",\"X-V: ${X}\"]}",
+           "{\"command\":\"npx\",\"args\":[\"supergateway\",\"--sse\",\"https://x.example/"
+           "sse\",\"--header\",\"X-V: ${X}\"]}",
            "supergateway https://x.example/sse|sse|none|H X-V=${X}");
     expect_fail(WRAPPER, CL,
-                "{\"command\":\"npx\",\"args\":[\"supergateway\",\"--sse\",\"https://a.example/sse\",\"--streamableHttp\",\"https://b.example/mcp\"]}",
+                "{\"command\":\"npx\",\"args\":[\"supergateway\",\"--sse\",\"https://a.example/"
+                "sse\",\"--streamableHttp\",\"https://b.example/mcp\"]}",
                 "supergateway is given two server URLs");
 }
 END_TEST
 
 START_TEST(test_native_transport)
 {
-    expect(NATIVE, CL, "{\"url\":\"https://x.example/mcp\"}", "url https://x.example/mcp|auto|oauth");
-    expect(NATIVE, CL, "{\"type\":\"sse\",\"url\":\"https://x.example/sse\"}", "url https://x.example/sse|sse|oauth");
-    expect(NATIVE, CL, "{\"type\":\"http\",\"url\":\"https://x.example/mcp\"}", "url https://x.example/mcp|streamable-http|oauth");
-    expect(NATIVE, CU, "{\"type\":\"streamableHttp\",\"url\":\"https://x.example/mcp\"}", "url https://x.example/mcp|streamable-http|oauth");
-    expect(NATIVE, CU, "{\"type\":\"streamable-http\",\"url\":\"https://x.example/mcp\"}", "url https://x.example/mcp|streamable-http|oauth");
+    expect(NATIVE, CL, "{\"url\":\"https://x.example/mcp\"}",
+           "url https://x.example/mcp|auto|oauth");
+    expect(NATIVE, CL, "{\"type\":\"sse\",\"url\":\"https://x.example/sse\"}",
+           "url https://x.example/sse|sse|oauth");
+    expect(NATIVE, CL, "{\"type\":\"http\",\"url\":\"https://x.example/mcp\"}",
+           "url https://x.example/mcp|streamable-http|oauth");
+    expect(NATIVE, CU, "{\"type\":\"streamableHttp\",\"url\":\"https://x.example/mcp\"}",
+           "url https://x.example/mcp|streamable-http|oauth");
+    expect(NATIVE, CU, "{\"type\":\"streamable-http\",\"url\":\"https://x.example/mcp\"}",
+           "url https://x.example/mcp|streamable-http|oauth");
     /* VS Code's "http" falls back to SSE by itself: auto. */
-    expect(NATIVE, VS, "{\"type\":\"http\",\"url\":\"https://x.example/mcp\"}", "url https://x.example/mcp|auto|oauth");
+    expect(NATIVE, VS, "{\"type\":\"http\",\"url\":\"https://x.example/mcp\"}",
+           "url https://x.example/mcp|auto|oauth");
 }
 END_TEST
 
 START_TEST(test_native_headers)
 {
     expect(NATIVE, CL,
-           "{\"type\":\"http\",\"url\":\"https://x.example/mcp\",\"headers\":{\"Authorization\":\"Bearer ${GH}\",\"X-Team\":\"core\"}}",
+           "{\"type\":\"http\",\"url\":\"https://x.example/"
+           "mcp\",\"headers\":{\"Authorization\":\"Bearer ${GH}\",\"X-Team\":\"core\"}}",
            "url https://x.example/mcp|streamable-http|bearer|token_env=GH|H X-Team=core");
-    expect(NATIVE, CU,
-           "{\"url\":\"https://x.example/mcp\",\"headers\":{\"authorization\":\"bearer ${env:GH}\"}}",
-           "url https://x.example/mcp|auto|bearer|token_env=GH");
+    expect(
+        NATIVE, CU,
+        "{\"url\":\"https://x.example/mcp\",\"headers\":{\"authorization\":\"bearer ${env:GH}\"}}",
+        "url https://x.example/mcp|auto|bearer|token_env=GH");
     /* A literal token stays (in clear, flagged); auth is none because the header is the auth. */
     expect(NATIVE, CL,
-           "{\"type\":\"sse\",\"url\":\"https://x.example/sse\",\"headers\":{\"Authorization\":\"Bearer abc\"}}",
+           "{\"type\":\"sse\",\"url\":\"https://x.example/"
+           "sse\",\"headers\":{\"Authorization\":\"Bearer abc\"}}",
            "url https://x.example/sse|sse|none|H Authorization=Bearer abc!");
     /* Not "Bearer ${env:X}" alone: a static header read from the environment. */
     expect(NATIVE, CU,
-           "{\"url\":\"https://x.example/mcp\",\"headers\":{\"Authorization\":\"Basic ${env:B64}\",\"X-Api-Key\":\"k\",\"Cookie\":\"s=1\"}}",
-           "url https://x.example/mcp|auto|none|H Authorization=Basic ${env:B64}|H X-Api-Key=k!|H Cookie=s=1!");
+           "{\"url\":\"https://x.example/mcp\",\"headers\":{\"Authorization\":\"Basic "
+           "${env:B64}\",\"X-Api-Key\":\"k\",\"Cookie\":\"s=1\"}}",
+           "url https://x.example/mcp|auto|none|H Authorization=Basic ${env:B64}|H X-Api-Key=k!|H "
+           "Cookie=s=1!");
     /* A url with a variable, and keys agentgate has no place for. */
     expect(NATIVE, VS,
-           "{\"type\":\"http\",\"url\":\"https://${env:HOST}/mcp\",\"gallery\":true,\"dev\":{\"watch\":\"x\"}}",
+           "{\"type\":\"http\",\"url\":\"https://${env:HOST}/"
+           "mcp\",\"gallery\":true,\"dev\":{\"watch\":\"x\"}}",
            "url https://${env:HOST}/mcp|auto|oauth|U gallery = true|U dev = {\"watch\":\"x\"}");
     expect_fail(NATIVE, VS,
-                "{\"type\":\"http\",\"url\":\"https://x.example/mcp\",\"headers\":{\"Authorization\":\"Bearer ${input:gh-token}\"}}",
+                "{\"type\":\"http\",\"url\":\"https://x.example/"
+                "mcp\",\"headers\":{\"Authorization\":\"Bearer ${input:gh-token}\"}}",
                 "headers.Authorization uses ${input:gh-token}, a client variable agentgate cannot "
                 "resolve; only ${env:NAME} is supported");
     expect_fail(NATIVE, CL, "{\"url\":\"https://x.example/mcp\",\"headers\":{\"X Y\":\"1\"}}",
