@@ -7,6 +7,7 @@
 #include "cmd/demo.h"
 #include "cmd/import.h"
 #include "cmd/probe.h"
+#include "cmd/login.h"
 #include "cmd/serve.h"
 #include "cmd/wrap.h"
 #include "transports/child.h"
@@ -25,6 +26,8 @@ static void usage(FILE *f)
                "  rotate-key   replace the session key and reload the daemon\n"
                "  token        client bearer tokens: token create NAME\n"
                "  probe        connect to a remote MCP server, list its tools, call one: probe URL\n"
+               "  login        log in to a remote server with OAuth: login SERVER\n"
+               "  logout       forget a remote server's OAuth tokens: logout SERVER\n"
                "  demo-server  a small built-in stdio MCP server (echo, sum, sleep ...)\n"
                "  version      print the version\n");
 }
@@ -54,6 +57,12 @@ int main(int argc, char **argv)
         return cmd_token(argc - 1, argv + 1);
     if (strcmp(cmd, "probe") == 0)
         return cmd_probe(argc - 1, argv + 1);
+    if (strcmp(cmd, "login") == 0)
+        return cmd_login(argc - 1, argv + 1);
+    if (strcmp(cmd, "logout") == 0)
+        return cmd_logout(argc - 1, argv + 1);
+    if (strcmp(cmd, "__oauth-token") == 0)
+        return cmd_oauth_token(argc - 1, argv + 1);
     if (strcmp(cmd, "demo-server") == 0)
         return cmd_demo_main(argc - 1, argv + 1);
     if (strcmp(cmd, "__exec") == 0)

@@ -5,12 +5,16 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
+#include "auth/oauth.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "federation/upstream.h"
@@ -21,6 +25,7 @@
 #define PROBE_MAX_PAGES 1000
 #define PROBE_MAX_HEADERS 32
 #define PROBE_DRAIN_MS 1000u /* how long the DELETE may take at the end */
+#define PROBE_MAX_AUTH 3     /* authorizations per run (a server that keeps refusing) */
 
 enum probe_step {
     STEP_INIT,  /* initialize sent */
@@ -51,6 +56,15 @@ struct probe {
     int exit_code;
     bool stopping;
     uint64_t timeout_ms;
+    /* OAuth, made at the first challenge: headless, with a throw-away store. */
+    struct auth_oauth *oauth;
+    struct auth_oauth_req *oreq;
+    struct auth_oauth_server srv;
+    char state_dir[256]; /* the temporary store's directory, "" until made */
+    bool oauth_open;     /* oauth made and not yet closed */
+    char *bearer;        /* the Authorization value in use */
+    int auth_rounds;
+    int auth_status; /* the last challenge's status */
 };
 
 static void probe_usage(FILE *f)
@@ -58,7 +72,9 @@ static void probe_usage(FILE *f)
     fprintf(f,
             "usage: agentgate probe URL [--call TOOL] [--args JSON] [--header K:V]...\n"
             "                       [--transport auto|streamable-http|sse] [--bearer-env VAR]\n"
-            "                       [--ca-file FILE] [--timeout MS]\n"
+            "                       [--ca-file FILE] [--timeout MS] [--client-id ID]\n"
+            "                       [--client-secret-env VAR] [--client-credentials]\n"
+            "                       [--client-metadata-url URL]\n"
             "\n"
             "Connects to the remote MCP server at URL, initializes, lists its tools (every page)\n"
             "and, with --call, calls TOOL with the JSON object --args (default {}). Prints one\n"
@@ -67,7 +83,13 @@ static void probe_usage(FILE *f)
             "result with isError true counts as failure: it is printed, then reported); 2 usage.\n"
             "--bearer-env VAR sends `Authorization: Bearer $VAR`; --header adds a header to\n"
             "every request; --ca-file trusts a private CA; --timeout bounds the whole run\n"
-            "(default 30000 ms).\n");
+            "(default 30000 ms). A server that answers 401 (or 403 insufficient_scope) gets an\n"
+            "OAuth authorization-code login without a browser (for authorization servers that\n"
+            "approve at once), with a pre-registered --client-id (--client-secret-env VAR holds\n"
+            "its secret), else a Client ID Metadata Document URL, else dynamic registration;\n"
+            "--client-credentials uses the client_credentials grant instead (no user; needs\n"
+            "--client-id and --client-secret-env). Tokens live in a temporary directory\n"
+            "removed at exit.\n");
 }
 
 static void fail(struct probe *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -83,10 +105,18 @@ static void on_hc_closed(void *ctx)
     GW_UNUSED(ctx);
 }
 
+static void on_oauth_closed(void *ctx)
+{
+    struct probe *p = ctx;
+    p->oauth = NULL;
+    p->oauth_open = false;
+}
+
 static void on_drain(uv_timer_t *t)
 {
     struct probe *p = container_of(t, struct probe, drain);
-    if (tp_hclient_active(p->hc) > 0 && uv_now(&p->loop) - p->drain_start < PROBE_DRAIN_MS)
+    if ((tp_hclient_active(p->hc) > 0 || p->oauth_open) &&
+        uv_now(&p->loop) - p->drain_start < PROBE_DRAIN_MS)
         return;
     uv_timer_stop(&p->drain);
     tp_hclient_close(p->hc, on_hc_closed, p);
@@ -106,6 +136,12 @@ static void stop(struct probe *p)
         tp_remote_close(p->r);
         p->r = NULL;
     }
+    if (p->oreq) {
+        auth_oauth_cancel(p->oreq);
+        p->oreq = NULL;
+    }
+    if (p->oauth)
+        auth_oauth_close(p->oauth, on_oauth_closed, p);
     p->drain_start = uv_now(&p->loop);
     uv_timer_start(&p->drain, on_drain, 0, 10);
 }
@@ -325,12 +361,89 @@ static void on_frame(void *ctx, const char *d, size_t n)
     cJSON_Delete(msg);
 }
 
+static void on_token(void *ctx, int err, const char *authorization, const char *why)
+{
+    struct probe *p = ctx;
+    p->oreq = NULL;
+    if (p->stopping)
+        return;
+    if (err != 0) {
+        fail(p, "server requires authorization (HTTP %d), and OAuth failed: %s", p->auth_status,
+             why ? why : "no reason");
+        return;
+    }
+    if (p->bearer) {
+        memset(p->bearer, 0, strlen(p->bearer));
+        core_free(p->bearer);
+    }
+    p->bearer = core_xstrdup(authorization);
+    tp_remote_set_bearer(p->r, p->bearer);
+    tp_remote_resume(p->r);
+}
+
+/* A private temporary directory for the OAuth store: $TMPDIR (when absolute) or /tmp. */
+static bool make_state_dir(struct probe *p)
+{
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || tmp[0] != '/')
+        tmp = "/tmp";
+    int n = snprintf(p->state_dir, sizeof p->state_dir, "%s/agentgate-probe-XXXXXX", tmp);
+    if (n < 0 || (size_t)n >= sizeof p->state_dir || !mkdtemp(p->state_dir)) {
+        p->state_dir[0] = '\0';
+        return false;
+    }
+    return true;
+}
+
+static void remove_state_dir(struct probe *p)
+{
+    if (!p->state_dir[0])
+        return;
+    DIR *d = opendir(p->state_dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                (void)unlinkat(dirfd(d), e->d_name, 0);
+        }
+        closedir(d);
+    }
+    (void)rmdir(p->state_dir);
+    p->state_dir[0] = '\0';
+}
+
 static void on_auth(void *ctx, int status, const char *www)
 {
     struct probe *p = ctx;
-    GW_UNUSED(www);
-    fail(p, "server requires authorization (HTTP %d)%s", status,
-         status == 403 ? ": insufficient scope" : "");
+    if (p->stopping)
+        return;
+    p->auth_status = status;
+    if (++p->auth_rounds > PROBE_MAX_AUTH) {
+        fail(p, "server requires authorization (HTTP %d) and refused %d authorizations", status,
+             PROBE_MAX_AUTH);
+        return;
+    }
+    if (!p->oauth) {
+        char err[256];
+        if (!make_state_dir(p)) {
+            fail(p, "server requires authorization (HTTP %d); no temporary directory for OAuth",
+                 status);
+            return;
+        }
+        if (auth_oauth_new(&p->loop, p->hc, p->state_dir, &p->oauth, err, sizeof err) != 0) {
+            p->oauth = NULL;
+            fail(p, "server requires authorization (HTTP %d); OAuth: %s", status, err);
+            return;
+        }
+        p->oauth_open = true;
+        auth_oauth_set_headless(p->oauth, true);
+    }
+    struct auth_oauth_challenge ch = {.status = status, .www_authenticate = www,
+                                      .rejected = p->bearer};
+    if (auth_oauth_get_token(p->oauth, &p->srv, &ch, on_token, p, &p->oreq) != 0) {
+        p->oreq = NULL;
+        fail(p, "server requires authorization (HTTP %d); OAuth cannot start", status);
+    }
 }
 
 static void on_down(void *ctx, int err, const char *why)
@@ -390,8 +503,10 @@ int cmd_probe(int argc, char **argv)
 {
     const char *url = NULL, *call = NULL, *args = NULL, *transport = "auto";
     const char *bearer_env = NULL, *ca_file = NULL, *timeout = NULL;
+    const char *client_id = NULL, *client_secret_env = NULL, *client_metadata_url = NULL;
     const char *header_args[PROBE_MAX_HEADERS];
     size_t nheaders = 0;
+    bool client_credentials = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -404,6 +519,10 @@ int cmd_probe(int argc, char **argv)
                 return 2;
             }
             url = a;
+            continue;
+        }
+        if (strcmp(a, "--client-credentials") == 0) {
+            client_credentials = true;
             continue;
         }
         if (strcmp(a, "--header") == 0 && i + 1 < argc) {
@@ -421,7 +540,10 @@ int cmd_probe(int argc, char **argv)
                             : strcmp(a, "--bearer-env") == 0 ? &bearer_env
                             : strcmp(a, "--ca-file") == 0    ? &ca_file
                             : strcmp(a, "--timeout") == 0    ? &timeout
-                                                             : NULL;
+                            : strcmp(a, "--client-id") == 0  ? &client_id
+                            : strcmp(a, "--client-secret-env") == 0   ? &client_secret_env
+                            : strcmp(a, "--client-metadata-url") == 0 ? &client_metadata_url
+                                                                      : NULL;
         bool known = slot || strcmp(a, "--header") == 0;
         if (!known || i + 1 >= argc) {
             fprintf(stderr, "agentgate: probe: %s '%s'\n",
@@ -491,6 +613,22 @@ int cmd_probe(int argc, char **argv)
         headers[i] = hbuf[i];
     }
     headers[nheaders] = NULL;
+    const char *client_secret = NULL;
+    if (client_credentials && !client_secret_env) {
+        fprintf(stderr, "agentgate: probe: --client-credentials needs --client-id and "
+                        "--client-secret-env\n");
+        cJSON_Delete(call_args);
+        return 2;
+    }
+    if (client_secret_env) {
+        client_secret = getenv(client_secret_env);
+        if (!client_secret || !*client_secret || !client_id) {
+            fprintf(stderr, "agentgate: probe: --client-secret-env needs --client-id and a set "
+                            "variable %s\n", client_secret_env);
+            cJSON_Delete(call_args);
+            return 2;
+        }
+    }
     char *bearer = NULL;
     if (bearer_env) {
         const char *tok = getenv(bearer_env);
@@ -510,6 +648,16 @@ int cmd_probe(int argc, char **argv)
     p.call_tool = call;
     p.call_args = call_args;
     p.timeout_ms = timeout_ms;
+    p.srv = (struct auth_oauth_server){
+        .name = "probe",
+        .url = url,
+        .client_id = client_id,
+        .client_secret = client_secret,
+        .client_metadata_url = client_metadata_url,
+        .client_credentials = client_credentials,
+        .ca_file = ca_file,
+    };
+    p.bearer = bearer ? core_xstrdup(bearer) : NULL;
     p.out = cJSON_CreateObject();
     p.exit_code = 1;
     int rc = uv_loop_init(&p.loop);
@@ -554,9 +702,14 @@ out:
     rc = uv_loop_close(&p.loop);
     if (rc != 0)
         core_log(CORE_LOG_WARN, "probe", "loop not empty at exit: %s", uv_strerror(rc));
+    remove_state_dir(&p);
     cJSON_Delete(p.out);
     cJSON_Delete(call_args);
     core_free(p.proto);
+    if (p.bearer) {
+        memset(p.bearer, 0, strlen(p.bearer));
+        core_free(p.bearer);
+    }
     if (bearer) {
         memset(bearer, 0, strlen(bearer));
         core_free(bearer);

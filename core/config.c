@@ -233,6 +233,12 @@ static void server_dispose(struct core_server_cfg *srv)
     free_list(srv->headers);
     core_free(srv->token_env);
     core_free(srv->ca_file);
+    core_free(srv->client_id);
+    if (srv->client_secret != NULL)
+        sodium_memzero(srv->client_secret, strlen(srv->client_secret));
+    core_free(srv->client_secret);
+    core_free(srv->client_metadata_url);
+    core_free(srv->scopes);
 }
 
 static void client_init(struct core_client_cfg *c, const char *name, int line)
@@ -333,7 +339,11 @@ bool core_server_cfg_equal(const struct core_server_cfg *a, const struct core_se
            list_equal(a->secret_env, a->n_secret_env, b->secret_env, b->n_secret_env) &&
            str_equal(a->url, b->url) && a->transport == b->transport &&
            list_equal(a->headers, a->n_headers, b->headers, b->n_headers) && a->auth == b->auth &&
-           str_equal(a->token_env, b->token_env) && str_equal(a->ca_file, b->ca_file);
+           str_equal(a->token_env, b->token_env) && str_equal(a->ca_file, b->ca_file) &&
+           str_equal(a->client_id, b->client_id) && str_equal(a->client_secret, b->client_secret) &&
+           str_equal(a->client_metadata_url, b->client_metadata_url) &&
+           str_equal(a->scopes, b->scopes) &&
+           a->oauth_client_credentials == b->oauth_client_credentials;
 }
 
 struct core_server_cfg *core_server_cfg_dup(const struct core_server_cfg *srv)
@@ -353,6 +363,11 @@ struct core_server_cfg *core_server_cfg_dup(const struct core_server_cfg *srv)
     copy->headers = list_dup(srv->headers, srv->n_headers);
     copy->token_env = srv->token_env != NULL ? core_xstrdup(srv->token_env) : NULL;
     copy->ca_file = srv->ca_file != NULL ? core_xstrdup(srv->ca_file) : NULL;
+    copy->client_id = srv->client_id != NULL ? core_xstrdup(srv->client_id) : NULL;
+    copy->client_secret = srv->client_secret != NULL ? core_xstrdup(srv->client_secret) : NULL;
+    copy->client_metadata_url =
+        srv->client_metadata_url != NULL ? core_xstrdup(srv->client_metadata_url) : NULL;
+    copy->scopes = srv->scopes != NULL ? core_xstrdup(srv->scopes) : NULL;
     return copy;
 }
 
@@ -1115,6 +1130,42 @@ static int set_server(struct parser *p, const char *key, const char *raw)
         }
         set_string(&srv->ca_file, v);
         v = NULL;
+    } else if (strcmp(key, "client_id") == 0 || strcmp(key, "client_secret") == 0 ||
+               strcmp(key, "scopes") == 0) {
+        if (v[0] == '\0') {
+            rc = fail(p, p->line, "%s: empty", key);
+            goto out;
+        }
+        for (const char *c = v; *c; c++) {
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+                rc = fail(p, p->line, "%s: the value holds a control character", key);
+                goto out;
+            }
+        }
+        if (strcmp(key, "client_secret") == 0)
+            note_secrets(srv, raw);
+        set_string(strcmp(key, "client_id") == 0 ? &srv->client_id
+                   : strcmp(key, "scopes") == 0  ? &srv->scopes
+                                                 : &srv->client_secret,
+                   v);
+        v = NULL;
+    } else if (strcmp(key, "client_metadata_url") == 0) {
+        if (strncmp(v, "https://", 8) != 0 || v[8] == '\0' || strchr(v, ' ') != NULL) {
+            rc = fail(p, p->line, "client_metadata_url: '%s' is not an https URL",
+                      excerpt(q, sizeof(q), v));
+            goto out;
+        }
+        set_string(&srv->client_metadata_url, v);
+        v = NULL;
+    } else if (strcmp(key, "oauth_grant") == 0) {
+        if (strcmp(v, "authorization_code") == 0)
+            srv->oauth_client_credentials = false;
+        else if (strcmp(v, "client_credentials") == 0)
+            srv->oauth_client_credentials = true;
+        else
+            rc = fail(p, p->line,
+                      "oauth_grant: '%s' is not authorization_code or client_credentials",
+                      excerpt(q, sizeof(q), raw));
     } else {
         rc = set_size(p, key, raw, v, &srv->max_frame);
     }
@@ -1349,7 +1400,8 @@ static bool is_known_key(enum section section, const char *key)
         "command",       "args",      "cwd",      "prefix",   "isolation",
         "restart",       "request_timeout", "roots", "max_frame", "pin",
         "env_inherit",   "env_pass",  "max_instances", "url", "transport",
-        "auth",          "token_env", "ca_file", NULL};
+        "auth",          "token_env", "ca_file", "client_id", "client_secret",
+        "client_metadata_url", "scopes", "oauth_grant", NULL};
     static const char *const client[] = {"token_sha256", "token_env", "servers",      "allow",
                                          "deny",         "rate",      "max_sessions", NULL};
     if (section == SECTION_SERVER &&
@@ -1433,7 +1485,9 @@ static int check_server_kind(struct parser *p, const struct core_server_cfg *srv
     static const char *const stdio_only[] = {"args", "cwd", "env_inherit", "env_pass", "env.",
                                              NULL};
     static const char *const remote_only[] = {"transport", "auth", "token_env", "ca_file",
-                                              "headers.", NULL};
+                                              "headers.", "client_id", "client_secret",
+                                              "client_metadata_url", "scopes", "oauth_grant",
+                                              NULL};
     int cl = key_line(p, "command"), ul = key_line(p, "url");
     if (srv->command == NULL && srv->url == NULL)
         return fail(p, srv->line, "[server.%s] has no command (a stdio server) or url (a remote "
@@ -1458,6 +1512,18 @@ static int check_server_kind(struct parser *p, const struct core_server_cfg *srv
         return fail(p, al, "auth = bearer needs token_env = VAR, the variable holding the token");
     if (srv->auth != CORE_REMOTE_AUTH_BEARER && srv->token_env != NULL)
         return fail(p, tl, "token_env: only with auth = bearer");
+    static const char *const oauth_only[] = {"client_id", "client_secret", "client_metadata_url",
+                                             "scopes", "oauth_grant", NULL};
+    for (const char *const *k = oauth_only; *k && srv->auth != CORE_REMOTE_AUTH_OAUTH; k++) {
+        int kl = key_line(p, *k);
+        if (kl > 0)
+            return fail(p, kl, "%s: only with auth = oauth", *k);
+    }
+    if (srv->client_secret != NULL && srv->client_id == NULL)
+        return fail(p, key_line(p, "client_secret"), "client_secret: needs client_id");
+    if (srv->oauth_client_credentials && (srv->client_id == NULL || srv->client_secret == NULL))
+        return fail(p, key_line(p, "oauth_grant"),
+                    "oauth_grant = client_credentials needs client_id and client_secret");
     for (size_t i = 0; i < p->n_keys && srv->auth != CORE_REMOTE_AUTH_NONE; i++) {
         if (strcasecmp(p->keys[i].key, "headers.Authorization") == 0)
             return fail(p, p->keys[i].line,

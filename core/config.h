@@ -89,6 +89,13 @@ struct core_server_cfg {
                           * non-empty at load, read again when the upstream connects; also in
                           * secret_env); else NULL */
     char *ca_file;       /* PEM CA bundle trusted for this server instead of the system store */
+    /* auth = oauth (auth/oauth.h); all NULL / false otherwise. */
+    char *client_id;     /* a pre-registered OAuth client; NULL = register (CIMD or DCR) */
+    char *client_secret; /* its secret (${env:VAR} recommended; the name lands in secret_env) */
+    char *client_metadata_url; /* https URL of this client's Client ID Metadata Document */
+    char *scopes;        /* space-separated scopes to ask for; NULL = what the server says */
+    bool oauth_client_credentials; /* oauth_grant = client_credentials (needs id and secret);
+                                    * false = authorization_code (a user logs in) */
 };
 
 /* A [client.NAME] section: an identity and the policy applied to it. */

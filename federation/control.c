@@ -280,6 +280,17 @@ int fed_gateway_approve(struct fed_gateway *gw, const char *server, const char *
     return 0;
 }
 
+/* ---- credentials ---------------------------------------------------------------------------- */
+
+int fed_gateway_credentials_changed(struct fed_gateway *gw, const char *server, char *msg,
+                                    size_t cap)
+{
+    (void)gw;
+    snprintf(msg, cap, "noted new credentials for %s", server);
+    core_log(CORE_LOG_INFO, "oauth", "%s", msg);
+    return 0;
+}
+
 /* ---- HTTP endpoints ------------------------------------------------------------------------- */
 
 static void reply(struct tp_http_req *req, int status, cJSON *body)
@@ -382,7 +393,22 @@ void fed_control_request(struct fed_gateway *gw, struct tp_http_req *req)
         reply_result(req, rc, 404, msg, "approved", n);
         return;
     }
+    if (strcmp(path, "/agentgate/credentials") == 0) {
+        size_t len;
+        const char *body = tp_http_req_body(req, &len);
+        cJSON *j = cJSON_ParseWithLength(body, len);
+        cJSON *server = cJSON_GetObjectItemCaseSensitive(j, "server");
+        if (!cJSON_IsString(server)) {
+            cJSON_Delete(j);
+            reply_result(req, -1, 400, "expected {\"server\":NAME}", NULL, 0);
+            return;
+        }
+        int rc = fed_gateway_credentials_changed(gw, server->valuestring, msg, sizeof msg);
+        cJSON_Delete(j);
+        reply_result(req, rc, 404, msg, NULL, 0);
+        return;
+    }
     fed_http_status(req, 404,
-                     "Not found: control endpoints are /agentgate/status, /agentgate/reload "
-                     "and /agentgate/approve\n");
+                     "Not found: control endpoints are /agentgate/status, /agentgate/reload, "
+                     "/agentgate/approve and /agentgate/credentials\n");
 }

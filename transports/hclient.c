@@ -96,7 +96,7 @@ struct tp_hreq {
     struct tp_hclient *c;
     CURL *easy;
     enum req_state state;
-    unsigned id; /* for logs: "r12" */
+    unsigned id;                 /* for logs: "r12" */
     struct tp_hreq *prev, *next; /* c->reqs: every request not yet reaped */
     struct tp_hreq *next_dead;   /* c->dead: the graveyard */
     struct tp_hreq_cbs cbs;
@@ -118,8 +118,9 @@ struct tp_hreq {
     uv_timer_t timer;
     uint64_t deadline_at; /* loop time (ms) at which the transfer fails; 0 = none */
     uint64_t deadline_ms;
-    uint64_t idle_ms;     /* 0 = no idle timeout */
-    uint64_t last_io;     /* loop time of the last byte moved (or of the last resume) */
+    uint64_t connect_ms; /* curl's connect timeout */
+    uint64_t idle_ms;    /* 0 = no idle timeout */
+    uint64_t last_io;    /* loop time of the last byte moved (or of the last resume) */
 
     /* The response. */
     struct tp_hheaders resp;
@@ -133,6 +134,7 @@ struct tp_hreq {
     size_t body_seen;
     bool recv_paused;      /* the caller paused delivery (TP_HREQ_PAUSE or tp_hreq_pause) */
     bool curl_recv_paused; /* curl holds data for us (we returned CURL_WRITEFUNC_PAUSE) */
+    bool unpause_pending;  /* resumed: on_kick tells curl (which may deliver at once) */
 
     /* Streaming upload. */
     struct core_buf up; /* bytes given to tp_hreq_send; up_off of them already taken */
@@ -151,7 +153,7 @@ struct tp_hclient {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer; /* curl's timer */
-    uv_timer_t kick;  /* delivers on_writable from the loop */
+    uv_timer_t kick;  /* delivers on_writable and resumes from the loop */
     struct hsock *socks;
     struct tp_hreq *reqs;
     struct tp_hreq *dead;
@@ -162,9 +164,9 @@ struct tp_hclient {
     unsigned next_id;
     unsigned n_handles; /* libuv handles not closed yet (timer, kick, polls, request timers) */
     char *noproxy;
-    bool closing;   /* tp_hclient_close was called */
+    bool closing;    /* tp_hclient_close was called */
     bool failed_all; /* every transfer got its CORE_ECLOSED */
-    bool torn_down; /* the multi is cleaned up and our handles are closing */
+    bool torn_down;  /* the multi is cleaned up and our handles are closing */
     void (*done)(void *ctx);
     void *done_ctx;
 };
@@ -197,8 +199,8 @@ static void fmt_ms(char *out, size_t n, uint64_t ms)
 /* Drops trailing CR, LF, blanks and tabs of p[0..*n). */
 static void trim_end(const char *p, size_t *n)
 {
-    while (*n > 0 && (p[*n - 1] == '\r' || p[*n - 1] == '\n' || p[*n - 1] == ' ' ||
-                      p[*n - 1] == '\t'))
+    while (*n > 0 &&
+           (p[*n - 1] == '\r' || p[*n - 1] == '\n' || p[*n - 1] == ' ' || p[*n - 1] == '\t'))
         (*n)--;
 }
 
@@ -296,8 +298,7 @@ void tp_hheaders_each(const struct tp_hheaders *h,
 /* Parses url (absolute, or relative to base when base is not NULL). On success returns 0 and
  * new strings: *full (the normalised URL), *origin ("scheme://host:port", lower case) and
  * *hostport ("host:port"). Only http and https are accepted. */
-static int parse_url(const char *base, const char *url, char **full, char **origin,
-                     char **hostport)
+static int parse_url(const char *base, const char *url, char **full, char **origin, char **hostport)
 {
     int rc = CORE_EINVAL;
     char *scheme = NULL, *host = NULL, *port = NULL, *whole = NULL;
@@ -385,6 +386,15 @@ static void arm_timer(struct tp_hreq *r)
 
 /* ---- ending requests ---------------------------------------------------------------------- */
 
+static const char *const state_names[] = {"QUEUED", "RUNNING", "DONE", "ABORTED"};
+
+/* The only place a request's state changes. */
+static void set_state(struct tp_hreq *r, enum req_state s)
+{
+    core_log(CORE_LOG_DEBUG, MOD, "r%u: %s -> %s", r->id, state_names[r->state], state_names[s]);
+    r->state = s;
+}
+
 static void bury(struct tp_hreq *r)
 {
     struct tp_hclient *c = r->c;
@@ -402,7 +412,7 @@ static void finish(struct tp_hreq *r, int err, const char *why)
 {
     struct tp_hclient *c = r->c;
     bury(r);
-    r->state = RQ_DONE;
+    set_state(r, RQ_DONE);
     if (err != 0)
         core_log(CORE_LOG_DEBUG, MOD, "r%u: %s %s failed: %s", r->id, r->method, r->origin, why);
     else
@@ -488,10 +498,11 @@ static void sock_close(struct hsock *s)
 static void teardown(struct tp_hclient *c)
 {
     c->torn_down = true;
-    curl_multi_cleanup(c->multi);
-    c->multi = NULL;
+    /* Stop watching the sockets before curl closes them (uv_close stops a poll at once). */
     while (c->socks != NULL)
         sock_close(c->socks);
+    curl_multi_cleanup(c->multi);
+    c->multi = NULL;
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->kick, on_handle_closed);
 }
@@ -504,27 +515,28 @@ static void settle(struct tp_hclient *c)
     if (c->depth != 0)
         return;
     c->depth++;
-    if (c->closing && !c->failed_all) {
-        c->failed_all = true;
-        for (struct tp_hreq *r = c->reqs; r != NULL; r = r->next) {
-            if (r->state == RQ_QUEUED || r->state == RQ_RUNNING)
-                finish(r, CORE_ECLOSED, "the HTTP client was closed");
+    for (;;) {
+        if (c->closing && !c->failed_all) {
+            c->failed_all = true;
+            for (struct tp_hreq *r = c->reqs; r != NULL; r = r->next) {
+                if (r->state == RQ_QUEUED || r->state == RQ_RUNNING)
+                    finish(r, CORE_ECLOSED, "the HTTP client was closed");
+            }
+            continue;
         }
-    }
-    while (c->n_queued > 0 && !c->closing) {
+        if (c->n_queued == 0 || c->closing)
+            break;
         struct tp_hreq *r = c->reqs;
         while (r != NULL && r->state != RQ_QUEUED)
             r = r->next;
         if (r == NULL)
             break;
-        c->n_queued--;
-        r->state = RQ_RUNNING;
         if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK) {
-            c->n_queued++; /* bury() counts it as queued again */
-            r->state = RQ_QUEUED;
             finish(r, CORE_EINVAL, "the transfer could not be started");
             continue;
         }
+        c->n_queued--;
+        set_state(r, RQ_RUNNING);
         r->in_multi = true;
         arm_timer(r);
     }
@@ -557,36 +569,40 @@ static int map_error(struct tp_hreq *r, CURLcode res)
     switch (res) {
     case CURLE_COULDNT_CONNECT:
         core_set_err(r->why, sizeof r->why, "connect to %s failed: %s", r->hostport,
-                 oserr != 0 ? strerror((int)oserr) : detail);
+                     oserr != 0 ? strerror((int)oserr) : detail);
         return oserr != 0 ? -(int)oserr : UV_ECONNREFUSED;
     case CURLE_COULDNT_RESOLVE_HOST:
         core_set_err(r->why, sizeof r->why, "cannot resolve the host of %s: %s", r->hostport,
-                 detail);
+                     detail);
         return UV_EAI_NONAME;
     case CURLE_COULDNT_RESOLVE_PROXY:
         core_set_err(r->why, sizeof r->why, "cannot resolve the proxy: %s", detail);
         return UV_EAI_NONAME;
-    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_OPERATION_TIMEDOUT: {
         /* Only the connect timeout is curl's; deadlines and idle limits are our timer's. */
-        core_set_err(r->why, sizeof r->why, "connect to %s timed out: %s", r->hostport, detail);
+        char ms[32];
+        fmt_ms(ms, sizeof ms, r->connect_ms);
+        core_set_err(r->why, sizeof r->why, "connect to %s timed out after %s", r->hostport, ms);
         return CORE_ETIMEDOUT;
+    }
     case CURLE_PEER_FAILED_VERIFICATION:
         core_set_err(r->why, sizeof r->why, "TLS certificate of %s did not verify: %s", r->hostport,
-                 detail);
+                     detail);
         return CORE_EPROTO;
     case CURLE_SSL_CACERT_BADFILE:
         core_set_err(r->why, sizeof r->why, "cannot use the CA file: %s", detail);
         return CORE_EINVAL;
     case CURLE_SSL_CONNECT_ERROR:
-        core_set_err(r->why, sizeof r->why, "TLS handshake with %s failed: %s", r->hostport, detail);
+        core_set_err(r->why, sizeof r->why, "TLS handshake with %s failed: %s", r->hostport,
+                     detail);
         return CORE_EPROTO;
     case CURLE_GOT_NOTHING:
         core_set_err(r->why, sizeof r->why, "%s closed the connection without a response",
-                 r->hostport);
+                     r->hostport);
         return CORE_ECLOSED;
     case CURLE_PARTIAL_FILE:
         core_set_err(r->why, sizeof r->why, "%s closed the connection before the response ended",
-                 r->hostport);
+                     r->hostport);
         return CORE_ECLOSED;
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
@@ -598,7 +614,7 @@ static int map_error(struct tp_hreq *r, CURLcode res)
     case CURLE_HTTP2_STREAM:
     case CURLE_BAD_CONTENT_ENCODING:
         core_set_err(r->why, sizeof r->why, "%s sent an invalid HTTP response: %s", r->hostport,
-                 detail);
+                     detail);
         return CORE_EPROTO;
     default:
         core_set_err(r->why, sizeof r->why, "request to %s failed: %s", r->hostport, detail);
@@ -608,11 +624,30 @@ static int map_error(struct tp_hreq *r, CURLcode res)
 
 /* ---- curl callbacks (run inside curl: never remove or free anything here) ---------------- */
 
+/* Called when we end a transfer before its response is complete (abort, timeout, too big),
+ * so the server learns at once that nobody listens any more. On HTTP/1.1 curl closes the
+ * connection of a transfer removed early anyway. On HTTP/2 it only queues an RST_STREAM, and
+ * curl 7.88 holds small frames back until the connection's next use, so an aborted LLM stream
+ * could go on generating. When no other transfer of ours runs to the same origin, the
+ * connection is closed instead (CURLOPT_FORBID_REUSE); when others share it, their traffic
+ * flushes the RST_STREAM and the connection stays. */
+static void end_early(struct tp_hreq *r)
+{
+    if (r->state != RQ_RUNNING || r->easy == NULL)
+        return;
+    for (struct tp_hreq *o = r->c->reqs; o != NULL; o = o->next) {
+        if (o != r && o->state == RQ_RUNNING && strcmp(o->origin, r->origin) == 0)
+            return;
+    }
+    curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L);
+}
+
 /* A failure found inside a callback: recorded now, reported when curl ends the transfer. */
 static void fail_later(struct tp_hreq *r, int err, const char *what, size_t limit)
 {
     if (r->fail_err != 0)
         return;
+    end_early(r);
     r->fail_err = err;
     core_set_err(r->why, sizeof r->why, "%s larger than %zu bytes", what, limit);
 }
@@ -667,8 +702,12 @@ static bool final_headers(struct tp_hreq *r)
         return true;
     }
     r->status = status;
+    /* A Content-Length over max_body fails at once (not for HEAD, 204 and 304, which have no
+     * body whatever it says, nor for an encoded body, which is counted once decoded). */
     const char *cl = tp_hheaders_get(&r->resp, "content-length");
-    if (r->max_body != 0 && cl != NULL && tp_hheaders_get(&r->resp, "content-encoding") == NULL) {
+    bool bodyless = strcmp(r->method, "HEAD") == 0 || status == 204 || status == 304;
+    if (r->max_body != 0 && cl != NULL && !bodyless &&
+        tp_hheaders_get(&r->resp, "content-encoding") == NULL) {
         char *end;
         errno = 0;
         unsigned long long v = strtoull(cl, &end, 10);
@@ -738,14 +777,15 @@ static size_t on_curl_write(char *p, size_t size, size_t nitems, void *ud)
     size_t len = size * nitems;
     if (r->state != RQ_RUNNING)
         return WRITE_FAIL;
-    if (r->following)
-        return len; /* the body of a redirect we follow */
     if (r->recv_paused) {
-        /* Not consumed: curl keeps these bytes and stops reading until tp_hreq_resume. */
+        /* Not consumed: curl keeps these bytes and stops reading until tp_hreq_resume (on
+         * HTTP/2 it closes the stream's flow-control window). */
         r->curl_recv_paused = true;
         return CURL_WRITEFUNC_PAUSE;
     }
     r->last_io = uv_now(r->c->loop);
+    if (r->following)
+        return len; /* the body of a redirect we follow */
     if (!r->headers_delivered && !final_headers(r))
         return WRITE_FAIL;
     if (r->max_body != 0 && len > r->max_body - r->body_seen) {
@@ -827,6 +867,7 @@ static void follow(struct tp_hreq *r)
     if (redirect_to_get(r, r->redirect_status)) {
         core_free(r->method);
         r->method = core_xstrdup("GET");
+        r->stream_body = false; /* tp_hreq_send now answers CORE_EINVAL */
         curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, NULL);
         curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
     }
@@ -970,17 +1011,28 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     return 0;
 }
 
-/* Delivers on_writable from the loop, never from inside curl or inside tp_hreq_send. */
+static void update_pause(struct tp_hreq *r);
+
+/* Work deferred to the loop, so that no callback runs inside tp_hreq_send / tp_hreq_resume:
+ * on_writable, and resuming a transfer curl holds paused (curl_easy_pause hands the held bytes
+ * to on_curl_write from inside the call). */
 static void on_kick(uv_timer_t *t)
 {
     struct tp_hclient *c = container_of(t, struct tp_hclient, kick);
     enter(c);
     for (struct tp_hreq *r = c->reqs; r != NULL; r = r->next) {
-        if (r->state != RQ_RUNNING || !r->writable_pending)
-            continue;
-        r->writable_pending = false;
-        if (!r->up_ended)
-            r->cbs.on_writable(r->ctx, r);
+        if (r->state == RQ_RUNNING && r->unpause_pending) {
+            r->unpause_pending = false;
+            if (!r->recv_paused && r->curl_recv_paused) {
+                r->curl_recv_paused = false;
+                update_pause(r);
+            }
+        }
+        if (r->state == RQ_RUNNING && r->writable_pending) {
+            r->writable_pending = false;
+            if (!r->up_ended)
+                r->cbs.on_writable(r->ctx, r);
+        }
     }
     leave(c);
 }
@@ -1092,8 +1144,7 @@ static int setup_easy(struct tp_hreq *r, const struct tp_hreq_opts *o)
         SET(CURLOPT_CAINFO, o->ca_file);
         SET(CURLOPT_CAPATH, NULL); /* only the given CAs, not the system store as well */
     }
-    SET(CURLOPT_CONNECTTIMEOUT_MS,
-        (long)(o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS));
+    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)r->connect_ms);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     SET(CURLOPT_NOPROXY, r->c->noproxy);
     SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
@@ -1138,8 +1189,8 @@ static int setup_easy(struct tp_hreq *r, const struct tp_hreq_opts *o)
     return 0;
 }
 
-int tp_hreq_start(struct tp_hclient *c, const struct tp_hreq_opts *o,
-                  const struct tp_hreq_cbs *cbs, void *ctx, struct tp_hreq **out)
+int tp_hreq_start(struct tp_hclient *c, const struct tp_hreq_opts *o, const struct tp_hreq_cbs *cbs,
+                  void *ctx, struct tp_hreq **out)
 {
     if (c->closing)
         return CORE_ECLOSED;
@@ -1179,6 +1230,7 @@ int tp_hreq_start(struct tp_hclient *c, const struct tp_hreq_opts *o,
     r->max_body = o->max_body;
     r->idle_ms = o->idle_timeout_ms;
     r->deadline_ms = o->deadline_ms;
+    r->connect_ms = o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     r->redirects_left = o->max_redirects;
     r->id = ++c->next_id;
     int rc = 0;
@@ -1233,13 +1285,12 @@ int tp_hreq_start(struct tp_hclient *c, const struct tp_hreq_opts *o,
     if (r->deadline_ms != 0)
         r->deadline_at = now + r->deadline_ms;
     if (c->in_curl == 0) {
-        r->state = RQ_RUNNING;
+        set_state(r, RQ_RUNNING);
         r->in_multi = true;
         arm_timer(r);
     } else {
         /* curl must not be re-entered: settle() adds it once curl has returned. */
-        r->state = RQ_QUEUED;
-        c->n_queued++;
+        c->n_queued++; /* r->state is RQ_QUEUED from the start */
     }
     core_log(CORE_LOG_DEBUG, MOD, "r%u: %s %s", r->id, r->method, r->origin);
     *out = r;
@@ -1255,13 +1306,15 @@ static void on_req_timer(uv_timer_t *t)
     char ms[32];
     if (r->deadline_at != 0 && now >= r->deadline_at) {
         fmt_ms(ms, sizeof ms, r->deadline_ms);
+        end_early(r);
         core_set_err(r->why, sizeof r->why, "no complete response from %s within %s", r->hostport,
-                 ms);
+                     ms);
         finish(r, CORE_ETIMEDOUT, r->why);
         return;
     }
     if (r->idle_ms != 0 && !waiting_for_caller(r) && now >= r->last_io + r->idle_ms) {
         fmt_ms(ms, sizeof ms, r->idle_ms);
+        end_early(r);
         core_set_err(r->why, sizeof r->why, "no response from %s for %s", r->hostport, ms);
         finish(r, CORE_ETIMEDOUT, r->why);
         return;
@@ -1274,8 +1327,9 @@ void tp_hreq_abort(struct tp_hreq *r)
     if (r == NULL || r->state == RQ_DONE || r->state == RQ_ABORTED)
         return;
     core_log(CORE_LOG_DEBUG, MOD, "r%u: aborted", r->id);
+    end_early(r);
     bury(r);
-    r->state = RQ_ABORTED;
+    set_state(r, RQ_ABORTED);
     settle(r->c); /* reaps at once unless an entry point is on the stack */
 }
 
@@ -1307,9 +1361,9 @@ void tp_hreq_resume(struct tp_hreq *r)
     r->recv_paused = false;
     r->last_io = uv_now(r->c->loop);
     arm_timer(r);
-    if (r->curl_recv_paused) {
-        r->curl_recv_paused = false;
-        update_pause(r);
+    if (r->curl_recv_paused && !r->unpause_pending) {
+        r->unpause_pending = true;
+        (void)uv_timer_start(&r->c->kick, on_kick, 0, 0);
     }
 }
 

@@ -15,7 +15,9 @@ struct tp_hclient;
 struct tp_hreq;
 
 /* One client per loop. Connections are reused between transfers; HTTP/2 is used when the
- * server offers it. Returns 0 or an error code. */
+ * server offers it (ALPN over TLS), with transfers to one origin multiplexed on one connection.
+ * The user's http_proxy / https_proxy / no_proxy environment is honoured, except that
+ * localhost, 127.0.0.1 and ::1 are always reached directly. Returns 0 or an error code. */
 GW_MUST_CHECK int tp_hclient_new(uv_loop_t *loop, struct tp_hclient **out);
 /* Aborts every transfer (their on_done runs with CORE_ECLOSED), then frees the client once its
  * libuv handles have closed; done (may be NULL) runs then. */
@@ -47,10 +49,19 @@ struct tp_hreq_cbs {
     /* Streaming upload (opts.stream_body): the body has room for more; call tp_hreq_send. May
      * be NULL. */
     void (*on_writable)(void *ctx, struct tp_hreq *r);
-    /* The transfer ended: err 0 (the whole response arrived; status as on_headers) or an error
-     * code with a one-line reason (connect failure, TLS verification, deadline, stall, too
-     * big ...). Always the last callback unless the request was aborted; r is freed after it
-     * returns. */
+    /* The transfer ended: err 0 (the whole response arrived, whatever its status; status as
+     * on_headers) or an error code with a one-line reason that names the peer:
+     *   UV_ECONNREFUSED and other -errno codes  connect failed ("connect to HOST:PORT failed:
+     *                                           Connection refused")
+     *   UV_EAI_NONAME     the host name does not resolve
+     *   CORE_ETIMEDOUT    connect timeout, deadline_ms or idle_timeout_ms
+     *   CORE_ETOOBIG      body over max_body, or response headers over 64 KiB
+     *   CORE_EPROTO       TLS handshake or certificate verification failed, or the response
+     *                     is not valid HTTP
+     *   CORE_ECLOSED      the server closed the connection early, or tp_hclient_close
+     *   CORE_EINVAL       ca_file unusable
+     * Always the last callback unless the request was aborted; r is freed after it returns.
+     * on_headers may not have run (an error before the response). */
     void (*on_done)(void *ctx, struct tp_hreq *r, int err, const char *why);
 };
 
@@ -70,8 +81,9 @@ struct tp_hreq_opts {
     uint64_t connect_timeout_ms; /* 0 = 10 s */
     /* The whole transfer must end within this; 0 = no limit (streams). */
     uint64_t deadline_ms;
-    /* Fails the transfer when no response byte arrived for this long (a stalled stream); 0 =
-     * never. Paused time does not count. */
+    /* Fails the transfer when no byte moved for this long (a stalled stream; it counts from
+     * the start, connecting included); 0 = never. Time paused by the caller (delivery paused,
+     * or a streamed upload waiting for tp_hreq_send) does not count. */
     uint64_t idle_timeout_ms;
     /* Response body bytes beyond this fail the transfer with CORE_ETOOBIG; 0 = no limit. */
     size_t max_body;
@@ -87,10 +99,14 @@ struct tp_hreq_opts {
 GW_MUST_CHECK int tp_hreq_start(struct tp_hclient *c, const struct tp_hreq_opts *opts,
                                 const struct tp_hreq_cbs *cbs, void *ctx, struct tp_hreq **out);
 /* Stops the transfer at once and frees it; no callback runs after this returns (it may be
- * called from inside any callback of r). The connection is closed, so the server sees the
- * client go away. */
+ * called from inside any callback of r or of another request). An unfinished transfer's
+ * connection is closed, so the server sees the client go away; on HTTP/2, when other transfers
+ * share the connection, only the stream is reset (RST_STREAM, sent with their traffic). Does
+ * nothing once on_done has been called. */
 void tp_hreq_abort(struct tp_hreq *r);
-/* Pauses / resumes delivery of the response body (back-pressure). */
+/* Pauses / resumes delivery of the response body (back-pressure). While paused curl stops
+ * reading (on HTTP/2 the stream's window closes); at most one read buffer is held. Delivery
+ * starts again from the loop, never inside tp_hreq_resume. */
 void tp_hreq_pause(struct tp_hreq *r);
 void tp_hreq_resume(struct tp_hreq *r);
 /* Streaming upload: appends bytes to the request body (copied). Returns 0, CORE_EINVAL (not a

@@ -30,6 +30,7 @@
 
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/jsonrpc.h"
 #include "core/log.h"
 #include "transports/hclient.h"
 #include "transports/sse.h"
@@ -59,6 +60,7 @@ struct msg {
     struct msg *next;
     char *id;     /* a request's id as JSON text; NULL for notifications and responses */
     bool is_init; /* an initialize request */
+    bool is_initialized; /* the notifications/initialized notification */
     size_t n;
     char data[];
 };
@@ -82,6 +84,7 @@ struct post {
     struct tp_sse_decoder sse;  /* live when body == BODY_SSE */
     bool sse_live;
     bool answered;              /* the response to m->id went through on_frame */
+    bool probing;               /* the first POST, which settles the transport (R_PROBING) */
     bool dead;                  /* in the graveyard */
     char last_id[256];          /* the SSE stream's last event id */
     bool has_last_id;
@@ -104,6 +107,7 @@ struct stream {
     struct tp_sse_decoder sse;
     bool sse_live;
     bool ok;           /* the current connection answered 2xx with an event stream */
+    bool was_ok;       /* some earlier connection of this stream did */
     char last_id[256];
     bool has_last_id;
     unsigned retry_ms; /* the server's retry:, 0 = none seen */
@@ -142,11 +146,15 @@ struct tp_remote {
     struct stream *get; /* the S_GET or S_LEGACY stream, or NULL */
     bool ready;
     bool get_refused; /* the server has no GET stream (405) */
+    /* notifications/initialized is being posted: later messages wait for its answer, so the
+     * server has seen it before any request that follows (concurrent POSTs may arrive in any
+     * order, and a server may offer tools only once it knows the client's capabilities). */
+    bool initialized_out;
     int depth;        /* callbacks of r on the stack */
     bool closing;
 };
 
-static void start_post(struct tp_remote *r, struct msg *m);
+static void start_post(struct tp_remote *r, struct msg *m, bool probing);
 static void stream_connect(struct stream *s);
 static void stream_later(struct stream *s, unsigned ms);
 static struct stream *stream_new(struct tp_remote *r, enum stream_kind kind);
@@ -274,28 +282,16 @@ static bool blank(const char *p, size_t n)
     return true;
 }
 
-/* The id of a JSON-RPC response (an object with result or error), printed, or NULL. */
-static char *response_id(const cJSON *o)
+/* Whether p[0..n) is a JSON-RPC response (result or error) to the request whose id is `want`
+ * (the id's JSON text as the request carried it). */
+static bool answers(const char *p, size_t n, const char *want)
 {
-    if (!cJSON_IsObject(o))
-        return NULL;
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
-    if (!id || cJSON_IsNull(id) || cJSON_GetObjectItemCaseSensitive(o, "method"))
-        return NULL;
-    if (!cJSON_GetObjectItemCaseSensitive(o, "result") &&
-        !cJSON_GetObjectItemCaseSensitive(o, "error"))
-        return NULL;
-    return cJSON_PrintUnformatted(id);
-}
-
-static bool answers(const cJSON *o, const char *want)
-{
-    if (!want)
+    struct core_rpc_env env;
+    if (!want || core_rpc_scan(p, n, &env) != 0)
         return false;
-    char *id = response_id(o);
-    bool yes = id && strcmp(id, want) == 0;
-    cJSON_free(id);
-    return yes;
+    if (env.kind != CORE_RPC_RESULT && env.kind != CORE_RPC_ERROR)
+        return false;
+    return env.id.len == strlen(want) && memcmp(p + env.id.off, want, env.id.len) == 0;
 }
 
 static void deliver(struct tp_remote *r, const char *p, size_t n)
@@ -469,6 +465,8 @@ static void post_requeue(struct post *p)
     struct msg *m = p->m;
     post_bury(p);
     p->m = NULL;
+    if (m->is_initialized)
+        r->initialized_out = false; /* it goes out again, first */
     hold_front(r, m);
 }
 
@@ -571,12 +569,8 @@ static void post_event(void *ctx, const char *event, const char *id, const char 
         return;
     if (strcmp(event, "message") != 0 || blank(data, n))
         return; /* priming events carry an id and no data */
-    if (p->m->id && !p->answered) {
-        cJSON *o = cJSON_ParseWithLength(data, n);
-        if (answers(o, p->m->id))
-            p->answered = true;
-        cJSON_Delete(o);
-    }
+    if (p->m->id && !p->answered && answers(data, n, p->m->id))
+        p->answered = true;
     deliver(r, data, n);
 }
 
@@ -610,8 +604,9 @@ static void post_on_headers(void *ctx, struct tp_hreq *q, int status, const stru
     }
     if (status >= 200 && status < 300) {
         const char *sid = tp_hheaders_get(h, "Mcp-Session-Id");
-        if (sid && !post_legacy(p) && p->m->is_init && !r->session_id) {
-            bool ok = strlen(sid) <= 255;
+        if (sid && !post_legacy(p) && (p->probing || p->m->is_init) && !r->session_id) {
+            /* No length in the spec; a sealed id (agentgate's own) runs to a few hundred bytes. */
+            bool ok = strlen(sid) <= 4096;
             for (const char *c = sid; *c && ok; c++)
                 ok = *c >= 0x21 && *c <= 0x7e;
             if (ok)
@@ -620,7 +615,7 @@ static void post_on_headers(void *ctx, struct tp_hreq *q, int status, const stru
                 core_log(CORE_LOG_WARN, "remote", "%s: ignoring a malformed Mcp-Session-Id",
                          r->url);
         }
-        if (r->state == R_PROBING && p->m->is_init) {
+        if (r->state == R_PROBING && p->probing) {
             if (r->kind == TP_REMOTE_AUTO)
                 r->kind = TP_REMOTE_STREAMABLE;
             set_state(r, R_OPEN);
@@ -628,8 +623,9 @@ static void post_on_headers(void *ctx, struct tp_hreq *q, int status, const stru
         }
         const char *ct = tp_hheaders_get(h, "Content-Type");
         (void)snprintf(p->content_type, sizeof p->content_type, "%s", ct ? ct : "");
-        if (status == 202 || status == 204 || post_legacy(p))
-            p->body = BODY_NONE; /* legacy replies travel on the GET stream */
+        if (status == 202 || status == 204 || post_legacy(p) || !p->m->id)
+            p->body = BODY_NONE; /* legacy replies travel on the GET stream; a notification
+                                    or response has nothing to wait for */
         else if (ct && strncasecmp(ct, "application/json", 16) == 0)
             p->body = BODY_JSON;
         else if (ct && strncasecmp(ct, "text/event-stream", 17) == 0) {
@@ -645,7 +641,7 @@ static void post_on_headers(void *ctx, struct tp_hreq *q, int status, const stru
         goto out;
     }
     /* An error status. */
-    if (r->state == R_PROBING && p->m->is_init && r->want == TP_REMOTE_AUTO &&
+    if (r->state == R_PROBING && p->probing && r->want == TP_REMOTE_AUTO &&
         (status == 400 || status == 404 || status == 405)) {
         core_log(CORE_LOG_INFO, "remote",
                  "%s: POST answered HTTP %d: trying the legacy HTTP+SSE transport", r->url, status);
@@ -723,42 +719,39 @@ static void post_deliver_json(struct post *p)
     struct tp_remote *r = p->r;
     const char *b = p->buf.data ? p->buf.data : "";
     size_t n = p->buf.len;
-    cJSON *root = cJSON_ParseWithLength(b, n);
-    if (!root) {
+    struct core_rpc_env env;
+    if (core_rpc_scan(b, n, &env) != 0) {
         char line[200];
         first_line(b, n, line, sizeof line);
         fail_request(r, p->m->id, "upstream sent invalid JSON (HTTP %d): %s", p->status, line);
         p->answered = true;
         return;
     }
-    if (cJSON_IsArray(root)) {
-        const cJSON *e;
-        cJSON_ArrayForEach(e, root)
-        {
-            if (p->dead || gone(r))
-                break;
-            if (answers(e, p->m->id))
+    if (env.kind == CORE_RPC_BATCH) {
+        /* An old (2025-03-26) server's array: its elements go on one by one. */
+        size_t pos = 0;
+        struct core_span el;
+        while (!p->dead && !gone(r) && core_rpc_batch_next(b, n, &pos, &el) == 1) {
+            if (answers(b + el.off, el.len, p->m->id))
                 p->answered = true;
-            char *txt = cJSON_PrintUnformatted(e);
-            if (txt)
-                deliver(r, txt, strlen(txt));
-            cJSON_free(txt);
+            deliver(r, b + el.off, el.len);
         }
-    } else if (cJSON_IsObject(root)) {
-        if (answers(root, p->m->id))
-            p->answered = true;
-        while (n > 0 && isspace((unsigned char)b[n - 1]))
-            n--;
-        while (n > 0 && isspace((unsigned char)*b)) {
-            b++;
-            n--;
-        }
-        deliver(r, b, n);
-    } else {
+        return;
+    }
+    if (env.kind == CORE_RPC_INVALID) {
         fail_request(r, p->m->id, "upstream sent a JSON body that is not a JSON-RPC message");
         p->answered = true;
+        return;
     }
-    cJSON_Delete(root);
+    if (answers(b, n, p->m->id))
+        p->answered = true;
+    while (n > 0 && isspace((unsigned char)b[n - 1]))
+        n--;
+    while (n > 0 && isspace((unsigned char)*b)) {
+        b++;
+        n--;
+    }
+    deliver(r, b, n);
 }
 
 /* An error status: a JSON-RPC error body for this request passes through; anything else
@@ -769,17 +762,23 @@ static void post_fail_status(struct post *p)
     const char *b = p->buf.data ? p->buf.data : "";
     size_t n = p->buf.len;
     if (p->m->id && p->status >= 400 && p->status < 500) {
-        cJSON *root = cJSON_ParseWithLength(b, n);
-        bool mine = answers(root, p->m->id);
-        cJSON_Delete(root);
-        if (mine) {
+        if (answers(b, n, p->m->id)) {
             deliver(r, b, n);
             return;
         }
     }
     char line[200];
     first_line(b, n, line, sizeof line);
-    if (p->m->is_init) {
+    /* The MCP SDK's own example servers (server-everything among them) answer an unknown session
+     * id with 400 "Bad Request: No valid session ID provided" instead of 404: on a request that
+     * carried our session id that means the same, an expired session. */
+    if (p->status == 400 && r->session_id && !post_legacy(p) && !p->probing && !p->m->is_init &&
+        strcasestr(line, "session") != NULL) {
+        go_down(r, CORE_ENOTFOUND, "session expired (HTTP 400 on session %s: %s)", r->session_id,
+                line);
+        return;
+    }
+    if (p->probing || p->m->is_init) {
         go_down(r, CORE_EPROTO, "upstream answered HTTP %d%s%s", p->status, line[0] ? ": " : "",
                 line);
         return;
@@ -801,6 +800,12 @@ static void post_on_done(void *ctx, struct tp_hreq *q, int err, const char *why)
         return;
     enter(r);
     p->req = NULL;
+    if (p->m->is_initialized && r->initialized_out) {
+        /* Answered (or failed, which the next request finds out): the rest may go. */
+        r->initialized_out = false;
+        if (!gone(r) && r->state == R_OPEN)
+            flush_held(r);
+    }
     if (err != 0) {
         if (p->body == BODY_SSE && p->m->id && !p->answered && p->has_last_id) {
             /* A cut (or stalled) stream that was primed with an id: resume it. */
@@ -808,7 +813,7 @@ static void post_on_done(void *ctx, struct tp_hreq *q, int err, const char *why)
         } else if (err == CORE_ETOOBIG) {
             fail_request(r, p->m->id, "upstream reply larger than max_frame (%zu bytes)",
                          r->max_frame);
-        } else if (p->status != 0 && !p->m->is_init) {
+        } else if (p->status != 0 && !p->probing && !p->m->is_init) {
             /* The reply had begun: this request's exchange broke (a stall, a reset); the
              * session may be fine, and the next request finds out. */
             fail_request(r, p->m->id, "upstream reply broke off: %s",
@@ -856,12 +861,13 @@ static const struct tp_hreq_cbs post_cbs = {
 };
 
 /* Starts the POST of m (taken). Failing to start is a session failure. */
-static void start_post(struct tp_remote *r, struct msg *m)
+static void start_post(struct tp_remote *r, struct msg *m, bool probing)
 {
     bool legacy = r->kind == TP_REMOTE_SSE;
     struct post *p = core_xcalloc(1, sizeof *p);
     p->r = r;
     p->m = m;
+    p->probing = probing;
     struct hdrs h;
     hdrs_common(r, &h, legacy);
     hdr_add(&h, core_xstrdup("Content-Type: application/json"));
@@ -878,6 +884,8 @@ static void start_post(struct tp_remote *r, struct msg *m)
         .idle_timeout_ms = r->stall_ms,
     };
     r->queued += m->n;
+    if (m->is_initialized)
+        r->initialized_out = true;
     p->next = r->posts;
     if (r->posts)
         r->posts->prev = p;
@@ -1047,12 +1055,8 @@ static void stream_event(void *ctx, const char *event, const char *id, const cha
         go_down(r, CORE_EPROTO, "legacy SSE stream sent a message before its endpoint event");
         return;
     }
-    if (s->kind == S_RESUME && s->pending_id && !s->answered) {
-        cJSON *o = cJSON_ParseWithLength(data, n);
-        if (answers(o, s->pending_id))
-            s->answered = true;
-        cJSON_Delete(o);
-    }
+    if (s->kind == S_RESUME && s->pending_id && !s->answered && answers(data, n, s->pending_id))
+        s->answered = true;
     deliver(r, data, n);
 }
 
@@ -1070,6 +1074,7 @@ static void stream_on_headers(void *ctx, struct tp_hreq *q, int status,
     bool sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
     if (status >= 200 && status < 300 && sse) {
         s->ok = true;
+        s->was_ok = true;
         s->backoff_ms = 0;
         if (s->sse_live)
             tp_sse_decoder_dispose(&s->sse);
@@ -1094,6 +1099,13 @@ static void stream_on_headers(void *ctx, struct tp_hreq *q, int status,
     }
     if (status == 404 && r->session_id && s->kind != S_LEGACY) {
         go_down(r, CORE_ENOTFOUND, "session expired (HTTP 404 on session %s)", r->session_id);
+        goto out;
+    }
+    /* The server took this GET stream before and now refuses it as a bad request: our session
+     * is unknown to it (a restarted server built on the SDK's examples says 400, not 404). */
+    if (status == 400 && r->session_id && s->kind == S_GET && s->was_ok) {
+        go_down(r, CORE_ENOTFOUND, "session expired (HTTP 400 on session %s's GET stream)",
+                r->session_id);
         goto out;
     }
     switch (s->kind) {
@@ -1250,11 +1262,14 @@ static void send_msg(struct tp_remote *r, struct msg *m)
             stream_connect(s);
         } else {
             set_state(r, R_PROBING);
-            start_post(r, m);
+            start_post(r, m, true);
         }
         break;
     case R_OPEN:
-        start_post(r, m);
+        if (r->initialized_out)
+            hold_back(r, m);
+        else
+            start_post(r, m, false);
         break;
     case R_PROBING:
     case R_SSE_OPENING:
@@ -1274,9 +1289,9 @@ static void flush_held(struct tp_remote *r)
             send_msg(r, unhold(r));
             continue;
         }
-        if (r->state != R_OPEN)
+        if (r->state != R_OPEN || r->initialized_out)
             break;
-        start_post(r, unhold(r));
+        start_post(r, unhold(r), false);
     }
 }
 
@@ -1363,26 +1378,24 @@ int tp_remote_new(struct tp_hclient *hc, const struct tp_remote_opts *opts,
     return 0;
 }
 
-/* The id (printed) and whether it is initialize, of a request; false for anything that is
- * not a JSON object. */
-static bool scan_msg(const char *p, size_t n, char **id, bool *is_init)
+/* A request's id (its JSON text) and whether it is initialize, and whether it is the
+ * notifications/initialized notification; NULL id for notifications and responses; false for
+ * anything that is not one JSON-RPC message (batches included: they are never sent, 2025-06-18
+ * removed them). */
+static bool scan_msg(const char *p, size_t n, char **id, bool *is_init, bool *is_initialized)
 {
-    cJSON *o = cJSON_ParseWithLength(p, n);
-    if (!cJSON_IsObject(o)) {
-        cJSON_Delete(o);
+    struct core_rpc_env env;
+    if (core_rpc_scan(p, n, &env) != 0 || env.kind == CORE_RPC_INVALID ||
+        env.kind == CORE_RPC_BATCH)
         return false;
-    }
-    const cJSON *method = cJSON_GetObjectItemCaseSensitive(o, "method");
-    const cJSON *idv = cJSON_GetObjectItemCaseSensitive(o, "id");
     *id = NULL;
     *is_init = false;
-    if (cJSON_IsString(method) && idv && !cJSON_IsNull(idv)) {
-        char *txt = cJSON_PrintUnformatted(idv);
-        *id = core_xstrdup(txt ? txt : "null");
-        cJSON_free(txt);
-        *is_init = strcmp(method->valuestring, "initialize") == 0;
+    *is_initialized = env.kind == CORE_RPC_NOTIFICATION &&
+                      strcmp(env.method_str, "notifications/initialized") == 0;
+    if (env.kind == CORE_RPC_REQUEST && env.id_type != CORE_JSON_NULL) {
+        *id = core_xstrndup(p + env.id.off, env.id.len);
+        *is_init = strcmp(env.method_str, "initialize") == 0;
     }
-    cJSON_Delete(o);
     return true;
 }
 
@@ -1393,13 +1406,14 @@ int tp_remote_write(struct tp_remote *r, const char *p, size_t n)
     if (n > r->max_frame || r->queued + n > r->max_queued)
         return CORE_ETOOBIG;
     char *id;
-    bool is_init;
-    if (!scan_msg(p, n, &id, &is_init))
+    bool is_init, is_initialized;
+    if (!scan_msg(p, n, &id, &is_init, &is_initialized))
         return CORE_EINVAL;
     struct msg *m = core_xmalloc(sizeof *m + n + 1);
     m->next = NULL;
     m->id = id;
     m->is_init = is_init;
+    m->is_initialized = is_initialized;
     m->n = n;
     memcpy(m->data, p, n);
     m->data[n] = '\0';

@@ -231,6 +231,18 @@ test('an SSE reply carries a server request and a notification before the respon
     assert.deepEqual(pong, { jsonrpc: '2.0', id: 's1', result: {} });
 });
 
+test('a JSON array reply (2025-03-26 servers) is split into its messages', T, async () => {
+    const srv = await tinyServer((req, res, msg) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify([
+            { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'x' } },
+            { jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text: 'from a batch' }] } },
+        ]));
+    });
+    const out = parsed(await probe([srv.url, '--call', 't']));
+    assert.equal(out.result.content[0].text, 'from a batch');
+});
+
 test('a tool result with isError: printed, and exit 1', T, async () => {
     const srv = await tinyServer((req, res, msg) => {
         res.writeHead(200, { 'content-type': 'application/json' });

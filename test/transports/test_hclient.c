@@ -11,7 +11,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -48,6 +50,7 @@ struct harness {
     size_t big_sent;
     size_t big_max_queued; /* the largest server-side queue seen (the client paused) */
     int closes_pending;
+    bool in_resume; /* inside tp_hreq_resume: on_data must not run then */
 };
 
 static struct harness H;
@@ -102,8 +105,8 @@ static void on_big_tick(uv_timer_t *t)
     static char block[65536];
     /* Keep at most 256 KiB queued: what piles up beyond the socket shows the client paused. */
     while (H.big_sent < H.big_total && tp_http_req_queued(H.big) < 256 * 1024) {
-        size_t n = H.big_total - H.big_sent < sizeof block ? H.big_total - H.big_sent
-                                                           : sizeof block;
+        size_t n =
+            H.big_total - H.big_sent < sizeof block ? H.big_total - H.big_sent : sizeof block;
         for (size_t i = 0; i < n; i++)
             block[i] = big_byte(H.big_sent + i);
         uv_buf_t b = uv_buf_init(block, (unsigned)n);
@@ -298,11 +301,11 @@ struct rec {
     char why[256];
     char url[256];
     /* behaviours */
-    bool pause_each;        /* return TP_HREQ_PAUSE from every on_data, resume from a timer */
-    bool abort_in_data;     /* tp_hreq_abort inside the first on_data */
-    bool abort_in_headers;  /* tp_hreq_abort inside on_headers */
-    int pause_first_ms;     /* pause in the first on_data for this long, then resume */
-    bool close_in_data;     /* tp_hclient_close inside the first on_data */
+    bool pause_each;              /* return TP_HREQ_PAUSE from every on_data, resume from a timer */
+    bool abort_in_data;           /* tp_hreq_abort inside the first on_data */
+    bool abort_in_headers;        /* tp_hreq_abort inside on_headers */
+    int pause_first_ms;           /* pause in the first on_data for this long, then resume */
+    bool close_in_data;           /* tp_hclient_close inside the first on_data */
     struct rec *start_in_headers; /* start this request (GET /echo) from inside on_headers */
     struct rec *start_in_done;    /* start this request (GET /echo) from inside on_done */
     uint64_t t_start;
@@ -372,8 +375,11 @@ static void cb_headers(void *ctx, struct tp_hreq *r, int status, const struct tp
 static void on_resume_timer(uv_timer_t *t)
 {
     struct rec *x = container_of(t, struct rec, resume_timer);
-    if (x->r != NULL)
+    if (x->r != NULL) {
+        H.in_resume = true;
         tp_hreq_resume(x->r);
+        H.in_resume = false;
+    }
 }
 
 static int cb_data(void *ctx, struct tp_hreq *r, const char *p, size_t n)
@@ -382,6 +388,7 @@ static int cb_data(void *ctx, struct tp_hreq *r, const char *p, size_t n)
     ck_assert_ptr_eq(r, x->r);
     ck_assert(!x->done);
     ck_assert_int_eq(x->n_headers, 1);
+    ck_assert(!H.in_resume);
     x->n_data++;
     if (H.streaming != NULL)
         x->n_data_while_streaming++;
@@ -495,6 +502,7 @@ START_TEST(get_and_post)
     start(&x, &o, "/echo?a=1");
     ck_assert_int_eq(tp_hclient_active(H.client), 1);
     ck_assert(!x.done); /* never from inside tp_hreq_start */
+    ck_assert_ptr_eq(tp_hclient_loop(H.client), &H.loop);
     run_until_done(&x);
     ck_assert_int_eq(x.err, 0);
     ck_assert_int_eq(x.n_headers, 1);
@@ -671,8 +679,8 @@ END_TEST
 /* A streamed upload: piece 0 goes right after start, the rest from on_writable. */
 struct up {
     struct rec x;
-    int pieces;    /* pieces to send in all */
-    int sent;      /* pieces sent */
+    int pieces; /* pieces to send in all */
+    int sent;   /* pieces sent */
     size_t piece_len;
     int n_writable;
     int send_after_end_rc;
@@ -786,6 +794,16 @@ START_TEST(max_body)
     ck_assert_uint_eq(x.body.len, 0);
     rec_dispose(&x);
 
+    /* HEAD announces a length it does not carry: not over the limit. */
+    rec_init(&x);
+    struct tp_hreq_opts h = {.method = "HEAD", .max_body = 10};
+    start(&x, &h, "/echo");
+    run_until_done(&x);
+    ck_assert_msg(x.err == 0, "%s", x.why);
+    ck_assert_int_eq(x.status, 200);
+    ck_assert_uint_eq(x.body.len, 0);
+    rec_dispose(&x);
+
     /* Exactly at the limit is fine. */
     rec_init(&x);
     H.big_total = 5000;
@@ -827,18 +845,18 @@ START_TEST(deadline_and_idle)
     rec_dispose(&x);
 
     /* A slow but steady stream under the idle limit completes, and time paused by the caller
-     * does not count (a 400 ms pause with a 120 ms limit). */
+     * does not count (a 1 s pause with a 400 ms limit; margins for a loaded machine). */
     rec_init(&x);
-    x.pause_first_ms = 400;
+    x.pause_first_ms = 1000;
     H.stream_interval_ms = 40;
-    struct tp_hreq_opts t = {.idle_timeout_ms = 120, .deadline_ms = 5000};
+    struct tp_hreq_opts t = {.idle_timeout_ms = 400, .deadline_ms = 10000};
     start(&x, &t, "/stream");
     run_until_done(&x);
     ck_assert_msg(x.err == 0, "%s", x.why);
     ck_assert_str_eq(x.body.data, "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
     ck_assert_int_eq(x.n_pauses, 1);
     dt = x.t_done - x.t_start;
-    ck_assert_msg(dt >= 400, "after %llu ms", (unsigned long long)dt);
+    ck_assert_msg(dt >= 1000, "after %llu ms", (unsigned long long)dt);
     rec_dispose(&x);
 }
 END_TEST
@@ -879,6 +897,43 @@ START_TEST(connect_refused)
     ck_assert_int_eq(x.err, UV_EAI_NONAME);
     ck_assert_msg(strstr(x.why, "cannot resolve") != NULL, "%s", x.why);
     rec_dispose(&x);
+}
+END_TEST
+
+START_TEST(connect_timeout)
+{
+    /* A listener whose accept queue is full drops further SYNs: connecting hangs. */
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(l, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(l, 0), 0);
+    socklen_t alen = sizeof a;
+    ck_assert_int_eq(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        (void)connect(fill[i], (struct sockaddr *)&a, sizeof a);
+    }
+    run_for(50);
+    struct rec x;
+    rec_init(&x);
+    char url[128];
+    url_of(url, sizeof url, ntohs(a.sin_port), "/");
+    struct tp_hreq_opts o = {.url = url, .connect_timeout_ms = 300};
+    start(&x, &o, NULL);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, CORE_ETIMEDOUT);
+    char want[128];
+    snprintf(want, sizeof want, "connect to 127.0.0.1:%d timed out after 300 ms",
+             ntohs(a.sin_port));
+    ck_assert_str_eq(x.why, want);
+    uint64_t dt = x.t_done - x.t_start;
+    ck_assert_msg(dt >= 290 && dt < 3000, "after %llu ms", (unsigned long long)dt);
+    rec_dispose(&x);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(l);
 }
 END_TEST
 
@@ -1010,7 +1065,7 @@ START_TEST(tls_verification)
 {
     char dir[] = "/tmp/hclient-tls-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    char cert[128], key[128], cert2[128], key2[128], dir2[160];
+    char cert[256], key[256], cert2[256], key2[256], dir2[160];
     make_cert(dir, cert, key, sizeof cert);
     snprintf(dir2, sizeof dir2, "%s/other", dir);
     ck_assert_int_eq(mkdir(dir2, 0700), 0);
@@ -1349,6 +1404,243 @@ START_TEST(broken_servers)
 }
 END_TEST
 
+START_TEST(proxy_environment)
+{
+    /* The user's proxy is honoured, but loopback destinations always go direct. The "proxy" is
+     * the other server (it answers a proxied request like any other). */
+    char proxy[64];
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", H.other_port);
+    setenv("http_proxy", proxy, 1);
+    unsetenv("no_proxy");
+    unsetenv("NO_PROXY");
+    struct tp_hclient *c2;
+    ck_assert_int_eq(tp_hclient_new(&H.loop, &c2), 0);
+    struct rec x;
+    rec_init(&x);
+    char url[128];
+    url_of(url, sizeof url, H.port, "/echo");
+    struct tp_hreq_opts o = {.url = url};
+    ck_assert_int_eq(tp_hreq_start(c2, &o, &CBS, &x, &x.r), 0);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, 0);
+    ck_assert_int_eq(H.n_req, 1);
+    ck_assert_int_eq(H.n_other_req, 0);
+    rec_dispose(&x);
+
+    rec_init(&x);
+    struct tp_hreq_opts p = {.url = "http://agentgate-test.invalid/echo"};
+    ck_assert_int_eq(tp_hreq_start(c2, &p, &CBS, &x, &x.r), 0);
+    run_until_done(&x);
+    ck_assert_msg(x.err == 0, "%s", x.why);
+    ck_assert_int_eq(H.n_other_req, 1);
+    ck_assert_msg(contains(&x.body, "GET /echo? "), "%s", x.body.data);
+    rec_dispose(&x);
+
+    H.closes_pending++;
+    tp_hclient_close(c2, on_closed, NULL);
+    unsetenv("http_proxy");
+}
+END_TEST
+
+/* ---- tests: HTTP/2 (node's http2 server over TLS) ----------------------------------------- */
+
+struct h2srv {
+    uv_process_t proc;
+    uv_pipe_t in;  /* the child's stdin: closing it ends the child */
+    uv_pipe_t out; /* the child's stdout: the port */
+    char buf[4096];
+    size_t len;
+    int port;
+    int n_aborted; /* "aborted" lines the server printed */
+    bool exited;
+};
+
+static struct h2srv H2;
+
+static void h2_exit(uv_process_t *p, int64_t status, int sig)
+{
+    GW_UNUSED(p);
+    GW_UNUSED(status);
+    GW_UNUSED(sig);
+    H2.exited = true;
+}
+
+static void h2_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    GW_UNUSED(h);
+    GW_UNUSED(hint);
+    *b = uv_buf_init(H2.buf + H2.len, (unsigned)(sizeof H2.buf - 1 - H2.len));
+}
+
+static void h2_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    GW_UNUSED(b);
+    if (n < 0) {
+        uv_read_stop(s);
+        return;
+    }
+    H2.len += (size_t)n;
+    H2.buf[H2.len] = '\0';
+    char *nl;
+    while ((nl = strchr(H2.buf, '\n')) != NULL) {
+        *nl = '\0';
+        if (strcmp(H2.buf, "aborted") == 0)
+            H2.n_aborted++;
+        else
+            H2.port = (int)strtol(H2.buf, NULL, 10);
+        size_t used = (size_t)(nl + 1 - H2.buf);
+        memmove(H2.buf, nl + 1, H2.len - used + 1);
+        H2.len -= used;
+    }
+}
+
+/* Starts node with h2server.mjs (next to this file) and waits for its port. */
+static void h2_start(const char *cert, const char *key)
+{
+    memset(&H2, 0, sizeof H2);
+    char script[512];
+    snprintf(script, sizeof script, "%s", __FILE__);
+    char *slash = strrchr(script, '/');
+    ck_assert_ptr_nonnull(slash);
+    snprintf(slash + 1, sizeof script - (size_t)(slash + 1 - script), "h2server.mjs");
+    char *args[] = {(char *)"node", script, (char *)cert, (char *)key, NULL};
+    uv_pipe_init(&H.loop, &H2.in, 0);
+    uv_pipe_init(&H.loop, &H2.out, 0);
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&H2.in},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&H2.out},
+        {.flags = UV_INHERIT_FD, .data.fd = 2}};
+    uv_process_options_t po = {
+        .exit_cb = h2_exit, .file = "node", .args = args, .stdio_count = 3, .stdio = stdio};
+    ck_assert_int_eq(uv_spawn(&H.loop, &H2.proc, &po), 0);
+    uv_read_start((uv_stream_t *)&H2.out, h2_alloc, h2_read);
+    while (H2.port == 0)
+        uv_run(&H.loop, UV_RUN_ONCE);
+}
+
+static void h2_stop(void)
+{
+    uv_close((uv_handle_t *)&H2.in, NULL); /* stdin ends: the server exits */
+    while (!H2.exited)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&H2.out, NULL);
+    uv_close((uv_handle_t *)&H2.proc, NULL);
+    uv_run(&H.loop, UV_RUN_NOWAIT);
+}
+
+static void h2_url(char *out, size_t n, const char *path)
+{
+    snprintf(out, n, "https://127.0.0.1:%d%s", H2.port, path);
+}
+
+/* The integer after "\"key\":" in a JSON body, or -1. */
+static long json_int(const struct rec *x, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = x->body.data != NULL ? strstr(x->body.data, pat) : NULL;
+    return p != NULL ? strtol(p + strlen(pat), NULL, 10) : -1;
+}
+
+START_TEST(http2)
+{
+    char dir[] = "/tmp/hclient-h2-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char cert[256], key[256], url[160];
+    make_cert(dir, cert, key, sizeof cert);
+    h2_start(cert, key);
+
+    /* Concurrent requests share one HTTP/2 connection. */
+    enum { N = 20 };
+    struct rec xs[N];
+    h2_url(url, sizeof url, "/echo");
+    for (int i = 0; i < N; i++) {
+        rec_init(&xs[i]);
+        struct tp_hreq_opts o = {.url = url, .ca_file = cert};
+        start(&xs[i], &o, NULL);
+    }
+    for (int i = 0; i < N; i++) {
+        run_until_done(&xs[i]);
+        ck_assert_msg(xs[i].err == 0, "%s", xs[i].why);
+        ck_assert_msg(contains(&xs[i].body, "\"proto\":\"2.0\""), "%s", xs[i].body.data);
+        ck_assert_int_eq(json_int(&xs[i], "session"), 1);
+        rec_dispose(&xs[i]);
+    }
+
+    /* A streamed upload (DATA frames, no chunked encoding). */
+    struct up u;
+    memset(&u, 0, sizeof u);
+    rec_init(&u.x);
+    u.pieces = 10;
+    u.piece_len = 10000;
+    struct tp_hreq_opts uo = {.url = url, .ca_file = cert, .stream_body = true};
+    ck_assert_int_eq(tp_hreq_start(H.client, &uo, &UP_CBS, &u, &u.x.r), 0);
+    run_until_done(&u.x);
+    ck_assert_msg(u.x.err == 0, "%s", u.x.why);
+    ck_assert_int_eq(json_int(&u.x, "bytes"), 100000);
+    ck_assert(contains(&u.x.body, "\"method\":\"POST\""));
+    ck_assert_int_eq(json_int(&u.x, "session"), 1);
+    rec_dispose(&u.x);
+
+    /* Pause and resume under HTTP/2 flow control: every byte, in order. */
+    struct rec x;
+    rec_init(&x);
+    x.pause_each = true;
+    x.pause_ms = 1;
+    size_t total = 2 * 1024 * 1024 + 7;
+    char path[64];
+    snprintf(path, sizeof path, "/big?%zu", total);
+    h2_url(url, sizeof url, path);
+    struct tp_hreq_opts bo = {.url = url, .ca_file = cert};
+    start(&x, &bo, NULL);
+    run_until_done(&x);
+    ck_assert_msg(x.err == 0, "%s", x.why);
+    ck_assert_uint_eq(x.body.len, total);
+    for (size_t i = 0; i < total; i++) {
+        if (x.body.data[i] != big_byte(i))
+            ck_abort_msg("byte %zu differs", i);
+    }
+    rec_dispose(&x);
+
+    /* An abort inside on_data of the only stream: the server sees it at once (the connection
+     * is closed, since curl 7.88 would hold the RST_STREAM back until its next use). */
+    rec_init(&x);
+    x.abort_in_data = true;
+    h2_url(url, sizeof url, "/hold");
+    struct tp_hreq_opts ho = {.url = url, .ca_file = cert};
+    start(&x, &ho, NULL);
+    while (H2.n_aborted == 0)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    ck_assert(!x.done);
+    ck_assert_int_eq(x.n_data, 1);
+    rec_dispose(&x);
+    /* The next request gets a new connection. */
+    rec_init(&x);
+    h2_url(url, sizeof url, "/stats");
+    struct tp_hreq_opts so = {.url = url, .ca_file = cert};
+    start(&x, &so, NULL);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, 0);
+    ck_assert_int_eq(json_int(&x, "aborted"), 1);
+    ck_assert_int_eq(json_int(&x, "sessions"), 2);
+    rec_dispose(&x);
+
+    /* A stalled stream ended by the idle timeout: the server learns at once too. */
+    rec_init(&x);
+    h2_url(url, sizeof url, "/hold");
+    struct tp_hreq_opts io = {.url = url, .ca_file = cert, .idle_timeout_ms = 100};
+    start(&x, &io, NULL);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, CORE_ETIMEDOUT);
+    while (H2.n_aborted < 2)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    rec_dispose(&x);
+
+    h2_stop();
+    rm_dir(dir);
+}
+END_TEST
+
 /* ---- the suite ---------------------------------------------------------------------------- */
 
 static Suite *hclient_suite(void)
@@ -1366,6 +1658,7 @@ static Suite *hclient_suite(void)
     tcase_add_test(tc, max_body);
     tcase_add_test(tc, deadline_and_idle);
     tcase_add_test(tc, connect_refused);
+    tcase_add_test(tc, connect_timeout);
     tcase_add_test(tc, redirect_same_origin);
     tcase_add_test(tc, redirect_cross_origin);
     tcase_add_test(tc, tls_verification);
@@ -1374,6 +1667,8 @@ static Suite *hclient_suite(void)
     tcase_add_test(tc, close_with_transfers_in_flight);
     tcase_add_test(tc, reentrant_callbacks);
     tcase_add_test(tc, broken_servers);
+    tcase_add_test(tc, http2);
+    tcase_add_test(tc, proxy_environment);
     suite_add_tcase(s, tc);
     return s;
 }
