@@ -182,16 +182,17 @@ static const char *read_error(int rc)
     return strerror(-rc);
 }
 
+
 static int default_client_path(enum client c, char *out, size_t cap)
 {
     switch (c) {
     case CLIENT_CLAUDE:
 #ifdef __APPLE__
         return core_path_xdg(out, cap, NULL, "Library/Application Support",
-                             "Claude/claude_desktop_config.json");
+                        "Claude/claude_desktop_config.json");
 #else
         return core_path_xdg(out, cap, "XDG_CONFIG_HOME", ".config",
-                             "Claude/claude_desktop_config.json");
+                        "Claude/claude_desktop_config.json");
 #endif
     case CLIENT_CURSOR:
         return core_path_xdg(out, cap, NULL, ".cursor", "mcp.json");
@@ -625,6 +626,25 @@ static bool remote_section(const struct import *im, struct core_buf *b, const ch
     putf(b, "auth = %s\n", r->auth);
     if (r->token_env != NULL)
         putf(b, "token_env = %s\n", r->token_env);
+    const char *const client_keys[] = {"client_id", "client_secret"};
+    const char *const client_vals[] = {r->client_id, r->client_secret};
+    for (int i = 0; i < 2; i++) {
+        if (client_vals[i] == NULL)
+            continue;
+        if ((p = ini_problem(client_vals[i])) != NULL) {
+            snprintf(whybuf, whylen, "%s %s", client_keys[i], p);
+            return false;
+        }
+        putf(b, "%s = %s\n", client_keys[i], client_vals[i]);
+    }
+    if (r->client_id != NULL)
+        putf(notes, "; client_id%s from --static-oauth-client-info",
+             r->client_secret != NULL ? " and client_secret" : "");
+    if (r->client_secret != NULL && strstr(r->client_secret, "${env:") == NULL)
+        putf(notes,
+             "; client_secret holds a credential in clear, as the client file did (the config "
+             "is mode %04o; a ${env:NAME} reference keeps it out of the file)",
+             (unsigned)im->mode);
     if (r->ca_file != NULL) {
         if ((p = ini_problem(r->ca_file)) != NULL) {
             snprintf(whybuf, whylen, "ca_file (from NODE_EXTRA_CA_CERTS) %s", p);
@@ -684,8 +704,7 @@ static bool local_section(enum client c, struct core_buf *b, const char *name, c
         cJSON *strs = cJSON_CreateArray();
         const cJSON *a;
         int i = 0;
-        cJSON_ArrayForEach(a, args)
-        {
+        cJSON_ArrayForEach (a, args) {
             char *s;
             i++;
             if (!scalar_text(a, &s)) {
@@ -718,8 +737,7 @@ static bool local_section(enum client c, struct core_buf *b, const char *name, c
             return false;
         }
         const cJSON *e;
-        cJSON_ArrayForEach(e, env)
-        {
+        cJSON_ArrayForEach (e, env) {
             char *s;
             if (!is_env_name(e->string)) {
                 snprintf(whybuf, whylen,
@@ -765,8 +783,7 @@ static bool local_section(enum client c, struct core_buf *b, const char *name, c
 
     /* Keys agentgate has no place for stay in the section as comments. */
     const cJSON *item;
-    cJSON_ArrayForEach(item, entry)
-    {
+    cJSON_ArrayForEach (item, entry) {
         const char *k = item->string;
         if (strcmp(k, "command") == 0 || strcmp(k, "args") == 0 || strcmp(k, "env") == 0 ||
             strcmp(k, "cwd") == 0)
@@ -1314,7 +1331,7 @@ int cmd_import_main(int argc, char **argv)
         if (snprintf(given, sizeof given, "%s", im.opt.config_path) >= (int)sizeof given)
             goto too_long;
     } else if (core_path_xdg(given, sizeof given, "XDG_CONFIG_HOME", ".config",
-                             "agentgate/agentgate.ini") != 0) {
+                        "agentgate/agentgate.ini") != 0) {
         fprintf(stderr, "agentgate: cannot find the agentgate config: HOME is not set\n");
         goto out;
     }
@@ -1381,8 +1398,7 @@ int cmd_import_main(int argc, char **argv)
     size_t i = 0;
     const cJSON *entry;
     if (servers != NULL) {
-        cJSON_ArrayForEach(entry, servers)
-        {
+        cJSON_ArrayForEach (entry, servers) {
             outcomes[i++] = import_entry(&im, entry);
         }
     }

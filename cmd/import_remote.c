@@ -8,6 +8,7 @@
  * spellings too) and expands nothing. */
 #include "cmd/import_remote.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -258,6 +259,37 @@ static void finish(struct cmd_import_remote *r)
     }
 }
 
+/* mcp-remote's --static-oauth-client-info given inline: {"client_id": ..., "client_secret":
+ * ...} becomes client_id and client_secret (they only matter with auth = oauth, which the
+ * caller checks). Returns false, leaving r alone, for any other shape (an @file, more keys). */
+static bool static_client_info(struct cmd_import_remote *r, struct vars *v, const char *json,
+                               char *why, size_t whylen, int *rc)
+{
+    *rc = 0;
+    cJSON *info = cJSON_Parse(json);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(info, "client_id");
+    const cJSON *secret = cJSON_GetObjectItemCaseSensitive(info, "client_secret");
+    bool ok = cJSON_IsObject(info) && cJSON_IsString(id) && id->valuestring[0] != '\0' &&
+              (secret == NULL || (cJSON_IsString(secret) && secret->valuestring[0] != '\0'));
+    const cJSON *item;
+    cJSON_ArrayForEach (item, info) {
+        if (ok && item != id && item != secret)
+            ok = false;
+    }
+    if (ok) {
+        bool plain = v->plain_env;
+        v->plain_env = false; /* mcp-remote expands nothing here */
+        v->what = "--static-oauth-client-info client_id";
+        *rc = translate_dup(v, id->valuestring, &r->client_id, why, whylen);
+        v->what = "--static-oauth-client-info client_secret";
+        if (*rc == 0 && secret != NULL)
+            *rc = translate_dup(v, secret->valuestring, &r->client_secret, why, whylen);
+        v->plain_env = plain;
+    }
+    cJSON_Delete(info);
+    return ok;
+}
+
 static struct cmd_import_remote *remote_new(enum cmd_import_via via)
 {
     struct cmd_import_remote *r = core_xcalloc(1, sizeof(*r));
@@ -274,6 +306,8 @@ void cmd_import_remote_free(struct cmd_import_remote *r)
     core_free(r->url);
     core_free(r->token_env);
     core_free(r->ca_file);
+    core_free(r->client_id);
+    core_free(r->client_secret);
     for (size_t i = 0; i < r->n_headers; i++) {
         core_free(r->headers[i].name);
         core_free(r->headers[i].value);
@@ -352,8 +386,7 @@ int cmd_import_remote_native(enum cmd_import_dialect d, const cJSON *entry,
             goto fail;
         }
         const cJSON *h;
-        cJSON_ArrayForEach(h, headers)
-        {
+        cJSON_ArrayForEach (h, headers) {
             if (!cJSON_IsString(h)) {
                 snprintf(why, whylen, "headers.%.64s is not a string", h->string);
                 rc = CORE_EINVAL;
@@ -365,8 +398,7 @@ int cmd_import_remote_native(enum cmd_import_dialect d, const cJSON *entry,
         }
     }
     const cJSON *item;
-    cJSON_ArrayForEach(item, entry)
-    {
+    cJSON_ArrayForEach (item, entry) {
         if (strcmp(item->string, "type") != 0 && strcmp(item->string, "url") != 0 &&
             strcmp(item->string, "headers") != 0)
             add_unmapped_key(r, item);
@@ -524,7 +556,7 @@ static bool is_digits(const char *s)
 }
 
 static int parse_mcp_remote(struct cmd_import_remote *r, struct vars *v, const char *const *args,
-                            size_t n, char *why, size_t whylen)
+                            size_t n, char *why, size_t whylen, size_t *info_at)
 {
     /* Options that take a value and that agentgate has no place for. */
     static const char *const valued[] = {"--host",
@@ -535,6 +567,7 @@ static int parse_mcp_remote(struct cmd_import_remote *r, struct vars *v, const c
                                          "--ignore-tool",
                                          NULL};
     bool *taken = core_xcalloc(n + 1, sizeof(bool));
+    size_t client_info_at = SIZE_MAX; /* index of a mapped --static-oauth-client-info */
     int rc = 0;
     for (size_t i = 0; i + 1 < n; i++) {
         if (strcmp(args[i], "--header") != 0 || taken[i])
@@ -584,6 +617,17 @@ static int parse_mcp_remote(struct cmd_import_remote *r, struct vars *v, const c
         }
         if (strcmp(a, "--allow-http") == 0)
             continue; /* agentgate takes http:// URLs as they are */
+        if (strcmp(a, "--static-oauth-client-info") == 0 && i + 1 < n) {
+            if (static_client_info(r, v, args[i + 1], why, whylen, &rc)) {
+                if (rc)
+                    goto out;
+                client_info_at = i;
+            } else {
+                add_unmapped_args(r, args, i, 2);
+            }
+            i++;
+            continue;
+        }
         const char *const *f;
         for (f = valued; *f && strcmp(*f, a) != 0; f++)
             ;
@@ -599,7 +643,9 @@ static int parse_mcp_remote(struct cmd_import_remote *r, struct vars *v, const c
     if (r->url == NULL) {
         snprintf(why, whylen, "mcp-remote is given no server URL");
         rc = CORE_EINVAL;
+        goto out;
     }
+    *info_at = client_info_at;
 out:
     core_free(taken);
     return rc;
@@ -725,8 +771,7 @@ int cmd_import_remote_wrapper(enum cmd_import_dialect d, const cJSON *entry,
     struct cmd_import_remote *r = NULL;
     bool *env_used = NULL;
     if (cJSON_IsArray(args)) {
-        cJSON_ArrayForEach(a, args)
-        {
+        cJSON_ArrayForEach (a, args) {
             if (!cJSON_IsString(a))
                 goto out;
             argv[i++] = a->valuestring;
@@ -745,8 +790,9 @@ int cmd_import_remote_wrapper(enum cmd_import_dialect d, const cJSON *entry,
         .env = t == TOOL_MCP_REMOTE && n_env > 0 ? env : NULL,
         .env_used = env_used,
     };
+    size_t info_at = SIZE_MAX; /* where a mapped --static-oauth-client-info stands */
     if (t == TOOL_MCP_REMOTE)
-        rc = parse_mcp_remote(r, &v, argv + first, n - first, why, whylen);
+        rc = parse_mcp_remote(r, &v, argv + first, n - first, why, whylen, &info_at);
     else
         rc = parse_supergateway(r, &v, argv + first, n - first, why, whylen);
     if (rc)
@@ -756,8 +802,7 @@ int cmd_import_remote_wrapper(enum cmd_import_dialect d, const cJSON *entry,
     size_t k = 0;
     if (n_env > 0) {
         const cJSON *e;
-        cJSON_ArrayForEach(e, env)
-        {
+        cJSON_ArrayForEach (e, env) {
             bool used = env_used[k++];
             if (used)
                 continue;
@@ -780,8 +825,7 @@ int cmd_import_remote_wrapper(enum cmd_import_dialect d, const cJSON *entry,
         }
     }
     const cJSON *item;
-    cJSON_ArrayForEach(item, entry)
-    {
+    cJSON_ArrayForEach (item, entry) {
         const char *key = item->string;
         if (strcmp(key, "command") == 0 || strcmp(key, "args") == 0 || strcmp(key, "env") == 0)
             continue;
@@ -791,6 +835,13 @@ int cmd_import_remote_wrapper(enum cmd_import_dialect d, const cJSON *entry,
         add_unmapped_key(r, item);
     }
     finish(r);
+    if (r->client_id != NULL && strcmp(r->auth, "oauth") != 0) {
+        /* A static Authorization header means no OAuth: the client info goes unused. */
+        core_free(r->client_id);
+        core_free(r->client_secret);
+        r->client_id = r->client_secret = NULL;
+        add_unmapped_args(r, argv + first, info_at, 2);
+    }
     *out = r;
     r = NULL;
     rc = 0;

@@ -39,6 +39,8 @@ struct cmd_import_remote {
     const char *auth;      /* static: "none", "bearer" or "oauth" */
     char *token_env;       /* with auth "bearer": the variable that holds the token */
     char *ca_file;         /* NULL, or the wrapper's NODE_EXTRA_CA_CERTS */
+    char *client_id;       /* with auth "oauth": mcp-remote's --static-oauth-client-info */
+    char *client_secret;   /* likewise, or NULL */
     struct cmd_import_header *headers;
     size_t n_headers;
     char **unmapped; /* what has no agentgate equivalent, one item each, as text for a comment

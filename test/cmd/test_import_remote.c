@@ -27,6 +27,10 @@ static char *render(const struct cmd_import_remote *r)
         ck_assert_int_eq(core_buf_appendf(&b, "|token_env=%s", r->token_env), 0);
     if (r->ca_file != NULL)
         ck_assert_int_eq(core_buf_appendf(&b, "|ca=%s", r->ca_file), 0);
+    if (r->client_id != NULL)
+        ck_assert_int_eq(core_buf_appendf(&b, "|client_id=%s", r->client_id), 0);
+    if (r->client_secret != NULL)
+        ck_assert_int_eq(core_buf_appendf(&b, "|client_secret=%s", r->client_secret), 0);
     for (size_t i = 0; i < r->n_headers; i++)
         ck_assert_int_eq(core_buf_appendf(&b, "|H %s=%s%s", r->headers[i].name, r->headers[i].value,
                                           r->headers[i].secret_in_clear ? "!" : ""),
@@ -176,19 +180,38 @@ END_TEST
 
 START_TEST(test_mcp_remote_flags)
 {
-    expect(
-        WRAPPER, CL,
-        "{\"command\":\"npx\",\"args\":[\"-y\",\"mcp-remote\",\"https://x.example/mcp\",\"3334\","
-        "\"--allow-http\",\"--host\",\"127.0.0.1\",\"--debug\",\"--resource\",\"https://t.example/"
-        "\","
-        "\"--static-oauth-client-info\",\"{\\\"client_id\\\":\\\"abc\\\"}\",\"--ignore-tool\","
-        "\"delete*\","
-        "\"--auth-timeout\",\"60\",\"--enable-proxy\",\"--silent\",\"--disable-resource-"
-        "parameter\"]}",
-        "mcp-remote https://x.example/mcp|auto|oauth|U 3334|U --host 127.0.0.1|U --debug"
-        "|U --resource https://t.example/|U --static-oauth-client-info {\"client_id\":\"abc\"}"
-        "|U --ignore-tool delete*|U --auth-timeout 60|U --enable-proxy|U --silent"
-        "|U --disable-resource-parameter");
+    expect(WRAPPER, CL,
+           "{\"command\":\"npx\",\"args\":[\"-y\",\"mcp-remote\",\"https://x.example/mcp\","
+           "\"3334\",\"--allow-http\",\"--host\",\"127.0.0.1\",\"--debug\",\"--resource\","
+           "\"https://t.example/\",\"--ignore-tool\",\"delete*\",\"--auth-timeout\",\"60\","
+           "\"--enable-proxy\",\"--silent\",\"--disable-resource-parameter\"]}",
+           "mcp-remote https://x.example/mcp|auto|oauth|U 3334|U --host 127.0.0.1|U --debug"
+           "|U --resource https://t.example/|U --ignore-tool delete*|U --auth-timeout 60"
+           "|U --enable-proxy|U --silent|U --disable-resource-parameter");
+    /* Inline static client info becomes client_id / client_secret; a file, or more keys, do
+     * not; with a static Authorization header there is no OAuth, so it goes unused. */
+    expect(WRAPPER, CL,
+           "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\","
+           "\"--static-oauth-client-info\",\"{\\\"client_id\\\":\\\"abc\\\",\\\"client_secret\\\":"
+           "\\\"s3\\\"}\"]}",
+           "mcp-remote https://x.example/mcp|auto|oauth|client_id=abc|client_secret=s3");
+    expect(WRAPPER, CL,
+           "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\","
+           "\"--static-oauth-client-info\",\"@/home/me/info.json\"]}",
+           "mcp-remote https://x.example/mcp|auto|oauth"
+           "|U --static-oauth-client-info @/home/me/info.json");
+    expect(WRAPPER, CL,
+           "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\","
+           "\"--static-oauth-client-info\","
+           "\"{\\\"client_id\\\":\\\"abc\\\",\\\"redirect_uris\\\":[]}\"]}",
+           "mcp-remote https://x.example/mcp|auto|oauth"
+           "|U --static-oauth-client-info {\"client_id\":\"abc\",\"redirect_uris\":[]}");
+    expect(WRAPPER, CL,
+           "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\","
+           "\"--static-oauth-client-info\",\"{\\\"client_id\\\":\\\"abc\\\"}\",\"--header\","
+           "\"Authorization: Bearer t\"]}",
+           "mcp-remote https://x.example/mcp|auto|none|H Authorization=Bearer t!"
+           "|U --static-oauth-client-info {\"client_id\":\"abc\"}");
     /* Headers are taken out first, wherever they stand: the URL may follow them. */
     expect(WRAPPER, CL,
            "{\"command\":\"mcp-remote\",\"args\":[\"--header\",\"X-Team: "
