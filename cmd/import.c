@@ -879,6 +879,8 @@ static enum outcome import_entry(struct import *im, const cJSON *entry)
     /* Local or remote. */
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(entry, "type");
     const cJSON *url = cJSON_GetObjectItemCaseSensitive(entry, "url");
+    if (url == NULL)
+        url = cJSON_GetObjectItemCaseSensitive(entry, "serverUrl"); /* Windsurf */
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(entry, "command");
     bool remote = false;
     if (type != NULL) {

@@ -368,9 +368,14 @@ int cmd_import_remote_native(enum cmd_import_dialect d, const cJSON *entry,
 {
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(entry, "type");
     const cJSON *url = cJSON_GetObjectItemCaseSensitive(entry, "url");
+    const char *url_key = "url";
+    if (url == NULL) {
+        url = cJSON_GetObjectItemCaseSensitive(entry, "serverUrl"); /* Windsurf's name */
+        url_key = "serverUrl";
+    }
     const cJSON *headers = cJSON_GetObjectItemCaseSensitive(entry, "headers");
     if (!cJSON_IsString(url)) {
-        snprintf(why, whylen, "\"url\" is not a string");
+        snprintf(why, whylen, "\"%s\" is not a string", url_key);
         return CORE_EINVAL;
     }
     struct cmd_import_remote *r = remote_new(CMD_IMPORT_VIA_NATIVE);
@@ -399,7 +404,7 @@ int cmd_import_remote_native(enum cmd_import_dialect d, const cJSON *entry,
     }
     const cJSON *item;
     cJSON_ArrayForEach (item, entry) {
-        if (strcmp(item->string, "type") != 0 && strcmp(item->string, "url") != 0 &&
+        if (strcmp(item->string, "type") != 0 && strcmp(item->string, url_key) != 0 &&
             strcmp(item->string, "headers") != 0)
             add_unmapped_key(r, item);
     }

@@ -48,8 +48,9 @@ struct cmd_import_remote {
     size_t n_unmapped;
 };
 
-/* A url entry (the caller has decided it is remote) as an import_remote. Keys other than
- * type, url and headers land in unmapped. Returns 0 and sets *out (free it with
+/* A url entry (the caller has decided it is remote) as an import_remote; Windsurf's
+ * `serverUrl` is read when there is no `url`. Keys other than type, the url and headers land
+ * in unmapped. Returns 0 and sets *out (free it with
  * cmd_import_remote_free), or CORE_EINVAL with the reason in why (a full clause, e.g. "headers.X
  * uses ${input:tok}, a client variable agentgate cannot resolve"). */
 int cmd_import_remote_native(enum cmd_import_dialect d, const cJSON *entry,

@@ -343,6 +343,12 @@ START_TEST(test_native_transport)
            "url https://x.example/mcp|streamable-http|oauth");
     expect(NATIVE, CU, "{\"type\":\"streamable-http\",\"url\":\"https://x.example/mcp\"}",
            "url https://x.example/mcp|streamable-http|oauth");
+    /* Windsurf calls it serverUrl (a url next to it wins, and serverUrl is then reported). */
+    expect(NATIVE, CU, "{\"serverUrl\":\"https://x.example/mcp\"}",
+           "url https://x.example/mcp|auto|oauth");
+    expect(NATIVE, CU,
+           "{\"url\":\"https://x.example/mcp\",\"serverUrl\":\"https://y.example/mcp\"}",
+           "url https://x.example/mcp|auto|oauth|U serverUrl = https://y.example/mcp");
     /* VS Code's "http" falls back to SSE by itself: auto. */
     expect(NATIVE, VS, "{\"type\":\"http\",\"url\":\"https://x.example/mcp\"}",
            "url https://x.example/mcp|auto|oauth");

@@ -516,7 +516,8 @@ test('wrappers: variables, what is not carried over, a token variable that is no
                 env: { NODE_EXTRA_CA_CERTS: '/etc/ssl/corp.pem', DEBUG: 'mcp*' },
             },
             bridge: { command: 'npx', args: ['-y', 'supergateway', '--stdio', 'node server.js'] },
-            headerless: { url: 'https://d.example/sse', type: 'sse', autoApprove: ['read'] },
+            // Windsurf's name for url (its mcp_config.json imports as a cursor file).
+            headerless: { serverUrl: 'https://d.example/sse', type: 'sse', autoApprove: ['read'] },
             old: { url: 'https://old.example/mcp' },
         },
     };
