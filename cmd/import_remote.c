@@ -239,7 +239,8 @@ static char *bearer_env(const char *value)
 static void finish(struct cmd_import_remote *r)
 {
     r->auth = r->via == CMD_IMPORT_VIA_SUPERGATEWAY ? "none" : "oauth";
-    for (size_t i = 0; i < r->n_headers; i++) {
+    size_t i = 0;
+    while (i < r->n_headers) {
         struct cmd_import_header *h = &r->headers[i];
         if (strcasecmp(h->name, "Authorization") == 0) {
             r->auth = "none";
@@ -251,11 +252,11 @@ static void finish(struct cmd_import_remote *r)
                 core_free(h->value);
                 memmove(h, h + 1, (r->n_headers - i - 1) * sizeof(*h));
                 r->n_headers--;
-                i--;
                 continue;
             }
         }
         h->secret_in_clear = is_secret_name(h->name) && strstr(h->value, "${env:") == NULL;
+        i++;
     }
 }
 
@@ -573,6 +574,7 @@ static int parse_mcp_remote(struct cmd_import_remote *r, struct vars *v, const c
                                          NULL};
     bool *taken = core_xcalloc(n + 1, sizeof(bool));
     size_t client_info_at = SIZE_MAX; /* index of a mapped --static-oauth-client-info */
+    bool info_seen = false;
     int rc = 0;
     for (size_t i = 0; i + 1 < n; i++) {
         if (strcmp(args[i], "--header") != 0 || taken[i])
@@ -622,7 +624,9 @@ static int parse_mcp_remote(struct cmd_import_remote *r, struct vars *v, const c
         }
         if (strcmp(a, "--allow-http") == 0)
             continue; /* agentgate takes http:// URLs as they are */
-        if (strcmp(a, "--static-oauth-client-info") == 0 && i + 1 < n) {
+        if (strcmp(a, "--static-oauth-client-info") == 0 && i + 1 < n &&
+            !info_seen) { /* mcp-remote reads the first one only */
+            info_seen = true;
             if (static_client_info(r, v, args[i + 1], why, whylen, &rc)) {
                 if (rc)
                     goto out;

@@ -197,9 +197,11 @@ START_TEST(test_mcp_remote_flags)
            "mcp-remote https://x.example/mcp|auto|oauth|client_id=abc|client_secret=s3");
     expect(WRAPPER, CL,
            "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\","
-           "\"--static-oauth-client-info\",\"@/home/me/info.json\"]}",
+           "\"--static-oauth-client-info\",\"@/home/me/info.json\","
+           "\"--static-oauth-client-info\",\"{\\\"client_id\\\":\\\"second\\\"}\"]}",
            "mcp-remote https://x.example/mcp|auto|oauth"
-           "|U --static-oauth-client-info @/home/me/info.json");
+           "|U --static-oauth-client-info @/home/me/info.json"
+           "|U --static-oauth-client-info {\"client_id\":\"second\"}");
     expect(WRAPPER, CL,
            "{\"command\":\"npx\",\"args\":[\"mcp-remote\",\"https://x.example/mcp\","
            "\"--static-oauth-client-info\","
