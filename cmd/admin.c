@@ -193,6 +193,110 @@ int cmd_reload(int argc, char **argv)
     return 1;
 }
 
+/* ------------------------------------------------------------------ status */
+
+static void status_usage(FILE *f)
+{
+    fprintf(f, "usage: agentgate status [--config FILE] [--socket PATH] [--json]\n"
+               "\n"
+               "Prints what the running daemon serves: each server's state (ready, starting,\n"
+               "backoff, needs-login ...), for a remote server its transport and url, and why it\n"
+               "is not ready; then sessions and instances. --json prints the daemon's answer\n"
+               "(GET /agentgate/status) as it is.\n"
+               "  --config FILE    the config whose `socket` names the daemon's socket\n"
+               "                   (default: serve's default config)\n"
+               "  --socket PATH    the daemon's socket, default the config's, else\n"
+               "                   $XDG_RUNTIME_DIR/agentgate/agentgate.sock\n"
+               "  --json           the raw JSON answer\n");
+}
+
+static const char *json_str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static double json_num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+int cmd_status(int argc, char **argv)
+{
+    /* --json is ours; the rest is parsed like the other commands' options. */
+    char *rest[64];
+    int n = 0;
+    bool json = false;
+    for (int i = 0; i < argc && n < 63; i++) {
+        if (i > 0 && strcmp(argv[i], "--json") == 0)
+            json = true;
+        else
+            rest[n++] = argv[i];
+    }
+    rest[n] = NULL;
+    struct admin_opts o;
+    int rc = parse_opts(n, rest, "status", false, 0, status_usage, &o);
+    if (rc != 0)
+        return rc == 1 ? 0 : rc;
+    core_alloc_hook_cjson();
+    char sock[PATH_MAX];
+    if (find_socket(&o, sock, sizeof sock) != 0)
+        return 1;
+    if (sock[0] == '\0') {
+        fprintf(stderr, "agentgate: the config sets socket = off; pass --socket PATH\n");
+        return 1;
+    }
+    struct cmd_ctl_reply r;
+    char msg[512];
+    rc = cmd_ctl_post(sock, "/agentgate/status", "{}", &r, msg, sizeof msg);
+    if (rc != 0) {
+        if (cmd_ctl_is_no_daemon(rc))
+            fprintf(stderr, "agentgate: no daemon is listening on %s\n", sock);
+        else
+            fprintf(stderr, "agentgate: status: %s\n", msg);
+        return 1;
+    }
+    if (r.status != 200 || r.json == NULL) {
+        cmd_ctl_describe_odd(&r, msg, sizeof msg);
+        fprintf(stderr, "agentgate: status: %s\n", msg);
+        cJSON_Delete(r.json);
+        return 1;
+    }
+    if (json) {
+        char *txt = cJSON_Print(r.json);
+        printf("%s\n", txt ? txt : "{}");
+        cJSON_free(txt);
+        cJSON_Delete(r.json);
+        return 0;
+    }
+    printf("agentgate %s: %.0f session(s), %.0f instance(s)\n",
+           json_str(r.json, "version") ? json_str(r.json, "version") : "?",
+           json_num(r.json, "sessions"), json_num(r.json, "instances"));
+    const cJSON *srv;
+    cJSON_ArrayForEach(srv, cJSON_GetObjectItemCaseSensitive(r.json, "servers"))
+    {
+        const char *name = json_str(srv, "name");
+        const char *state = json_str(srv, "state");
+        const char *url = json_str(srv, "url");
+        const char *tr = json_str(srv, "transport");
+        double priv = json_num(srv, "private_instances");
+        printf("  %-20s %-13s", name ? name : "?", state ? state : (priv > 0 ? "per-client" : "-"));
+        if (url)
+            printf(" %-16s %s", tr ? tr : "", url);
+        else
+            printf(" %-16s", "stdio");
+        if (priv > 0)
+            printf("  (%.0f private instance(s))", priv);
+        printf("\n");
+        const char *err = json_str(srv, "last_error");
+        if (err)
+            printf("  %-20s last error: %s\n", "", err);
+    }
+    cJSON_Delete(r.json);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ approve */
 
 static void approve_usage(FILE *f)

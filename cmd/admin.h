@@ -17,6 +17,9 @@ int cmd_approve(int argc, char **argv);
 int cmd_rotate_key(int argc, char **argv);
 /* `agentgate token create NAME`: argv[0] is "token". Returns the exit status. */
 int cmd_token(int argc, char **argv);
+/* `agentgate status [--json]`: argv[0] is "status". Prints the daemon's servers (state, remote
+ * transport and url, last error) and sessions. Returns the exit status (1: no daemon). */
+int cmd_status(int argc, char **argv);
 
 /* Edits config text (len bytes, no NUL needed) so that its [client.CLIENT] section holds
  * `token_sha256 = HASH_HEX`, and appends the whole new text to out. In the first section

@@ -22,6 +22,7 @@ static void usage(FILE *f)
                "  import       copy a client's MCP servers into the agentgate config\n"
                "  wrap         expose one stdio server over HTTP with a token: wrap -- CMD ARGS\n"
                "  reload       make the running daemon re-read its config, keys and pins\n"
+               "  status       what the running daemon serves: servers, states, last errors\n"
                "  approve      accept changed tool definitions: approve SERVER [TOOL]\n"
                "  rotate-key   replace the session key and reload the daemon\n"
                "  token        client bearer tokens: token create NAME\n"
@@ -49,6 +50,8 @@ int main(int argc, char **argv)
         return cmd_import_main(argc - 1, argv + 1);
     if (strcmp(cmd, "reload") == 0)
         return cmd_reload(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0)
+        return cmd_status(argc - 1, argv + 1);
     if (strcmp(cmd, "approve") == 0)
         return cmd_approve(argc - 1, argv + 1);
     if (strcmp(cmd, "rotate-key") == 0)

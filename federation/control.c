@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "auth/identity.h"
+#include "auth/oauth.h"
 #include "auth/seal.h"
 #include "core/alloc.h"
 #include "core/log.h"
@@ -285,8 +286,25 @@ int fed_gateway_approve(struct fed_gateway *gw, const char *server, const char *
 int fed_gateway_credentials_changed(struct fed_gateway *gw, const char *server, char *msg,
                                     size_t cap)
 {
-    (void)gw;
-    snprintf(msg, cap, "noted new credentials for %s", server);
+    const struct fed_server *srv = NULL;
+    for (size_t i = 0; i < gw->n_servers && srv == NULL; i++) {
+        if (strcmp(gw->servers[i]->cfg->name, server) == 0)
+            srv = gw->servers[i];
+    }
+    if (srv == NULL) {
+        snprintf(msg, cap, "no [server.%.100s] in the running config", server);
+        return -1;
+    }
+    if (gw->oauth)
+        auth_oauth_reload(gw->oauth);
+    int n = 0;
+    for (struct fed_upstream *up = gw->ups; up; up = up->next) {
+        if (up->srv == srv && !up->closing) {
+            fed_upstream_credentials_changed(up);
+            n++;
+        }
+    }
+    snprintf(msg, cap, "noted new credentials for %s (%d instance(s) reconnecting)", server, n);
     core_log(CORE_LOG_INFO, "oauth", "%s", msg);
     return 0;
 }
@@ -358,7 +376,10 @@ void fed_control_request(struct fed_gateway *gw, struct tp_http_req *req)
         return;
     }
     const char *path = tp_http_req_path(req);
-    if (strcmp(path, "/agentgate/status") == 0 && strcmp(tp_http_req_method(req), "GET") == 0) {
+    /* GET, or POST (what the blocking control client of `agentgate status` sends). */
+    if (strcmp(path, "/agentgate/status") == 0 &&
+        (strcmp(tp_http_req_method(req), "GET") == 0 ||
+         strcmp(tp_http_req_method(req), "POST") == 0)) {
         reply(req, 200, status_json(gw, req));
         return;
     }

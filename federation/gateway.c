@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/oauth.h"
 #include "auth/seal.h"
 #include "core/alloc.h"
 #include "core/buf.h"
@@ -358,7 +359,38 @@ struct tp_hclient *fed_gateway_hclient(struct fed_gateway *gw)
     return gw->hclient;
 }
 
+struct auth_oauth *fed_gateway_oauth(struct fed_gateway *gw, char *err, size_t errlen)
+{
+    if (gw->oauth)
+        return gw->oauth;
+    if (gw->shutting_down) {
+        core_set_err(err, errlen, "the gateway is shutting down");
+        return NULL;
+    }
+    if (gw->state_dir == NULL) {
+        core_set_err(err, errlen, "OAuth needs a state directory for its token store");
+        return NULL;
+    }
+    struct tp_hclient *hc = fed_gateway_hclient(gw);
+    if (hc == NULL) {
+        core_set_err(err, errlen, "the HTTP client could not be created");
+        return NULL;
+    }
+    if (auth_oauth_new(gw->loop, hc, gw->state_dir, &gw->oauth, err, errlen) != 0) {
+        core_log(CORE_LOG_ERROR, "gw", "the OAuth client: %s", err);
+        gw->oauth = NULL;
+    }
+    return gw->oauth;
+}
+
 static void maybe_done(struct fed_gateway *gw);
+
+static void on_oauth_closed(void *ctx)
+{
+    struct fed_gateway *gw = ctx;
+    gw->handles--;
+    maybe_done(gw);
+}
 
 static void on_hclient_closed(void *ctx)
 {
@@ -371,6 +403,14 @@ static void maybe_done(struct fed_gateway *gw)
 {
     if (!gw->shutting_down || gw->live_upstreams > 0)
         return;
+    if (gw->oauth) {
+        /* First the OAuth client, whose requests ride on the HTTP client. */
+        struct auth_oauth *o = gw->oauth;
+        gw->oauth = NULL;
+        gw->handles++;
+        auth_oauth_close(o, on_oauth_closed, gw);
+        return;
+    }
     if (gw->hclient) {
         /* Every remote session has ended; what is left (their DELETEs) is aborted. */
         struct tp_hclient *hc = gw->hclient;

@@ -24,6 +24,7 @@
 struct pol_pins;
 struct pol_audit;
 struct tp_hclient;
+struct auth_oauth;
 
 struct fed_gateway {
     uv_loop_t *loop;
@@ -50,6 +51,8 @@ struct fed_gateway {
     struct pol_audit *audit;      /* NULL when off */
     struct tp_hclient *hclient;   /* the HTTP client of every remote upstream; NULL until the
                                      first one starts; closed once the last upstream is freed */
+    struct auth_oauth *oauth;     /* the OAuth client (auth = oauth servers), at first use; closed
+                                     before hclient, which carries its requests */
     uint64_t list_gen;            /* bumped when any list changes; stale cursors are refused */
     uv_timer_t tick;              /* request deadlines, idle sessions */
     uint64_t last_idle_sweep;
@@ -71,6 +74,9 @@ void fed_gateway_revoke(struct fed_gateway *gw, const char *sid, uint64_t exp);
 /* The gateway's HTTP client, created at first use (NULL when that fails, or once shutting
  * down). Borrowed. */
 struct tp_hclient *fed_gateway_hclient(struct fed_gateway *gw);
+/* The gateway's OAuth client, created at first use; NULL (with a reason in err) without a
+ * state directory, when it cannot be created, or once shutting down. Borrowed. */
+struct auth_oauth *fed_gateway_oauth(struct fed_gateway *gw, char *err, size_t errlen);
 /* Writes the pins file when something changed. */
 void fed_gateway_save_pins(struct fed_gateway *gw);
 /* Called when an upstream instance has been freed (shutdown bookkeeping). */

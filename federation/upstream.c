@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sodium.h>
 
+#include "auth/oauth.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "federation/internal.h"
@@ -27,6 +28,8 @@
 #define INIT_TIMEOUT_MS 60000
 #define MAX_LIST_PAGES 100
 #define SERVER_LOG_MAX (10u << 20) /* <state>/logs/NAME.log rotates past this */
+#define AUTH_WINDOW_MS 10000 /* more than AUTH_MAX_TRIES challenges in this long: give up */
+#define AUTH_MAX_TRIES 3
 
 static const char *const list_methods[FED_LIST_COUNT] = {
     "tools/list", "prompts/list", "resources/list", "resources/templates/list"};
@@ -50,6 +53,8 @@ const char *fed_up_state_name(enum fed_up_state s)
         return "backoff";
     case FED_UP_CLOSING:
         return "closing";
+    case FED_UP_NEEDS_LOGIN:
+        return "needs-login";
     }
     return "?";
 }
@@ -82,6 +87,15 @@ static void set_last_error(struct fed_upstream *up, const char *why)
 {
     core_free(up->last_error);
     up->last_error = why ? core_xstrdup(why) : NULL;
+}
+
+static void set_bearer(struct fed_upstream *up, const char *authorization)
+{
+    if (up->bearer) {
+        sodium_memzero(up->bearer, strlen(up->bearer));
+        core_free(up->bearer);
+    }
+    up->bearer = authorization ? core_xstrdup(authorization) : NULL;
 }
 
 bool fed_upstream_has_cap(const struct fed_upstream *up, const char *cap)
@@ -176,10 +190,12 @@ static void clear_session_state(struct fed_upstream *up)
 
 static void maybe_free(struct fed_upstream *up)
 {
-    if (!up->closing || up->handles > 0 || up->child != NULL || up->remote != NULL)
+    if (!up->closing || up->handles > 0 || up->child != NULL || up->remote != NULL ||
+        up->oreq != NULL)
         return;
     clear_session_state(up);
     core_free(up->last_error);
+    set_bearer(up, NULL);
     for (int l = 0; l < FED_LIST_COUNT; l++)
         list_set(up, (enum fed_list)l, NULL);
     core_map_str_dispose(&up->names[0]);
@@ -727,6 +743,10 @@ static void remote_down(struct fed_upstream *up, int err, const char *why)
     struct tp_remote *r = up->remote;
     up->remote = NULL;
     tp_remote_close(r); /* safe from inside its own callbacks */
+    if (up->oreq) { /* a token for the session that just ended */
+        auth_oauth_cancel(up->oreq);
+        up->oreq = NULL;
+    }
     bool was_ready = up->state == FED_UP_READY;
     set_last_error(up, why);
     up->down_at = fed_now(up->gw);
@@ -737,6 +757,10 @@ static void remote_down(struct fed_upstream *up, int err, const char *why)
     fed_router_upstream_down(up);
     if (up->closing) {
         maybe_free(up);
+        return;
+    }
+    if (err == AUTH_OAUTH_ENEEDLOGIN) {
+        set_state(up, FED_UP_NEEDS_LOGIN);
         return;
     }
     if (up->srv->cfg->restart == CORE_RESTART_NEVER) {
@@ -758,18 +782,72 @@ static void on_remote_down(void *ctx, int err, const char *why)
     remote_down(ctx, err, why);
 }
 
+/* What the OAuth client needs to know of this server. */
+static void oauth_server(const struct core_server_cfg *cfg, struct auth_oauth_server *out)
+{
+    memset(out, 0, sizeof *out);
+    out->name = cfg->name;
+    out->url = cfg->url;
+    out->client_id = cfg->client_id;
+    out->client_secret = cfg->client_secret;
+    out->client_metadata_url = cfg->client_metadata_url;
+    out->scopes = cfg->scopes;
+    out->client_credentials = cfg->oauth_client_credentials;
+    out->ca_file = cfg->ca_file;
+}
+
+/* A token after a 401/403 in the middle of a session: the held messages go out with it. */
+static void on_oauth_retry(void *ctx, int err, const char *authorization, const char *why)
+{
+    struct fed_upstream *up = ctx;
+    up->oreq = NULL;
+    if (up->remote == NULL)
+        return;
+    if (err) {
+        remote_down(up, err, why && *why ? why : "no OAuth token");
+        return;
+    }
+    set_bearer(up, authorization);
+    tp_remote_set_bearer(up->remote, authorization);
+    tp_remote_resume(up->remote);
+}
+
 static void on_remote_auth(void *ctx, int status, const char *www)
 {
     struct fed_upstream *up = ctx;
     const struct core_server_cfg *cfg = up->srv->cfg;
     char why[300];
-    (void)www; /* the OAuth client reads it; it is never logged */
     switch (cfg->auth) {
-    case CORE_REMOTE_AUTH_OAUTH:
-        snprintf(why, sizeof why,
-                 "needs login: the server answered HTTP %d and no OAuth token is available",
-                 status);
-        break;
+    case CORE_REMOTE_AUTH_OAUTH: {
+        /* The token was refused (expired, revoked, a scope is missing): the OAuth client
+         * refreshes it or steps up; messages wait in tp_remote meanwhile. */
+        if (up->oreq)
+            return; /* already asking */
+        /* A server that refuses every fresh token would have us refresh in a loop. */
+        uint64_t now = fed_now(up->gw);
+        if (now - up->auth_since > AUTH_WINDOW_MS) {
+            up->auth_since = now;
+            up->auth_count = 0;
+        }
+        if (++up->auth_count > AUTH_MAX_TRIES) {
+            snprintf(why, sizeof why, "the server refused %u fresh OAuth tokens in a row "
+                     "(HTTP %d)", AUTH_MAX_TRIES, status);
+            remote_down(up, CORE_EINVAL, why);
+            return;
+        }
+        struct auth_oauth *o = fed_gateway_oauth(up->gw, why, sizeof why);
+        struct auth_oauth_server srv;
+        oauth_server(cfg, &srv);
+        struct auth_oauth_challenge ch = {.status = status, .www_authenticate = www,
+                                          .rejected = up->bearer};
+        if (o && auth_oauth_get_token(o, &srv, &ch, on_oauth_retry, up, &up->oreq) == 0)
+            return;
+        if (o)
+            snprintf(why, sizeof why, "the server answered HTTP %d and no new token was asked "
+                     "for", status);
+        remote_down(up, CORE_EINVAL, why);
+        return;
+    }
     case CORE_REMOTE_AUTH_BEARER:
         snprintf(why, sizeof why, "the server refused the bearer token from %s (HTTP %d)",
                  cfg->token_env, status);
@@ -798,7 +876,7 @@ static enum tp_remote_kind remote_kind(enum core_transport t)
 
 /* Opens the remote session object (nothing goes on the network before the initialize request
  * is written). Upstream credentials come only from the config: the client's never do. */
-static int start_remote(struct fed_upstream *up)
+static int start_remote(struct fed_upstream *up, const char *authorization)
 {
     const struct core_server_cfg *cfg = up->srv->cfg;
     char why[300] = "";
@@ -824,7 +902,7 @@ static int start_remote(struct fed_upstream *up)
         .url = cfg->url,
         .kind = remote_kind(cfg->transport),
         .headers = (const char *const *)cfg->headers,
-        .bearer = bearer.len ? bearer.data : NULL,
+        .bearer = bearer.len ? bearer.data : authorization,
         .ca_file = cfg->ca_file,
         .max_frame = cfg->max_frame,
     };
@@ -848,21 +926,100 @@ static int start_remote(struct fed_upstream *up)
     return 0;
 }
 
+static void start_failed(struct fed_upstream *up)
+{
+    up->down_at = fed_now(up->gw);
+    if (up->srv->cfg->restart == CORE_RESTART_NEVER)
+        set_state(up, FED_UP_STOPPED);
+    else
+        schedule_restart(up);
+}
+
+static void send_initialize(struct fed_upstream *up);
+
+/* The token for a new session of an auth = oauth server: the session opens with it, or the
+ * server waits for a login (or backs off when the authorization server failed). */
+static void on_oauth_token(void *ctx, int err, const char *authorization, const char *why)
+{
+    struct fed_upstream *up = ctx;
+    up->oreq = NULL;
+    if (up->closing || up->state != FED_UP_STARTING)
+        return;
+    if (err) {
+        why = why && *why ? why : core_strerror(err);
+        set_last_error(up, why);
+        up->down_at = fed_now(up->gw);
+        core_log(CORE_LOG_WARN, "up", "%s: %s", up->name, why);
+        if (err == AUTH_OAUTH_ENEEDLOGIN)
+            set_state(up, FED_UP_NEEDS_LOGIN);
+        else
+            start_failed(up);
+        return;
+    }
+    set_bearer(up, authorization);
+    if (start_remote(up, authorization) != 0) {
+        start_failed(up);
+        return;
+    }
+    send_initialize(up);
+}
+
 void fed_upstream_start(struct fed_upstream *up)
 {
-    if (up->closing || up->child != NULL || up->remote != NULL)
+    if (up->closing || up->child != NULL || up->remote != NULL || up->oreq != NULL)
         return;
     const struct core_server_cfg *cfg = up->srv->cfg;
     set_state(up, FED_UP_STARTING);
-    int rc = cfg->url ? start_remote(up) : start_child(up);
-    if (rc) {
-        up->down_at = fed_now(up->gw);
-        if (cfg->restart == CORE_RESTART_NEVER)
-            set_state(up, FED_UP_STOPPED);
-        else
-            schedule_restart(up);
+    if (cfg->url && cfg->auth == CORE_REMOTE_AUTH_OAUTH) {
+        char why[300] = "";
+        struct auth_oauth *o = fed_gateway_oauth(up->gw, why, sizeof why);
+        struct auth_oauth_server srv;
+        oauth_server(cfg, &srv);
+        if (o == NULL || auth_oauth_get_token(o, &srv, NULL, on_oauth_token, up, &up->oreq) != 0) {
+            up->oreq = NULL;
+            set_last_error(up, why[0] ? why : "the OAuth client refused the server's URL");
+            core_log(CORE_LOG_ERROR, "up", "%s: %s", up->name, up->last_error);
+            start_failed(up);
+        }
         return;
     }
+    int rc = cfg->url ? start_remote(up, NULL) : start_child(up);
+    if (rc) {
+        start_failed(up);
+        return;
+    }
+    send_initialize(up);
+}
+
+void fed_upstream_credentials_changed(struct fed_upstream *up)
+{
+    if (up->closing)
+        return;
+    up->backoff_ms = BACKOFF_MIN_MS;
+    switch (up->state) {
+    case FED_UP_NEEDS_LOGIN:
+    case FED_UP_STOPPED:
+        fed_upstream_start(up);
+        break;
+    case FED_UP_BACKOFF:
+        uv_timer_start(&up->timer, on_backoff, 0, 0);
+        break;
+    case FED_UP_READY:
+    case FED_UP_INITIALIZING:
+        if (up->remote)
+            remote_down(up, CORE_ECLOSED, "the stored credentials changed; reconnecting");
+        if (up->state == FED_UP_BACKOFF)
+            uv_timer_start(&up->timer, on_backoff, 0, 0);
+        break;
+    case FED_UP_STARTING:
+    case FED_UP_CLOSING:
+        break;
+    }
+}
+
+static void send_initialize(struct fed_upstream *up)
+{
+    const struct core_server_cfg *cfg = up->srv->cfg;
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "protocolVersion", FED_LATEST_VERSION);
     cJSON_AddItemToObject(params, "capabilities", client_capabilities());
@@ -889,6 +1046,10 @@ void fed_upstream_close(struct fed_upstream *up, const char *why)
     fed_router_upstream_down(up);
     uv_timer_stop(&up->timer);
     uv_close((uv_handle_t *)&up->timer, on_timer_close);
+    if (up->oreq) { /* its callback does not run */
+        auth_oauth_cancel(up->oreq);
+        up->oreq = NULL;
+    }
     if (up->remote) { /* the session ends (DELETE) and the object is freed */
         tp_remote_close(up->remote);
         up->remote = NULL;

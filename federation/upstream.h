@@ -44,6 +44,8 @@ enum fed_up_state {
     FED_UP_READY,        /* initialized; serving requests */
     FED_UP_BACKOFF,      /* exited; a restart is scheduled */
     FED_UP_CLOSING,      /* being stopped for good */
+    FED_UP_NEEDS_LOGIN,  /* auth = oauth without a usable token: waits for `agentgate login`
+                          * (POST /agentgate/credentials starts it again) */
 };
 
 /* One configured [server.NAME]. A reload that removes or changes a server retires it: it
@@ -114,6 +116,10 @@ struct fed_upstream {
     enum fed_up_state state;
     struct tp_child *child;    /* stdio server: its process while it runs, else NULL */
     struct tp_remote *remote;  /* remote server: its session while it is up, else NULL */
+    struct auth_oauth_req *oreq; /* auth = oauth: the token being asked for, or NULL */
+    char *bearer;              /* auth = oauth: the Authorization value in use (wiped), or NULL */
+    uint64_t auth_since;       /* loop time of the first of the recent auth challenges */
+    unsigned auth_count;       /* challenges since auth_since (a server refusing every token) */
     char *last_error;          /* why it went down last (one line), NULL once ready again */
     uint64_t down_at;          /* loop time it went down; 0 = never */
     uv_timer_t timer;          /* backoff */
@@ -153,6 +159,10 @@ struct fed_upstream {
 const char *fed_up_state_name(enum fed_up_state s);
 struct fed_upstream *fed_upstream_new(struct fed_server *srv, struct fed_session *owner);
 void fed_upstream_start(struct fed_upstream *up);
+/* The stored credentials of its server changed (`agentgate login` / `logout`): an instance that
+ * waits for a login, or backs off, starts again now; a running one starts a new session with
+ * the new credentials. */
+void fed_upstream_credentials_changed(struct fed_upstream *up);
 /* Stops the child for good and frees the instance when everything has closed. Pending
  * requests fail with `why`. */
 void fed_upstream_close(struct fed_upstream *up, const char *why);

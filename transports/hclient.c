@@ -749,7 +749,7 @@ static size_t on_curl_header(char *p, size_t size, size_t nitems, void *ud)
     size_t n = len;
     trim_end(p, &n);
     if (n == 0) {
-        if (r->line_status >= 100 && r->line_status < 200) {
+        if (r->line_status >= 100 && r->line_status < 200 && r->line_status != 101) {
             headers_clear(&r->resp); /* an interim response: the real one follows */
             return len;
         }

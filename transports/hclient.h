@@ -19,8 +19,10 @@ struct tp_hreq;
  * The user's http_proxy / https_proxy / no_proxy environment is honoured, except that
  * localhost, 127.0.0.1 and ::1 are always reached directly. Returns 0 or an error code. */
 GW_MUST_CHECK int tp_hclient_new(uv_loop_t *loop, struct tp_hclient **out);
-/* Aborts every transfer (their on_done runs with CORE_ECLOSED), then frees the client once its
- * libuv handles have closed; done (may be NULL) runs then. */
+/* Aborts every transfer (their on_done runs with CORE_ECLOSED, before this returns, or when
+ * called from inside a callback, as soon as that callback has returned), then frees the client
+ * once its libuv handles have closed; done (may be NULL) runs then, from the loop. New
+ * transfers are refused with CORE_ECLOSED from the moment of the call. */
 void tp_hclient_close(struct tp_hclient *c, void (*done)(void *ctx), void *ctx);
 /* Transfers in flight (tests, status). */
 size_t tp_hclient_active(const struct tp_hclient *c);
@@ -105,8 +107,9 @@ GW_MUST_CHECK int tp_hreq_start(struct tp_hclient *c, const struct tp_hreq_opts 
  * nothing once on_done has been called. */
 void tp_hreq_abort(struct tp_hreq *r);
 /* Pauses / resumes delivery of the response body (back-pressure). While paused curl stops
- * reading (on HTTP/2 the stream's window closes); at most one read buffer is held. Delivery
- * starts again from the loop, never inside tp_hreq_resume. */
+ * reading (on HTTP/2 the stream's window closes) and holds what it had already read: one read
+ * buffer, decoded (curl caps that at 64 MiB for a compressed body). Delivery starts again from
+ * the loop, never inside tp_hreq_resume. */
 void tp_hreq_pause(struct tp_hreq *r);
 void tp_hreq_resume(struct tp_hreq *r);
 /* Streaming upload: appends bytes to the request body (copied). Returns 0, CORE_EINVAL (not a

@@ -43,7 +43,7 @@ const entries = [...synopses('## Commands'), ...synopses('### Import')];
 
 test('the README lists every command once', () => {
     const cmds = entries.map((e) => e.cmd);
-    assert.deepEqual([...cmds].sort(), ['approve', 'bridge', 'demo-server', 'import', 'login', 'logout', 'probe', 'reload', 'rotate-key', 'serve', 'token', 'wrap']);
+    assert.deepEqual([...cmds].sort(), ['approve', 'bridge', 'demo-server', 'import', 'login', 'logout', 'probe', 'reload', 'rotate-key', 'serve', 'status', 'token', 'wrap']);
 });
 
 for (const { cmd, text } of entries) {

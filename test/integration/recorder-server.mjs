@@ -1,8 +1,9 @@
 // A small Streamable HTTP MCP server (the SDK's server transport, one session per initialize)
 // that records what reaches it: one line `AUTH <Authorization header or ->` on stdout per HTTP
-// request. It pages its tool list (tool-00 .. tool-24, ten a page) and has a tool `whoami`.
-// Usage: node recorder-server.mjs PORT [REQUIRED_AUTHORIZATION]
-// With REQUIRED_AUTHORIZATION, any other Authorization (or none) gets 401.
+// request, and `METHOD <HTTP method>`. It pages its tool list (tool-00 .. tool-24, ten a page)
+// and has a tool `whoami`, whose description ends with DESCRIPTION_SUFFIX.
+// Usage: node recorder-server.mjs PORT [REQUIRED_AUTHORIZATION|-] [DESCRIPTION_SUFFIX]
+// With REQUIRED_AUTHORIZATION (not -), any other Authorization (or none) gets 401.
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 
@@ -10,13 +11,14 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 
-const [port, required] = process.argv.slice(2);
+const [port, requiredArg, suffix = ''] = process.argv.slice(2);
+const required = requiredArg && requiredArg !== '-' ? requiredArg : undefined;
 const TOOLS = Array.from({ length: 25 }, (_, i) => ({
     name: `tool-${String(i).padStart(2, '0')}`,
     description: `tool number ${i}`,
     inputSchema: { type: 'object' },
 }));
-TOOLS.push({ name: 'whoami', description: 'says hello', inputSchema: { type: 'object' } });
+TOOLS.push({ name: 'whoami', description: `says hello${suffix}`, inputSchema: { type: 'object' } });
 const PAGE = 10;
 
 function makeServer() {
@@ -36,7 +38,7 @@ function makeServer() {
 const sessions = new Map();
 const httpServer = http.createServer(async (req, res) => {
     const auth = req.headers.authorization ?? '-';
-    process.stdout.write(`AUTH ${auth}\n`);
+    process.stdout.write(`AUTH ${auth}\nMETHOD ${req.method}\n`);
     if (required && auth !== required) {
         res.writeHead(401, { 'www-authenticate': 'Bearer realm="recorder"' }).end('unauthorized');
         return;

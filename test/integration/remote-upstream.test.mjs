@@ -257,6 +257,11 @@ test('the upstream killed: calls fail within 1 s naming the server and the reaso
     const st = await serverStatus(d1, 'evh');
     assert.ok(['backoff', 'starting', 'initializing'].includes(st.state), JSON.stringify(st));
     assert.match(st.last_error ?? '', /refused|connect/i);
+    const cli = await d1.cli(['status']);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, new RegExp(`evh\\s+(backoff|starting|initializing)\\s+streamable-http\\s+http://127\\.0\\.0\\.1:${port}/mcp`));
+    assert.match(cli.stdout, /last error: .*(refused|connect)/i);
+    assert.match(cli.stdout, /evs\s+ready\s+sse\s+http/);
     // The second call names the reason too, without waiting.
     await assert.rejects(c.client.callTool({ name: 'evh__echo', arguments: { message: 'x' } }), /server 'evh' is unavailable: .*refused/i);
 

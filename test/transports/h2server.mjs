@@ -5,10 +5,12 @@
 //   /big?N   N patterned bytes (byte i is 'a' + (i * 7 + floor(i / 4096)) % 26), honouring
 //            HTTP/2 flow control (the client's pauses hold the writes back)
 //   /hold    one chunk "first", then nothing until the client goes away
+//   /gzip?N  N bytes 'a', gzip-encoded (content-encoding: gzip)
 //   /stats   JSON {aborted}: streams the client cancelled (RST_STREAM) or left
 // Each stream the client leaves before its answer ended also prints "aborted" on stdout.
 import fs from 'node:fs';
 import http2 from 'node:http2';
+import zlib from 'node:zlib';
 
 const [cert, key] = process.argv.slice(2);
 let sessions = 0;
@@ -72,6 +74,12 @@ server.on('request', (req, res) => {
     } else if (url.pathname === '/hold') {
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.write('first');
+    } else if (url.pathname === '/gzip') {
+        done = true;
+        const body = zlib.gzipSync(Buffer.alloc(Number(url.search.slice(1)), 'a'));
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip',
+                             'content-length': body.length });
+        res.end(body);
     } else if (url.pathname === '/stats') {
         done = true;
         res.setHeader('content-type', 'application/json');

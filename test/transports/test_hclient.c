@@ -1,7 +1,8 @@
-/* Tests for transports/hclient.c against real servers on 127.0.0.1, all on one uv loop in the
- * test's process: the project's own HTTP server (transports/http.c, also with TLS) plays the
- * remote side, and a few raw libuv TCP servers play broken ones. Every test closes every
- * handle, checks uv_loop_close() and that no allocation of ours is left. */
+/* Tests for transports/hclient.c against real servers on 127.0.0.1: the project's own HTTP
+ * server (transports/http.c, also with TLS) on the same uv loop plays the remote side, a few raw
+ * libuv TCP servers play broken ones, and node's http2 module (h2server.mjs, spawned) plays an
+ * HTTP/2 server. Certificates are made at test time with the openssl command. Every test
+ * closes every handle, checks uv_loop_close() and that no allocation of ours is left. */
 #include "transports/hclient.h"
 #include "transports/http.h"
 
@@ -306,6 +307,7 @@ struct rec {
     bool abort_in_headers;        /* tp_hreq_abort inside on_headers */
     int pause_first_ms;           /* pause in the first on_data for this long, then resume */
     bool close_in_data;           /* tp_hclient_close inside the first on_data */
+    bool close_in_done;           /* tp_hclient_close inside on_done */
     struct rec *start_in_headers; /* start this request (GET /echo) from inside on_headers */
     struct rec *start_in_done;    /* start this request (GET /echo) from inside on_done */
     uint64_t t_start;
@@ -439,6 +441,11 @@ static void cb_done(void *ctx, struct tp_hreq *r, int err, const char *why)
     if (err == 0)
         ck_assert_int_eq(tp_hreq_status(r), x->status);
     x->r = NULL;
+    if (x->close_in_done) {
+        H.closes_pending++;
+        tp_hclient_close(H.client, on_closed, NULL);
+        H.client = NULL;
+    }
     if (x->start_in_done != NULL)
         start_echo(x->start_in_done);
 }
@@ -1241,6 +1248,24 @@ START_TEST(reentrant_callbacks)
     rec_dispose(&b);
     rec_dispose(&c);
 
+    /* The client closed from inside on_done: the others end with CORE_ECLOSED after it. */
+    struct rec f, g;
+    rec_init(&f);
+    rec_init(&g);
+    struct tp_hreq_opts q = {0};
+    start(&g, &q, "/silent");
+    f.close_in_done = true;
+    start(&f, &q, "/echo");
+    run_until_done(&f);
+    ck_assert_int_eq(f.err, 0);
+    ck_assert(g.done);
+    ck_assert_int_eq(g.err, CORE_ECLOSED);
+    while (H.closes_pending > 0)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    rec_dispose(&f);
+    rec_dispose(&g);
+    ck_assert_int_eq(tp_hclient_new(&H.loop, &H.client), 0);
+
     /* The client closed from inside on_data: every transfer, that one too, ends with
      * CORE_ECLOSED once the callback has returned. */
     struct rec d, e;
@@ -1625,6 +1650,50 @@ START_TEST(http2)
     ck_assert_int_eq(json_int(&x, "sessions"), 2);
     rec_dispose(&x);
 
+    /* Two streams share the connection; aborting one resets only it (the other's traffic
+     * carries the RST_STREAM) and the other goes on to its end. */
+    struct rec y;
+    rec_init(&x);
+    rec_init(&y);
+    x.abort_in_data = true;
+    y.pause_each = true;
+    y.pause_ms = 2;
+    h2_url(url, sizeof url, "/big?1048576");
+    struct tp_hreq_opts yo = {.url = url, .ca_file = cert};
+    start(&y, &yo, NULL);
+    h2_url(url, sizeof url, "/hold");
+    start(&x, &ho, NULL);
+    int before = H2.n_aborted;
+    run_until_done(&y);
+    ck_assert_msg(y.err == 0, "%s", y.why);
+    ck_assert_uint_eq(y.body.len, 1048576);
+    ck_assert(!x.done);
+    while (H2.n_aborted == before)
+        uv_run(&H.loop, UV_RUN_ONCE);
+    rec_dispose(&x);
+    rec_dispose(&y);
+
+    /* A compressed body is delivered decoded, and max_body counts decoded bytes: 4 MiB of
+     * 'a' is about 4 KiB on the wire. */
+    rec_init(&x);
+    h2_url(url, sizeof url, "/gzip?100000");
+    struct tp_hreq_opts zo = {.url = url, .ca_file = cert};
+    start(&x, &zo, NULL);
+    run_until_done(&x);
+    ck_assert_msg(x.err == 0, "%s", x.why);
+    ck_assert_uint_eq(x.body.len, 100000);
+    ck_assert_int_eq(x.body.data[0], 'a');
+    ck_assert_int_eq(x.body.data[99999], 'a');
+    rec_dispose(&x);
+    rec_init(&x);
+    h2_url(url, sizeof url, "/gzip?4194304");
+    struct tp_hreq_opts bomb = {.url = url, .ca_file = cert, .max_body = 65536};
+    start(&x, &bomb, NULL);
+    run_until_done(&x);
+    ck_assert_int_eq(x.err, CORE_ETOOBIG);
+    ck_assert_uint_le(x.body.len, 65536);
+    rec_dispose(&x);
+
     /* A stalled stream ended by the idle timeout: the server learns at once too. */
     rec_init(&x);
     h2_url(url, sizeof url, "/hold");
@@ -1632,7 +1701,7 @@ START_TEST(http2)
     start(&x, &io, NULL);
     run_until_done(&x);
     ck_assert_int_eq(x.err, CORE_ETIMEDOUT);
-    while (H2.n_aborted < 2)
+    while (H2.n_aborted < 3)
         uv_run(&H.loop, UV_RUN_ONCE);
     rec_dispose(&x);
 
