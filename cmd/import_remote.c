@@ -234,11 +234,14 @@ static char *bearer_env(const char *value)
 }
 
 /* Settles auth: an Authorization header "Bearer ${env:NAME}" becomes auth = bearer with
- * token_env; any other Authorization header stays a static header (auth = none); without one,
- * the client or mcp-remote would run OAuth when challenged (auth = oauth), supergateway not. */
+ * token_env; any other Authorization header stays a static header (auth = none). Without one,
+ * mcp-remote is there for its OAuth (auth = oauth); a url entry gets auth = none, because
+ * agentgate's auth = oauth waits for `agentgate login` before it connects at all, which a
+ * server without authorization never needs (the daemon names auth = oauth when one answers
+ * 401); supergateway does no OAuth. */
 static void finish(struct cmd_import_remote *r)
 {
-    r->auth = r->via == CMD_IMPORT_VIA_SUPERGATEWAY ? "none" : "oauth";
+    r->auth = r->via == CMD_IMPORT_VIA_MCP_REMOTE ? "oauth" : "none";
     size_t i = 0;
     while (i < r->n_headers) {
         struct cmd_import_header *h = &r->headers[i];
