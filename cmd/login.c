@@ -483,7 +483,8 @@ static void on_token(void *ctx, int err, const char *authz, const char *why)
     static const struct tp_hreq_cbs cbs = {.on_headers = on_check_headers,
                                            .on_data = on_check_data,
                                            .on_done = on_check_done};
-    int rc = tp_hreq_start(run->hc, &ho, &cbs, p, NULL);
+    struct tp_hreq *hr;
+    int rc = tp_hreq_start(run->hc, &ho, &cbs, p, &hr);
     sodium_memzero(hdr, strlen(hdr));
     core_free(hdr);
     if (rc != 0) {
