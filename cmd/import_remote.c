@@ -195,6 +195,7 @@ static int add_header(struct cmd_import_remote *r, struct vars *v, const char *n
     v->what = what;
     char *value = NULL;
     int rc = translate_dup(v, raw, &value, why, whylen);
+    v->what = NULL; /* what is this frame's array */
     if (rc) {
         core_free(hname);
         return rc;
