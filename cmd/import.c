@@ -641,13 +641,7 @@ static bool remote_section(const struct import *im, struct core_buf *b, const ch
         putf(notes, "; client_id%s from --static-oauth-client-info",
              r->client_secret != NULL ? " and client_secret" : "");
     if (strcmp(r->auth, "oauth") == 0)
-        putf(notes, "; run `agentgate login %s` once before use", name);
-    else if (r->via == CMD_IMPORT_VIA_NATIVE && strcmp(r->auth, "none") == 0 &&
-             r->n_headers == 0)
-        putf(notes,
-             "; if the server asks for a login (HTTP 401), set auth = oauth and run "
-             "`agentgate login %s`",
-             name);
+        putf(notes, "; if the server asks for a login, run `agentgate login %s` once", name);
     if (r->client_secret != NULL && strstr(r->client_secret, "${env:") == NULL)
         putf(notes,
              "; client_secret holds a credential in clear, as the client file did (the config "

@@ -236,13 +236,12 @@ static char *bearer_env(const char *value)
 
 /* Settles auth: an Authorization header "Bearer ${env:NAME}" becomes auth = bearer with
  * token_env; any other Authorization header stays a static header (auth = none). Without one,
- * mcp-remote is there for its OAuth (auth = oauth); a url entry gets auth = none, because
- * agentgate's auth = oauth waits for `agentgate login` before it connects at all, which a
- * server without authorization never needs (the daemon names auth = oauth when one answers
- * 401); supergateway does no OAuth. */
+ * a url entry and mcp-remote get auth = oauth (the client or mcp-remote did OAuth for them;
+ * agentgate connects without a token until the server asks for one, so a server that needs no
+ * login serves at once); supergateway does no OAuth. */
 static void finish(struct cmd_import_remote *r)
 {
-    r->auth = r->via == CMD_IMPORT_VIA_MCP_REMOTE ? "oauth" : "none";
+    r->auth = r->via == CMD_IMPORT_VIA_SUPERGATEWAY ? "none" : "oauth";
     size_t i = 0;
     while (i < r->n_headers) {
         struct cmd_import_header *h = &r->headers[i];

@@ -948,15 +948,18 @@ static void on_oauth_token(void *ctx, int err, const char *authorization, const 
     up->oreq = NULL;
     if (up->closing || up->state != FED_UP_STARTING)
         return;
-    if (err) {
+    if (err == AUTH_OAUTH_ENEEDLOGIN) {
+        /* No token yet: OAuth is asked for by the server's challenge, so the session opens
+         * without one. A public server simply serves; one that answers 401 comes back through
+         * on_remote_auth, whose discovery ends in the needs-login state with its reason. */
+        core_log(CORE_LOG_INFO, "up", "%s: no OAuth token yet; connecting without one", up->name);
+        authorization = NULL;
+    } else if (err) {
         why = why && *why ? why : core_strerror(err);
         set_last_error(up, why);
         up->down_at = fed_now(up->gw);
         core_log(CORE_LOG_WARN, "up", "%s: %s", up->name, why);
-        if (err == AUTH_OAUTH_ENEEDLOGIN)
-            set_state(up, FED_UP_NEEDS_LOGIN);
-        else
-            start_failed(up);
+        start_failed(up);
         return;
     }
     set_bearer(up, authorization);

@@ -336,24 +336,24 @@ END_TEST
 START_TEST(test_native_transport)
 {
     expect(NATIVE, CL, "{\"url\":\"https://x.example/mcp\"}",
-           "url https://x.example/mcp|auto|none");
+           "url https://x.example/mcp|auto|oauth");
     expect(NATIVE, CL, "{\"type\":\"sse\",\"url\":\"https://x.example/sse\"}",
-           "url https://x.example/sse|sse|none");
+           "url https://x.example/sse|sse|oauth");
     expect(NATIVE, CL, "{\"type\":\"http\",\"url\":\"https://x.example/mcp\"}",
-           "url https://x.example/mcp|streamable-http|none");
+           "url https://x.example/mcp|streamable-http|oauth");
     expect(NATIVE, CU, "{\"type\":\"streamableHttp\",\"url\":\"https://x.example/mcp\"}",
-           "url https://x.example/mcp|streamable-http|none");
+           "url https://x.example/mcp|streamable-http|oauth");
     expect(NATIVE, CU, "{\"type\":\"streamable-http\",\"url\":\"https://x.example/mcp\"}",
-           "url https://x.example/mcp|streamable-http|none");
+           "url https://x.example/mcp|streamable-http|oauth");
     /* Windsurf calls it serverUrl (a url next to it wins, and serverUrl is then reported). */
     expect(NATIVE, CU, "{\"serverUrl\":\"https://x.example/mcp\"}",
-           "url https://x.example/mcp|auto|none");
+           "url https://x.example/mcp|auto|oauth");
     expect(NATIVE, CU,
            "{\"url\":\"https://x.example/mcp\",\"serverUrl\":\"https://y.example/mcp\"}",
-           "url https://x.example/mcp|auto|none|U serverUrl = https://y.example/mcp");
+           "url https://x.example/mcp|auto|oauth|U serverUrl = https://y.example/mcp");
     /* VS Code's "http" falls back to SSE by itself: auto. */
     expect(NATIVE, VS, "{\"type\":\"http\",\"url\":\"https://x.example/mcp\"}",
-           "url https://x.example/mcp|auto|none");
+           "url https://x.example/mcp|auto|oauth");
 }
 END_TEST
 
@@ -382,7 +382,7 @@ START_TEST(test_native_headers)
     expect(NATIVE, VS,
            "{\"type\":\"http\",\"url\":\"https://${env:HOST}/"
            "mcp\",\"gallery\":true,\"dev\":{\"watch\":\"x\"}}",
-           "url https://${env:HOST}/mcp|auto|none|U gallery = true|U dev = {\"watch\":\"x\"}");
+           "url https://${env:HOST}/mcp|auto|oauth|U gallery = true|U dev = {\"watch\":\"x\"}");
     expect_fail(NATIVE, VS,
                 "{\"type\":\"http\",\"url\":\"https://x.example/"
                 "mcp\",\"headers\":{\"Authorization\":\"Bearer ${input:gh-token}\"}}",

@@ -448,17 +448,17 @@ test('remote entries and mcp-remote/supergateway wrappers become live remote sec
         `url = http://127.0.0.1:${proxy.port}/native/mcp`,
         'transport = streamable-http',
         'headers.X-Api-Key = k-123',
-        'auth = none',
+        'auth = oauth',
         '',
     ].join('\n');
     assert.equal(fs.readFileSync(h.ini, 'utf8'), expected);
     assert.ok(!fs.readFileSync(h.ini, 'utf8').includes(token), 'the token itself is not in the config');
     const lines = r.stdout.split('\n');
     for (const want of [
-        `  linear: mcp-remote wrapper → native remote server [server.linear] (transport = auto, auth = oauth); ${CONVERTED_NOTE}; run \`agentgate login linear\` once before use; mcp-remote --host not carried over, kept as a comment`,
+        `  linear: mcp-remote wrapper → native remote server [server.linear] (transport = auto, auth = oauth); ${CONVERTED_NOTE}; if the server asks for a login, run \`agentgate login linear\` once; mcp-remote --host not carried over, kept as a comment`,
         `  team: mcp-remote wrapper → native remote server [server.team] (transport = streamable-http, auth = bearer); ${CONVERTED_NOTE}`,
         '  legacy: supergateway wrapper → native remote server [server.legacy] (transport = sse, auth = none); one Node process fewer',
-        `  native: added as [server.native] (remote, transport = streamable-http, auth = none); ${SECRET_NOTE('X-Api-Key')}`,
+        `  native: added as [server.native] (remote, transport = streamable-http, auth = oauth); ${SECRET_NOTE('X-Api-Key')}; if the server asks for a login, run \`agentgate login native\` once`,
         `wrote ${h.ini}: 4 added (4 remote, 3 of them converted from stdio wrappers), 0 skipped`,
     ])
         assert.ok(lines.includes(want), `report line\n  ${want}\nmissing from:\n${r.stdout}`);
@@ -466,12 +466,13 @@ test('remote entries and mcp-remote/supergateway wrappers become live remote sec
     assert.deepEqual(Object.keys(now.mcpServers), ['agentgate'], 'every entry is served by agentgate now');
 
     // The generated file, served: every converted server is reached, with its headers and token;
-    // the OAuth one waits for `agentgate login` (never logged in here).
+    // the OAuth one (never logged in here) connects without a token, since this server asks for
+    // none, and sends no Authorization.
     const d = await startDaemon({ config: null, extraArgs: ['--config', h.ini], tag: 'import-remote', env: { AG_IMPORT_TOKEN: token } });
     daemons.add(d);
     const c = await connectClient(d);
     try {
-        for (const name of ['team', 'legacy', 'native']) {
+        for (const name of ['linear', 'team', 'legacy', 'native']) {
             await untilTool(c, `${name}__echo`, 20000);
             const res = await c.client.callTool({ name: `${name}__echo`, arguments: { message: `via ${name}` } });
             assert.equal(resultText(res), `Echo: via ${name}`);
@@ -483,12 +484,12 @@ test('remote entries and mcp-remote/supergateway wrappers become live remote sec
         }
         for (const hd of proxy.seen.native) {
             assert.equal(hd['x-api-key'], 'k-123');
-            assert.equal(hd.authorization, undefined, 'auth = none sends no Authorization');
+            assert.equal(hd.authorization, undefined, 'auth = oauth without a token sends no Authorization');
         }
         const st = await runBin(['status', '--socket', d.socket, '--json']);
         assert.equal(st.code, 0, st.stderr);
         const servers = Object.fromEntries(JSON.parse(st.stdout).servers.map((x) => [x.name, x]));
-        assert.equal(servers.linear.state, 'needs-login', JSON.stringify(servers.linear));
+        assert.equal(servers.linear.state, 'ready', JSON.stringify(servers.linear));
         assert.equal(servers.linear.url, `http://127.0.0.1:${streamable}/mcp`);
         assert.equal(servers.legacy.transport, 'sse');
         assert.equal(servers.team.state, 'ready', JSON.stringify(servers.team));
@@ -567,7 +568,7 @@ test('wrappers: variables, what is not carried over, a token variable that is no
         '[server.headerless]',
         'url = https://d.example/sse',
         'transport = sse',
-        'auth = none',
+        'auth = oauth',
         '; autoApprove = ["read"]',
         '',
     ].join('\n');
@@ -576,9 +577,9 @@ test('wrappers: variables, what is not carried over, a token variable that is no
     for (const want of [
         `  set: mcp-remote wrapper → native remote server [server.set] (transport = auto, auth = bearer); ${CONVERTED_NOTE}`,
         '  unset: skipped: the config loader would refuse it: token_env: environment variable AG_UNSET_TOKEN is not set',
-        `  extras: mcp-remote wrapper → native remote server [server.extras] (transport = auto, auth = oauth); ${CONVERTED_NOTE}; client_id from --static-oauth-client-info; run \`agentgate login extras\` once before use; ca_file from the wrapper's NODE_EXTRA_CA_CERTS; mcp-remote 3334 not carried over, kept as a comment; mcp-remote --resource not carried over, kept as a comment; mcp-remote env.DEBUG not carried over, kept as a comment`,
+        `  extras: mcp-remote wrapper → native remote server [server.extras] (transport = auto, auth = oauth); ${CONVERTED_NOTE}; client_id from --static-oauth-client-info; if the server asks for a login, run \`agentgate login extras\` once; ca_file from the wrapper's NODE_EXTRA_CA_CERTS; mcp-remote 3334 not carried over, kept as a comment; mcp-remote --resource not carried over, kept as a comment; mcp-remote env.DEBUG not carried over, kept as a comment`,
         '  bridge: added as [server.bridge]',
-        "  headerless: added as [server.headerless] (remote, transport = sse, auth = none); if the server asks for a login (HTTP 401), set auth = oauth and run `agentgate login headerless`; key 'autoApprove' has no agentgate equivalent, kept as a comment",
+        "  headerless: added as [server.headerless] (remote, transport = sse, auth = oauth); if the server asks for a login, run `agentgate login headerless` once; key 'autoApprove' has no agentgate equivalent, kept as a comment",
         '  old: skipped: [server.old] is in the agentgate config as a comment (from an earlier import); delete that block and import again to get a live section',
         `wrote ${h.ini}: 4 added (3 remote, 2 of them converted from stdio wrappers), 2 skipped`,
     ])
