@@ -785,20 +785,6 @@ static void on_remote_down(void *ctx, int err, const char *why)
     remote_down(ctx, err, why);
 }
 
-/* What the OAuth client needs to know of this server. */
-static void oauth_server(const struct core_server_cfg *cfg, struct auth_oauth_server *out)
-{
-    memset(out, 0, sizeof *out);
-    out->name = cfg->name;
-    out->url = cfg->url;
-    out->client_id = cfg->client_id;
-    out->client_secret = cfg->client_secret;
-    out->client_metadata_url = cfg->client_metadata_url;
-    out->scopes = cfg->scopes;
-    out->client_credentials = cfg->oauth_client_credentials;
-    out->ca_file = cfg->ca_file;
-}
-
 /* A token after a 401/403 in the middle of a session: the held messages go out with it. */
 static void on_oauth_retry(void *ctx, int err, const char *authorization, const char *why)
 {
@@ -840,7 +826,7 @@ static void on_remote_auth(void *ctx, int status, const char *www)
         }
         struct auth_oauth *o = fed_gateway_oauth(up->gw, why, sizeof why);
         struct auth_oauth_server srv;
-        oauth_server(cfg, &srv);
+        auth_oauth_server_from_config(cfg, &srv);
         struct auth_oauth_challenge ch = {
             .status = status, .www_authenticate = www, .rejected = up->bearer};
         if (o && auth_oauth_get_token(o, &srv, &ch, on_oauth_retry, up, &up->oreq) == 0)
@@ -980,7 +966,7 @@ void fed_upstream_start(struct fed_upstream *up)
         char why[300] = "";
         struct auth_oauth *o = fed_gateway_oauth(up->gw, why, sizeof why);
         struct auth_oauth_server srv;
-        oauth_server(cfg, &srv);
+        auth_oauth_server_from_config(cfg, &srv);
         if (o == NULL || auth_oauth_get_token(o, &srv, NULL, on_oauth_token, up, &up->oreq) != 0) {
             up->oreq = NULL;
             set_last_error(up, why[0] ? why : "the OAuth client refused the server's URL");
