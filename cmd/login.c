@@ -323,17 +323,33 @@ static void run_until_done(struct run *run)
         fprintf(stderr, "agentgate: warning: handles left open\n");
 }
 
+/* Parses the arguments and loads the server's section: 0, or -1 with *code what the command
+ * returns (0 after --help). */
+static int begin(int argc, char **argv, const char *cmd, void (*usage)(FILE *),
+                 struct login_opts *o, struct core_config **cfg,
+                 const struct core_server_cfg **s, int *code)
+{
+    int rc = parse(argc, argv, cmd, usage, o);
+    if (rc != 0) {
+        *code = rc == 1 ? 0 : rc;
+        return -1;
+    }
+    core_alloc_hook_cjson();
+    if (find_server(o, cfg, s) != 0) {
+        *code = 1;
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_login(int argc, char **argv)
 {
     struct login_opts o;
-    int rc = parse(argc, argv, "login", login_usage, &o);
-    if (rc != 0)
-        return rc == 1 ? 0 : rc;
-    core_alloc_hook_cjson();
     struct core_config *cfg;
     const struct core_server_cfg *s;
-    if (find_server(&o, &cfg, &s) != 0)
-        return 1;
+    int code;
+    if (begin(argc, argv, "login", login_usage, &o, &cfg, &s, &code) != 0)
+        return code;
     struct run run;
     if (run_open(&run, &o) != 0) {
         core_config_free(cfg);
@@ -369,14 +385,11 @@ int cmd_login(int argc, char **argv)
 int cmd_logout(int argc, char **argv)
 {
     struct login_opts o;
-    int rc = parse(argc, argv, "logout", logout_usage, &o);
-    if (rc != 0)
-        return rc == 1 ? 0 : rc;
-    core_alloc_hook_cjson();
     struct core_config *cfg;
     const struct core_server_cfg *s;
-    if (find_server(&o, &cfg, &s) != 0)
-        return 1;
+    int code;
+    if (begin(argc, argv, "logout", logout_usage, &o, &cfg, &s, &code) != 0)
+        return code;
     char state[PATH_MAX];
     core_path_state(o.state, state, sizeof state);
     char err[PATH_MAX + 256];
@@ -496,14 +509,11 @@ static void on_token(void *ctx, int err, const char *authz, const char *why)
 int cmd_oauth_token(int argc, char **argv)
 {
     struct login_opts o;
-    int rc = parse(argc, argv, "__oauth-token", token_usage, &o);
-    if (rc != 0)
-        return rc == 1 ? 0 : rc;
-    core_alloc_hook_cjson();
     struct core_config *cfg;
     const struct core_server_cfg *s;
-    if (find_server(&o, &cfg, &s) != 0)
-        return 1;
+    int code;
+    if (begin(argc, argv, "__oauth-token", token_usage, &o, &cfg, &s, &code) != 0)
+        return code;
     struct run run;
     if (run_open(&run, &o) != 0) {
         core_config_free(cfg);
