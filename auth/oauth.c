@@ -36,6 +36,7 @@
 #include "auth/wwwauth.h"
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/config.h"
 #include "core/log.h"
 #include "transports/hclient.h"
 
@@ -191,7 +192,9 @@ struct auth_oauth_req {
     size_t n_prm, i_prm;
     struct auth_prm prm;
     bool have_prm;
-    bool legacy; /* no PRM: the 2025-03-26 rules (the server's origin is the issuer) */
+    bool legacy;       /* no PRM: the 2025-03-26 rules (the server's origin is the issuer) */
+    bool prm_answered; /* some PRM URL gave an HTTP answer (not only transport errors) */
+    char prm_err[160]; /* the last transport error of a PRM fetch */
     char *issuer;
     char *as_urls[MAX_URLS];
     size_t n_as, i_as;
@@ -253,8 +256,7 @@ static void listener_close(struct listener *l);
 static void set_state(struct auth_oauth_req *r, enum req_state s)
 {
     if (r->state != s)
-        core_log(CORE_LOG_DEBUG, MOD, "%s: %s -> %s", r->name, state_name(r->state),
-                 state_name(s));
+        core_log(CORE_LOG_DEBUG, MOD, "%s: %s -> %s", r->name, state_name(r->state), state_name(s));
     r->state = s;
 }
 
@@ -333,9 +335,9 @@ static void x_dispose(struct xfer *x)
 
 /* Starts an exchange; on a start failure x->done runs from here with the error (callers are
  * already inside a step, never inside a public call that must not call back). */
-static int x_start(struct xfer *x, const char *method, const char *url,
-                   const char *const *headers, const char *body, size_t body_len,
-                   const char *ca_file, void (*done)(struct xfer *, int, const char *))
+static int x_start(struct xfer *x, const char *method, const char *url, const char *const *headers,
+                   const char *body, size_t body_len, const char *ca_file,
+                   void (*done)(struct xfer *, int, const char *))
 {
     x_reset(x);
     x->done = done;
@@ -510,9 +512,9 @@ static int store_tokens(struct auth_oauth *o, const struct auth_store_tokens *tm
 
 /* ---- flights (refresh and client_credentials re-grant) ---- */
 
-static void token_request_headers(const char *client_id, const char *client_secret,
-                                  unsigned method, char *basic, size_t cap,
-                                  const char **headers, struct core_buf *form)
+static void token_request_headers(const char *client_id, const char *client_secret, unsigned method,
+                                  char *basic, size_t cap, const char **headers,
+                                  struct core_buf *form)
 {
     size_t k = 0;
     headers[k++] = "Content-Type: application/x-www-form-urlencoded";
@@ -527,8 +529,8 @@ static void token_request_headers(const char *client_id, const char *client_secr
         if (rc == 0)
             rc = auth_pct_encode(&cred, client_secret);
         size_t pre = strlen("Authorization: Basic ");
-        if (rc == 0 && sodium_base64_ENCODED_LEN(cred.len, sodium_base64_VARIANT_ORIGINAL) + pre <=
-                           cap) {
+        if (rc == 0 &&
+            sodium_base64_ENCODED_LEN(cred.len, sodium_base64_VARIANT_ORIGINAL) + pre <= cap) {
             memcpy(basic, "Authorization: Basic ", pre);
             sodium_bin2base64(basic + pre, cap - pre, (const unsigned char *)cred.data, cred.len,
                               sodium_base64_VARIANT_ORIGINAL);
@@ -752,8 +754,8 @@ static void flow_begin(struct auth_oauth_req *r)
         static const char *const hdrs[] = {"Content-Type: application/json",
                                            "Accept: application/json, text/event-stream",
                                            "MCP-Protocol-Version: 2025-11-25", NULL};
-        int rc = x_start(&r->x, "POST", r->url, hdrs, init, sizeof init - 1, r->ca_file,
-                         on_probe_done);
+        int rc =
+            x_start(&r->x, "POST", r->url, hdrs, init, sizeof init - 1, r->ca_file, on_probe_done);
         if (rc != 0)
             http_failed(r, "cannot reach", r->url, rc, NULL);
         return;
@@ -767,9 +769,11 @@ static void on_prm_done(struct xfer *x, int err, const char *why)
     const char *url = r->prm_urls[r->i_prm - 1];
     if (err != 0 && x->status == 0) {
         core_log(CORE_LOG_DEBUG, MOD, "%s: %s: %s", r->name, url, why ? why : "failed");
+        snprintf(r->prm_err, sizeof r->prm_err, "%s", why != NULL ? why : core_strerror(err));
         flow_prm_next(r);
         return;
     }
+    r->prm_answered = true;
     if (x->status != 200) {
         flow_prm_next(r);
         return;
@@ -805,6 +809,11 @@ static void flow_prm_next(struct auth_oauth_req *r)
         int rc = x_start(&r->x, "GET", url, json_get_headers, NULL, 0, r->ca_file, on_prm_done);
         if (rc != 0)
             http_failed(r, "cannot fetch", url, rc, NULL);
+        return;
+    }
+    if (!r->prm_answered) {
+        finish(r, AUTH_OAUTH_EFAILED, NULL, "cannot reach %s for its resource metadata: %s", r->url,
+               r->prm_err[0] != '\0' ? r->prm_err : "no answer");
         return;
     }
     /* No protected resource metadata: a 2025-03-26 server, its origin is the issuer. */
@@ -864,8 +873,7 @@ static void flow_as_next(struct auth_oauth_req *r)
         flow_after_meta(r);
         return;
     }
-    finish(r, AUTH_OAUTH_EFAILED, NULL, "no authorization server metadata found for %s",
-           r->issuer);
+    finish(r, AUTH_OAUTH_EFAILED, NULL, "no authorization server metadata found for %s", r->issuer);
 }
 
 static unsigned pick_auth_method(unsigned supported, bool has_secret)
@@ -1013,7 +1021,8 @@ static void respond(struct lconn *c, int status, const char *msg)
     c->out.base = core_buf_take(&b, NULL);
     c->answered = true;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &c->out, 1, on_written) != 0)
+    uv_buf_t bufs[1] = {c->out}; /* uv_write copies the array, not the bytes */
+    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, bufs, 1, on_written) != 0)
         lconn_close(c);
 }
 
@@ -1032,10 +1041,10 @@ static int take_redirect(struct auth_oauth_req *r, const char *query, char *page
     }
     core_free(state);
     char *iss = auth_query_get(query, "iss", NULL);
-    if ((iss == NULL && r->meta.iss_param) ||
-        (iss != NULL && strcmp(iss, r->meta.issuer) != 0)) {
-        snprintf(page, cap, "Login refused: the response did not come from the expected "
-                            "authorization server.");
+    if ((iss == NULL && r->meta.iss_param) || (iss != NULL && strcmp(iss, r->meta.issuer) != 0)) {
+        snprintf(page, cap,
+                 "Login refused: the response did not come from the expected "
+                 "authorization server.");
         finish(r, AUTH_OAUTH_EFAILED, NULL,
                "the authorization response's iss (%.100s) is not %.100s (RFC 9207); refusing",
                iss != NULL ? iss : "missing", r->meta.issuer);
@@ -1111,13 +1120,13 @@ static void lconn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     size_t plen = strcspn(target, "? \r\n");
     struct listener *l = c->l;
     struct auth_oauth_req *r = l->req;
-    if (plen != strlen(CALLBACK_PATH) || strncmp(target, CALLBACK_PATH, plen) != 0 ||
-        r == NULL || r->state != RQ_AUTHORIZE) {
+    if (plen != strlen(CALLBACK_PATH) || strncmp(target, CALLBACK_PATH, plen) != 0 || r == NULL ||
+        r->state != RQ_AUTHORIZE) {
         respond(c, 404, "Not found.");
         return;
     }
-    char *query = target[plen] == '?' ? core_xstrndup(target + plen + 1, tlen - plen - 1)
-                                      : core_xstrdup("");
+    char *query =
+        target[plen] == '?' ? core_xstrndup(target + plen + 1, tlen - plen - 1) : core_xstrdup("");
     char page[256];
     int rc = take_redirect(r, query, page, sizeof page);
     sodium_memzero(query, strlen(query));
@@ -1222,8 +1231,8 @@ static void on_register_done(struct xfer *x, int err, const char *why)
         return;
     }
     r->client_id = core_xstrdup(id->valuestring);
-    r->client_secret = cJSON_IsString(sec) && sec->valuestring[0] ? core_xstrdup(sec->valuestring)
-                                                                   : NULL;
+    r->client_secret =
+        cJSON_IsString(sec) && sec->valuestring[0] ? core_xstrdup(sec->valuestring) : NULL;
     if (cJSON_IsString(am) && strcmp(am->valuestring, "client_secret_post") == 0)
         r->auth_method = AUTH_TEAM_POST;
     else if (cJSON_IsString(am) && strcmp(am->valuestring, "client_secret_basic") == 0)
@@ -1237,8 +1246,8 @@ static void on_register_done(struct xfer *x, int err, const char *why)
     if (sec != NULL && cJSON_IsString(sec))
         sodium_memzero(sec->valuestring, strlen(sec->valuestring));
     cJSON_Delete(j);
-    struct auth_store_client c = {r->meta.issuer, r->client_id, r->client_secret,
-                                  r->redirect_uri, r->auth_method};
+    struct auth_store_client c = {r->meta.issuer, r->client_id, r->client_secret, r->redirect_uri,
+                                  r->auth_method};
     char msg[256];
     if (auth_store_client_put(r->o->store, &c, msg, sizeof msg) != 0)
         core_log(CORE_LOG_WARN, MOD, "%s: %s", r->name, msg);
@@ -1330,10 +1339,10 @@ static void flow_register(struct auth_oauth_req *r)
         cJSON_AddStringToObject(j, "scope", r->scope);
     char *body = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
-    static const char *const hdrs[] = {"Content-Type: application/json",
-                                       "Accept: application/json", NULL};
-    rc = x_start(&r->x, "POST", r->meta.registration_endpoint, hdrs, body, strlen(body),
-                 r->ca_file, on_register_done);
+    static const char *const hdrs[] = {"Content-Type: application/json", "Accept: application/json",
+                                       NULL};
+    rc = x_start(&r->x, "POST", r->meta.registration_endpoint, hdrs, body, strlen(body), r->ca_file,
+                 on_register_done);
     cJSON_free(body);
     if (rc != 0)
         http_failed(r, "cannot reach", r->meta.registration_endpoint, rc, NULL);
@@ -1350,8 +1359,8 @@ static void on_headless_done(struct xfer *x, int err, const char *why)
     }
     const char *loc = x->location;
     size_t rl = strlen(r->redirect_uri);
-    if (x->status < 300 || x->status > 399 || loc == NULL || strncmp(loc, r->redirect_uri, rl) != 0 ||
-        (loc[rl] != '?' && loc[rl] != '\0')) {
+    if (x->status < 300 || x->status > 399 || loc == NULL ||
+        strncmp(loc, r->redirect_uri, rl) != 0 || (loc[rl] != '?' && loc[rl] != '\0')) {
         finish(r, AUTH_OAUTH_EFAILED, NULL,
                "the authorization endpoint answered %d without redirecting back at once "
                "(it needs a user: run `agentgate login %s` without headless mode)",
@@ -1491,6 +1500,19 @@ static void flow_token(struct auth_oauth_req *r)
 }
 
 /* ---- the public API ---- */
+
+void auth_oauth_server_from_config(const struct core_server_cfg *cfg, struct auth_oauth_server *out)
+{
+    memset(out, 0, sizeof *out);
+    out->name = cfg->name;
+    out->url = cfg->url;
+    out->client_id = cfg->client_id;
+    out->client_secret = cfg->client_secret;
+    out->client_metadata_url = cfg->client_metadata_url;
+    out->scopes = cfg->scopes;
+    out->client_credentials = cfg->oauth_client_credentials;
+    out->ca_file = cfg->ca_file;
+}
 
 int auth_oauth_new(uv_loop_t *loop, struct tp_hclient *hc, const char *state_dir,
                    struct auth_oauth **out, char *err, size_t errlen)
@@ -1707,8 +1729,7 @@ static void get_token_start(struct auth_oauth_req *r, const struct auth_oauth_ch
                              : "the stored token has expired: run `agentgate login %s`",
                r->name);
     else
-        finish(r, AUTH_OAUTH_ENEEDLOGIN, NULL, "not logged in: run `agentgate login %s`",
-               r->name);
+        finish(r, AUTH_OAUTH_ENEEDLOGIN, NULL, "not logged in: run `agentgate login %s`", r->name);
 out:
     if (have)
         auth_store_tokens_dispose(&tok);

@@ -35,13 +35,19 @@ struct auth_oauth_server {
      * the authorization server advertises client_id_metadata_document_supported. The gateway
      * cannot host the document itself, so this is only used when configured. NULL = none. */
     const char *client_metadata_url;
-    const char *scopes;        /* space-separated scopes to ask for; NULL = from the challenge,
-                                * else the resource's scopes_supported, else none */
-    bool client_credentials;   /* oauth_grant = client_credentials: no user, the client's own
-                                * token (needs client_id and client_secret) */
-    const char *ca_file;       /* PEM CA bundle for this server and its authorization server;
-                                * NULL = the system store */
+    const char *scopes;      /* space-separated scopes to ask for; NULL = from the challenge,
+                              * else the resource's scopes_supported, else none */
+    bool client_credentials; /* oauth_grant = client_credentials: no user, the client's own
+                              * token (needs client_id and client_secret) */
+    const char *ca_file;     /* PEM CA bundle for this server and its authorization server;
+                              * NULL = the system store */
 };
+
+struct core_server_cfg;
+/* Fills *out from a [server.NAME] section with url and auth = oauth (pointers borrowed from
+ * cfg: keep cfg alive while out is used). */
+void auth_oauth_server_from_config(const struct core_server_cfg *cfg,
+                                   struct auth_oauth_server *out);
 
 /* What the server answered, when the call follows a challenge. */
 struct auth_oauth_challenge {
@@ -67,8 +73,7 @@ enum {
 /* err 0: authorization is the header value to send ("Bearer ..."), borrowed for the call (wipe
  * any copy after use). Otherwise authorization is NULL and why is a one-line reason without
  * secrets, borrowed for the call. */
-typedef void (*auth_oauth_token_cb)(void *ctx, int err, const char *authorization,
-                                    const char *why);
+typedef void (*auth_oauth_token_cb)(void *ctx, int err, const char *authorization, const char *why);
 /* The authorization URL the user must open (interactive login). Borrowed for the call. */
 typedef void (*auth_oauth_url_cb)(void *ctx, const char *url);
 
@@ -100,15 +105,15 @@ void auth_oauth_set_headless(struct auth_oauth *o, bool on);
  *   per server and 10 minutes.
  * cb runs exactly once, from the loop (never inside this call). *out (may be NULL) is the
  * request for auth_oauth_cancel, valid until cb runs. Returns 0, or CORE_EINVAL (srv->url is
- * not an http(s) URL) and then cb never runs. */
+ * not an http(s) URL) or CORE_ECLOSED (the object is closing), and then cb never runs. */
 GW_MUST_CHECK int auth_oauth_get_token(struct auth_oauth *o, const struct auth_oauth_server *srv,
                                        const struct auth_oauth_challenge *ch,
                                        auth_oauth_token_cb cb, void *ctx,
                                        struct auth_oauth_req **out);
 
 struct auth_oauth_login_opts {
-    bool headless;          /* fetch the URL ourselves (see auth_oauth_set_headless) */
-    uint64_t timeout_ms;    /* how long to wait for the redirect; 0 = 5 minutes */
+    bool headless;            /* fetch the URL ourselves (see auth_oauth_set_headless) */
+    uint64_t timeout_ms;      /* how long to wait for the redirect; 0 = 5 minutes */
     auth_oauth_url_cb on_url; /* gets the authorization URL (not called when headless) */
     void *url_ctx;
     /* A challenge to start discovery from (may be NULL: the flow first sends an unauthenticated
@@ -121,11 +126,11 @@ struct auth_oauth_login_opts {
  * when the server advertises RFC 9207), the URL handed to opts->on_url, the code exchanged with
  * PKCE and the resource indicator, the tokens stored. With srv->client_credentials it just runs
  * that grant. cb runs exactly once, from the loop, with the Authorization value or an error;
- * *out (may be NULL) is the request for auth_oauth_cancel. Returns 0 or CORE_EINVAL. */
+ * *out (may be NULL) is the request for auth_oauth_cancel. Returns 0, CORE_EINVAL or
+ * CORE_ECLOSED, as auth_oauth_get_token. */
 GW_MUST_CHECK int auth_oauth_login(struct auth_oauth *o, const struct auth_oauth_server *srv,
-                                   const struct auth_oauth_login_opts *opts,
-                                   auth_oauth_token_cb cb, void *ctx,
-                                   struct auth_oauth_req **out);
+                                   const struct auth_oauth_login_opts *opts, auth_oauth_token_cb cb,
+                                   void *ctx, struct auth_oauth_req **out);
 
 /* Stops a pending request; its callback does not run. May be called from any callback. */
 void auth_oauth_cancel(struct auth_oauth_req *r);

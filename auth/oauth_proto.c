@@ -300,8 +300,9 @@ int auth_prm_parse(const char *json, size_t n, struct auth_prm *out, char *err, 
     {
         struct auth_url u;
         if (!cJSON_IsString(it) || auth_url_parse(it->valuestring, &u) != 0) {
-            core_set_err(err, errlen, "protected resource metadata: an authorization server "
-                                      "is not an http(s) URL");
+            core_set_err(err, errlen,
+                         "protected resource metadata: an authorization server "
+                         "is not an http(s) URL");
             goto out;
         }
         auth_url_dispose(&u);
@@ -400,8 +401,8 @@ int auth_asmeta_parse(const char *json, size_t n, const char *expected_issuer,
     m.pkce_s256 = array_has(j, "code_challenge_methods_supported", "S256");
     m.iss_param = cJSON_IsTrue(
         cJSON_GetObjectItemCaseSensitive(j, "authorization_response_iss_parameter_supported"));
-    m.cimd = cJSON_IsTrue(
-        cJSON_GetObjectItemCaseSensitive(j, "client_id_metadata_document_supported"));
+    m.cimd =
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "client_id_metadata_document_supported"));
     const char *team = "token_endpoint_auth_methods_supported";
     if (array_has(j, team, "none"))
         m.auth_methods |= AUTH_TEAM_NONE;
@@ -447,8 +448,7 @@ static void wipe_free(char *s)
     }
 }
 
-int auth_tokens_parse(const char *json, size_t n, struct auth_tokens *out, char *err,
-                      size_t errlen)
+int auth_tokens_parse(const char *json, size_t n, struct auth_tokens *out, char *err, size_t errlen)
 {
     cJSON *j = parse_object(json, n, err, errlen, "token response");
     if (j == NULL)

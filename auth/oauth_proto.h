@@ -53,9 +53,9 @@ size_t auth_proto_as_urls(const char *issuer, char **urls, size_t cap);
 /* Protected resource metadata. */
 struct auth_prm {
     char *resource;
-    char **auth_servers;  /* issuer URLs, n_auth_servers >= 1 */
+    char **auth_servers; /* issuer URLs, n_auth_servers >= 1 */
     size_t n_auth_servers;
-    char *scopes;         /* scopes_supported joined with ' ', or NULL when absent */
+    char *scopes; /* scopes_supported joined with ' ', or NULL when absent */
 };
 /* Parses and checks a PRM document: `resource` a string, `authorization_servers` a non-empty
  * array of http(s) URLs. Returns 0 or CORE_EPARSE with a line in err. */
@@ -79,12 +79,12 @@ struct auth_asmeta {
     char *issuer;
     char *authorization_endpoint; /* NULL when absent (client_credentials only) */
     char *token_endpoint;
-    char *registration_endpoint;  /* NULL = no DCR */
-    char *scopes;                 /* scopes_supported joined, or NULL */
-    unsigned auth_methods;        /* AUTH_TEAM_* bits; 0 = not given (then basic, RFC 8414) */
-    bool pkce_s256;               /* code_challenge_methods_supported contains S256 */
-    bool iss_param;               /* authorization_response_iss_parameter_supported */
-    bool cimd;                    /* client_id_metadata_document_supported */
+    char *registration_endpoint; /* NULL = no DCR */
+    char *scopes;                /* scopes_supported joined, or NULL */
+    unsigned auth_methods;       /* AUTH_TEAM_* bits; 0 = not given (then basic, RFC 8414) */
+    bool pkce_s256;              /* code_challenge_methods_supported contains S256 */
+    bool iss_param;              /* authorization_response_iss_parameter_supported */
+    bool cimd;                   /* client_id_metadata_document_supported */
 };
 /* Parses and checks AS metadata fetched for expected_issuer: `issuer` must equal it (RFC 8414
  * §3.3; a trailing '/' difference is tolerated), token_endpoint is required, and every
@@ -107,8 +107,8 @@ struct auth_tokens {
 };
 /* Parses a token endpoint's 200 JSON: access_token required; token_type, when present, must be
  * Bearer (case-insensitive). Returns 0 or CORE_EPARSE with a line in err. */
-GW_MUST_CHECK int auth_tokens_parse(const char *json, size_t n, struct auth_tokens *out,
-                                    char *err, size_t errlen);
+GW_MUST_CHECK int auth_tokens_parse(const char *json, size_t n, struct auth_tokens *out, char *err,
+                                    size_t errlen);
 void auth_tokens_dispose(struct auth_tokens *t);
 /* The `error` (and error_description) of an OAuth error response, as "invalid_grant: The
  * refresh token was revoked" (sanitised: printable ASCII, at most 200 bytes) into out; "" when

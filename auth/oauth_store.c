@@ -65,8 +65,8 @@ static int join(char *out, const char *dir, const char *leaf, char *err, size_t 
 }
 
 /* Reads a whole private file (refusing group/other permission bits) into a heap buffer. */
-static int read_private(const char *path, size_t max, unsigned char **out, size_t *len,
-                        char *err, size_t errlen)
+static int read_private(const char *path, size_t max, unsigned char **out, size_t *len, char *err,
+                        size_t errlen)
 {
     int fd;
     int rc = core_file_open(path, O_RDONLY, 0, &fd, err, errlen);
@@ -168,8 +168,7 @@ int auth_store_open(const char *dir, struct auth_store **out, char *err, size_t 
             core_set_err(err, errlen, "%s: cannot write: %s", key_path, strerror(-rc));
     } else if (rc == 0) {
         if (klen != sizeof s->key) {
-            core_set_err(err, errlen, "%s: must hold exactly %zu bytes", key_path,
-                         sizeof s->key);
+            core_set_err(err, errlen, "%s: must hold exactly %zu bytes", key_path, sizeof s->key);
             rc = CORE_EINVAL;
         } else {
             memcpy(s->key, k, sizeof s->key);
@@ -377,8 +376,8 @@ void auth_store_tokens_dispose(struct auth_store_tokens *t)
     memset(t, 0, sizeof *t);
 }
 
-int auth_store_tokens_get(struct auth_store *s, const char *resource,
-                          struct auth_store_tokens *out, char *err, size_t errlen)
+int auth_store_tokens_get(struct auth_store *s, const char *resource, struct auth_store_tokens *out,
+                          char *err, size_t errlen)
 {
     cJSON *d;
     int rc = view(s, &d, err, errlen);
@@ -484,8 +483,7 @@ static int forget_tokens(cJSON *d, const void *arg)
     return fa->removed > 0 ? 1 : 0;
 }
 
-int auth_store_tokens_forget(struct auth_store *s, const char *resource, char *err,
-                             size_t errlen)
+int auth_store_tokens_forget(struct auth_store *s, const char *resource, char *err, size_t errlen)
 {
     struct forget_arg fa = {resource, 0};
     int rc = modify(s, forget_tokens, &fa, err, errlen);

@@ -31,9 +31,9 @@ void auth_store_free(struct auth_store *s);
 /* One token set. Heap strings (wiped on dispose); NULL when absent. */
 struct auth_store_tokens {
     char *issuer;
-    char *resource;       /* the canonical server URL the tokens are for (lookup key) */
-    char *server;         /* the server's config name (messages) */
-    char *access_token;   /* NULL in a tombstone: see reason */
+    char *resource;     /* the canonical server URL the tokens are for (lookup key) */
+    char *server;       /* the server's config name (messages) */
+    char *access_token; /* NULL in a tombstone: see reason */
     char *refresh_token;
     char *scope;          /* granted scopes */
     int64_t expires_at;   /* Unix seconds; 0 = unknown */

@@ -281,7 +281,7 @@ int cmd_status(int argc, char **argv)
         const char *url = json_str(srv, "url");
         const char *tr = json_str(srv, "transport");
         double priv = json_num(srv, "private_instances");
-        printf("  %-20s %-13s", name ? name : "?", state ? state : (priv > 0 ? "per-client" : "-"));
+        printf("  %-20s %-13s", name ? name : "?", state ? state : (priv > 0 ? "private" : "-"));
         if (url)
             printf(" %-16s %s", tr ? tr : "", url);
         else

@@ -5,12 +5,15 @@
  * commas, which are blanked before parsing so that offsets and line numbers stay true).
  *
  * Every entry becomes one `[server.NAME]` section appended to the agentgate config, or a
- * commented-out section (remote servers), or a reported skip. Nothing is written that the real
+ * reported skip. Remote servers become remote sections (url, transport, headers.*, auth), and
+ * so do the stdio wrappers people run in front of them (mcp-remote, supergateway): see
+ * cmd/import_remote.h. Nothing is written that the real
  * loader would read differently: each section is checked by parsing the whole resulting text
  * with core_config_parse before it is accepted, values the INI syntax cannot carry are refused
  * with a reason, and the finished file is loaded with core_config_load before it replaces the
  * old one. Writes are atomic (temporary file in the same directory, fsync, rename). */
 #include "cmd/import.h"
+#include "cmd/import_remote.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -49,8 +52,7 @@ enum client {
 static const char *const client_names[] = {"claude", "cursor", "vscode"};
 
 enum outcome {
-    OUTCOME_ADDED = 0, /* written as a [server.NAME] section */
-    OUTCOME_COMMENTED, /* remote: written as a commented-out section, kept in the client */
+    OUTCOME_ADDED = 0, /* written as a [server.NAME] section (stdio or remote) */
     OUTCOME_SKIPPED,   /* not written, kept in the client */
     OUTCOME_SELF,      /* agentgate's own bridge entry: not written, replaced on --rewrite */
 };
@@ -70,7 +72,9 @@ static void usage(FILE *f)
             "[--dry-run]\n"
             "\n"
             "Copies the client's MCP servers into the agentgate config as [server.NAME]\n"
-            "sections and prints what it did.\n"
+            "sections and prints what it did. Remote servers (url entries, and stdio\n"
+            "wrappers such as `npx mcp-remote URL` or `supergateway --sse URL`) become\n"
+            "native remote sections.\n"
             "  PATH           the client's config file (default: the client's usual place)\n"
             "  --config FILE  the agentgate config (default:\n"
             "                 $XDG_CONFIG_HOME/agentgate/agentgate.ini)\n"
@@ -367,9 +371,12 @@ struct import {
     struct core_buf text;   /* the agentgate config as it will be written */
     size_t original_len;    /* bytes of the existing config at the start of text */
     struct core_buf report; /* lines printed at the end */
-    char **names;           /* section names in text, written or commented */
+    char **names;           /* section names in text */
     size_t n_names;
-    size_t n_added, n_commented, n_skipped;
+    size_t n_added, n_skipped;
+    size_t n_remote;    /* of n_added: remote sections */
+    size_t n_converted; /* of n_remote: stdio wrappers turned into remote sections */
+    mode_t mode;        /* the config file's mode once written */
 };
 
 static bool has_name(const struct import *im, const char *name)
@@ -455,22 +462,29 @@ static char *prefix_for(const char *name)
     return out;
 }
 
+/* Why s cannot be written as a plain INI value and read back unchanged, or NULL. */
+static const char *ini_problem(const char *s)
+{
+    if (strpbrk(s, "\r\n") != NULL)
+        return "contains a line break, which an INI value cannot hold";
+    size_t n = strlen(s);
+    if (n > 0 && (is_blank(s[0]) || is_blank(s[n - 1])))
+        return "starts or ends with a blank, which the config loader trims";
+    for (size_t i = 1; i < n; i++) {
+        if (s[i] == ';' && is_blank(s[i - 1]))
+            return "contains \" ;\", which the config loader reads as the start of a comment";
+    }
+    return NULL;
+}
+
 /* Why the string s cannot be written as an INI value and read back unchanged, or NULL. For
  * `what` in messages. `json` is set for values written inside a JSON array, where line breaks,
  * blanks and " ;" are taken care of by the encoding. */
 static const char *value_problem(enum client c, const char *s, bool json)
 {
-    if (!json) {
-        if (strpbrk(s, "\r\n") != NULL)
-            return "contains a line break, which an INI value cannot hold";
-        size_t n = strlen(s);
-        if (n > 0 && (is_blank(s[0]) || is_blank(s[n - 1])))
-            return "starts or ends with a blank, which the config loader trims";
-        for (size_t i = 1; i < n; i++) {
-            if (s[i] == ';' && is_blank(s[i - 1]))
-                return "contains \" ;\", which the config loader reads as the start of a comment";
-        }
-    }
+    const char *ini = json ? NULL : ini_problem(s);
+    if (ini != NULL)
+        return ini;
     const char *d = strstr(s, "${");
     if (d != NULL) {
         bool env = strncmp(d, "${env:", 6) == 0;
@@ -543,36 +557,123 @@ static bool is_self(const cJSON *entry)
            strcmp(first->valuestring, "bridge") == 0;
 }
 
-/* Builds the commented-out section of a remote entry into b. */
-static void remote_section(struct core_buf *b, const char *name, const char *type,
-                           const cJSON *entry)
+static enum cmd_import_dialect dialect_of(enum client c)
 {
-    putf(b,
-         "; [server.%s] is a remote server (%s); agentgate keeps it as a comment until remote "
-         "upstreams are supported.\n",
-         name, type);
-    putf(b, "; [server.%s]\n", name);
-    const cJSON *item;
-    cJSON_ArrayForEach (item, entry) {
-        char *key = comment_text(item->string);
-        bool map = strcmp(key, "headers") == 0 || strcmp(key, "env") == 0;
-        if (map && cJSON_IsObject(item)) {
-            const char *kp = strcmp(key, "headers") == 0 ? "header" : "env";
-            const cJSON *h;
-            cJSON_ArrayForEach (h, item) {
-                char *hk = comment_text(h->string);
-                char *hv = comment_value(h);
-                putf(b, "; %s.%s = %s\n", kp, hk, hv);
-                core_free(hk);
-                core_free(hv);
-            }
-        } else {
-            char *v = comment_value(item);
-            putf(b, "; %s = %s\n", key, v);
-            core_free(v);
-        }
-        core_free(key);
+    switch (c) {
+    case CLIENT_CURSOR:
+        return CMD_IMPORT_DIALECT_CURSOR;
+    case CLIENT_VSCODE:
+        return CMD_IMPORT_DIALECT_VSCODE;
+    case CLIENT_CLAUDE:
+        break;
     }
+    return CMD_IMPORT_DIALECT_CLAUDE;
+}
+
+/* Writes `prefix = ...` when the name is not a valid tool prefix. Returns false with *why when
+ * no usable prefix can be made. */
+static bool write_prefix(struct core_buf *b, struct core_buf *notes, const char *name,
+                         const char **why)
+{
+    char *prefix = prefix_for(name);
+    if (prefix == NULL)
+        return true;
+    if (prefix[0] == '\0') {
+        core_free(prefix);
+        *why = "the name gives no usable tool prefix";
+        return false;
+    }
+    putf(b, "prefix = %s\n", prefix);
+    putf(notes, "; prefix %s (the name is not a valid tool prefix)", prefix);
+    core_free(prefix);
+    return true;
+}
+
+/* The head of an unmapped item for the report: the key of "key = value", the option of
+ * "--flag value" (values may be credentials; the section's comment has them in full). */
+static char *item_head(const char *item)
+{
+    size_t n = strcspn(item, " ");
+    return core_xstrndup(item, n);
+}
+
+/* Builds the remote [server.NAME] section of r into b, or returns false with the reason in
+ * whybuf. Notes for the report go into notes. */
+static bool remote_section(const struct import *im, struct core_buf *b, const char *name,
+                           const struct cmd_import_remote *r, struct core_buf *notes, char *whybuf,
+                           size_t whylen)
+{
+    const char *p;
+    const char *why = NULL;
+    if ((p = ini_problem(r->url)) != NULL) {
+        snprintf(whybuf, whylen, "url %s", p);
+        return false;
+    }
+    putf(b, "[server.%s]\nurl = %s\ntransport = %s\n", name, r->url, r->transport);
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const struct cmd_import_header *h = &r->headers[i];
+        if ((p = ini_problem(h->value)) != NULL) {
+            snprintf(whybuf, whylen, "headers.%.64s %s", h->name, p);
+            return false;
+        }
+        putf(b, "headers.%s = %s\n", h->name, h->value);
+        if (h->secret_in_clear)
+            putf(notes,
+                 "; headers.%s holds a credential in clear, as the client file did (the config "
+                 "is mode %04o; a ${env:NAME} reference keeps it out of the file)",
+                 h->name, (unsigned)im->mode);
+    }
+    putf(b, "auth = %s\n", r->auth);
+    if (r->token_env != NULL)
+        putf(b, "token_env = %s\n", r->token_env);
+    const char *const client_keys[] = {"client_id", "client_secret"};
+    const char *const client_vals[] = {r->client_id, r->client_secret};
+    for (int i = 0; i < 2; i++) {
+        if (client_vals[i] == NULL)
+            continue;
+        if ((p = ini_problem(client_vals[i])) != NULL) {
+            snprintf(whybuf, whylen, "%s %s", client_keys[i], p);
+            return false;
+        }
+        putf(b, "%s = %s\n", client_keys[i], client_vals[i]);
+    }
+    if (r->client_id != NULL)
+        putf(notes, "; client_id%s from --static-oauth-client-info",
+             r->client_secret != NULL ? " and client_secret" : "");
+    if (strcmp(r->auth, "oauth") == 0)
+        putf(notes, "; if the server asks for a login, run `agentgate login %s` once", name);
+    if (r->client_secret != NULL && strstr(r->client_secret, "${env:") == NULL)
+        putf(notes,
+             "; client_secret holds a credential in clear, as the client file did (the config "
+             "is mode %04o; a ${env:NAME} reference keeps it out of the file)",
+             (unsigned)im->mode);
+    if (r->ca_file != NULL) {
+        if ((p = ini_problem(r->ca_file)) != NULL) {
+            snprintf(whybuf, whylen, "ca_file (from NODE_EXTRA_CA_CERTS) %s", p);
+            return false;
+        }
+        putf(b, "ca_file = %s\n", r->ca_file);
+        putf(notes, "; ca_file from the wrapper's NODE_EXTRA_CA_CERTS");
+    }
+    if (!write_prefix(b, notes, name, &why)) {
+        snprintf(whybuf, whylen, "%s", why);
+        return false;
+    }
+    for (size_t i = 0; i < r->n_unmapped; i++) {
+        char *text = comment_text(r->unmapped[i]);
+        char *head = item_head(text);
+        if (r->via == CMD_IMPORT_VIA_NATIVE) {
+            putf(b, "; %s\n", text);
+            putf(notes, "; key '%s' has no agentgate equivalent, kept as a comment", head);
+        } else {
+            putf(b, "; not carried over from %s: %s\n", cmd_import_remote_via_name(r->via), text);
+            putf(notes, "; %s %s not carried over, kept as a comment",
+                 cmd_import_remote_via_name(r->via), head);
+        }
+        core_free(head);
+        core_free(text);
+    }
+    return true;
 }
 
 /* Builds the [server.NAME] section of a local entry into b, or returns false with *why (a
@@ -679,17 +780,8 @@ static bool local_section(enum client c, struct core_buf *b, const char *name, c
         }
     }
 
-    char *prefix = prefix_for(name);
-    if (prefix != NULL) {
-        if (prefix[0] == '\0') {
-            core_free(prefix);
-            *why = "the name gives no usable tool prefix";
-            return false;
-        }
-        putf(b, "prefix = %s\n", prefix);
-        putf(notes, "; prefix %s (the name is not a valid tool prefix)", prefix);
-        core_free(prefix);
-    }
+    if (!write_prefix(b, notes, name, why))
+        return false;
 
     /* Keys agentgate has no place for stay in the section as comments. */
     const cJSON *item;
@@ -789,22 +881,21 @@ static enum outcome import_entry(struct import *im, const cJSON *entry)
     /* Local or remote. */
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(entry, "type");
     const cJSON *url = cJSON_GetObjectItemCaseSensitive(entry, "url");
+    if (url == NULL)
+        url = cJSON_GetObjectItemCaseSensitive(entry, "serverUrl"); /* Windsurf */
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(entry, "command");
     bool remote = false;
-    const char *type_name = "http";
     if (type != NULL) {
         if (!cJSON_IsString(type)) {
             why = "\"type\" is not a string";
         } else if (is_remote_type(type->valuestring)) {
             remote = true;
-            type_name = type->valuestring;
         } else if (strcmp(type->valuestring, "stdio") != 0) {
             snprintf(whybuf, sizeof whybuf, "unknown type '%.64s'", type->valuestring);
             why = whybuf;
         }
     } else if (url != NULL && cmd == NULL) {
         remote = true;
-        type_name = "url";
     } else if (cmd == NULL) {
         why = "the entry has neither \"command\" nor \"url\"";
     }
@@ -814,7 +905,9 @@ static enum outcome import_entry(struct import *im, const cJSON *entry)
     }
     if (why == NULL && has_commented_section(im->text.data, name)) {
         snprintf(whybuf, sizeof whybuf,
-                 "[server.%s] is already in the agentgate config as a comment", name);
+                 "[server.%s] is in the agentgate config as a comment (from an earlier import); "
+                 "delete that block and import again to get a live section",
+                 name);
         why = whybuf;
     }
     if (why != NULL) {
@@ -830,31 +923,55 @@ static enum outcome import_entry(struct import *im, const cJSON *entry)
     core_buf_init(&notes, 0);
     if (im->text.len > 0)
         put(&section, "\n");
-    enum outcome out;
+    enum outcome out = OUTCOME_SKIPPED;
+    const enum cmd_import_dialect dialect = dialect_of(im->opt.client);
+    struct cmd_import_remote *r = NULL;
     if (remote) {
-        remote_section(&section, name, type_name, entry);
-        if (section_loads(im, section.data, whybuf, sizeof whybuf)) {
-            report_line(im, orig,
-                        "remote server, kept as a comment until remote upstreams are "
-                        "supported%s%s",
-                        dry ? " (would be written as a comment)" : "", rename_note);
-            add_name(im, name);
-            im->n_commented++;
-            out = OUTCOME_COMMENTED;
-        } else {
+        if (cmd_import_remote_native(dialect, entry, &r, whybuf, sizeof whybuf) != 0) {
             report_line(im, orig, "skipped: %s", whybuf);
             im->n_skipped++;
-            out = OUTCOME_SKIPPED;
+            goto done;
         }
+    } else if (cmd_import_remote_wrapper(dialect, entry, &r, whybuf, sizeof whybuf) < 0) {
+        /* A wrapper that cannot become a remote section still runs as it did. */
+        char *w = comment_text(whybuf);
+        putf(&notes, "; not converted to a native remote server (%s), imported as a stdio server",
+             w);
+        core_free(w);
+    }
+    if (r != NULL) {
+        if (!remote_section(im, &section, name, r, &notes, whybuf, sizeof whybuf) ||
+            !section_loads(im, section.data, whybuf, sizeof whybuf)) {
+            report_line(im, orig, "skipped: %s", whybuf);
+            im->n_skipped++;
+            goto done;
+        }
+        const char *n = notes.data != NULL ? notes.data : "";
+        if (r->via == CMD_IMPORT_VIA_NATIVE) {
+            report_line(im, orig, "%s [server.%s] (remote, transport = %s, auth = %s)%s%s",
+                        dry ? "would be added as" : "added as", name, r->transport, r->auth,
+                        rename_note, n);
+        } else {
+            report_line(im, orig,
+                        "%s%s wrapper → native remote server [server.%s] (transport = %s, "
+                        "auth = %s); one Node process%s fewer%s%s",
+                        dry ? "would convert: " : "", cmd_import_remote_via_name(r->via), name,
+                        r->transport, r->auth,
+                        r->via == CMD_IMPORT_VIA_MCP_REMOTE ? " and its token store" : "",
+                        rename_note, n);
+            im->n_converted++;
+        }
+        add_name(im, name);
+        im->n_added++;
+        im->n_remote++;
+        out = OUTCOME_ADDED;
     } else if (!local_section(im->opt.client, &section, name, entry, &notes, &why, whybuf,
                               sizeof whybuf)) {
         report_line(im, orig, "skipped: %s", why);
         im->n_skipped++;
-        out = OUTCOME_SKIPPED;
     } else if (!section_loads(im, section.data, whybuf, sizeof whybuf)) {
         report_line(im, orig, "skipped: %s", whybuf);
         im->n_skipped++;
-        out = OUTCOME_SKIPPED;
     } else {
         report_line(im, orig, "%s [server.%s]%s%s", dry ? "would be added as" : "added as", name,
                     rename_note, notes.data != NULL ? notes.data : "");
@@ -862,6 +979,8 @@ static enum outcome import_entry(struct import *im, const cJSON *entry)
         im->n_added++;
         out = OUTCOME_ADDED;
     }
+done:
+    cmd_import_remote_free(r);
     core_buf_dispose(&section);
     core_buf_dispose(&notes);
     core_free(name);
@@ -1249,6 +1368,7 @@ int cmd_import_main(int argc, char **argv)
     struct stat st;
     bool existed = stat(im.config_path, &st) == 0;
     mode_t mode = existed ? (st.st_mode & 07777) : 0600;
+    im.mode = mode;
     if (existed) {
         char *old = NULL;
         size_t old_len = 0;
@@ -1295,16 +1415,21 @@ int cmd_import_main(int argc, char **argv)
         fputs(im.report.data, stdout);
 
     bool changed = im.text.len != im.original_len;
+    char remotes[160] = "";
+    if (im.n_remote > 0)
+        snprintf(remotes, sizeof remotes,
+                 " (%zu remote, %zu of them converted from stdio wrappers)", im.n_remote,
+                 im.n_converted);
     if (im.opt.dry_run) {
-        printf("dry run: %zu to add, %zu to keep as comments, %zu to skip; nothing written to %s\n",
-               im.n_added, im.n_commented, im.n_skipped, im.config_path);
+        printf("dry run: %zu to add%s, %zu to skip; nothing written to %s\n", im.n_added, remotes,
+               im.n_skipped, im.config_path);
     } else if (changed) {
         fflush(stdout);
         status = write_config(&im, existed, mode);
         if (status != 0)
             goto out;
-        printf("wrote %s: %zu added, %zu kept as comments, %zu skipped\n", im.config_path,
-               im.n_added, im.n_commented, im.n_skipped);
+        printf("wrote %s: %zu added%s, %zu skipped\n", im.config_path, im.n_added, remotes,
+               im.n_skipped);
     } else {
         printf("%s unchanged: nothing to add (%zu skipped)\n", im.config_path, im.n_skipped);
     }

@@ -35,23 +35,23 @@ struct login_opts {
 
 static void login_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: agentgate login SERVER [--config FILE] [--state-dir DIR] [--socket PATH]\n"
-            "                      [--no-browser] [--timeout SECONDS] [--headless]\n"
-            "\n"
-            "Logs in to the remote server [server.SERVER] of the config (auth = oauth): finds its\n"
-            "authorization server, registers agentgate there when no client_id is configured,\n"
-            "prints the URL to open and opens it in a browser when a display is present, waits\n"
-            "for the redirect on 127.0.0.1, and stores the tokens encrypted in the state\n"
-            "directory. A running daemon is told, so the server's tools appear.\n"
-            "  --config FILE      the config (default: serve's default config)\n"
-            "  --state-dir DIR    where the credential store is, default $XDG_STATE_HOME/agentgate\n"
-            "                     (else ~/.local/state/agentgate)\n"
-            "  --socket PATH      the daemon's socket to notify (default as for serve)\n"
-            "  --no-browser       only print the URL\n"
-            "  --timeout SECONDS  how long to wait for the login, default 300\n"
-            "  --headless         fetch the URL without a browser and take the code from its\n"
-            "                     redirect (authorization servers that approve at once: CI)\n");
+    fprintf(
+        f, "usage: agentgate login SERVER [--config FILE] [--state-dir DIR] [--socket PATH]\n"
+           "                      [--no-browser] [--timeout SECONDS] [--headless]\n"
+           "\n"
+           "Logs in to the remote server [server.SERVER] of the config (auth = oauth): finds its\n"
+           "authorization server, registers agentgate there when no client_id is configured,\n"
+           "prints the URL to open and opens it in a browser when a display is present, waits\n"
+           "for the redirect on 127.0.0.1, and stores the tokens encrypted in the state\n"
+           "directory. A running daemon is told, so the server's tools appear.\n"
+           "  --config FILE      the config (default: serve's default config)\n"
+           "  --state-dir DIR    where the credential store is, default $XDG_STATE_HOME/agentgate\n"
+           "                     (else ~/.local/state/agentgate)\n"
+           "  --socket PATH      the daemon's socket to notify (default as for serve)\n"
+           "  --no-browser       only print the URL\n"
+           "  --timeout SECONDS  how long to wait for the login, default 300\n"
+           "  --headless         fetch the URL without a browser and take the code from its\n"
+           "                     redirect (authorization servers that approve at once: CI)\n");
 }
 
 static void logout_usage(FILE *f)
@@ -162,8 +162,9 @@ static int find_server(const struct login_opts *o, struct core_config **cfg_out,
         if (strcmp(s->name, o->server) != 0)
             continue;
         if (s->url == NULL || s->auth != CORE_REMOTE_AUTH_OAUTH) {
-            fprintf(stderr, "agentgate: [server.%s] in %s is not a remote server with auth = "
-                            "oauth\n",
+            fprintf(stderr,
+                    "agentgate: [server.%s] in %s is not a remote server with auth = "
+                    "oauth\n",
                     s->name, path);
             core_config_free(cfg);
             return 1;
@@ -175,19 +176,6 @@ static int find_server(const struct login_opts *o, struct core_config **cfg_out,
     fprintf(stderr, "agentgate: %s has no [server.%s]\n", path, o->server);
     core_config_free(cfg);
     return 1;
-}
-
-static void fill_server(const struct core_server_cfg *s, struct auth_oauth_server *out)
-{
-    memset(out, 0, sizeof *out);
-    out->name = s->name;
-    out->url = s->url;
-    out->client_id = s->client_id;
-    out->client_secret = s->client_secret;
-    out->client_metadata_url = s->client_metadata_url;
-    out->scopes = s->scopes;
-    out->client_credentials = s->oauth_client_credentials;
-    out->ca_file = s->ca_file;
 }
 
 /* Tells a running daemon that SERVER's credentials changed; quiet when none runs. */
@@ -205,8 +193,13 @@ static void notify_daemon(const struct login_opts *o, const struct core_config *
     int rc = cmd_ctl_post(sock, "/agentgate/credentials", body, &r, msg, sizeof msg);
     cJSON_free(body);
     if (rc == 0) {
+        const char *e = cmd_ctl_reply_str(&r, "error");
         if (cmd_ctl_reply_ok(&r))
             fprintf(stderr, "agentgate: told the daemon\n");
+        else if (e != NULL)
+            fprintf(stderr, "agentgate: the daemon answered: %s\n", e);
+        else
+            fprintf(stderr, "agentgate: the daemon answered HTTP %d\n", r.status);
         cJSON_Delete(r.json);
     } else if (!cmd_ctl_is_no_daemon(rc)) {
         fprintf(stderr, "agentgate: could not tell the daemon: %s\n", msg);
@@ -245,10 +238,14 @@ static void open_browser(struct run *run, const char *url)
     /* The URL is one argv element, never a shell string; it starts with http(s):// (the
      * authorization endpoint passed auth_url_is_secure). */
     char *args[] = {(char *)opener, (char *)url, NULL};
-    uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE}, {.flags = UV_IGNORE},
-                                     {.flags = UV_IGNORE}};
-    uv_process_options_t po = {.file = opener, .args = args, .stdio = stdio, .stdio_count = 3,
-                               .exit_cb = on_spawn_exit, .flags = UV_PROCESS_DETACHED};
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE}, {.flags = UV_IGNORE}, {.flags = UV_IGNORE}};
+    uv_process_options_t po = {.file = opener,
+                               .args = args,
+                               .stdio = stdio,
+                               .stdio_count = 3,
+                               .exit_cb = on_spawn_exit,
+                               .flags = UV_PROCESS_DETACHED};
     uv_process_t *p = core_xcalloc(1, sizeof *p);
     if (uv_spawn(&run->loop, p, &po) != 0) {
         core_free(p);
@@ -326,31 +323,46 @@ static void run_until_done(struct run *run)
         fprintf(stderr, "agentgate: warning: handles left open\n");
 }
 
+/* Parses the arguments and loads the server's section: 0, or -1 with *code what the command
+ * returns (0 after --help). */
+static int begin(int argc, char **argv, const char *cmd, void (*usage)(FILE *),
+                 struct login_opts *o, struct core_config **cfg,
+                 const struct core_server_cfg **s, int *code)
+{
+    int rc = parse(argc, argv, cmd, usage, o);
+    if (rc != 0) {
+        *code = rc == 1 ? 0 : rc;
+        return -1;
+    }
+    core_alloc_hook_cjson();
+    if (find_server(o, cfg, s) != 0) {
+        *code = 1;
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_login(int argc, char **argv)
 {
     struct login_opts o;
-    int rc = parse(argc, argv, "login", login_usage, &o);
-    if (rc != 0)
-        return rc == 1 ? 0 : rc;
-    core_alloc_hook_cjson();
     struct core_config *cfg;
     const struct core_server_cfg *s;
-    if (find_server(&o, &cfg, &s) != 0)
-        return 1;
+    int code;
+    if (begin(argc, argv, "login", login_usage, &o, &cfg, &s, &code) != 0)
+        return code;
     struct run run;
     if (run_open(&run, &o) != 0) {
         core_config_free(cfg);
         return 1;
     }
-    run.open_browser =
-        !o.no_browser && !o.headless && (getenv("DISPLAY") != NULL ||
-                                         getenv("WAYLAND_DISPLAY") != NULL
+    run.open_browser = !o.no_browser && !o.headless &&
+                       (getenv("DISPLAY") != NULL || getenv("WAYLAND_DISPLAY") != NULL
 #ifdef __APPLE__
-                                         || true
+                        || true
 #endif
-                                        );
+                       );
     struct auth_oauth_server srv;
-    fill_server(s, &srv);
+    auth_oauth_server_from_config(s, &srv);
     struct auth_oauth_login_opts lo = {.headless = o.headless,
                                        .timeout_ms = (uint64_t)o.timeout_s * 1000,
                                        .on_url = on_url,
@@ -373,14 +385,11 @@ int cmd_login(int argc, char **argv)
 int cmd_logout(int argc, char **argv)
 {
     struct login_opts o;
-    int rc = parse(argc, argv, "logout", logout_usage, &o);
-    if (rc != 0)
-        return rc == 1 ? 0 : rc;
-    core_alloc_hook_cjson();
     struct core_config *cfg;
     const struct core_server_cfg *s;
-    if (find_server(&o, &cfg, &s) != 0)
-        return 1;
+    int code;
+    if (begin(argc, argv, "logout", logout_usage, &o, &cfg, &s, &code) != 0)
+        return code;
     char state[PATH_MAX];
     core_path_state(o.state, state, sizeof state);
     char err[PATH_MAX + 256];
@@ -415,8 +424,7 @@ struct probe {
     unsigned index;
 };
 
-static void on_check_headers(void *ctx, struct tp_hreq *r, int status,
-                             const struct tp_hheaders *h)
+static void on_check_headers(void *ctx, struct tp_hreq *r, int status, const struct tp_hheaders *h)
 {
     struct probe *p = ctx;
     (void)h;
@@ -477,13 +485,17 @@ static void on_token(void *ctx, int err, const char *authz, const char *why)
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":"
         "\"2025-11-25\",\"capabilities\":{},\"clientInfo\":{\"name\":\"agentgate-check\","
         "\"version\":\"1\"}}}";
-    struct tp_hreq_opts ho = {.method = "POST", .url = run->url, .headers = headers,
-                              .body = body, .body_len = sizeof body - 1,
-                              .ca_file = run->ca_file, .deadline_ms = 15000};
-    static const struct tp_hreq_cbs cbs = {.on_headers = on_check_headers,
-                                           .on_data = on_check_data,
-                                           .on_done = on_check_done};
-    int rc = tp_hreq_start(run->hc, &ho, &cbs, p, NULL);
+    struct tp_hreq_opts ho = {.method = "POST",
+                              .url = run->url,
+                              .headers = headers,
+                              .body = body,
+                              .body_len = sizeof body - 1,
+                              .ca_file = run->ca_file,
+                              .deadline_ms = 15000};
+    static const struct tp_hreq_cbs cbs = {
+        .on_headers = on_check_headers, .on_data = on_check_data, .on_done = on_check_done};
+    struct tp_hreq *hr;
+    int rc = tp_hreq_start(run->hc, &ho, &cbs, p, &hr);
     sodium_memzero(hdr, strlen(hdr));
     core_free(hdr);
     if (rc != 0) {
@@ -497,14 +509,11 @@ static void on_token(void *ctx, int err, const char *authz, const char *why)
 int cmd_oauth_token(int argc, char **argv)
 {
     struct login_opts o;
-    int rc = parse(argc, argv, "__oauth-token", token_usage, &o);
-    if (rc != 0)
-        return rc == 1 ? 0 : rc;
-    core_alloc_hook_cjson();
     struct core_config *cfg;
     const struct core_server_cfg *s;
-    if (find_server(&o, &cfg, &s) != 0)
-        return 1;
+    int code;
+    if (begin(argc, argv, "__oauth-token", token_usage, &o, &cfg, &s, &code) != 0)
+        return code;
     struct run run;
     if (run_open(&run, &o) != 0) {
         core_config_free(cfg);
@@ -516,7 +525,7 @@ int cmd_oauth_token(int argc, char **argv)
     run.ca_file = s->ca_file;
     auth_oauth_set_headless(run.oauth, o.headless);
     struct auth_oauth_server srv;
-    fill_server(s, &srv);
+    auth_oauth_server_from_config(s, &srv);
     /* N requests in the same loop iteration: they share one refresh. */
     for (unsigned i = 0; i < o.concurrent; i++) {
         struct probe *p = core_xcalloc(1, sizeof *p);

@@ -28,10 +28,10 @@
 #define PROBE_MAX_AUTH 3     /* authorizations per run (a server that keeps refusing) */
 
 enum probe_step {
-    STEP_INIT,  /* initialize sent */
-    STEP_LIST,  /* tools/list (a page) sent */
-    STEP_CALL,  /* tools/call sent */
-    STEP_DONE,  /* finished, shutting down */
+    STEP_INIT, /* initialize sent */
+    STEP_LIST, /* tools/list (a page) sent */
+    STEP_CALL, /* tools/call sent */
+    STEP_DONE, /* finished, shutting down */
 };
 
 static const char *const step_names[] = {"the initialize result", "the tools/list result",
@@ -309,8 +309,8 @@ static void on_result(struct probe *p, const cJSON *result)
             const cJSON *text = cJSON_GetObjectItemCaseSensitive(first, "text");
             finish(p);
             p->exit_code = 1;
-            fprintf(stderr, "agentgate probe: tool '%s' returned an error: %.300s\n",
-                    p->call_tool, cJSON_IsString(text) ? text->valuestring : "(no text)");
+            fprintf(stderr, "agentgate probe: tool '%s' returned an error: %.300s\n", p->call_tool,
+                    cJSON_IsString(text) ? text->valuestring : "(no text)");
             return;
         }
         finish(p);
@@ -438,8 +438,8 @@ static void on_auth(void *ctx, int status, const char *www)
         p->oauth_open = true;
         auth_oauth_set_headless(p->oauth, true);
     }
-    struct auth_oauth_challenge ch = {.status = status, .www_authenticate = www,
-                                      .rejected = p->bearer};
+    struct auth_oauth_challenge ch = {
+        .status = status, .www_authenticate = www, .rejected = p->bearer};
     if (auth_oauth_get_token(p->oauth, &p->srv, &ch, on_token, p, &p->oreq) != 0) {
         p->oreq = NULL;
         fail(p, "server requires authorization (HTTP %d); OAuth cannot start", status);
@@ -534,13 +534,13 @@ int cmd_probe(int argc, char **argv)
             header_args[nheaders++] = argv[++i];
             continue;
         }
-        const char **slot = strcmp(a, "--call") == 0         ? &call
-                            : strcmp(a, "--args") == 0       ? &args
-                            : strcmp(a, "--transport") == 0  ? &transport
-                            : strcmp(a, "--bearer-env") == 0 ? &bearer_env
-                            : strcmp(a, "--ca-file") == 0    ? &ca_file
-                            : strcmp(a, "--timeout") == 0    ? &timeout
-                            : strcmp(a, "--client-id") == 0  ? &client_id
+        const char **slot = strcmp(a, "--call") == 0                  ? &call
+                            : strcmp(a, "--args") == 0                ? &args
+                            : strcmp(a, "--transport") == 0           ? &transport
+                            : strcmp(a, "--bearer-env") == 0          ? &bearer_env
+                            : strcmp(a, "--ca-file") == 0             ? &ca_file
+                            : strcmp(a, "--timeout") == 0             ? &timeout
+                            : strcmp(a, "--client-id") == 0           ? &client_id
                             : strcmp(a, "--client-secret-env") == 0   ? &client_secret_env
                             : strcmp(a, "--client-metadata-url") == 0 ? &client_metadata_url
                                                                       : NULL;
@@ -579,7 +579,8 @@ int cmd_probe(int argc, char **argv)
         char *end;
         unsigned long long v = strtoull(timeout, &end, 10);
         if (*end || end == timeout || v == 0 || v > 3600000ull) {
-            fprintf(stderr, "agentgate: probe: --timeout is milliseconds (1 .. 3600000), not '%s'\n",
+            fprintf(stderr,
+                    "agentgate: probe: --timeout is milliseconds (1 .. 3600000), not '%s'\n",
                     timeout);
             return 2;
         }
@@ -623,8 +624,10 @@ int cmd_probe(int argc, char **argv)
     if (client_secret_env) {
         client_secret = getenv(client_secret_env);
         if (!client_secret || !*client_secret || !client_id) {
-            fprintf(stderr, "agentgate: probe: --client-secret-env needs --client-id and a set "
-                            "variable %s\n", client_secret_env);
+            fprintf(stderr,
+                    "agentgate: probe: --client-secret-env needs --client-id and a set "
+                    "variable %s\n",
+                    client_secret_env);
             cJSON_Delete(call_args);
             return 2;
         }

@@ -706,6 +706,44 @@ static int set_size(struct parser *p, const char *key, const char *raw, const ch
     return 0;
 }
 
+/* A value that is one of a few words. */
+struct word {
+    const char *name;
+    int value;
+};
+
+/* *out gets the value paired with v, or a one-line error names the words
+ * ("restart: 'x' is not always, on-failure or never"). */
+static int set_word(struct parser *p, const char *key, const char *raw, const char *v,
+                    const struct word *w, size_t n, int *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v, w[i].name) == 0) {
+            *out = w[i].value;
+            return 0;
+        }
+    }
+    char list[256] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < n && len < sizeof list; i++) {
+        const char *sep = i == 0 ? "" : i + 1 == n ? " or " : ", ";
+        int k = snprintf(list + len, sizeof list - len, "%s%s", sep, w[i].name);
+        len += k > 0 ? (size_t)k : 0;
+    }
+    char q[EXCERPT_MAX];
+    return fail(p, p->line, "%s: '%s' is not %s", key, excerpt(q, sizeof(q), raw), list);
+}
+
+/* Sets an enum (or bool) field from one of the listed words: SET_WORD(field, {"a", A}, ...). */
+#define SET_WORD(field, ...)                                                                 \
+    do {                                                                                     \
+        static const struct word words_[] = {__VA_ARGS__};                                   \
+        int w_ = 0;                                                                          \
+        rc = set_word(p, key, raw, v, words_, sizeof words_ / sizeof words_[0], &w_);        \
+        if (rc == 0)                                                                         \
+            field = w_;                                                                      \
+    } while (0)
+
 /* A whole number from 1 to max. */
 static int set_count(struct parser *p, const char *key, const char *raw, const char *v,
                      unsigned max, unsigned *out)
@@ -1038,45 +1076,15 @@ static int set_server(struct parser *p, const char *key, const char *raw)
         v = NULL;
         p->prefix_lines[p->cfg->n_servers - 1] = p->line;
     } else if (strcmp(key, "isolation") == 0) {
-        if (strcmp(v, "shared") == 0)
-            srv->isolation = CORE_ISOLATION_SHARED;
-        else if (strcmp(v, "client") == 0)
-            srv->isolation = CORE_ISOLATION_CLIENT;
-        else if (strcmp(v, "session") == 0)
-            srv->isolation = CORE_ISOLATION_SESSION;
-        else
-            rc = fail(p, p->line, "isolation: '%s' is not shared, client or session",
-                      excerpt(q, sizeof(q), raw));
+        SET_WORD(srv->isolation, {"shared", CORE_ISOLATION_SHARED}, {"client", CORE_ISOLATION_CLIENT}, {"session", CORE_ISOLATION_SESSION});
     } else if (strcmp(key, "max_instances") == 0) {
         rc = set_count(p, key, raw, v, 4096, &srv->max_instances);
     } else if (strcmp(key, "restart") == 0) {
-        if (strcmp(v, "on-failure") == 0)
-            srv->restart = CORE_RESTART_ON_FAILURE;
-        else if (strcmp(v, "always") == 0)
-            srv->restart = CORE_RESTART_ALWAYS;
-        else if (strcmp(v, "never") == 0)
-            srv->restart = CORE_RESTART_NEVER;
-        else
-            rc = fail(p, p->line, "restart: '%s' is not always, on-failure or never",
-                      excerpt(q, sizeof(q), raw));
+        SET_WORD(srv->restart, {"always", CORE_RESTART_ALWAYS}, {"on-failure", CORE_RESTART_ON_FAILURE}, {"never", CORE_RESTART_NEVER});
     } else if (strcmp(key, "pin") == 0) {
-        if (strcmp(v, "quarantine") == 0)
-            srv->pin = CORE_PIN_QUARANTINE;
-        else if (strcmp(v, "warn") == 0)
-            srv->pin = CORE_PIN_WARN;
-        else if (strcmp(v, "off") == 0)
-            srv->pin = CORE_PIN_OFF;
-        else
-            rc = fail(p, p->line, "pin: '%s' is not quarantine, warn or off",
-                      excerpt(q, sizeof(q), raw));
+        SET_WORD(srv->pin, {"quarantine", CORE_PIN_QUARANTINE}, {"warn", CORE_PIN_WARN}, {"off", CORE_PIN_OFF});
     } else if (strcmp(key, "env_inherit") == 0) {
-        if (strcmp(v, "default") == 0)
-            srv->env_inherit = CORE_ENV_INHERIT_DEFAULT;
-        else if (strcmp(v, "all") == 0)
-            srv->env_inherit = CORE_ENV_INHERIT_ALL;
-        else
-            rc = fail(p, p->line, "env_inherit: '%s' is not default or all",
-                      excerpt(q, sizeof(q), raw));
+        SET_WORD(srv->env_inherit, {"default", CORE_ENV_INHERIT_DEFAULT}, {"all", CORE_ENV_INHERIT_ALL});
     } else if (strcmp(key, "request_timeout") == 0) {
         rc = set_duration(p, key, raw, v, &srv->request_timeout_ms);
     } else if (strcmp(key, "url") == 0) {
@@ -1088,25 +1096,9 @@ static int set_server(struct parser *p, const char *key, const char *raw)
         set_string(&srv->url, v);
         v = NULL;
     } else if (strcmp(key, "transport") == 0) {
-        if (strcmp(v, "auto") == 0)
-            srv->transport = CORE_TRANSPORT_AUTO;
-        else if (strcmp(v, "streamable-http") == 0)
-            srv->transport = CORE_TRANSPORT_STREAMABLE;
-        else if (strcmp(v, "sse") == 0)
-            srv->transport = CORE_TRANSPORT_SSE;
-        else
-            rc = fail(p, p->line, "transport: '%s' is not auto, streamable-http or sse",
-                      excerpt(q, sizeof(q), raw));
+        SET_WORD(srv->transport, {"auto", CORE_TRANSPORT_AUTO}, {"streamable-http", CORE_TRANSPORT_STREAMABLE}, {"sse", CORE_TRANSPORT_SSE});
     } else if (strcmp(key, "auth") == 0) {
-        if (strcmp(v, "none") == 0)
-            srv->auth = CORE_REMOTE_AUTH_NONE;
-        else if (strcmp(v, "bearer") == 0)
-            srv->auth = CORE_REMOTE_AUTH_BEARER;
-        else if (strcmp(v, "oauth") == 0)
-            srv->auth = CORE_REMOTE_AUTH_OAUTH;
-        else
-            rc = fail(p, p->line, "auth: '%s' is not none, bearer or oauth",
-                      excerpt(q, sizeof(q), raw));
+        SET_WORD(srv->auth, {"none", CORE_REMOTE_AUTH_NONE}, {"bearer", CORE_REMOTE_AUTH_BEARER}, {"oauth", CORE_REMOTE_AUTH_OAUTH});
     } else if (strcmp(key, "token_env") == 0) {
         if (!is_env_name(v, strlen(v))) {
             rc = fail(p, p->line, "token_env: '%s' is not a valid environment variable name",
@@ -1158,14 +1150,7 @@ static int set_server(struct parser *p, const char *key, const char *raw)
         set_string(&srv->client_metadata_url, v);
         v = NULL;
     } else if (strcmp(key, "oauth_grant") == 0) {
-        if (strcmp(v, "authorization_code") == 0)
-            srv->oauth_client_credentials = false;
-        else if (strcmp(v, "client_credentials") == 0)
-            srv->oauth_client_credentials = true;
-        else
-            rc = fail(p, p->line,
-                      "oauth_grant: '%s' is not authorization_code or client_credentials",
-                      excerpt(q, sizeof(q), raw));
+        SET_WORD(srv->oauth_client_credentials, {"authorization_code", false}, {"client_credentials", true});
     } else {
         rc = set_size(p, key, raw, v, &srv->max_frame);
     }

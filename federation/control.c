@@ -352,8 +352,16 @@ static cJSON *status_json(struct fed_gateway *gw, struct tp_http_req *req)
             static const char *const kinds[] = {"auto", "streamable-http", "sse"};
             cJSON_AddStringToObject(sv, "url", srv->cfg->url);
             const char *in_use = up ? fed_upstream_transport(up) : NULL;
-            cJSON_AddStringToObject(sv, "transport",
-                                    in_use ? in_use : kinds[srv->cfg->transport]);
+            cJSON_AddStringToObject(sv, "transport", in_use ? in_use : kinds[srv->cfg->transport]);
+        }
+        if (up == NULL) {
+            /* Per-client or per-session instances: the reason one of them is down. */
+            for (const struct fed_upstream *p = gw->ups; p; p = p->next) {
+                if (p->srv == srv && p->last_error && p->state != FED_UP_READY && !p->closing) {
+                    up = p;
+                    break;
+                }
+            }
         }
         if (up && up->last_error && up->state != FED_UP_READY)
             cJSON_AddStringToObject(sv, "last_error", up->last_error);
@@ -377,9 +385,8 @@ void fed_control_request(struct fed_gateway *gw, struct tp_http_req *req)
     }
     const char *path = tp_http_req_path(req);
     /* GET, or POST (what the blocking control client of `agentgate status` sends). */
-    if (strcmp(path, "/agentgate/status") == 0 &&
-        (strcmp(tp_http_req_method(req), "GET") == 0 ||
-         strcmp(tp_http_req_method(req), "POST") == 0)) {
+    if (strcmp(path, "/agentgate/status") == 0 && (strcmp(tp_http_req_method(req), "GET") == 0 ||
+                                                   strcmp(tp_http_req_method(req), "POST") == 0)) {
         reply(req, 200, status_json(gw, req));
         return;
     }

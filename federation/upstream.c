@@ -28,8 +28,9 @@
 #define INIT_TIMEOUT_MS 60000
 #define MAX_LIST_PAGES 100
 #define SERVER_LOG_MAX (10u << 20) /* <state>/logs/NAME.log rotates past this */
-#define AUTH_WINDOW_MS 10000 /* more than AUTH_MAX_TRIES challenges in this long: give up */
+#define AUTH_WINDOW_MS 10000       /* more than AUTH_MAX_TRIES challenges in this long: give up */
 #define AUTH_MAX_TRIES 3
+#define FAST_REINIT_MS 1000 /* an expired session that lived this long is renewed at once */
 
 static const char *const list_methods[FED_LIST_COUNT] = {
     "tools/list", "prompts/list", "resources/list", "resources/templates/list"};
@@ -743,7 +744,7 @@ static void remote_down(struct fed_upstream *up, int err, const char *why)
     struct tp_remote *r = up->remote;
     up->remote = NULL;
     tp_remote_close(r); /* safe from inside its own callbacks */
-    if (up->oreq) { /* a token for the session that just ended */
+    if (up->oreq) {     /* a token for the session that just ended */
         auth_oauth_cancel(up->oreq);
         up->oreq = NULL;
     }
@@ -767,7 +768,9 @@ static void remote_down(struct fed_upstream *up, int err, const char *why)
         set_state(up, FED_UP_STOPPED);
         return;
     }
-    if (err == CORE_ENOTFOUND && was_ready) {
+    /* A session that served a while and expired is renewed at once; one that expires right
+     * after it began (a server that forgets every session) backs off like any failure. */
+    if (err == CORE_ENOTFOUND && was_ready && fed_now(up->gw) - up->ready_at >= FAST_REINIT_MS) {
         core_log(CORE_LOG_INFO, "up", "%s: session expired; initialising a new one", up->name);
         up->ready_at = 0;
         set_state(up, FED_UP_BACKOFF);
@@ -780,20 +783,6 @@ static void remote_down(struct fed_upstream *up, int err, const char *why)
 static void on_remote_down(void *ctx, int err, const char *why)
 {
     remote_down(ctx, err, why);
-}
-
-/* What the OAuth client needs to know of this server. */
-static void oauth_server(const struct core_server_cfg *cfg, struct auth_oauth_server *out)
-{
-    memset(out, 0, sizeof *out);
-    out->name = cfg->name;
-    out->url = cfg->url;
-    out->client_id = cfg->client_id;
-    out->client_secret = cfg->client_secret;
-    out->client_metadata_url = cfg->client_metadata_url;
-    out->scopes = cfg->scopes;
-    out->client_credentials = cfg->oauth_client_credentials;
-    out->ca_file = cfg->ca_file;
 }
 
 /* A token after a 401/403 in the middle of a session: the held messages go out with it. */
@@ -830,21 +819,21 @@ static void on_remote_auth(void *ctx, int status, const char *www)
             up->auth_count = 0;
         }
         if (++up->auth_count > AUTH_MAX_TRIES) {
-            snprintf(why, sizeof why, "the server refused %u fresh OAuth tokens in a row "
-                     "(HTTP %d)", AUTH_MAX_TRIES, status);
+            snprintf(why, sizeof why, "the server refused %u fresh OAuth tokens in a row (HTTP %d)",
+                     AUTH_MAX_TRIES, status);
             remote_down(up, CORE_EINVAL, why);
             return;
         }
         struct auth_oauth *o = fed_gateway_oauth(up->gw, why, sizeof why);
         struct auth_oauth_server srv;
-        oauth_server(cfg, &srv);
-        struct auth_oauth_challenge ch = {.status = status, .www_authenticate = www,
-                                          .rejected = up->bearer};
+        auth_oauth_server_from_config(cfg, &srv);
+        struct auth_oauth_challenge ch = {
+            .status = status, .www_authenticate = www, .rejected = up->bearer};
         if (o && auth_oauth_get_token(o, &srv, &ch, on_oauth_retry, up, &up->oreq) == 0)
             return;
         if (o)
-            snprintf(why, sizeof why, "the server answered HTTP %d and no new token was asked "
-                     "for", status);
+            snprintf(why, sizeof why, "the server answered HTTP %d; no new token was asked for",
+                     status);
         remote_down(up, CORE_EINVAL, why);
         return;
     }
@@ -945,15 +934,18 @@ static void on_oauth_token(void *ctx, int err, const char *authorization, const 
     up->oreq = NULL;
     if (up->closing || up->state != FED_UP_STARTING)
         return;
-    if (err) {
+    if (err == AUTH_OAUTH_ENEEDLOGIN) {
+        /* No token yet: OAuth is asked for by the server's challenge, so the session opens
+         * without one. A public server simply serves; one that answers 401 comes back through
+         * on_remote_auth, whose discovery ends in the needs-login state with its reason. */
+        core_log(CORE_LOG_INFO, "up", "%s: no OAuth token yet; connecting without one", up->name);
+        authorization = NULL;
+    } else if (err) {
         why = why && *why ? why : core_strerror(err);
         set_last_error(up, why);
         up->down_at = fed_now(up->gw);
         core_log(CORE_LOG_WARN, "up", "%s: %s", up->name, why);
-        if (err == AUTH_OAUTH_ENEEDLOGIN)
-            set_state(up, FED_UP_NEEDS_LOGIN);
-        else
-            start_failed(up);
+        start_failed(up);
         return;
     }
     set_bearer(up, authorization);
@@ -974,7 +966,7 @@ void fed_upstream_start(struct fed_upstream *up)
         char why[300] = "";
         struct auth_oauth *o = fed_gateway_oauth(up->gw, why, sizeof why);
         struct auth_oauth_server srv;
-        oauth_server(cfg, &srv);
+        auth_oauth_server_from_config(cfg, &srv);
         if (o == NULL || auth_oauth_get_token(o, &srv, NULL, on_oauth_token, up, &up->oreq) != 0) {
             up->oreq = NULL;
             set_last_error(up, why[0] ? why : "the OAuth client refused the server's URL");

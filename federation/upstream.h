@@ -114,14 +114,14 @@ struct fed_upstream {
     struct core_log_limit log_limit; /* what its traffic makes the daemon log */
     char name[96];             /* for logs: server name, plus the session for isolated ones */
     enum fed_up_state state;
-    struct tp_child *child;    /* stdio server: its process while it runs, else NULL */
-    struct tp_remote *remote;  /* remote server: its session while it is up, else NULL */
+    struct tp_child *child;      /* stdio server: its process while it runs, else NULL */
+    struct tp_remote *remote;    /* remote server: its session while it is up, else NULL */
     struct auth_oauth_req *oreq; /* auth = oauth: the token being asked for, or NULL */
-    char *bearer;              /* auth = oauth: the Authorization value in use (wiped), or NULL */
-    uint64_t auth_since;       /* loop time of the first of the recent auth challenges */
-    unsigned auth_count;       /* challenges since auth_since (a server refusing every token) */
-    char *last_error;          /* why it went down last (one line), NULL once ready again */
-    uint64_t down_at;          /* loop time it went down; 0 = never */
+    char *bearer;                /* auth = oauth: the Authorization value in use (wiped), or NULL */
+    uint64_t auth_since;         /* loop time of the first of the recent auth challenges */
+    unsigned auth_count;         /* challenges since auth_since (a server refusing every token) */
+    char *last_error;            /* why it went down last (one line), NULL once ready again */
+    uint64_t down_at;            /* loop time it went down; 0 = never */
     uv_timer_t timer;          /* backoff */
     uint64_t backoff_ms;
     uint64_t ready_at;         /* loop time when it became ready */

@@ -36,9 +36,17 @@ START_TEST(test_url_parse)
     ck_assert_str_eq(u.host, "[::1]");
     ck_assert(auth_url_is_loopback(&u));
     auth_url_dispose(&u);
-    const char *bad[] = {"ftp://x/", "https://", "https://user:pw@host/", "https://h:0/",
-                         "https://h:99999/", "https://h:x/", "https://h /", "//h/p", "https://[::1/",
-                         "https://a\x01b/", NULL};
+    const char *bad[] = {"ftp://x/",
+                         "https://",
+                         "https://user:pw@host/",
+                         "https://h:0/",
+                         "https://h:99999/",
+                         "https://h:x/",
+                         "https://h /",
+                         "//h/p",
+                         "https://[::1/",
+                         "https://a\x01b/",
+                         NULL};
     for (size_t i = 0; bad[i]; i++)
         ck_assert_msg(auth_url_parse(bad[i], &u) == CORE_EINVAL, "%s", bad[i]);
     char *c = auth_url_canonical("HTTPS://Mcp.Example.COM:443/mcp#x");
@@ -90,13 +98,15 @@ START_TEST(test_prm)
     ck_assert_str_eq(p.auth_servers[0], "https://auth.ex.com");
     ck_assert_str_eq(p.scopes, "a d");
     auth_prm_dispose(&p);
-    const char *bad[] = {"[]", "{\"resource\":\"x\"}",
-                         "{\"resource\":\"https://a\",\"authorization_servers\":[]}",
-                         "{\"resource\":\"https://a\",\"authorization_servers\":[\"javascript:1\"]}",
-                         "{", NULL};
+    const char *bad[] = {
+        "[]",
+        "{\"resource\":\"x\"}",
+        "{\"resource\":\"https://a\",\"authorization_servers\":[]}",
+        "{\"resource\":\"https://a\",\"authorization_servers\":[\"javascript:1\"]}",
+        "{",
+        NULL};
     for (size_t i = 0; bad[i]; i++)
-        ck_assert_int_eq(auth_prm_parse(bad[i], strlen(bad[i]), &p, err, sizeof err),
-                         CORE_EPARSE);
+        ck_assert_int_eq(auth_prm_parse(bad[i], strlen(bad[i]), &p, err, sizeof err), CORE_EPARSE);
     ck_assert(auth_proto_resource_matches("https://ex.com/mcp", "https://ex.com/mcp"));
     ck_assert(auth_proto_resource_matches("https://ex.com/", "https://ex.com/mcp"));
     ck_assert(auth_proto_resource_matches("https://EX.com/mcp/", "https://ex.com/mcp"));
@@ -169,9 +179,12 @@ START_TEST(test_tokens)
     ck_assert_int_eq(t.expires_in, -1);
     ck_assert_ptr_null(t.refresh_token);
     auth_tokens_dispose(&t);
-    const char *bad[] = {"{\"access_token\":\"x\",\"token_type\":\"DPoP\"}", "{}",
-                         "{\"access_token\":\"a b\"}", "{\"access_token\":\"a\\r\\nX: y\"}",
-                         "null", NULL};
+    const char *bad[] = {"{\"access_token\":\"x\",\"token_type\":\"DPoP\"}",
+                         "{}",
+                         "{\"access_token\":\"a b\"}",
+                         "{\"access_token\":\"a\\r\\nX: y\"}",
+                         "null",
+                         NULL};
     for (size_t i = 0; bad[i]; i++)
         ck_assert_int_eq(auth_tokens_parse(bad[i], strlen(bad[i]), &t, err, sizeof err),
                          CORE_EPARSE);
@@ -193,16 +206,15 @@ START_TEST(test_pkce)
     ck_assert_int_eq(auth_pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", ch), 0);
     ck_assert_str_eq(ch, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
     ck_assert_int_eq(auth_pkce_challenge("short", ch), CORE_EINVAL);
-    char v1[AUTH_PKCE_LEN + 1], c1[AUTH_PKCE_LEN + 1], v2[AUTH_PKCE_LEN + 1],
-        c2[AUTH_PKCE_LEN + 1];
+    char v1[AUTH_PKCE_LEN + 1], c1[AUTH_PKCE_LEN + 1], v2[AUTH_PKCE_LEN + 1], c2[AUTH_PKCE_LEN + 1];
     auth_pkce_new(v1, c1);
     auth_pkce_new(v2, c2);
     ck_assert_uint_eq(strlen(v1), 43);
     ck_assert_str_ne(v1, v2);
     ck_assert_int_eq(auth_pkce_challenge(v1, ch), 0);
     ck_assert_str_eq(ch, c1);
-    ck_assert_uint_eq(strspn(v1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
-                      43);
+    ck_assert_uint_eq(
+        strspn(v1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 43);
 }
 END_TEST
 
@@ -212,7 +224,8 @@ START_TEST(test_form_query)
     core_buf_init(&b, 0);
     ck_assert_int_eq(auth_form_add(&b, "redirect_uri", "http://127.0.0.1:5/cb?x=1&y"), 0);
     ck_assert_int_eq(auth_form_add(&b, "scope", "a b~"), 0);
-    ck_assert_str_eq(b.data, "redirect_uri=http%3A%2F%2F127.0.0.1%3A5%2Fcb%3Fx%3D1%26y&scope=a%20b~");
+    ck_assert_str_eq(b.data,
+                     "redirect_uri=http%3A%2F%2F127.0.0.1%3A5%2Fcb%3Fx%3D1%26y&scope=a%20b~");
     core_buf_dispose(&b);
     bool dup;
     char *v = auth_query_get("code=ab%2Fc+d&state=s1&iss=https%3A%2F%2Fa", "code", &dup);

@@ -85,11 +85,10 @@ START_TEST(test_roundtrip)
     struct auth_store_tokens got;
     ck_assert_int_eq(auth_store_tokens_get(s, "https://mcp.example/mcp", &got, err, sizeof err),
                      CORE_ENOTFOUND);
-    struct auth_store_tokens t = sample("https://auth.example", "https://mcp.example/mcp",
-                                        "access-SECRET-1");
+    struct auth_store_tokens t =
+        sample("https://auth.example", "https://mcp.example/mcp", "access-SECRET-1");
     ck_assert_int_eq(auth_store_tokens_put(s, &t, err, sizeof err), 0);
-    ck_assert_int_eq(auth_store_tokens_get(s, "https://mcp.example/mcp", &got, err, sizeof err),
-                     0);
+    ck_assert_int_eq(auth_store_tokens_get(s, "https://mcp.example/mcp", &got, err, sizeof err), 0);
     ck_assert_str_eq(got.access_token, "access-SECRET-1");
     ck_assert_str_eq(got.refresh_token, "refresh-SECRET-42");
     ck_assert_str_eq(got.issuer, "https://auth.example");
@@ -101,8 +100,7 @@ START_TEST(test_roundtrip)
     /* Replacing keeps one entry per issuer and resource. */
     t.access_token = (char *)"access-SECRET-2";
     ck_assert_int_eq(auth_store_tokens_put(s, &t, err, sizeof err), 0);
-    ck_assert_int_eq(auth_store_tokens_get(s, "https://mcp.example/mcp", &got, err, sizeof err),
-                     0);
+    ck_assert_int_eq(auth_store_tokens_get(s, "https://mcp.example/mcp", &got, err, sizeof err), 0);
     ck_assert_str_eq(got.access_token, "access-SECRET-2");
     auth_store_tokens_dispose(&got);
     struct auth_store_client c = {(char *)"https://auth.example", (char *)"dcr-client",
@@ -122,8 +120,7 @@ START_TEST(test_roundtrip)
     auth_store_client_dispose(&gc);
     ck_assert_int_eq(auth_store_client_get(s, "https://other", &gc, err, sizeof err),
                      CORE_ENOTFOUND);
-    ck_assert_int_eq(auth_store_tokens_get(s, "https://mcp.example/mcp", &got, err, sizeof err),
-                     0);
+    ck_assert_int_eq(auth_store_tokens_get(s, "https://mcp.example/mcp", &got, err, sizeof err), 0);
     ck_assert_str_eq(got.access_token, "access-SECRET-2");
     auth_store_tokens_dispose(&got);
     /* Forgetting removes the tokens, not the registration. */
@@ -141,8 +138,8 @@ END_TEST
 START_TEST(test_no_plaintext_and_modes)
 {
     struct auth_store *s = open_store();
-    struct auth_store_tokens t = sample("https://auth.example", "https://mcp.example/mcp",
-                                        "access-SECRET-1");
+    struct auth_store_tokens t =
+        sample("https://auth.example", "https://mcp.example/mcp", "access-SECRET-1");
     ck_assert_int_eq(auth_store_tokens_put(s, &t, err, sizeof err), 0);
     auth_store_free(s);
     const char *leaves[] = {"oauth.key", "oauth.store", "oauth.lock"};

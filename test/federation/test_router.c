@@ -82,6 +82,7 @@ static void run_until(struct fixture *f, bool *flag, int ms)
 static void setup_cfg(struct fixture *f, const char *ini)
 {
     ck_assert_int_eq(auth_seal_init(), 0);
+    f->done = false; /* the fixture lives uninitialised on the test's stack */
     uv_loop_init(&f->loop);
     if (ini) {
         char err[256];

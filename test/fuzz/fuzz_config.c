@@ -99,7 +99,8 @@ static void check_config(const struct core_config *cfg)
         CHECK((s->command != NULL) != (s->url != NULL));
         CHECK(s->command == NULL || s->command[0] != '\0');
         CHECK(s->url == NULL || strncasecmp(s->url, "http", 4) == 0);
-        CHECK(s->headers != NULL && s->n_headers == 0 ? s->headers[0] == NULL : true);
+        CHECK(s->headers != NULL && s->headers[s->n_headers] == NULL);
+        CHECK((s->token_env != NULL) == (s->auth == CORE_REMOTE_AUTH_BEARER));
         CHECK(s->prefix != NULL && strlen(s->prefix) <= 32 && strstr(s->prefix, "__") == NULL);
         if (s->prefix[0] == '\0') {
             CHECK(!empty_prefix);

@@ -1,6 +1,6 @@
 // A small Streamable HTTP MCP server (the SDK's server transport, one session per initialize)
 // that records what reaches it: one line `AUTH <Authorization header or ->` on stdout per HTTP
-// request, and `METHOD <HTTP method>`. It pages its tool list (tool-00 .. tool-24, ten a page)
+// request, `METHOD <HTTP method>`, and `SESSION <id>` for each new MCP session. It pages its tool list (tool-00 .. tool-24, ten a page)
 // and has a tool `whoami`, whose description ends with DESCRIPTION_SUFFIX.
 // Usage: node recorder-server.mjs PORT [REQUIRED_AUTHORIZATION|-] [DESCRIPTION_SUFFIX]
 // With REQUIRED_AUTHORIZATION (not -), any other Authorization (or none) gets 401.
@@ -63,7 +63,10 @@ const httpServer = http.createServer(async (req, res) => {
         }
         transport = new StreamableHTTPServerTransport({
             sessionIdGenerator: () => randomUUID(),
-            onsessioninitialized: (id) => sessions.set(id, transport),
+            onsessioninitialized: (id) => {
+                sessions.set(id, transport);
+                process.stdout.write(`SESSION ${id}\n`);
+            },
         });
         transport.onclose = () => {
             if (transport.sessionId) sessions.delete(transport.sessionId);

@@ -103,6 +103,7 @@ const okCall = (res, msg, text) => {
 };
 
 let d;
+let forgetfulInits = 0;
 
 before(async () => {
     if (skip) return;
@@ -128,6 +129,23 @@ before(async () => {
         res.write(': opened\n\n'); // then nothing, ever
     });
     const good = await tinyServer((req, res, msg) => okCall(res, msg, 'good answer'));
+    // Forgets every session at once: each request after initialize gets 404.
+    const forgetful = http.createServer((req, res) => {
+        let body = '';
+        req.on('data', (x) => (body += x));
+        req.on('end', () => {
+            const msg = req.method === 'POST' ? JSON.parse(body) : {};
+            if (msg.method === 'initialize') {
+                forgetfulInits++;
+                res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': `s${forgetfulInits}` });
+                res.end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'forgetful', version: '1' } } }));
+                return;
+            }
+            res.writeHead(404).end('no such session');
+        });
+    });
+    await new Promise((r) => forgetful.listen(0, '127.0.0.1', r));
+    servers.push(forgetful);
     const tlsPort = await tinyServer((req, res, msg) => okCall(res, msg, 'over tls'), { tls: true });
     const config =
         '[gateway]\nlog_level = debug\n\n' +
@@ -137,6 +155,7 @@ before(async () => {
         `\n[server.big]\nurl = http://127.0.0.1:${big}/mcp\nmax_frame = 64KiB\n` +
         `\n[server.stall]\nurl = http://127.0.0.1:${stall}/mcp\nrequest_timeout = 1500ms\n` +
         `\n[server.good]\nurl = http://127.0.0.1:${good}/mcp\ntransport = streamable-http\n` +
+        `\n[server.forgetful]\nurl = http://127.0.0.1:${forgetful.address().port}/mcp\n` +
         `\n[server.untrusted]\nurl = https://127.0.0.1:${tlsPort}/mcp\n` +
         `\n[server.trusted]\nurl = https://127.0.0.1:${tlsPort}/mcp\nca_file = ${certFile}\n`;
     d = await kit.start({ config });
@@ -204,6 +223,19 @@ test('a certificate that does not verify: the server is unavailable with the rea
     const st = (await status(d)).servers.find((s) => s.name === 'untrusted');
     assert.match(st.last_error, /did not verify/);
     assert.notEqual(st.state, 'ready');
+    await stillServing(c);
+}));
+
+test('a server that forgets every session at once backs off instead of looping', T, wrap(async () => {
+    const c = await kit.client(d);
+    const n0 = forgetfulInits;
+    await new Promise((r) => setTimeout(r, 2000));
+    const n = forgetfulInits - n0;
+    assert.ok(n <= 6, `${n} new sessions in 2 s`);
+    const st = (await status(d)).servers.find((s) => s.name === 'forgetful');
+    assert.notEqual(st.state, 'ready');
+    assert.match(st.last_error ?? '', /session expired/);
+    assert.ok(!(await toolNames(c)).some((x) => x.startsWith('forgetful__')));
     await stillServing(c);
 }));
 

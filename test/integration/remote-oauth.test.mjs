@@ -36,6 +36,7 @@ let jwks = null;
 // are deterministic, so two tokens issued in the same second can be the same string.)
 let revokedUpTo = 0;
 const authSeen = []; // Authorization of every /mcp request
+const publicAuthSeen = []; // ... and of every /public request (a server that needs no login)
 
 async function verify(token) {
     const parts = token.split('.');
@@ -58,13 +59,14 @@ const mcp = http.createServer(async (req, res) => {
         res.end(JSON.stringify({ resource: mcpUrl, authorization_servers: [as.issuer.url], scopes_supported: ['mcp:read'] }));
         return;
     }
-    if (url.pathname !== '/mcp') {
+    if (url.pathname !== '/mcp' && url.pathname !== '/public') {
         res.writeHead(404).end();
         return;
     }
     const auth = req.headers.authorization || '';
-    authSeen.push(auth);
-    if (!auth.startsWith('Bearer ') || !(await verify(auth.slice(7)))) {
+    if (url.pathname === '/public') publicAuthSeen.push(auth);
+    else authSeen.push(auth);
+    if (url.pathname === '/mcp' && (!auth.startsWith('Bearer ') || !(await verify(auth.slice(7))))) {
         res.writeHead(401, {
             'content-type': 'application/json',
             'www-authenticate': `Bearer error="invalid_token", resource_metadata="${mcpBase}/.well-known/oauth-protected-resource/mcp", scope="mcp:read"`,
@@ -87,10 +89,10 @@ const mcp = http.createServer(async (req, res) => {
     await transport.handleRequest(req, res, JSON.parse(body));
 });
 
-async function status(d) {
+async function status(d, name = 'prot') {
     const f = unixFetch(d.socket);
     try {
-        return (await (await f('http://localhost/agentgate/status')).json()).servers.find((s) => s.name === 'prot');
+        return (await (await f('http://localhost/agentgate/status')).json()).servers.find((s) => s.name === name);
     } finally {
         await f.close?.();
     }
@@ -140,7 +142,8 @@ before(async () => {
         config:
             '[gateway]\nlog_level = debug\n\n' +
             clientSection('me', { token_sha256: sha256Hex(CLIENT_TOKEN) }) +
-            `\n[server.prot]\nurl = ${mcpUrl}\nauth = oauth\nclient_id = agentgate-test\nisolation = shared\n`,
+            `\n[server.prot]\nurl = ${mcpUrl}\nauth = oauth\nclient_id = agentgate-test\nisolation = shared\n` +
+            `\n[server.pub]\nurl = ${mcpBase}/public\nauth = oauth\nisolation = shared\n`,
     });
 });
 
@@ -158,8 +161,18 @@ test('before a login: the server waits, says why, and its tools are absent', T, 
     }, { timeout: 10000, what: 'prot in needs-login' });
     assert.match(st.last_error, /agentgate login prot/);
     const c = await kit.client(d, { headers: bearer(CLIENT_TOKEN) });
-    assert.deepEqual(await toolNames(c), []);
+    assert.deepEqual((await toolNames(c)).filter((n) => n.startsWith('prot__')), []);
     await assert.rejects(c.client.callTool({ name: 'prot__whoami', arguments: {} }), /server 'prot' is unavailable: .*agentgate login prot/);
+}));
+
+test('auth = oauth on a server that asks for no login: it serves at once, with no token sent', T, wrap(async () => {
+    await waitFor(async () => ((await status(d, 'pub')).state === 'ready' ? true : null), { timeout: 10000, what: 'pub ready' });
+    const c = await kit.client(d, { headers: bearer(CLIENT_TOKEN) });
+    assert.ok((await toolNames(c)).includes('pub__whoami'));
+    const r = await c.client.callTool({ name: 'pub__whoami', arguments: {} });
+    assert.equal(r.content[0].text, 'johndoe');
+    assert.ok(publicAuthSeen.length > 0);
+    assert.deepEqual(publicAuthSeen.filter((a) => a !== ''), []);
 }));
 
 test('agentgate login tells the daemon, which connects with the stored token', T, wrap(async () => {

@@ -218,17 +218,24 @@ test('a reply larger than max_frame (4 MiB) is refused with a clear error', T, a
     assert.match(r2.stderr, /tools\/call failed: upstream sent an SSE event larger than max_frame/);
 });
 
-test('an SSE reply carries a server request and a notification before the response', T, async () => {
+test('an SSE reply carries server requests and a notification before the response; probe answers them minimally', T, async () => {
     const srv = await tinyServer((req, res, msg) => {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         res.write(`event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}\n\n`);
         res.write(`data: {"jsonrpc":"2.0","id":"s1","method":"ping"}\n\n`);
+        res.write(`data: {"jsonrpc":"2.0","id":"s2","method":"elicitation/create","params":{"message":"?","requestedSchema":{"type":"object","properties":{}}}}\n\n`);
+        res.write(`data: {"jsonrpc":"2.0","id":"s3","method":"sampling/createMessage","params":{"messages":[],"maxTokens":1}}\n\n`);
+        res.write(`data: {"jsonrpc":"2.0","id":"s4","method":"roots/list"}\n\n`);
         setTimeout(() => res.end(`data: ${JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text: 'done' }] } })}\n\n`), 100);
     });
     const out = parsed(await probe([srv.url, '--call', 't']));
     assert.equal(out.result.content[0].text, 'done');
-    const pong = srv.hits.map((h) => (h.method === 'POST' ? JSON.parse(h.body) : {})).find((m) => m.id === 's1');
-    assert.deepEqual(pong, { jsonrpc: '2.0', id: 's1', result: {} });
+    const answers = srv.hits.map((h) => (h.method === 'POST' ? JSON.parse(h.body) : {}));
+    const to = (id) => answers.find((m) => m.id === id && !m.method);
+    assert.deepEqual(to('s1'), { jsonrpc: '2.0', id: 's1', result: {} });
+    assert.deepEqual(to('s2').result, { action: 'decline' });
+    assert.equal(to('s3').error.code, -1);
+    assert.equal(to('s4').error.code, -32601);
 });
 
 test('a JSON array reply (2025-03-26 servers) is split into its messages', T, async () => {
@@ -269,9 +276,21 @@ test('401 without OAuth: a clear authorization error; --bearer-env and --header 
     const r = await probe([srv.url]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /requires authorization \(HTTP 401\)/);
+    // 401 is an authorization problem, never a reason to try the legacy SSE transport.
+    assert.equal(srv.hits.filter((h) => h.method === 'GET' && h.url === '/mcp').length, 0);
+    const hitsBefore = srv.hits.length;
     const ok = parsed(await probe([srv.url, '--bearer-env', 'PROBE_TOKEN', '--header', 'X-Team:core'], { env: { PROBE_TOKEN: 's3cret' } }));
     assert.deepEqual(ok.tools, []);
-    assert.ok(srv.hits.filter((h) => h.headers.authorization === 'Bearer s3cret').every((h) => h.headers['x-team'] === 'core'));
+    assert.ok(srv.hits.slice(hitsBefore).every((h) => h.headers.authorization === 'Bearer s3cret' && h.headers['x-team'] === 'core'));
+});
+
+test('--timeout bounds a run whose call is never answered', T, async () => {
+    const srv = await tinyServer(() => {}); // the call's request is left hanging
+    const t0 = Date.now();
+    const r = await probe([srv.url, '--call', 't', '--timeout', '1000']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no answer within 1000 ms \(waiting for the tools\/call result\)/);
+    assert.ok(Date.now() - t0 < 4000, `took ${Date.now() - t0} ms`);
 });
 
 test('a session that expires (404 on its id) is reported as such', T, async () => {

@@ -142,6 +142,41 @@ test('a changed tool definition on a remote server is quarantined until approved
     assert.equal(resultText(await c.client.callTool({ name: 'ra__whoami', arguments: {} })), 'called whoami');
 }));
 
+test('isolation = session: one remote MCP session per client session, ended with it', T, wrap(async () => {
+    const r = await recorder();
+    const sessions = () => r.out().split('\n').filter((l) => l.startsWith('SESSION ')).map((l) => l.slice(8));
+    const di = await kit.start({ tag: 'remote-iso', config: '[gateway]\nlog_level = debug\n' + section('iso', r.port) + 'isolation = session\n' });
+    const c1 = await kit.client(di);
+    const c2 = await kit.client(di);
+    for (const c of [c1, c2]) {
+        await waitFor(async () => (await toolNames(c)).includes('iso__whoami'), { timeout: 15000, what: 'iso listed' });
+        assert.equal(resultText(await c.client.callTool({ name: 'iso__whoami', arguments: {} })), 'called whoami');
+    }
+    const ids = sessions();
+    assert.equal(new Set(ids).size, ids.length);
+    assert.ok(ids.length >= 2, `remote sessions: ${ids.length}`);
+    const st = await (async () => {
+        const res = await di.cli(['status', '--json']);
+        assert.equal(res.code, 0, res.stderr);
+        return JSON.parse(res.stdout).servers.find((s) => s.name === 'iso');
+    })();
+    assert.ok(st.private_instances >= 2, JSON.stringify(st));
+    const deletes = r.methods().filter((m) => m === 'DELETE').length;
+    await c1.transport.terminateSession(); // DELETE /mcp: the client's session ends
+    await c1.close();
+    await waitFor(() => r.methods().filter((m) => m === 'DELETE').length > deletes, { timeout: 5000, what: 'the ended session\'s remote session deleted' });
+    assert.equal(resultText(await c2.client.callTool({ name: 'iso__whoami', arguments: {} })), 'called whoami', 'the other session keeps its own');
+    // The server goes away: status tells why, for per-session instances too.
+    await stop(r);
+    await assert.rejects(c2.client.callTool({ name: 'iso__whoami', arguments: {} }), /server 'iso' is unavailable/);
+    const down = await di.cli(['status']);
+    assert.equal(down.code, 0, down.stderr);
+    assert.match(down.stdout, /iso\s+private\s+auto\s+http:\/\/127\.0\.0\.1:\d+\/mcp\s+\(1 private instance\(s\)\)/);
+    assert.match(down.stdout, /last error: connect to 127\.0\.0\.1:\d+ failed/);
+    await kit.closeClients();
+    await assertCleanStop(assert, di);
+}));
+
 test('the daemon stops cleanly and ends its remote sessions', T, wrap(async () => {
     await kit.closeClients();
     const n = a2.methods().filter((m) => m === 'DELETE').length;

@@ -226,13 +226,13 @@ test('logging/setLevel and resource subscriptions across the hop', T, wrap(async
 test('the upstream restarted mid-session: the gateway opens a new session by itself; the next call succeeds', T, wrap(async () => {
     const c = await kit.client(d1);
     assert.equal(resultText(await c.client.callTool({ name: 'evh__echo', arguments: { message: 'before' } })), 'Echo: before');
-    const readies = (d1.stderr.match(/evh: ready/g) ?? []).length;
+    const readies = (d1.stderr.match(/evh: ready \(/g) ?? []).length;
     const port = evh.port;
     await stopPeer(evh);
     evh = await startEverything('streamableHttp', port);
     // The old session is gone upstream (404 on its id, or the refused reconnects): the gateway
     // initialises a new one without any client doing anything.
-    await waitFor(() => (d1.stderr.match(/evh: ready/g) ?? []).length > readies, { timeout: 20000, what: 'evh ready again' });
+    await waitFor(() => (d1.stderr.match(/evh: ready \(/g) ?? []).length > readies, { timeout: 20000, what: 'evh ready again' });
     const res = await c.client.callTool({ name: 'evh__echo', arguments: { message: 'after restart' } });
     assert.equal(resultText(res), 'Echo: after restart');
     assert.equal(c.transport.sessionId, c.sessionId, 'the client kept its own session');

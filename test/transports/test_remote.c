@@ -155,7 +155,6 @@ START_TEST(refused_goes_down)
 }
 END_TEST
 
-
 /* ---- a scripted raw HTTP/1.1 server on 127.0.0.1 --------------------------------------------
  * Each request (headers and a Content-Length body) goes to the test's handler, which answers
  * with raw bytes and may keep the connection open without answering (a stall) or close it. */
@@ -493,8 +492,7 @@ START_TEST(get_stream_reconnects)
 END_TEST
 
 /* A 404 on a request carrying the session id: on_down("session expired"). */
-static void expire_handler(struct rconn *c, const char *method, const char *head,
-                           const char *body)
+static void expire_handler(struct rconn *c, const char *method, const char *head, const char *body)
 {
     (void)head;
     if (strcmp(method, "POST") == 0 && strstr(body, "\"initialize\"")) {
