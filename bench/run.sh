@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh — measures agentgate against the floors and the Node gateways, in one run, on one
-# backend (`agentgate demo-server`), and writes bench/results/<date>-<host>.md (also printed).
-# `make bench` builds first and then runs this; bench/README.md says what each row means.
+# backend (`agentgate demo-server`): locally (stdio upstream) and across a remote Streamable HTTP
+# upstream (`agentgate wrap`, against mcp-remote), and writes bench/results/<date>-<host>.md (also
+# printed). `make bench` builds first and then runs this; bench/README.md says what each row means.
 #
 # Environment (all optional):
 #   BENCH_SECONDS=5     measured seconds per load point      BENCH_WARMUP=1  warm-up seconds
