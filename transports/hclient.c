@@ -102,6 +102,7 @@ struct tp_hreq {
     struct tp_hreq_cbs cbs;
     void *ctx;
     bool in_multi; /* the easy handle is added to c->multi */
+    bool reusable; /* curl completed the transfer: the easy handle may serve another */
 
     /* The request, kept for redirects. */
     char *url;      /* the current URL (after redirects) */
@@ -149,6 +150,8 @@ struct tp_hreq {
     char errbuf[CURL_ERROR_SIZE];
 };
 
+#define HC_SPARE_MAX 8
+
 struct tp_hclient {
     uv_loop_t *loop;
     CURLM *multi;
@@ -164,6 +167,13 @@ struct tp_hclient {
     unsigned next_id;
     unsigned n_handles; /* libuv handles not closed yet (timer, kick, polls, request timers) */
     char *noproxy;
+    /* The last URL tp_hreq_start parsed and what parse_url made of it: a client mostly talks
+     * to the same few URLs, and curl's URL parser is a good part of a small request's cost. */
+    char *url_in, *url_full, *url_origin, *url_hostport;
+    /* Easy handles of finished transfers, reset and ready for the next one (creating and
+     * destroying one costs more than resetting it). */
+    CURL *spare[HC_SPARE_MAX];
+    unsigned n_spare;
     bool closing;    /* tp_hclient_close was called */
     bool failed_all; /* every transfer got its CORE_ECLOSED */
     bool torn_down;  /* the multi is cleaned up and our handles are closing */
@@ -341,6 +351,30 @@ out:
     return rc;
 }
 
+/* parse_url(NULL, url, ...) through the client's one-entry cache (same contract). */
+static int parse_url_cached(struct tp_hclient *c, const char *url, char **full, char **origin,
+                            char **hostport)
+{
+    if (c->url_in == NULL || strcmp(c->url_in, url) != 0) {
+        char *f, *o, *hp;
+        int rc = parse_url(NULL, url, &f, &o, &hp);
+        if (rc != 0)
+            return rc;
+        core_free(c->url_in);
+        core_free(c->url_full);
+        core_free(c->url_origin);
+        core_free(c->url_hostport);
+        c->url_in = core_xstrdup(url);
+        c->url_full = f;
+        c->url_origin = o;
+        c->url_hostport = hp;
+    }
+    *full = core_xstrdup(c->url_full);
+    *origin = core_xstrdup(c->url_origin);
+    *hostport = core_xstrdup(c->url_hostport);
+    return 0;
+}
+
 /* An HTTP method is a token: letters, digits and a few symbols, nothing else. */
 static bool method_ok(const char *m)
 {
@@ -441,7 +475,13 @@ static void reap(struct tp_hreq *r)
         curl_multi_remove_handle(c->multi, r->easy);
         r->in_multi = false;
     }
-    curl_easy_cleanup(r->easy);
+    if (r->reusable && !c->closing && c->n_spare < HC_SPARE_MAX) {
+        /* Every option back to its default (the connection stays in the multi's cache). */
+        curl_easy_reset(r->easy);
+        c->spare[c->n_spare++] = r->easy;
+    } else {
+        curl_easy_cleanup(r->easy);
+    }
     r->easy = NULL;
     if (r->prev != NULL)
         r->prev->next = r->next;
@@ -501,6 +541,8 @@ static void teardown(struct tp_hclient *c)
     /* Stop watching the sockets before curl closes them (uv_close stops a poll at once). */
     while (c->socks != NULL)
         sock_close(c->socks);
+    while (c->n_spare > 0)
+        curl_easy_cleanup(c->spare[--c->n_spare]);
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -552,6 +594,10 @@ static void settle(struct tp_hclient *c)
         void (*done)(void *) = c->done;
         void *ctx = c->done_ctx;
         core_free(c->noproxy);
+        core_free(c->url_in);
+        core_free(c->url_full);
+        core_free(c->url_origin);
+        core_free(c->url_hostport);
         core_free(c);
         if (done != NULL)
             done(ctx);
@@ -902,8 +948,10 @@ static void collect_done(struct tp_hclient *c)
                     finish(r, r->fail_err, r->why);
                 continue;
             }
-            if (r->state == RQ_RUNNING)
+            if (r->state == RQ_RUNNING) {
+                r->reusable = true;
                 finish(r, 0, "");
+            }
         } else {
             int err = map_error(r, res);
             finish(r, err, r->why);
@@ -1208,7 +1256,7 @@ int tp_hreq_start(struct tp_hclient *c, const struct tp_hreq_opts *o, const stru
     }
     struct tp_hreq *r = core_xcalloc(1, sizeof *r);
     r->c = c;
-    if (parse_url(NULL, o->url, &r->url, &r->origin, &r->hostport) != 0) {
+    if (parse_url_cached(c, o->url, &r->url, &r->origin, &r->hostport) != 0) {
         core_free(r);
         return CORE_EINVAL;
     }
@@ -1251,7 +1299,7 @@ int tp_hreq_start(struct tp_hclient *c, const struct tp_hreq_opts *o, const stru
             r->hdrs = n;
     }
     if (rc == 0) {
-        r->easy = curl_easy_init();
+        r->easy = c->n_spare > 0 ? c->spare[--c->n_spare] : curl_easy_init();
         if (r->easy == NULL)
             rc = CORE_EINVAL;
     }
