@@ -663,6 +663,19 @@ out:
     leave(r);
 }
 
+/* The reply to p's message passed max_frame: that one call fails, the session stays. */
+static void post_too_big(struct post *p, const char *what)
+{
+    struct tp_remote *r = p->r;
+    struct msg *m = p->m;
+    p->m = NULL;
+    r->queued -= m->n;
+    post_bury(p);
+    fail_request(r, m->id, "%s larger than max_frame (%zu bytes)", what,
+                 r->max_frame);
+    msg_free(m);
+}
+
 static int post_on_data(void *ctx, struct tp_hreq *q, const char *d, size_t n)
 {
     struct post *p = ctx;
@@ -676,13 +689,7 @@ static int post_on_data(void *ctx, struct tp_hreq *q, const char *d, size_t n)
         break;
     case BODY_JSON:
         if (core_buf_append(&p->buf, d, n) != 0) {
-            struct msg *m = p->m;
-            p->m = NULL;
-            r->queued -= m->n;
-            post_bury(p);
-            fail_request(r, m->id, "upstream reply larger than max_frame (%zu bytes)",
-                         r->max_frame);
-            msg_free(m);
+            post_too_big(p, "upstream reply");
         }
         break;
     case BODY_SSE: {
@@ -692,13 +699,7 @@ static int post_on_data(void *ctx, struct tp_hreq *q, const char *d, size_t n)
             p->has_last_id = true;
         }
         if (rc != 0 && !p->dead) {
-            struct msg *m = p->m;
-            p->m = NULL;
-            r->queued -= m->n;
-            post_bury(p);
-            fail_request(r, m->id, "upstream sent an SSE event larger than max_frame (%zu bytes)",
-                         r->max_frame);
-            msg_free(m);
+            post_too_big(p, "upstream sent an SSE event");
         }
         break;
     }
