@@ -93,6 +93,8 @@ test('servers get the default set, their env.* and env_pass; never another secti
     const env = {
         AG_TEST_CLIENT_TOKEN: clientToken, // [client.alice] token_env
         AG_TEST_OTHER_SECRET: otherSecret, // read by [server.keyed] env.KEY
+        AG_TEST_REMOTE_TOKEN: `remote-token-${rnd()}`, // [server.remote] token_env
+        AG_TEST_REMOTE_HDR: `remote-header-${rnd()}`, // read by [server.remote] headers.X-Key
         AG_TEST_NOISE: 'noise', // anything else the daemon happens to have
         AG_TEST_PASS_ONE: 'pass-one',
         AG_TEST_EXACT: 'exact',
@@ -100,13 +102,16 @@ test('servers get the default set, their env.* and env_pass; never another secti
         // run-integration.sh relies on NODE_OPTIONS reaching the servers (old Node versions).
         NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --no-deprecation`.trim(),
     };
-    const secrets = [clientToken, otherSecret];
+    const secrets = [clientToken, otherSecret, env.AG_TEST_REMOTE_TOKEN, env.AG_TEST_REMOTE_HDR];
     const probeSection = (name, extra) => serverSection(name, { command: NODE, args: [PROBE], ...extra });
     const config = (plainPass) =>
         '[gateway]\n\n' +
         probeSection('plain', { env: { OWN: 'own value' }, extra: { env_pass: plainPass } }) +
         probeSection('keyed', { env: { KEY: '${env:AG_TEST_OTHER_SECRET}' } }) +
         probeSection('inherits', { extra: { env_inherit: 'all' } }) +
+        // A remote server's credentials are secrets too (port 9: nothing listens; it backs off).
+        '[server.remote]\nurl = http://127.0.0.1:9/mcp\nauth = bearer\ntoken_env = AG_TEST_REMOTE_TOKEN\n' +
+        'headers.X-Key = ${env:AG_TEST_REMOTE_HDR}\n\n' +
         clientSection('alice', { token_env: 'AG_TEST_CLIENT_TOKEN' }) +
         clientSection('bob', { token_sha256: sha256Hex(randomToken('bob')) });
 
@@ -143,6 +148,8 @@ test('servers get the default set, their env.* and env_pass; never another secti
         if (name === 'keyed') assert.deepEqual(leaked, [['KEY', otherSecret]], 'keyed: its own secret, only as its env.KEY');
         else assert.deepEqual(leaked, [], `${name}: another section's secret`);
         if (name !== 'keyed') assert.equal(p.env.AG_TEST_OTHER_SECRET, undefined, `${name}: another server's \${env:} variable`);
+        assert.equal(p.env.AG_TEST_REMOTE_TOKEN, undefined, `${name}: a remote server's token_env`);
+        assert.equal(p.env.AG_TEST_REMOTE_HDR, undefined, `${name}: a remote server's headers.* variable`);
         // What every server needs.
         assert.equal(p.env.PATH, process.env.PATH, `${name}: PATH`);
         if (process.env.HOME !== undefined) assert.equal(p.env.HOME, process.env.HOME, `${name}: HOME`);
