@@ -43,6 +43,10 @@ struct fed_fwd_cbs {
      * NULL = bytes pass unchanged. */
     int (*filter)(void *ctx, struct fed_fwd *f, const char *p, size_t n, bool last,
                   struct core_buf *out);
+    /* The upstream failed (err, why) after the answer to the client had started: append the
+     * last bytes the client gets (an error event in its API's shape) to out; the stream is then
+     * ended. NULL = none. Not called when the client is gone. */
+    void (*tail)(void *ctx, struct fed_fwd *f, int err, const char *why, struct core_buf *out);
     /* Exactly once, from the loop (never inside fed_fwd_start), after which f is gone.
      * err 0: the upstream answer was complete and the client has all of it.
      * Otherwise why says what happened (one line, no secrets). req is non-NULL when nothing has

@@ -114,6 +114,9 @@ struct tp_http_req {
     enum hdr_phase phase;
     tp_http_close_cb close_cb;
     void *close_ud;
+    tp_http_drain_cb drain_cb; /* armed by tp_http_req_set_drain_cb, fired once */
+    void *drain_ud;
+    size_t drain_low;
     struct core_buf store; /* URL, header names and values, body; all NUL-terminated */
     size_t hdr_bytes;      /* request line + header bytes seen, for max_header */
     size_t body_len;
@@ -658,8 +661,17 @@ static void on_write(uv_write_t *w, int status)
     }
     /* The writes before the gathered chunks are done: the gathered ones follow them. */
     if (c->tail != NULL && c->n_inflight == 0 && c->state != CONN_CLOSING &&
-        tail_submit(c) != 0)
+        tail_submit(c) != 0) {
         conn_close(c);
+        return;
+    }
+    struct tp_http_req *req = &c->req;
+    if (req->drain_cb != NULL && req->state == REQ_STREAMING && c->state != CONN_CLOSING &&
+        c->out_bytes <= req->drain_low) {
+        tp_http_drain_cb cb = req->drain_cb;
+        req->drain_cb = NULL;
+        cb(req->drain_ud, req); /* last: it may write, end the stream or close */
+    }
 }
 
 /* Writes one block as it is; returns 0 or the uv_write error (the block is released then). */
@@ -914,6 +926,7 @@ static int on_message_begin(http_parser *p)
     req->phase = PH_NONE;
     req->close_cb = NULL;
     req->close_ud = NULL;
+    req->drain_cb = NULL;
     req->hdr_bytes = REQ_LINE_OVERHEAD;
     req->body_len = 0;
     req->body_off = 0;
@@ -1925,6 +1938,13 @@ void tp_http_req_set_close_cb(struct tp_http_req *req, tp_http_close_cb cb, void
 {
     req->close_cb = cb;
     req->close_ud = ud;
+}
+
+void tp_http_req_set_drain_cb(struct tp_http_req *req, tp_http_drain_cb cb, void *ud, size_t low)
+{
+    req->drain_cb = cb;
+    req->drain_ud = ud;
+    req->drain_low = low;
 }
 
 void tp_http_req_set_trusted(struct tp_http_req *req)

@@ -108,6 +108,12 @@ bool tp_http_req_peer_uid(const struct tp_http_req *req, uid_t *uid);
 const char *tp_http_req_conn_name(const struct tp_http_req *req);
 
 void tp_http_req_set_close_cb(struct tp_http_req *req, tp_http_close_cb cb, void *ud);
+/* Back-pressure for a streamed answer: fired once, from the loop (a write completing), the first
+ * time the connection's queued output (tp_http_req_queued) is at most `low` after this call,
+ * while the answer is still streaming; then disarmed. Arm it when tp_http_req_queued is above
+ * `low` (it does not fire for what is already below). cb NULL disarms. */
+typedef void (*tp_http_drain_cb)(void *ud, struct tp_http_req *req);
+void tp_http_req_set_drain_cb(struct tp_http_req *req, tp_http_drain_cb cb, void *ud, size_t low);
 /* Marks the request's connection as trusted for the rest of its life (call it once the request
  * has been authenticated): it no longer counts towards max_untrusted and is never closed to
  * make room for a new connection. Unix-socket connections have no untrusted budget; for them
